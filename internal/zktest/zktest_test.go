@@ -1,0 +1,98 @@
+package zktest
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnsembleFaults(t *testing.T) {
+	e, err := StartEnsemble(Options{Servers: 3, PerServer: map[int]ServerOptions{2: {Whitelist: "-", DisableAdmin: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Leader() < 0 {
+		t.Fatal("no leader")
+	}
+	if out, _ := FourLetterWord(e.Servers[2].ClientAddr, "mntr", time.Second); !strings.Contains(out, "not in the whitelist") {
+		t.Errorf("server 3 should refuse mntr, said %q", out)
+	}
+	if e.Servers[2].AdminURL != "" {
+		t.Errorf("server 3 has an AdminServer URL")
+	}
+	resp, err := http.Get(e.Servers[0].AdminURL + "/commands/ruok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	// Pause a server: it keeps its port but answers nothing.
+	if err := e.Pause(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FourLetterWord(e.Servers[0].ClientAddr, "ruok", 500*time.Millisecond); err == nil {
+		t.Error("a paused server answered ruok")
+	}
+	e.Resume(0)
+	if err := e.WaitServerServing(0, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Kill one, restart it, quorum again.
+	if err := e.Kill(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitServing(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTLSStandalone(t *testing.T) {
+	e, err := StartEnsemble(Options{Servers: 1, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	pem, _ := os.ReadFile(e.TLS.CAFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.Dial("tcp", e.Servers[0].SecureAddr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatalf("TLS to the secure port: %v", err)
+	}
+	conn.Write([]byte("ruok"))
+	buf := make([]byte, 4)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	n, _ := conn.Read(buf)
+	conn.Close()
+	if string(buf[:n]) != "imok" {
+		t.Errorf("ruok over TLS = %q", buf[:n])
+	}
+}
+
+func TestPrometheus(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1s\n"), 0o644)
+	p, err := StartPrometheus(PrometheusOptions{ConfigFile: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	resp, err := http.Post(p.URL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("reload: %s", resp.Status)
+	}
+}

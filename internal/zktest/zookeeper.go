@@ -1,0 +1,414 @@
+// Package zktest starts real ZooKeeper servers (Debian's zookeeper package)
+// and real Prometheus servers for zkprom's integration tests, and offers a
+// loopback TCP proxy that a test can stall or cut.
+//
+// Start one ensemble per test package (in TestMain), not one per test.
+package zktest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Classpath of a ZooKeeper server from Debian's package: zookeeper.jar's
+// manifest misses the servlet API (the AdminServer needs it), an slf4j
+// binding (else every log line is lost) and two netty jars (TLS needs them).
+var zookeeperClasspath = strings.Join([]string{
+	"/usr/share/java/zookeeper.jar",
+	"/usr/share/java/servlet-api.jar",
+	"/usr/share/java/slf4j-simple.jar",
+	"/usr/share/java/netty-codec.jar",
+	"/usr/share/java/netty-resolver.jar",
+}, ":")
+
+// ServerOptions changes one server's configuration.
+type ServerOptions struct {
+	// Whitelist is 4lw.commands.whitelist; "" means "*". Use "-" to leave
+	// the line out (ZooKeeper's default then allows only srvr).
+	Whitelist string
+	// DisableAdmin turns the AdminServer off.
+	DisableAdmin bool
+}
+
+// Options says what ensemble to start.
+type Options struct {
+	Servers int  // 1 (standalone) or an odd number; 0 means 3
+	TLS     bool // also open a secure client port (certificates are generated)
+	// ClientAuth is ssl.clientAuth for the secure port: "need", "want" or
+	// "none" (default "none").
+	ClientAuth string
+	// PerServer options by server index (0-based).
+	PerServer map[int]ServerOptions
+	TickTime  time.Duration // default 2s (session timeouts 4s–40s)
+	// Extra lines for every zoo.cfg.
+	Extra []string
+}
+
+// Server is one ZooKeeper server of an ensemble.
+type Server struct {
+	ID         int
+	ClientAddr string // 127.0.0.1:port
+	SecureAddr string // TLS client port, when Options.TLS
+	AdminURL   string // http://127.0.0.1:port ("" when disabled)
+	Dir        string
+
+	opts     ServerOptions
+	quorum   int
+	election int
+	admin    int
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+}
+
+// Ensemble is a running set of ZooKeeper servers.
+type Ensemble struct {
+	Servers []*Server
+	TLS     *Certs // set when Options.TLS
+	Dir     string
+	opts    Options
+}
+
+// StartEnsemble starts servers and waits until they serve (one leader).
+func StartEnsemble(opts Options) (*Ensemble, error) {
+	if opts.Servers == 0 {
+		opts.Servers = 3
+	}
+	if opts.TickTime == 0 {
+		opts.TickTime = 2 * time.Second
+	}
+	if _, err := os.Stat("/usr/share/java/zookeeper.jar"); err != nil {
+		return nil, fmt.Errorf("ZooKeeper is not installed (apt-get install zookeeper; make test does it): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "zktest-ensemble-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Ensemble{Dir: dir, opts: opts}
+	if opts.TLS {
+		if e.TLS, err = GenerateCerts(filepath.Join(dir, "tls")); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; i < opts.Servers; i++ {
+		ports, err := FreePorts(5)
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{
+			ID:         i + 1,
+			ClientAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+			admin:      ports[1],
+			quorum:     ports[2],
+			election:   ports[3],
+			Dir:        filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			opts:       opts.PerServer[i],
+		}
+		if !s.opts.DisableAdmin {
+			s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", s.admin)
+		}
+		if opts.TLS {
+			s.SecureAddr = fmt.Sprintf("127.0.0.1:%d", ports[4])
+		}
+		e.Servers = append(e.Servers, s)
+	}
+	for _, s := range e.Servers {
+		if err := e.writeConfig(s); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	for i := range e.Servers {
+		if err := e.Start(i); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	if err := e.WaitServing(60 * time.Second); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Ensemble) writeConfig(s *Server) error {
+	if err := os.MkdirAll(filepath.Join(s.Dir, "data"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "data", "myid"), []byte(strconv.Itoa(s.ID)+"\n"), 0o644); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "tickTime=%d\ninitLimit=10\nsyncLimit=5\n", e.opts.TickTime.Milliseconds())
+	fmt.Fprintf(&b, "dataDir=%s\n", filepath.Join(s.Dir, "data"))
+	host, port, _ := net.SplitHostPort(s.ClientAddr)
+	fmt.Fprintf(&b, "clientPortAddress=%s\nclientPort=%s\n", host, port)
+	switch s.opts.Whitelist {
+	case "":
+		b.WriteString("4lw.commands.whitelist=*\n")
+	case "-":
+	default:
+		fmt.Fprintf(&b, "4lw.commands.whitelist=%s\n", s.opts.Whitelist)
+	}
+	if s.opts.DisableAdmin {
+		b.WriteString("admin.enableServer=false\n")
+	} else {
+		fmt.Fprintf(&b, "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort=%d\n", s.admin)
+	}
+	if e.TLS != nil {
+		_, sport, _ := net.SplitHostPort(s.SecureAddr)
+		clientAuth := e.opts.ClientAuth
+		if clientAuth == "" {
+			clientAuth = "none"
+		}
+		fmt.Fprintf(&b, "secureClientPortAddress=127.0.0.1\nsecureClientPort=%s\n", sport)
+		b.WriteString("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n")
+		fmt.Fprintf(&b, "ssl.keyStore.location=%s\nssl.keyStore.type=PEM\n", e.TLS.ServerKeyStore)
+		fmt.Fprintf(&b, "ssl.trustStore.location=%s\nssl.trustStore.type=PEM\n", e.TLS.CAFile)
+		fmt.Fprintf(&b, "ssl.clientAuth=%s\n", clientAuth)
+	}
+	if len(e.Servers) > 1 {
+		for _, o := range e.Servers {
+			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", o.ID, o.quorum, o.election)
+		}
+	}
+	for _, l := range e.opts.Extra {
+		b.WriteString(l + "\n")
+	}
+	return os.WriteFile(filepath.Join(s.Dir, "zoo.cfg"), []byte(b.String()), 0o644)
+}
+
+// Connect returns the connect string of all client ports.
+func (e *Ensemble) Connect() string {
+	addrs := make([]string, len(e.Servers))
+	for i, s := range e.Servers {
+		addrs[i] = s.ClientAddr
+	}
+	return strings.Join(addrs, ",")
+}
+
+// SecureConnect returns the connect string of all TLS client ports.
+func (e *Ensemble) SecureConnect() string {
+	addrs := make([]string, len(e.Servers))
+	for i, s := range e.Servers {
+		addrs[i] = s.SecureAddr
+	}
+	return strings.Join(addrs, ",")
+}
+
+// Start starts (or restarts) server i.
+func (e *Ensemble) Start(i int) error {
+	s := e.Servers[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return fmt.Errorf("zookeeper server %d is already running", s.ID)
+	}
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Dzookeeper.admin.idleTimeout=60000",
+		"-cp", zookeeperClasspath,
+		"org.apache.zookeeper.server.quorum.QuorumPeerMain", filepath.Join(s.Dir, "zoo.cfg"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start zookeeper server %d: %w", s.ID, err)
+	}
+	s.cmd, s.log, s.done = cmd, logf, make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); logf.Close(); close(done) }(s.done)
+	return nil
+}
+
+func (s *Server) signal(sig syscall.Signal, wait bool) error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	if wait {
+		s.cmd = nil
+	}
+	s.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("zookeeper server %d is not running", s.ID)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	if wait {
+		cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	return nil
+}
+
+// Stop stops server i with SIGTERM and waits for it to exit.
+func (e *Ensemble) Stop(i int) error { return e.Servers[i].signal(syscall.SIGTERM, true) }
+
+// Kill kills server i with SIGKILL.
+func (e *Ensemble) Kill(i int) error { return e.Servers[i].signal(syscall.SIGKILL, true) }
+
+// Pause stops server i with SIGSTOP: it keeps its sockets but answers nothing.
+func (e *Ensemble) Pause(i int) error { return e.Servers[i].signal(syscall.SIGSTOP, false) }
+
+// Resume continues a paused server.
+func (e *Ensemble) Resume(i int) error { return e.Servers[i].signal(syscall.SIGCONT, false) }
+
+// Running reports whether server i's process is running (paused counts).
+func (e *Ensemble) Running(i int) bool {
+	s := e.Servers[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// Pid returns server i's process id (0 when it is not running).
+func (e *Ensemble) Pid(i int) int {
+	s := e.Servers[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Close stops every server and removes the ensemble's directory.
+func (e *Ensemble) Close() {
+	var wg sync.WaitGroup
+	for _, s := range e.Servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.signal(syscall.SIGKILL, true) }()
+	}
+	wg.Wait()
+	if os.Getenv("ZKTEST_KEEP") == "" {
+		os.RemoveAll(e.Dir)
+	}
+}
+
+// Mode asks server i with srvr for its mode: leader, follower, observer,
+// standalone, or an error when it does not serve.
+func (e *Ensemble) Mode(i int) (string, error) {
+	out, err := FourLetterWord(e.Servers[i].ClientAddr, "srvr", 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if m, ok := strings.CutPrefix(line, "Mode: "); ok {
+			return strings.TrimSpace(m), nil
+		}
+	}
+	return "", fmt.Errorf("server %d: not serving: %s", e.Servers[i].ID, strings.TrimSpace(out))
+}
+
+// Leader returns the index of the leader (or -1).
+func (e *Ensemble) Leader() int {
+	for i := range e.Servers {
+		if m, err := e.Mode(i); err == nil && (m == "leader" || m == "standalone") {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitServing waits until every running server serves and there is
+// exactly one leader (or the standalone server serves).
+func (e *Ensemble) WaitServing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		leaders, serving, running := 0, 0, 0
+		last = nil
+		for i := range e.Servers {
+			if !e.Running(i) {
+				continue
+			}
+			running++
+			m, err := e.Mode(i)
+			if err != nil {
+				last = err
+				continue
+			}
+			serving++
+			if m == "leader" || m == "standalone" {
+				leaders++
+			}
+		}
+		if running > 0 && serving == running && leaders == 1 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("zookeeper ensemble in %s not serving after %s: %v (server logs: %s/node*/server.log)", e.Dir, timeout, last, e.Dir)
+}
+
+// WaitServerServing waits until server i serves requests.
+func (e *Ensemble) WaitServerServing(i int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if _, err = e.Mode(i); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// FourLetterWord sends a four-letter word and returns the whole answer.
+func FourLetterWord(addr, cmd string, timeout time.Duration) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(cmd)); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	r := bufio.NewReader(conn)
+	_, err = r.WriteTo(&b)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return b.String(), err
+	}
+	return b.String(), nil
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
