@@ -1,0 +1,47 @@
+# zkprom — see README.md. `make demo` and `make test` install what they need.
+GO        ?= go
+PKG       := github.com/prometheus/common/version
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) \
+             -X $(PKG).BuildUser=$(shell id -un)@$(shell hostname) -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+
+.PHONY: all build deps test unit bench demo docs fmt vet clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/zkprom ./cmd/zkprom
+
+# System packages (ZooKeeper, Prometheus, a JRE) and Go modules.
+deps:
+	scripts/install-deps.sh
+	$(GO) mod download
+
+# Unit and integration tests against a real ZooKeeper and a real Prometheus.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+# Unit tests only (no ZooKeeper, no Prometheus).
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Benchmarks: long runs and scale tests, with baselines side by side.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# A local ZooKeeper ensemble, Prometheus and zkprom wired together.
+demo: deps build
+	$(GO) run ./demo -zkprom bin/zkprom
+
+# Regenerate the generated documentation (flags, metrics, labels).
+docs:
+	$(GO) test ./cmd/zkprom -run TestDocumentation -update
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

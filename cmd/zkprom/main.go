@@ -1,0 +1,79 @@
+// Command zkprom makes Apache ZooKeeper and Prometheus work together: it
+// exports ZooKeeper's metrics, discovers targets registered in ZooKeeper,
+// keeps Prometheus configuration in ZooKeeper and coordinates a fleet of
+// Prometheus servers through it.
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+)
+
+// command is one subcommand: it registers its flags on the app and runs
+// when chosen.
+type command interface {
+	run(logger *slog.Logger) int
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout)
+	app.root.Writer(stderr)
+	app.root.ErrorWriter(stderr)
+	selected, err := app.root.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "zkprom: %v (see zkprom --help)\n", err)
+		return 2
+	}
+	cmd, ok := app.commands[selected]
+	if !ok {
+		fmt.Fprintf(stderr, "zkprom: unknown command %q\n", selected)
+		return 2
+	}
+	logger := promslog.New(app.logConfig)
+	return cmd.run(logger)
+}
+
+type app struct {
+	root      *kingpin.Application
+	commands  map[string]command
+	logConfig *promslog.Config
+}
+
+// newApp builds the whole command line: every subcommand with its flags.
+func newApp(stdout io.Writer) *app {
+	a := &app{
+		root:      kingpin.New("zkprom", "Apache ZooKeeper and Prometheus, working together."),
+		commands:  map[string]command{},
+		logConfig: &promslog.Config{},
+	}
+	a.root.HelpFlag.Short('h')
+	a.root.UsageWriter(stdout)
+	promslogflag.AddFlags(a.root, a.logConfig)
+	a.add("version", newVersionCommand(a.root, stdout))
+	return a
+}
+
+func (a *app) add(name string, c command) { a.commands[name] = c }
+
+type versionCommand struct{ out io.Writer }
+
+func newVersionCommand(app *kingpin.Application, out io.Writer) *versionCommand {
+	app.Command("version", "Print the version, revision and Go version.")
+	return &versionCommand{out: out}
+}
+
+func (c *versionCommand) run(*slog.Logger) int {
+	fmt.Fprintln(c.out, version.Print("zkprom"))
+	return 0
+}

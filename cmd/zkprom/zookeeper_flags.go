@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// addZooKeeperFlags adds the flags every subcommand that talks to
+// ZooKeeper shares, and returns the config they fill in.
+func addZooKeeperFlags(cmd *kingpin.CmdClause, defaultServers string) *zk.Config {
+	cfg := &zk.Config{}
+	f := cmd.Flag("zookeeper.servers", "ZooKeeper connect string: host:port[,host:port...][/chroot].")
+	if defaultServers != "" {
+		f.Default(defaultServers)
+	}
+	f.StringVar(&cfg.Servers)
+	cmd.Flag("zookeeper.auth-file", "File with ZooKeeper digest credentials, one user:password per line (never put them on the command line).").
+		StringVar(&cfg.AuthFile)
+	cmd.Flag("zookeeper.tls.ca-file", "CA certificate (PEM) that verifies ZooKeeper's TLS certificate; turns TLS on.").
+		StringVar(&cfg.TLS.CAFile)
+	cmd.Flag("zookeeper.tls.cert-file", "Client certificate (PEM) for ZooKeeper's TLS port.").
+		StringVar(&cfg.TLS.CertFile)
+	cmd.Flag("zookeeper.tls.key-file", "Key (PEM) of the client certificate.").
+		StringVar(&cfg.TLS.KeyFile)
+	cmd.Flag("zookeeper.tls.server-name", "Name expected in ZooKeeper's certificate (default: the host of each server).").
+		StringVar(&cfg.TLS.ServerName)
+	cmd.Flag("zookeeper.session-timeout", "ZooKeeper session timeout (the server clamps it to 2–20 ticks).").
+		Default(zk.DefaultSessionTimeout.String()).DurationVar(&cfg.SessionTimeout)
+	return cfg
+}
