@@ -3,7 +3,12 @@
 # ZooKeeper and Prometheus from Debian's packages, and a Java runtime.
 set -eu
 need=""
-[ -f /usr/share/java/zookeeper.jar ] || need="$need zookeeper"
+# The server's classpath also needs the servlet API (AdminServer), an slf4j
+# binding and netty (TLS): see internal/zktest.
+for pair in zookeeper.jar:zookeeper servlet-api.jar:libservlet-api-java \
+            slf4j-simple.jar:libslf4j-java netty-codec.jar:libnetty-java; do
+  [ -f "/usr/share/java/${pair%%:*}" ] || need="$need ${pair#*:}"
+done
 command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v java >/dev/null 2>&1 || need="$need default-jre-headless"
@@ -12,4 +17,4 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "installing:$need"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null
