@@ -598,3 +598,30 @@ func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	}
 	return out, nil
 }
+
+// The tree cache learns of fired watches through a hook, so it sets watches
+// without the per-call channels of GetW and friends.
+
+func (c *Client) getWatched(ctx context.Context, p string) ([]byte, *Stat, error) {
+	r, err := call(ctx, c, "get", func() (pair[[]byte], error) {
+		d, s, _, err := c.conn.GetW(c.full(p))
+		return pair[[]byte]{d, s}, err
+	})
+	return r.v, r.stat, c.pathErr("get", p, err)
+}
+
+func (c *Client) childrenWatched(ctx context.Context, p string) ([]string, *Stat, error) {
+	r, err := call(ctx, c, "children", func() (pair[[]string], error) {
+		ch, s, _, err := c.conn.ChildrenW(c.full(p))
+		return pair[[]string]{ch, s}, err
+	})
+	return r.v, r.stat, c.pathErr("children", p, err)
+}
+
+func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
+	ok, err := call(ctx, c, "exists", func() (bool, error) {
+		ok, _, _, err := c.conn.ExistsW(c.full(p))
+		return ok, err
+	})
+	return ok, c.pathErr("exists", p, err)
+}

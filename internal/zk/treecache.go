@@ -1,0 +1,695 @@
+package zk
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CacheOptions says what a TreeCache mirrors.
+type CacheOptions struct {
+	// MaxDepth is how many levels below each root are mirrored (1: the
+	// root's children only); 0 means the whole subtree. Nodes at MaxDepth
+	// get no children watch.
+	MaxDepth int
+	// Data reads and watches the data of every node below the roots.
+	// Without it only names are mirrored and leaves cost no request at all.
+	Data bool
+	// Concurrency bounds the requests in flight during a sync (default 64).
+	Concurrency int
+	Logger      *slog.Logger
+}
+
+// CacheEventType says what happened to a node.
+type CacheEventType int
+
+const (
+	Added CacheEventType = iota
+	Updated
+	Removed
+)
+
+func (t CacheEventType) String() string {
+	return [...]string{"added", "updated", "removed"}[t]
+}
+
+// CacheEvent is one change of the mirror. Roots are not reported.
+type CacheEvent struct {
+	Type CacheEventType
+	Path string
+	Data []byte // nil for Removed, and without CacheOptions.Data
+	Stat Stat
+}
+
+// CacheBatch is a set of changes applied to the mirror at once, or a
+// change of staleness (Events empty).
+type CacheBatch struct {
+	Events []CacheEvent
+	Stale  bool // the mirror may lag ZooKeeper (no connection, or resyncing)
+}
+
+// Node is one mirrored node.
+type Node struct {
+	Path string
+	Data []byte
+	Stat Stat
+}
+
+// TreeCache keeps an in-memory mirror of one or more subtrees, with one
+// children watch per mirrored directory and a data watch only when data
+// is asked for. It reads the initial tree with bounded concurrency, keeps
+// its state through disconnects (flagged stale), and after a session
+// expiry re-reads everything and emits exactly the difference.
+type TreeCache struct {
+	c      *Client
+	roots  []string
+	opts   CacheOptions
+	logger *slog.Logger
+
+	mu    sync.RWMutex
+	nodes map[string]*cacheNode // every mirrored node, roots included
+	stale bool
+
+	events     chan CacheBatch
+	synced     chan struct{}
+	syncedOnce sync.Once
+
+	pmu     sync.Mutex
+	pending map[string]dirty
+	signal  chan struct{}
+}
+
+type cacheNode struct {
+	data     []byte
+	stat     Stat
+	depth    int
+	children map[string]struct{} // nil for nodes at MaxDepth
+}
+
+type dirty uint8
+
+const (
+	dirtyData dirty = 1 << iota
+	dirtyChildren
+	dirtyTree // deleted or created: read the whole subtree again
+)
+
+// NewTreeCache makes a cache of the subtrees at roots; Run starts it.
+func NewTreeCache(c *Client, roots []string, opts CacheOptions) *TreeCache {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = c.logger
+	}
+	return &TreeCache{
+		c:       c,
+		roots:   append([]string(nil), roots...),
+		opts:    opts,
+		logger:  opts.Logger.With("component", "treecache", "roots", strings.Join(roots, ",")),
+		nodes:   map[string]*cacheNode{},
+		stale:   true,
+		events:  make(chan CacheBatch, 16),
+		synced:  make(chan struct{}),
+		pending: map[string]dirty{},
+		signal:  make(chan struct{}, 1),
+	}
+}
+
+// Events delivers the changes in order. The cache waits for the reader,
+// so read it steadily.
+func (tc *TreeCache) Events() <-chan CacheBatch { return tc.events }
+
+// Synced is closed after the first complete read.
+func (tc *TreeCache) Synced() <-chan struct{} { return tc.synced }
+
+// Stale reports whether the mirror may lag ZooKeeper.
+func (tc *TreeCache) Stale() bool {
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	return tc.stale
+}
+
+// Snapshot returns every mirrored node below the roots, sorted by path, as
+// of one applied batch.
+func (tc *TreeCache) Snapshot() []Node {
+	tc.mu.RLock()
+	out := make([]Node, 0, len(tc.nodes))
+	for p, n := range tc.nodes {
+		if n.depth > 0 {
+			out = append(out, Node{Path: p, Data: n.data, Stat: n.stat})
+		}
+	}
+	tc.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Get returns one mirrored node.
+func (tc *TreeCache) Get(p string) (Node, bool) {
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	n, ok := tc.nodes[p]
+	if !ok || n.depth == 0 {
+		return Node{}, false
+	}
+	return Node{Path: p, Data: n.data, Stat: n.stat}, true
+}
+
+// rootOf returns the root p is under and p's depth below it.
+func (tc *TreeCache) rootOf(p string) (string, int, bool) {
+	for _, r := range tc.roots {
+		if p == r {
+			return r, 0, true
+		}
+		prefix := r + "/"
+		if r == "/" {
+			prefix = "/"
+		}
+		if strings.HasPrefix(p, prefix) {
+			return r, strings.Count(p[len(prefix)-1:], "/"), true
+		}
+	}
+	return "", 0, false
+}
+
+func (tc *TreeCache) onEvent(ev WatchEvent) {
+	_, depth, ok := tc.rootOf(ev.Path)
+	if !ok {
+		return
+	}
+	var d dirty
+	switch ev.Type {
+	case NodeDataChanged:
+		d = dirtyData
+	case NodeChildrenChanged:
+		d = dirtyChildren
+	case NodeDeleted, NodeCreated:
+		d = dirtyTree
+	default:
+		return
+	}
+	if d == dirtyData && (!tc.opts.Data || depth == 0) {
+		return
+	}
+	tc.pmu.Lock()
+	tc.pending[ev.Path] |= d
+	tc.pmu.Unlock()
+	select {
+	case tc.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (tc *TreeCache) takePending() map[string]dirty {
+	tc.pmu.Lock()
+	defer tc.pmu.Unlock()
+	p := tc.pending
+	tc.pending = map[string]dirty{}
+	return p
+}
+
+func (tc *TreeCache) requeue(p map[string]dirty) {
+	tc.pmu.Lock()
+	for k, v := range p {
+		tc.pending[k] |= v
+	}
+	tc.pmu.Unlock()
+}
+
+// Run mirrors the subtrees until ctx ends.
+func (tc *TreeCache) Run(ctx context.Context) error {
+	sub := tc.c.Subscribe()
+	defer sub.Close()
+	hook := tc.c.addHook(tc.onEvent)
+	defer tc.c.removeHook(hook)
+	defer close(tc.events)
+
+	var syncedSession int64 // the session whose watches back the mirror
+	needResync := true
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tc.c.Done():
+			return ErrClosing
+		case ev := <-sub.C:
+			switch ev.State {
+			case StateConnected:
+				if ev.SessionID != syncedSession {
+					needResync = true
+				} else if !needResync {
+					tc.setStale(ctx, false)
+				}
+			case StateDisconnected, StateExpired, StateAuthFailed:
+				tc.setStale(ctx, true)
+			}
+		case <-tc.signal:
+		case <-retry.C:
+		}
+		if tc.c.State() != StateConnected {
+			continue
+		}
+		var err error
+		if needResync {
+			session := tc.c.SessionID()
+			if err = tc.resync(ctx); err == nil {
+				syncedSession, needResync = session, false
+				if tc.c.SessionID() != session {
+					needResync = true // expired while we read: again
+				}
+			}
+		} else if pending := tc.takePending(); len(pending) > 0 {
+			if err = tc.refresh(ctx, pending); err != nil {
+				tc.requeue(pending)
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			tc.logger.Debug("tree cache read failed; retrying", "err", err, "backoff", backoff)
+			retry.Reset(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+func (tc *TreeCache) setStale(ctx context.Context, stale bool) {
+	tc.mu.Lock()
+	changed := tc.stale != stale
+	tc.stale = stale
+	tc.mu.Unlock()
+	if changed {
+		tc.emit(ctx, CacheBatch{Stale: stale})
+	}
+}
+
+func (tc *TreeCache) emit(ctx context.Context, b CacheBatch) {
+	select {
+	case tc.events <- b:
+	case <-ctx.Done():
+	}
+}
+
+// resync reads every root again and replaces the mirror by the result,
+// emitting only the difference.
+func (tc *TreeCache) resync(ctx context.Context) error {
+	tc.takePending() // the new read covers them; new watches report later changes
+	fresh, err := tc.fetch(ctx, tc.roots, 0)
+	if err != nil {
+		return err
+	}
+	tc.mu.Lock()
+	old := tc.nodes
+	var evs []CacheEvent
+	for p, n := range fresh {
+		if n.depth == 0 {
+			continue
+		}
+		if o, ok := old[p]; !ok {
+			evs = append(evs, tc.event(Added, p, n))
+		} else if tc.changed(o, n) {
+			evs = append(evs, tc.event(Updated, p, n))
+		}
+	}
+	for p, o := range old {
+		if _, ok := fresh[p]; !ok && o.depth > 0 {
+			evs = append(evs, CacheEvent{Type: Removed, Path: p, Stat: o.stat})
+		}
+	}
+	tc.nodes = fresh
+	tc.stale = false
+	tc.mu.Unlock()
+	sortEvents(evs)
+	tc.emit(ctx, CacheBatch{Events: evs})
+	tc.syncedOnce.Do(func() { close(tc.synced) })
+	tc.logger.Debug("tree cache synced", "nodes", len(fresh), "changes", len(evs))
+	return nil
+}
+
+func (tc *TreeCache) changed(o, n *cacheNode) bool {
+	return !bytes.Equal(o.data, n.data) || o.stat.Czxid != n.stat.Czxid ||
+		(tc.opts.Data && o.stat.Mzxid != n.stat.Mzxid)
+}
+
+func (tc *TreeCache) event(t CacheEventType, p string, n *cacheNode) CacheEvent {
+	return CacheEvent{Type: t, Path: p, Data: n.data, Stat: n.stat}
+}
+
+// refresh re-reads what fired watches named, and applies the result as one
+// batch.
+func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) error {
+	type childRead struct {
+		path     string
+		children []string
+		stat     *Stat
+		gone     bool
+	}
+	type dataRead struct {
+		path string
+		data []byte
+		stat *Stat
+		gone bool
+	}
+	var trees []string
+	var childPaths, dataPaths []string
+	tc.mu.RLock()
+	for p, d := range pending {
+		_, depth, _ := tc.rootOf(p)
+		_, known := tc.nodes[p]
+		if !known && depth > 0 {
+			continue // below a node we do not hold (yet): its parent's read covers it
+		}
+		switch {
+		case d&dirtyTree != 0:
+			trees = append(trees, p)
+		default:
+			if d&dirtyChildren != 0 {
+				childPaths = append(childPaths, p)
+			}
+			if d&dirtyData != 0 {
+				dataPaths = append(dataPaths, p)
+			}
+		}
+	}
+	tc.mu.RUnlock()
+
+	childReads := make([]childRead, len(childPaths))
+	dataReads := make([]dataRead, len(dataPaths))
+	err := tc.parallel(ctx, len(childPaths)+len(dataPaths), func(i int) error {
+		if i < len(childPaths) {
+			p := childPaths[i]
+			ch, st, err := tc.c.childrenWatched(ctx, p)
+			if errors.Is(err, ErrNoNode) {
+				childReads[i] = childRead{path: p, gone: true}
+				return nil
+			}
+			childReads[i] = childRead{path: p, children: ch, stat: st}
+			return err
+		}
+		p := dataPaths[i-len(childPaths)]
+		d, st, err := tc.c.getWatched(ctx, p)
+		if errors.Is(err, ErrNoNode) {
+			dataReads[i-len(childPaths)] = dataRead{path: p, gone: true}
+			return nil
+		}
+		dataReads[i-len(childPaths)] = dataRead{path: p, data: d, stat: st}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// New children are read as whole subtrees, together with the subtrees
+	// that were deleted or created.
+	tc.mu.RLock()
+	for _, r := range childReads {
+		if r.gone {
+			trees = append(trees, r.path)
+			continue
+		}
+		n := tc.nodes[r.path]
+		if n == nil || n.children == nil {
+			continue
+		}
+		for _, name := range r.children {
+			if _, ok := n.children[name]; !ok {
+				trees = append(trees, Join(r.path, name))
+			}
+		}
+	}
+	tc.mu.RUnlock()
+	trees = dedupeSubtrees(trees)
+	fetched, err := tc.fetch(ctx, trees, -1)
+	if err != nil {
+		return err
+	}
+
+	// Apply everything at once.
+	var evs []CacheEvent
+	tc.mu.Lock()
+	for _, t := range trees {
+		evs = tc.replaceSubtree(t, fetched, evs)
+	}
+	for _, r := range childReads {
+		n := tc.nodes[r.path]
+		if r.gone || n == nil || n.children == nil {
+			continue
+		}
+		now := make(map[string]struct{}, len(r.children))
+		for _, name := range r.children {
+			now[name] = struct{}{}
+		}
+		for name := range n.children {
+			if _, ok := now[name]; !ok {
+				evs = tc.removeSubtree(Join(r.path, name), evs)
+			}
+		}
+		if r.stat != nil && !tc.opts.Data {
+			n.stat = *r.stat
+		}
+	}
+	for _, r := range dataReads {
+		n := tc.nodes[r.path]
+		if r.gone || n == nil || r.stat == nil {
+			continue // a removal is applied through the parent's children watch
+		}
+		nn := &cacheNode{data: r.data, stat: *r.stat, depth: n.depth, children: n.children}
+		if tc.changed(n, nn) {
+			tc.nodes[r.path] = nn
+			evs = append(evs, tc.event(Updated, r.path, nn))
+		}
+	}
+	tc.mu.Unlock()
+	if len(evs) > 0 {
+		sortEvents(evs)
+		tc.emit(ctx, CacheBatch{Events: evs})
+	}
+	return nil
+}
+
+// replaceSubtree makes the mirror of the subtree at t equal to what fetched
+// holds for it (absent in fetched: the subtree is gone).
+func (tc *TreeCache) replaceSubtree(t string, fetched map[string]*cacheNode, evs []CacheEvent) []CacheEvent {
+	prefix := t + "/"
+	if t == "/" {
+		prefix = "/"
+	}
+	for p, o := range tc.nodes {
+		if p != t && !strings.HasPrefix(p, prefix) {
+			continue
+		}
+		n, ok := fetched[p]
+		switch {
+		case !ok && o.depth == 0:
+			tc.nodes[p] = &cacheNode{depth: 0} // a root that is gone: kept, empty
+		case !ok:
+			delete(tc.nodes, p)
+			evs = append(evs, CacheEvent{Type: Removed, Path: p, Stat: o.stat})
+			tc.unlinkFromParent(p)
+		case tc.changed(o, n) && o.depth > 0:
+			evs = append(evs, tc.event(Updated, p, n))
+		}
+	}
+	for p, n := range fetched {
+		if p != t && !strings.HasPrefix(p, prefix) {
+			continue
+		}
+		_, existed := tc.nodes[p]
+		if !existed && n.depth > 0 {
+			evs = append(evs, tc.event(Added, p, n))
+		}
+		tc.nodes[p] = n
+		if n.depth > 0 {
+			if parent := tc.nodes[Parent(p)]; parent != nil && parent.children != nil {
+				parent.children[Base(p)] = struct{}{}
+			}
+		}
+	}
+	return evs
+}
+
+func (tc *TreeCache) removeSubtree(t string, evs []CacheEvent) []CacheEvent {
+	return tc.replaceSubtree(t, nil, evs)
+}
+
+func (tc *TreeCache) unlinkFromParent(p string) {
+	if parent := tc.nodes[Parent(p)]; parent != nil && parent.children != nil {
+		delete(parent.children, Base(p))
+	}
+}
+
+// fetch reads the subtrees at starts, level by level with bounded
+// concurrency, setting watches as it goes. depth -1 means "find out from
+// the path". A start that does not exist is left out (a root gets an
+// exists watch and an empty entry).
+func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map[string]*cacheNode, error) {
+	type item struct {
+		path  string
+		depth int
+	}
+	out := make(map[string]*cacheNode, len(starts))
+	var mu sync.Mutex
+	level := make([]item, 0, len(starts))
+	for _, s := range starts {
+		d := depth
+		if d < 0 {
+			_, d, _ = tc.rootOf(s)
+		}
+		level = append(level, item{s, d})
+	}
+	for len(level) > 0 {
+		var next []item
+		err := tc.parallel(ctx, len(level), func(i int) error {
+			it := level[i]
+			n := &cacheNode{depth: it.depth}
+			wantChildren := tc.opts.MaxDepth == 0 || it.depth < tc.opts.MaxDepth
+			wantData := tc.opts.Data && it.depth > 0
+			var kids []string
+			if wantChildren {
+				ch, st, err := tc.c.childrenWatched(ctx, it.path)
+				if errors.Is(err, ErrNoNode) {
+					if it.depth == 0 {
+						return tc.watchMissingRoot(ctx, it.path, &mu, out)
+					}
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				kids = ch
+				n.stat = *st
+				n.children = make(map[string]struct{}, len(ch))
+				for _, k := range ch {
+					n.children[k] = struct{}{}
+				}
+			}
+			if wantData {
+				d, st, err := tc.c.getWatched(ctx, it.path)
+				if errors.Is(err, ErrNoNode) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				n.data, n.stat = d, *st
+			}
+			mu.Lock()
+			out[it.path] = n
+			for _, k := range kids {
+				next = append(next, item{Join(it.path, k), it.depth + 1})
+			}
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		// A child listed but gone before its own read is left out; its
+		// parent's children watch reports the removal.
+		var deeper []item
+		for _, it := range next {
+			wantChildren := tc.opts.MaxDepth == 0 || it.depth < tc.opts.MaxDepth
+			if wantChildren || (tc.opts.Data && it.depth > 0) {
+				deeper = append(deeper, it)
+			} else {
+				out[it.path] = &cacheNode{depth: it.depth} // a name-only leaf costs no request
+			}
+		}
+		level = deeper
+	}
+	return out, nil
+}
+
+func (tc *TreeCache) watchMissingRoot(ctx context.Context, root string, mu *sync.Mutex, out map[string]*cacheNode) error {
+	ok, err := tc.c.existsWatched(ctx, root)
+	if err != nil {
+		return err
+	}
+	if ok {
+		// Created between the two reads: the exists watch will not fire,
+		// so ask for another read.
+		tc.pmu.Lock()
+		tc.pending[root] |= dirtyTree
+		tc.pmu.Unlock()
+		select {
+		case tc.signal <- struct{}{}:
+		default:
+		}
+	}
+	mu.Lock()
+	out[root] = &cacheNode{depth: 0}
+	mu.Unlock()
+	return nil
+}
+
+// parallel runs f(0..n-1) with at most opts.Concurrency in flight and
+// returns the first error.
+func (tc *TreeCache) parallel(ctx context.Context, n int, f func(i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	workers := min(tc.opts.Concurrency, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
+					next.Store(int64(n)) // stop the others
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		return fmt.Errorf("tree cache read: %w", first)
+	}
+	return nil
+}
+
+// dedupeSubtrees drops paths that lie inside another path of the list.
+func dedupeSubtrees(paths []string) []string {
+	sort.Strings(paths)
+	var out []string
+	for _, p := range paths {
+		if len(out) > 0 {
+			last := out[len(out)-1]
+			if p == last || strings.HasPrefix(p, last+"/") || last == "/" {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func sortEvents(evs []CacheEvent) {
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Path < evs[j].Path })
+}
