@@ -58,6 +58,7 @@ type Client struct {
 	chroot  string
 	cs      ConnectString
 	timeout time.Duration
+	authed  bool // digest credentials were added
 	logger *slog.Logger
 	m      *clientMetrics
 
@@ -133,6 +134,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		c.Close()
 		return nil, err
 	}
+	c.authed = len(creds) > 0
 	for _, cr := range creds {
 		if err := conn.AddAuth("digest", []byte(cr)); err != nil {
 			c.Close()
@@ -414,8 +416,9 @@ func (c *Client) Create(ctx context.Context, p string, data []byte, mode CreateM
 	if err := check(p); err != nil {
 		return "", err
 	}
-	if acl == nil {
-		acl = ACLCreatorAllWorldRead()
+	acl, err := c.resolveACL(acl)
+	if err != nil {
+		return "", fmt.Errorf("zookeeper create %s: %w", p, err)
 	}
 	created, err := call(ctx, c, "create", func() (string, error) {
 		if mode == Container {
@@ -522,9 +525,6 @@ type Op struct {
 
 // CreateOp creates a node within a Multi.
 func CreateOp(p string, data []byte, mode CreateMode, acl []ACL) Op {
-	if acl == nil {
-		acl = ACLCreatorAllWorldRead()
-	}
 	return Op{kind: "create", path: p, data: data, mode: mode, acl: acl}
 }
 
@@ -570,6 +570,11 @@ func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 		fp := c.full(op.path)
 		switch op.kind {
 		case "create":
+			acl, err := c.resolveACL(op.acl)
+			if err != nil {
+				return nil, fmt.Errorf("zookeeper multi: create %s: %w", op.path, err)
+			}
+			op.acl = acl
 			reqs[i] = &gozk.CreateRequest{Path: fp, Data: op.data, Acl: op.acl, Flags: int32(op.mode)}
 		case "set":
 			reqs[i] = &gozk.SetDataRequest{Path: fp, Data: op.data, Version: op.version}
@@ -624,4 +629,36 @@ func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
 		return ok, err
 	})
 	return ok, c.pathErr("exists", p, err)
+}
+
+// resolveACL turns the default (nil) into creator-all + world-read, and
+// makes "auth" ACLs usable by a session without credentials: ZooKeeper
+// rejects them there, so creator-all + world-read becomes world-all, and
+// creator-only is refused rather than silently made public.
+func (c *Client) resolveACL(acl []ACL) ([]ACL, error) {
+	if acl == nil {
+		acl = ACLCreatorAllWorldRead()
+	}
+	if c.authed {
+		return acl, nil
+	}
+	var out []ACL
+	hasAuth, hasWorld := false, false
+	for _, a := range acl {
+		switch {
+		case a.Scheme == "auth":
+			hasAuth = true
+		case a.Scheme == "world" && a.ID == "anyone":
+			hasWorld = true
+		default:
+			out = append(out, a)
+		}
+	}
+	if !hasAuth {
+		return acl, nil
+	}
+	if !hasWorld {
+		return nil, fmt.Errorf("a creator-only ACL needs credentials: give --zookeeper.auth-file")
+	}
+	return append(out, ACL{Perms: PermAll, Scheme: "world", ID: "anyone"}), nil
 }

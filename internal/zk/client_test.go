@@ -1,0 +1,291 @@
+package zk
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zktest"
+)
+
+func TestParseConnectString(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		servers []string
+		chroot  string
+		err     string
+	}{
+		{in: "zk1:2181", servers: []string{"zk1:2181"}},
+		{in: "zk1:2181,zk2:2182,[::1]:2183/kafka", servers: []string{"zk1:2181", "zk2:2182", "[::1]:2183"}, chroot: "/kafka"},
+		{in: "zk1,zk2/a/b", servers: []string{"zk1:2181", "zk2:2181"}, chroot: "/a/b"},
+		{in: "zk1:2181/", servers: []string{"zk1:2181"}},
+		{in: "[::1]", servers: []string{"[::1]:2181"}},
+		{in: "", err: "empty"},
+		{in: "/chroot", err: "names no server"},
+		{in: "zk1/a/", err: "ends with /"},
+		{in: "zk1/a//b", err: "empty element"},
+	} {
+		cs, err := ParseConnectString(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if strings.Join(cs.Servers, ",") != strings.Join(tc.servers, ",") || cs.Chroot != tc.chroot {
+			t.Errorf("%q: got %v %q, want %v %q", tc.in, cs.Servers, cs.Chroot, tc.servers, tc.chroot)
+		}
+	}
+}
+
+func TestHostProviderDoesNotResolve(t *testing.T) {
+	h := &resolvingHostProvider{}
+	h.Init([]string{"zk-a.example:2181", "zk-b.example:2181"})
+	seen := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		s, retry := h.Next()
+		if retry {
+			t.Errorf("retryStart on the first round")
+		}
+		seen[s] = true
+	}
+	if !seen["zk-a.example:2181"] || !seen["zk-b.example:2181"] {
+		t.Errorf("names must be handed to the dialer unresolved, got %v", seen)
+	}
+	if _, retry := h.Next(); !retry {
+		t.Errorf("no retryStart after every server was tried")
+	}
+}
+
+func TestAuthFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ content, err string }{
+		{"alice:secret\n", ""},
+		{"# writers\ndigest:alice:secret\n\nbob:x\n", ""},
+		{"alice\n", "want user:password"},
+		{"\n# nothing\n", "holds no user:password"},
+	} {
+		f := filepath.Join(dir, "auth")
+		os.WriteFile(f, []byte(tc.content), 0o600)
+		_, err := readAuthFile(f)
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: error %v, want %q", tc.content, err, tc.err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("error prints the secret: %v", err)
+		}
+	}
+	if _, err := readAuthFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing auth file accepted")
+	}
+}
+
+func TestOperations(t *testing.T) {
+	needEnsemble(t)
+	c := connect(t, Config{})
+	ctx := ctxT(t, 30*time.Second)
+	base := "/ops-test"
+	if err := c.CreateAll(ctx, base+"/a/b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(ctx, base+"/a/b", nil, Persistent, nil); !errors.Is(err, ErrNodeExists) {
+		t.Fatalf("create existing: %v", err)
+	}
+	st, err := c.Set(ctx, base+"/a/b", []byte("v1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, base+"/a/b", []byte("v2"), 0); !errors.Is(err, ErrBadVersion) {
+		t.Fatalf("set with an old version: %v", err)
+	}
+	data, _, err := c.Get(ctx, base+"/a/b")
+	if err != nil || string(data) != "v1" {
+		t.Fatalf("get: %q %v", data, err)
+	}
+	seq, err := c.Create(ctx, base+"/s-", []byte("x"), EphemeralSequential, nil)
+	if err != nil || !strings.HasPrefix(seq, base+"/s-") || len(seq) != len(base+"/s-")+10 {
+		t.Fatalf("sequential create: %q %v", seq, err)
+	}
+	if _, err := c.Create(ctx, base+"/container", nil, Container, nil); err != nil {
+		t.Fatalf("container: %v", err)
+	}
+	// Multi: a version check that fails rolls back everything.
+	_, err = c.Multi(ctx, CreateOp(base+"/m1", nil, Persistent, nil), CheckOp(base+"/a/b", 0))
+	var me *MultiError
+	if !errors.As(err, &me) || me.Index != 1 || !errors.Is(err, ErrBadVersion) {
+		t.Fatalf("multi with a failing check: %v", err)
+	}
+	if ok, _, _ := c.Exists(ctx, base+"/m1"); ok {
+		t.Fatal("multi applied partly")
+	}
+	res, err := c.Multi(ctx, CreateOp(base+"/m1", nil, Persistent, nil), CheckOp(base+"/a/b", st.Version), SetOp(base+"/a/b", []byte("v3"), st.Version))
+	if err != nil || res[0].Path != base+"/m1" {
+		t.Fatalf("multi: %v %v", res, err)
+	}
+	// Watches.
+	_, _, w, err := c.GetW(ctx, base+"/a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, base+"/a/b", []byte("v4"), -1)
+	select {
+	case ev := <-w:
+		if ev.Type != NodeDataChanged || ev.Path != base+"/a/b" {
+			t.Errorf("watch event %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("data watch did not fire")
+	}
+	if err := c.Sync(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	// A context that ends first wins over a blocked call.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := c.Get(cctx, base); !errors.Is(err, context.Canceled) {
+		t.Errorf("get with a cancelled context: %v", err)
+	}
+	if _, _, err := c.Get(ctx, "relative"); err == nil || !strings.Contains(err.Error(), "not absolute") {
+		t.Errorf("relative path: %v", err)
+	}
+	if err := c.DeleteAll(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChroot(t *testing.T) {
+	needEnsemble(t)
+	root := connect(t, Config{})
+	ctx := ctxT(t, 30*time.Second)
+	if err := root.CreateAll(ctx, "/chroot-test/kafka", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, Config{Servers: ensemble.Connect() + "/chroot-test/kafka"})
+	p, err := c.Create(ctx, "/brokers", []byte("x"), Persistent, nil)
+	if err != nil || p != "/brokers" {
+		t.Fatalf("create in chroot: %q %v", p, err)
+	}
+	if data, _, err := root.Get(ctx, "/chroot-test/kafka/brokers"); err != nil || string(data) != "x" {
+		t.Fatalf("node not under the chroot: %q %v", data, err)
+	}
+	seq, err := c.Create(ctx, "/brokers/id-", nil, EphemeralSequential, nil)
+	if err != nil || !strings.HasPrefix(seq, "/brokers/id-") {
+		t.Fatalf("sequential path must be chroot-relative: %q %v", seq, err)
+	}
+	ch, _, w, err := c.ChildrenW(ctx, "/brokers")
+	if err != nil || len(ch) != 1 {
+		t.Fatalf("children: %v %v", ch, err)
+	}
+	root.Create(ctx, "/chroot-test/kafka/brokers/other", nil, Persistent, nil)
+	select {
+	case ev := <-w:
+		if ev.Path != "/brokers" {
+			t.Errorf("watch path %q is not chroot-relative", ev.Path)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("children watch did not fire")
+	}
+
+	_, err = Connect(ctx, Config{Servers: ensemble.Connect() + "/no/such/chroot"}, testLogger(), nil)
+	if err == nil || !strings.Contains(err.Error(), "/no/such/chroot does not exist") {
+		t.Fatalf("missing chroot: %v", err)
+	}
+	root.DeleteAll(ctx, "/chroot-test")
+}
+
+func TestAuthAndACL(t *testing.T) {
+	needEnsemble(t)
+	dir := t.TempDir()
+	authFile := filepath.Join(dir, "zk-auth")
+	os.WriteFile(authFile, []byte("writer:s3cret\n"), 0o600)
+	writer := connect(t, Config{AuthFile: authFile})
+	anon := connect(t, Config{})
+	ctx := ctxT(t, 30*time.Second)
+
+	if _, err := writer.Create(ctx, "/acl-private", []byte("hidden"), Persistent, ACLCreatorOnly()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Create(ctx, "/acl-shared", []byte("public"), Persistent, ACLCreatorAllWorldRead()); err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Delete(context.Background(), "/acl-private", -1)
+	defer writer.Delete(context.Background(), "/acl-shared", -1)
+
+	if data, _, err := writer.Get(ctx, "/acl-private"); err != nil || string(data) != "hidden" {
+		t.Fatalf("creator read: %q %v", data, err)
+	}
+	if data, _, err := anon.Get(ctx, "/acl-shared"); err != nil || string(data) != "public" {
+		t.Fatalf("world read: %q %v", data, err)
+	}
+	_, err := anon.Set(ctx, "/acl-shared", []byte("defaced"), -1)
+	if !errors.Is(err, ErrNoAuth) {
+		t.Fatalf("anonymous write: %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"set /acl-shared", "digest:writer:", "world:anyone:r"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("permission error %q does not name %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "s3cret") {
+		t.Errorf("permission error prints the password: %q", msg)
+	}
+	if _, _, err := anon.Get(ctx, "/acl-private"); !errors.Is(err, ErrNoAuth) || !strings.Contains(err.Error(), "/acl-private") {
+		t.Fatalf("anonymous read of a private node: %v", err)
+	}
+	if _, err := anon.Create(ctx, "/acl-shared/child", nil, Persistent, nil); !errors.Is(err, ErrNoAuth) || !strings.Contains(err.Error(), "parent /acl-shared") {
+		t.Fatalf("anonymous create under a protected node: %v", err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	needEnsemble(t)
+	e, err := zktest.StartEnsemble(zktest.Options{Servers: 1, TLS: true, ClientAuth: "want"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := ctxT(t, 60*time.Second)
+	for _, tc := range []struct {
+		name string
+		tls  TLSConfig
+		ok   bool
+	}{
+		{"right CA", TLSConfig{CAFile: e.TLS.CAFile}, true},
+		{"right CA and client certificate", TLSConfig{CAFile: e.TLS.CAFile, CertFile: e.TLS.ClientCert, KeyFile: e.TLS.ClientKey}, true},
+		{"server name localhost", TLSConfig{CAFile: e.TLS.CAFile, ServerName: "localhost"}, true},
+		{"wrong CA", TLSConfig{CAFile: e.TLS.OtherCAFile}, false},
+		{"wrong server name", TLSConfig{CAFile: e.TLS.CAFile, ServerName: "zk.elsewhere"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			c, err := Connect(cctx, Config{Servers: e.SecureConnect(), TLS: tc.tls}, testLogger(), nil)
+			if !tc.ok {
+				if err == nil {
+					c.Close()
+					t.Fatal("connected although the certificate must not verify")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Create(cctx, "/tls-"+strings.ReplaceAll(tc.name, " ", "-"), nil, Ephemeral, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if _, err := (TLSConfig{CertFile: e.TLS.ClientCert, KeyFile: e.TLS.ClientKey}).Config(); err == nil || !strings.Contains(err.Error(), "CA file") {
+		t.Errorf("TLS without a CA must be refused: %v", err)
+	}
+}
