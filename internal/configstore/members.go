@@ -1,0 +1,186 @@
+package configstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// Agent states, as reported in member znodes.
+const (
+	StateStarting = "starting"               // registered, nothing applied yet in this run
+	StateApplying = "applying"               // working on Status.Target
+	StateApplied  = "applied"                // Status.Revision is live and verified
+	StateFailed   = "failed"                 // Status.FailedRevision was refused; Prometheus is back on Status.Revision
+	StateWaiting  = "waiting_for_prometheus" // files are laid down; Prometheus does not answer yet
+)
+
+// Status is what an agent reports in its member znode. One member znode
+// and one status per agent.
+type Status struct {
+	Member         string `json:"member"`
+	Cluster        string `json:"cluster"`
+	State          string `json:"state"`
+	Revision       int    `json:"revision"` // applied and verified (0: none)
+	Checksum       string `json:"checksum,omitempty"`
+	Target         int    `json:"target"` // the revision the agent is meant to run
+	FailedRevision int    `json:"failed_revision,omitempty"`
+	FailedStep     string `json:"failed_step,omitempty"`
+	Error          string `json:"error,omitempty"` // Prometheus's or promtool's text
+	// LastReload is Prometheus's lastConfigTime after the last reload the
+	// agent verified; ReloadSuccessful is its reloadConfigSuccess.
+	LastReload       time.Time `json:"last_reload_time,omitzero"`
+	ReloadSuccessful bool      `json:"reload_successful"`
+	Canary           bool      `json:"canary,omitempty"` // Target came from the canary pointer
+	PrometheusURL    string    `json:"prometheus_url,omitempty"`
+	Updated          time.Time `json:"updated"`
+	Started          time.Time `json:"started"`
+	Version          string    `json:"agent_version,omitempty"`
+}
+
+// Member is one live agent.
+type Member struct {
+	Member string // znode name
+	Status Status
+	Err    error // set when the status could not be decoded
+}
+
+// Members lists the live agents (their ephemeral znodes), sorted by name.
+func (s *Store) Members(ctx context.Context) ([]Member, error) {
+	names, _, err := s.c.Children(ctx, s.MembersPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list agents of cluster %s: %w", s.opts.Cluster, err)
+	}
+	sort.Strings(names)
+	out := make([]Member, 0, len(names))
+	for _, n := range names {
+		data, _, err := s.c.Get(ctx, s.MemberPath(n))
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read agent %s of cluster %s: %w", n, s.opts.Cluster, err)
+		}
+		m := Member{Member: n}
+		if err := json.Unmarshal(data, &m.Status); err != nil {
+			m.Err = fmt.Errorf("bad status data in %s: %w", s.MemberPath(n), err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// RolloutError names the agent that refused a revision.
+type RolloutError struct {
+	Member   string
+	Revision int
+	Step     string
+	Message  string
+}
+
+func (e *RolloutError) Error() string {
+	return fmt.Sprintf("agent %s failed to apply revision %d at step %s (it rolled back): %s", e.Member, e.Revision, e.Step, MaskSecrets(e.Message))
+}
+
+// Rollout is the state of a rollout as WaitRollout sees it.
+type Rollout struct {
+	Target  int
+	Members []Member
+	Applied int
+	Pending int
+}
+
+// WaitRollout polls the members until every live one of them (or of only,
+// when given) applied target (or something newer), or one failed it
+// (*RolloutError). progress, if not nil, is called whenever the picture
+// changes.
+func (s *Store) WaitRollout(ctx context.Context, target int, only []string, interval time.Duration, progress func(Rollout)) error {
+	if interval <= 0 {
+		interval = 100 * time.Millisecond
+	}
+	var last string
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		members, err := s.Members(ctx)
+		if err != nil {
+			return err
+		}
+		r := Rollout{Target: target}
+		var failed *RolloutError
+		byName := map[string]bool{}
+		for _, m := range members {
+			byName[m.Member] = true
+			if only != nil && !contains(only, m.Member) {
+				continue
+			}
+			r.Members = append(r.Members, m)
+			st := m.Status
+			switch {
+			case st.Revision >= target && st.State == StateApplied:
+				r.Applied++
+			case st.FailedRevision == target && st.State == StateFailed:
+				failed = &RolloutError{Member: m.Member, Revision: target, Step: st.FailedStep, Message: st.Error}
+			default:
+				r.Pending++
+			}
+		}
+		var missing []string
+		for _, n := range only {
+			if !byName[n] {
+				missing = append(missing, n)
+			}
+		}
+		key := fmt.Sprint(r.Applied, r.Pending, missing, failed != nil, statesKey(r.Members))
+		if progress != nil && key != last {
+			progress(r)
+		}
+		last = key
+		if failed != nil {
+			return failed
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("rollout of revision %d: agent(s) %s left the cluster before applying it", target, strings.Join(missing, ", "))
+		}
+		if r.Pending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			var pend []string
+			for _, m := range r.Members {
+				if !(m.Status.Revision >= target && m.Status.State == StateApplied) {
+					pend = append(pend, fmt.Sprintf("%s (%s, revision %d)", m.Member, m.Status.State, m.Status.Revision))
+				}
+			}
+			return fmt.Errorf("rollout of revision %d: still waiting for %s: %w", target, strings.Join(pend, ", "), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func statesKey(ms []Member) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s=%s/%d/%d;", m.Member, m.Status.State, m.Status.Revision, m.Status.Target)
+	}
+	return b.String()
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
