@@ -266,15 +266,10 @@ func TestElectionKillAndPause(t *testing.T) {
 
 	// Kill the leader: one of the others takes over once its session expires.
 	a.cmd.Process.Kill()
-	var next, other *candidate
-	select {
-	case l := <-waitLeader(b, cc):
-		next, other = l, b
-		if l == b {
-			other = cc
-		}
-	case <-time.After(sessionTimeout + 15*time.Second):
-		t.Fatal("nobody took over from the killed leader")
+	next := firstLeader(t, sessionTimeout+15*time.Second, b, cc)
+	other := b
+	if next == b {
+		other = cc
 	}
 	leaderData, term, err := NewElection(c, path, nil, ElectionOptions{}).Leader(ctx)
 	if err != nil || string(leaderData) != next.name {
@@ -299,19 +294,24 @@ func TestElectionKillAndPause(t *testing.T) {
 	}
 }
 
-func waitLeader(cs ...*candidate) <-chan *candidate {
-	out := make(chan *candidate, len(cs))
-	for _, c := range cs {
-		go func() {
-			for l := range c.lines {
-				if strings.HasPrefix(l, "leader") {
-					out <- c
-					return
-				}
+// firstLeader waits until one of two candidates reports leadership.
+func firstLeader(t *testing.T, d time.Duration, x, y *candidate) *candidate {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case l := <-x.lines:
+			if strings.HasPrefix(l, "leader") {
+				return x
 			}
-		}()
+		case l := <-y.lines:
+			if strings.HasPrefix(l, "leader") {
+				return y
+			}
+		case <-deadline:
+			t.Fatal("nobody took over from the killed leader")
+		}
 	}
-	return out
 }
 
 func drain(c *candidate) {

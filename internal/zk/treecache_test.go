@@ -1,0 +1,310 @@
+package zk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// freshRead reads the subtree at root the plain way, one node at a time:
+// what the cache must equal.
+func freshRead(ctx context.Context, c *Client, root string, maxDepth int, data bool) (map[string]string, error) {
+	out := map[string]string{}
+	var walk func(p string, depth int) error
+	walk = func(p string, depth int) error {
+		if depth > 0 {
+			v := ""
+			if data {
+				d, _, err := c.Get(ctx, p)
+				if errors.Is(err, ErrNoNode) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				v = string(d)
+			}
+			out[p] = v
+		}
+		if maxDepth != 0 && depth >= maxDepth {
+			return nil
+		}
+		children, _, err := c.Children(ctx, p)
+		if errors.Is(err, ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, ch := range children {
+			if err := walk(Join(p, ch), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return out, walk(root, 0)
+}
+
+func snapshotMap(tc *TreeCache) map[string]string {
+	out := map[string]string{}
+	for _, n := range tc.Snapshot() {
+		out[n.Path] = string(n.Data)
+	}
+	return out
+}
+
+func diffMaps(want, got map[string]string) error {
+	var diffs []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			diffs = append(diffs, "missing "+k)
+		} else if g != v {
+			diffs = append(diffs, fmt.Sprintf("%s: %q want %q", k, g, v))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, "extra "+k)
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 10 {
+		diffs = append(diffs[:10], fmt.Sprintf("... %d more", len(diffs)-10))
+	}
+	return errors.New(strings.Join(diffs, "; "))
+}
+
+// model applies a cache's event stream to a map, to check that the events
+// alone describe the mirror.
+type model struct {
+	mu      sync.Mutex
+	nodes   map[string]string
+	batches [][]CacheEvent
+}
+
+func follow(tc *TreeCache) *model {
+	m := &model{nodes: map[string]string{}}
+	go func() {
+		for b := range tc.Events() {
+			m.mu.Lock()
+			for _, ev := range b.Events {
+				switch ev.Type {
+				case Added, Updated:
+					m.nodes[ev.Path] = string(ev.Data)
+				case Removed:
+					delete(m.nodes, ev.Path)
+				}
+			}
+			if len(b.Events) > 0 {
+				m.batches = append(m.batches, b.Events)
+			}
+			m.mu.Unlock()
+		}
+	}()
+	return m
+}
+
+func (m *model) snapshot() (map[string]string, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.nodes))
+	for k, v := range m.nodes {
+		out[k] = v
+	}
+	return out, len(m.batches)
+}
+
+func (m *model) batchesSince(n int) [][]CacheEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([][]CacheEvent(nil), m.batches[n:]...)
+}
+
+func converged(t *testing.T, ctx context.Context, reader *Client, tc *TreeCache, m *model, root string, maxDepth int, data bool) {
+	t.Helper()
+	eventually(t, 30*time.Second, "cache converges to a fresh read of "+root, func() error {
+		if err := reader.Sync(ctx, root); err != nil {
+			return err
+		}
+		want, err := freshRead(ctx, reader, root, maxDepth, data)
+		if err != nil {
+			return err
+		}
+		if err := diffMaps(want, snapshotMap(tc)); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		got, _ := m.snapshot()
+		if err := diffMaps(want, got); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		if tc.Stale() {
+			return errors.New("still stale")
+		}
+		return nil
+	})
+}
+
+func TestTreeCacheEvents(t *testing.T) {
+	needEnsemble(t)
+	c := connect(t, Config{})
+	ctx := ctxT(t, 60*time.Second)
+	c.CreateAll(ctx, "/tc-basic/svc", nil)
+	c.Create(ctx, "/tc-basic/svc/m1", []byte("one"), Persistent, nil)
+
+	tc := NewTreeCache(c, []string{"/tc-basic", "/tc-later"}, CacheOptions{MaxDepth: 2, Data: true})
+	go tc.Run(ctx)
+	first := <-tc.Events()
+	<-tc.Synced()
+	var got []string
+	for _, ev := range first.Events {
+		got = append(got, ev.Type.String()+" "+ev.Path+" "+string(ev.Data))
+	}
+	if strings.Join(got, ",") != "added /tc-basic/svc ,added /tc-basic/svc/m1 one" {
+		t.Fatalf("initial batch: %v", got)
+	}
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case b := <-tc.Events():
+			var got []string
+			for _, ev := range b.Events {
+				got = append(got, ev.Type.String()+" "+ev.Path+" "+string(ev.Data))
+			}
+			if strings.Join(got, ",") != want {
+				t.Fatalf("batch %v, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no batch, want %s", want)
+		}
+	}
+	c.Set(ctx, "/tc-basic/svc/m1", []byte("uno"), -1)
+	expect("updated /tc-basic/svc/m1 uno")
+	c.Create(ctx, "/tc-basic/svc/m2", []byte("two"), Ephemeral, nil)
+	expect("added /tc-basic/svc/m2 two")
+	c.Delete(ctx, "/tc-basic/svc/m1", -1)
+	expect("removed /tc-basic/svc/m1 ")
+	// A root that does not exist yet is watched and read once created.
+	c.CreateAll(ctx, "/tc-later/x", nil)
+	expect("added /tc-later/x ")
+	// Below MaxDepth nothing is mirrored.
+	c.Create(ctx, "/tc-later/x/deep", nil, Persistent, nil)
+	c.Create(ctx, "/tc-later/x/deep/deeper", nil, Persistent, nil)
+	expect("added /tc-later/x/deep ")
+	if _, ok := tc.Get("/tc-later/x/deep/deeper"); ok {
+		t.Error("a node below MaxDepth is mirrored")
+	}
+	c.Delete(ctx, "/tc-later/x/deep/deeper", -1) // not mirrored: no event
+	c.Delete(ctx, "/tc-later/x/deep", -1)
+	expect("removed /tc-later/x/deep ")
+	c.Delete(ctx, "/tc-later/x", -1)
+	expect("removed /tc-later/x ")
+	c.Delete(ctx, "/tc-later", -1)
+	c.Create(ctx, "/tc-later", nil, Persistent, nil)
+	c.Create(ctx, "/tc-later/y", []byte("back"), Persistent, nil)
+	expect("added /tc-later/y back")
+	c.DeleteAll(ctx, "/tc-basic")
+}
+
+// randomOps changes the tree at root at random: creates (persistent and
+// ephemeral), data changes and deletes, up to three levels deep. It
+// returns the paths it touched.
+func randomOps(ctx context.Context, t *testing.T, c *Client, rng *rand.Rand, root string, n int) map[string]bool {
+	touched := map[string]bool{}
+	for i := 0; i < n; i++ {
+		p := root
+		for d := 0; d < 1+rng.Intn(3); d++ {
+			p = Join(p, fmt.Sprintf("n%d", rng.Intn(4)))
+		}
+		var err error
+		switch op := rng.Intn(10); {
+		case op < 5:
+			mode := Persistent
+			if rng.Intn(3) == 0 {
+				mode = Ephemeral
+			}
+			_, err = c.Create(ctx, p, []byte(fmt.Sprintf("v%d", rng.Intn(1000))), mode, nil)
+		case op < 8:
+			_, err = c.Set(ctx, p, []byte(fmt.Sprintf("v%d", rng.Intn(1000))), -1)
+		default:
+			err = c.Delete(ctx, p, -1)
+		}
+		switch {
+		case err == nil:
+			touched[p] = true
+		case errors.Is(err, ErrNoNode), errors.Is(err, ErrNodeExists), errors.Is(err, ErrNotEmpty), errors.Is(err, ErrNoChildrenForEphemerals):
+		default:
+			t.Fatalf("random op on %s: %v", p, err)
+		}
+	}
+	return touched
+}
+
+func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
+	needEnsemble(t)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	cacheClient, px := proxiedClient(t, 2)
+	writer := connect(t, Config{})
+	ctx := ctxT(t, 120*time.Second)
+	const root = "/tc-random"
+	writer.CreateAll(ctx, root, nil)
+	defer writer.DeleteAll(context.Background(), root)
+	randomOps(ctx, t, writer, rng, root, 100)
+
+	full := NewTreeCache(cacheClient, []string{root}, CacheOptions{Data: true, Concurrency: 8})
+	names := NewTreeCache(cacheClient, []string{root}, CacheOptions{MaxDepth: 2})
+	mFull, mNames := follow(full), follow(names)
+	go full.Run(ctx)
+	go names.Run(ctx)
+
+	// Changes while the caches run.
+	for round := 0; round < 3; round++ {
+		randomOps(ctx, t, writer, rng, root, 100)
+		converged(t, ctx, writer, full, mFull, root, 0, true)
+		converged(t, ctx, writer, names, mNames, root, 2, false)
+	}
+
+	// A session expiry with changes while the caches are cut off.
+	before, _ := mFull.snapshot()
+	_, nBatches := mFull.snapshot()
+	var touched map[string]bool
+	expire(t, cacheClient, px, func() {
+		touched = randomOps(ctx, t, writer, rng, root, 60)
+	})
+	converged(t, ctx, writer, full, mFull, root, 0, true)
+	converged(t, ctx, writer, names, mNames, root, 2, false)
+
+	// Exactly the difference: every event names a node that differs
+	// between before and after, and none is removed and added back.
+	after, _ := mFull.snapshot()
+	for _, b := range mFull.batchesSince(nBatches) {
+		seen := map[string]CacheEventType{}
+		for _, ev := range b {
+			if prev, ok := seen[ev.Path]; ok {
+				t.Errorf("%s reported twice in one batch (%s then %s)", ev.Path, prev, ev.Type)
+			}
+			seen[ev.Path] = ev.Type
+			bv, inBefore := before[ev.Path]
+			av, inAfter := after[ev.Path]
+			if inBefore && inAfter && bv == av && !touched[ev.Path] {
+				t.Errorf("phantom %s event for %s, which did not change", ev.Type, ev.Path)
+			}
+		}
+	}
+
+	// And more changes on the new session.
+	randomOps(ctx, t, writer, rng, root, 100)
+	converged(t, ctx, writer, full, mFull, root, 0, true)
+	converged(t, ctx, writer, names, mNames, root, 2, false)
+}
