@@ -1,0 +1,168 @@
+package discovery
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/common/model"
+)
+
+// curatorFormat reads Apache Curator x-discovery service instances
+// (<basePath>/<service>/<id>), which is also what Spring Cloud Zookeeper
+// and Dubbo 3 application-level registration write: they are told apart
+// by payload.@class.
+type curatorFormat struct{}
+
+func (curatorFormat) Name() string { return "curator" }
+func (curatorFormat) Tree() TreeNeeds {
+	return TreeNeeds{MaxDepth: 2, Data: true, DefaultPaths: []string{"/services"}}
+}
+
+const (
+	curatorPrefix = metaPrefix + "curator_"
+
+	springClass = "org.springframework.cloud.zookeeper.discovery.ZookeeperInstance"
+	dubboClass  = "org.apache.dubbo.registry.zookeeper.ZookeeperInstance"
+)
+
+type curatorInstance struct {
+	Name                string          `json:"name"`
+	ID                  string          `json:"id"`
+	Address             string          `json:"address"`
+	Port                *int            `json:"port"`
+	SSLPort             *int            `json:"sslPort"`
+	Payload             json.RawMessage `json:"payload"`
+	RegistrationTimeUTC *int64          `json:"registrationTimeUTC"`
+	ServiceType         string          `json:"serviceType"`
+	Enabled             *bool           `json:"enabled"`
+}
+
+// curatorKind names the system behind a payload class.
+func curatorKind(class string) string {
+	switch {
+	case class == springClass || strings.Contains(class, ".springframework."):
+		return "spring"
+	case class == dubboClass || strings.Contains(class, ".dubbo."):
+		return "dubbo"
+	}
+	return "curator"
+}
+
+func (f curatorFormat) Parse(n Node) ([]Member, error) {
+	if isEmpty(n.Data) {
+		return nil, nil
+	}
+	var ci curatorInstance
+	if err := json.Unmarshal(n.Data, &ci); err != nil {
+		return nil, invalid(ReasonMalformed, "decode Curator service instance: %w", err)
+	}
+	port, ssl := 0, 0
+	if ci.Port != nil {
+		port = *ci.Port
+	}
+	if ci.SSLPort != nil {
+		ssl = *ci.SSLPort
+	}
+	host := ci.Address
+	main := port
+	scheme := ""
+	if !validPort(main) && validPort(ssl) {
+		main, scheme = ssl, "https"
+	}
+	if !validHost(host) || !validPort(main) {
+		return nil, invalid(ReasonNoAddress, "Curator service instance has no usable address and port (address %q, port %d, sslPort %d)", host, port, ssl)
+	}
+	l := commonLabels(f.Name(), n.Path)
+	l[curatorPrefix+"name"] = model.LabelValue(ci.Name)
+	l[curatorPrefix+"id"] = model.LabelValue(ci.ID)
+	l[curatorPrefix+"address"] = model.LabelValue(ci.Address)
+	if validPort(port) {
+		l[curatorPrefix+"port"] = itoa(port)
+	}
+	if validPort(ssl) {
+		l[curatorPrefix+"ssl_port"] = itoa(ssl)
+	}
+	l[curatorPrefix+"service_type"] = model.LabelValue(ci.ServiceType)
+	if ci.RegistrationTimeUTC != nil {
+		l[curatorPrefix+"registration_time_utc"] = model.LabelValue(strconv.FormatInt(*ci.RegistrationTimeUTC, 10))
+	}
+	enabled := ci.Enabled == nil || *ci.Enabled // a missing enabled means true
+	l[curatorPrefix+"enabled"] = model.LabelValue(strconv.FormatBool(enabled))
+
+	m := Member{Host: host, Port: main, Disabled: !enabled, Labels: l, Fields: map[string]string{}}
+	if scheme != "" {
+		m.Defaults.Scheme = scheme
+	}
+	kind := "curator"
+	var payload map[string]json.RawMessage
+	if len(ci.Payload) > 0 && !bytes.Equal(bytes.TrimSpace(ci.Payload), []byte("null")) {
+		// A payload that is not an object is kept out of the labels.
+		if json.Unmarshal(ci.Payload, &payload) == nil {
+			var class string
+			if raw, ok := payload["@class"]; ok {
+				_ = json.Unmarshal(raw, &class)
+			}
+			l[curatorPrefix+"payload_class"] = model.LabelValue(class)
+			kind = curatorKind(class)
+			for k, raw := range payload {
+				if s, ok := scalar(raw); ok && k != "@class" && k != "metadata" {
+					m.Fields[k] = s
+				}
+			}
+			var md map[string]json.RawMessage
+			if raw, ok := payload["metadata"]; ok && json.Unmarshal(raw, &md) == nil {
+				for k, raw := range md {
+					if s, ok := scalar(raw); ok {
+						m.Fields[k] = s
+						l[model.LabelName(curatorPrefix+"metadata_"+sanitize(k))] = model.LabelValue(s)
+					}
+				}
+			}
+		}
+	}
+	l[curatorPrefix+"kind"] = model.LabelValue(kind)
+	switch kind {
+	case "spring":
+		m.Status = m.Fields["instance_status"]
+		m.Defaults.Path = "/actuator/prometheus"
+	case "dubbo":
+		m.Defaults.Port = 22222 // the QoS port serves /metrics
+		m.Defaults.Path = "/metrics"
+		if eps := m.Fields["dubbo.endpoints"]; eps != "" {
+			var list []struct {
+				Port     int    `json:"port"`
+				Protocol string `json:"protocol"`
+			}
+			if json.Unmarshal([]byte(eps), &list) == nil {
+				for _, e := range list {
+					if validPort(e.Port) && e.Protocol != "" {
+						if m.Endpoints == nil {
+							m.Endpoints = map[string]Endpoint{}
+						}
+						m.Endpoints[e.Protocol] = Endpoint{Host: host, Port: e.Port}
+					}
+				}
+			}
+		}
+	}
+	return []Member{m}, nil
+}
+
+// scalar renders a JSON string, number or boolean as a label value.
+func scalar(raw json.RawMessage) (string, bool) {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return "", false
+	}
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case bool:
+		return strconv.FormatBool(x), true
+	case float64:
+		return strings.TrimSpace(string(raw)), true
+	}
+	return "", false
+}
