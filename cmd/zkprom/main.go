@@ -61,6 +61,8 @@ func newApp(stdout io.Writer) *app {
 	a.root.UsageWriter(stdout)
 	promslogflag.AddFlags(a.root, a.logConfig)
 	a.add("version", newVersionCommand(a.root, stdout))
+	newConfigCommands(a.root, stdout).register(a)
+	a.add("agent", newAgentCommand(a.root))
 	return a
 }
 

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/zkprom/zkprom/internal/agent"
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+type agentCommand struct {
+	zk  *zk.Config
+	cfg agent.Config
+	web *web.FlagConfig
+}
+
+func newAgentCommand(app *kingpin.Application) *agentCommand {
+	cmd := app.Command("agent", "Run beside one Prometheus: apply the cluster's configuration revisions from ZooKeeper safely, roll back on failure, report status.")
+	c := &agentCommand{}
+	c.zk = addZooKeeperFlags(cmd, "127.0.0.1:2181")
+	cmd.Flag("cluster", "Name of the cluster this Prometheus belongs to.").Required().StringVar(&c.cfg.Cluster)
+	cmd.Flag("root", "ZooKeeper path under which clusters live.").Default(configstore.DefaultRoot).StringVar(&c.cfg.Root)
+	cmd.Flag("member", "This agent's name in the cluster (default: the host name); fills ${ZKPROM_MEMBER}.").StringVar(&c.cfg.Member)
+	cmd.Flag("config-dir", "Directory the agent owns: Prometheus must run with --config.file=DIR/current/prometheus.yml.").Required().StringVar(&c.cfg.ConfigDir)
+	cmd.Flag("prometheus.url", "Prometheus's base URL (reload, runtimeinfo, metrics).").Default("http://127.0.0.1:9090").StringVar(&c.cfg.Prometheus.URL)
+	cmd.Flag("prometheus.pid", "Reload by SIGHUP to this pid instead of POST /-/reload (for a Prometheus without --web.enable-lifecycle).").IntVar(&c.cfg.Prometheus.PID)
+	cmd.Flag("prometheus.pid-file", "Like --prometheus.pid, read from this file at every reload.").StringVar(&c.cfg.Prometheus.PIDFile)
+	cmd.Flag("promtool", "promtool used to validate each revision before the switch (\"none\": built-in checks only).").Default("promtool").StringVar(&c.cfg.Promtool)
+	cmd.Flag("verify.timeout", "How long to wait for Prometheus to confirm a reload.").Default("30s").DurationVar(&c.cfg.VerifyTimeout)
+	cmd.Flag("retry.interval", "Pause before retrying after ZooKeeper errors, and between polls of a Prometheus that does not answer.").Default("2s").DurationVar(&c.cfg.RetryInterval)
+	cmd.Flag("keep-revisions", "Revision directories kept on disk.").Default("5").IntVar(&c.cfg.KeepRevisions)
+	c.web = kingpinflag.AddFlags(cmd, ":9793")
+	return c
+}
+
+func (c *agentCommand) run(logger *slog.Logger) int {
+	ctx, stop := signalContext()
+	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	client, err := connectRetrying(ctx, *c.zk, logger, reg)
+	if err != nil {
+		logger.Error("could not connect to ZooKeeper", "err", err)
+		return 1
+	}
+	defer client.Close()
+	a, err := agent.New(client, c.cfg, logger, reg)
+	if err != nil {
+		logger.Error("could not start the agent", "err", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		st.Error = configstore.MaskSecrets(st.Error)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "OK") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "zkprom agent: /metrics, /status, /-/healthy")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	webErr := make(chan error, 1)
+	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+	select {
+	case err := <-webErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("web server failed", "err", err)
+			stop()
+			<-runErr
+			return 1
+		}
+	case err := <-runErr:
+		srv.Close()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error("agent failed", "err", err)
+			return 1
+		}
+		return 0
+	}
+	return 0
+}
+
+// connectRetrying keeps trying to reach ZooKeeper: the agent starts even
+// while ZooKeeper is down (Prometheus keeps its last applied revision).
+func connectRetrying(ctx context.Context, cfg zk.Config, logger *slog.Logger, reg prometheus.Registerer) (*zk.Client, error) {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		c, err := zk.Connect(cctx, cfg, logger.With("component", "zookeeper"), reg)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		logger.Warn("ZooKeeper not reachable; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

@@ -1,0 +1,505 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// configCommands are `zkprom config push|get|diff|history|rollback|status`.
+type configCommands map[string]command
+
+func (cs configCommands) register(a *app) {
+	for name, c := range cs {
+		a.add(name, c)
+	}
+}
+
+// configCommon is what every config subcommand shares.
+type configCommon struct {
+	out     io.Writer
+	zk      *zk.Config
+	cluster string
+	root    string
+	depth   int
+	timeout time.Duration
+}
+
+func addConfigCommon(cmd *kingpin.CmdClause, out io.Writer) *configCommon {
+	c := &configCommon{out: out}
+	c.zk = addZooKeeperFlags(cmd, "127.0.0.1:2181")
+	cmd.Flag("cluster", "Name of the cluster (a group of Prometheus servers sharing one configuration).").Required().StringVar(&c.cluster)
+	cmd.Flag("root", "ZooKeeper path under which clusters live.").Default(configstore.DefaultRoot).StringVar(&c.root)
+	cmd.Flag("history.depth", "Revisions kept per cluster; older ones are pruned after each push.").Default(fmt.Sprint(configstore.DefaultHistoryDepth)).IntVar(&c.depth)
+	cmd.Flag("timeout", "Time allowed for the ZooKeeper work (not counting --wait).").Default("1m").DurationVar(&c.timeout)
+	return c
+}
+
+func (c *configCommon) open(ctx context.Context, logger *slog.Logger) (*zk.Client, *configstore.Store, error) {
+	client, err := zk.Connect(ctx, *c.zk, logger.With("component", "zookeeper"), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := configstore.New(client, configstore.Options{Root: c.root, Cluster: c.cluster, HistoryDepth: c.depth}, logger)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return client, s, nil
+}
+
+func fail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "zkprom config: "+format+"\n", args...)
+	return 1
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newConfigCommands(app *kingpin.Application, out io.Writer) configCommands {
+	cmd := app.Command("config", "Keep the configuration of a cluster of Prometheus servers in ZooKeeper.")
+	return configCommands{
+		"config push":     newConfigPushCommand(cmd, out),
+		"config get":      newConfigGetCommand(cmd, out),
+		"config diff":     newConfigDiffCommand(cmd, out),
+		"config history":  newConfigHistoryCommand(cmd, out),
+		"config rollback": newConfigRollbackCommand(cmd, out),
+		"config status":   newConfigStatusCommand(cmd, out),
+	}
+}
+
+// ---- push ----
+
+type configPushCommand struct {
+	*configCommon
+	dir, message, author    string
+	wait                    bool
+	waitTimeout             time.Duration
+	canary                  int
+	promtool                string
+	valConfigDir, valMember string
+	dryRun                  bool
+}
+
+func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushCommand {
+	cmd := parent.Command("push", "Validate a bundle directory (prometheus.yml and the files it uses) and make it the cluster's new revision.")
+	c := &configPushCommand{configCommon: addConfigCommon(cmd, out)}
+	cmd.Arg("dir", "Bundle directory: prometheus.yml at its top, rule files and other files below it.").Required().ExistingDirVar(&c.dir)
+	cmd.Flag("message", "What this revision changes.").Short('m').Required().StringVar(&c.message)
+	cmd.Flag("author", "Author recorded with the revision (default: user@host).").StringVar(&c.author)
+	cmd.Flag("wait", "Show the rollout agent by agent until every live agent applied the revision or one failed (non-zero exit naming it).").BoolVar(&c.wait)
+	cmd.Flag("wait.timeout", "How long --wait and --canary wait.").Default("5m").DurationVar(&c.waitTimeout)
+	cmd.Flag("canary", "Send the revision to this many agents first; only when they applied it and their Prometheus reloaded it successfully does it go to all.").IntVar(&c.canary)
+	cmd.Flag("promtool", "promtool used for validation (\"none\": built-in checks only).").Default("promtool").StringVar(&c.promtool)
+	cmd.Flag("validate.config-dir", "Value of ${ZKPROM_CONFIG_DIR} during validation (an agent's --config-dir, when the bundle refers to files there).").StringVar(&c.valConfigDir)
+	cmd.Flag("validate.member", "Value of ${ZKPROM_MEMBER} during validation.").Default("validation").StringVar(&c.valMember)
+	cmd.Flag("dry-run", "Validate only.").BoolVar(&c.dryRun)
+	return c
+}
+
+func defaultAuthor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	h, _ := os.Hostname()
+	return name + "@" + h
+}
+
+func (c *configPushCommand) run(logger *slog.Logger) int {
+	ctx, stop := signalContext()
+	defer stop()
+	b, err := configstore.LoadDir(c.dir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	v, err := configstore.Validate(ctx, b, configstore.ValidateOptions{Promtool: c.promtool, Vars: configstore.Vars{
+		Member: c.valMember, Cluster: c.cluster, ConfigDir: c.valConfigDir,
+	}})
+	if err != nil {
+		var ve *configstore.ValidationError
+		if errors.As(err, &ve) {
+			return fail("refused: the bundle in %s is invalid; nothing was pushed.\n%s", c.dir, ve.Output)
+		}
+		return fail("validate %s: %v", c.dir, err)
+	}
+	if v.Note != "" {
+		fmt.Fprintf(c.out, "note: %s\n", v.Note)
+	}
+	fmt.Fprintf(c.out, "valid (%s): %d files, %d bytes, %s\n", v.Method, len(b.Files), b.Size(), b.Checksum())
+	if c.dryRun {
+		return 0
+	}
+	if c.author == "" {
+		c.author = defaultAuthor()
+	}
+	tctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	client, s, err := c.open(tctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	pm := configstore.PushMeta{Author: c.author, Message: c.message}
+	var res *configstore.PushResult
+	if c.canary > 0 {
+		fmt.Fprintf(c.out, "canary: sending to %d agent(s) first\n", c.canary)
+		var can *configstore.Canary
+		res, can, err = s.PushCanary(ctx, b, pm, c.canary, c.waitTimeout, progressPrinter(c.out))
+		if err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(c.out, "canary passed on %s: revision %d is now current (was %d)\n", strings.Join(can.Pointer.Members, ", "), res.Meta.Revision, res.Previous)
+	} else {
+		res, err = s.Push(tctx, b, pm)
+		if err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(c.out, "pushed revision %d (was %d) to cluster %s\n", res.Meta.Revision, res.Previous, c.cluster)
+	}
+	if !c.wait {
+		return 0
+	}
+	return waitRollout(ctx, s, res.Meta.Revision, c.waitTimeout, c.out)
+}
+
+func waitRollout(ctx context.Context, s *configstore.Store, rev int, timeout time.Duration, out io.Writer) int {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.WaitRollout(wctx, rev, nil, 0, progressPrinter(out)); err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprintf(out, "revision %d applied by every live agent\n", rev)
+	return 0
+}
+
+// progressPrinter prints one line per agent whose state changed.
+func progressPrinter(out io.Writer) func(configstore.Rollout) {
+	seen := map[string]string{}
+	return func(r configstore.Rollout) {
+		for _, m := range r.Members {
+			st := m.Status
+			line := fmt.Sprintf("agent %s: %s (revision %d", m.Member, st.State, st.Revision)
+			if st.Target != 0 && st.Target != st.Revision {
+				line += fmt.Sprintf(", target %d", st.Target)
+			}
+			line += ")"
+			if st.State == configstore.StateFailed && st.FailedRevision == r.Target {
+				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, configstore.MaskSecrets(st.Error))
+			}
+			if seen[m.Member] != line {
+				seen[m.Member] = line
+				fmt.Fprintf(out, "[%d/%d] %s\n", r.Applied, len(r.Members), line)
+			}
+		}
+		if len(r.Members) == 0 {
+			fmt.Fprintln(out, "no live agents in the cluster")
+		}
+	}
+}
+
+// ---- get ----
+
+type configGetCommand struct {
+	*configCommon
+	rev         string
+	outDir      string
+	showSecrets bool
+}
+
+func newConfigGetCommand(parent *kingpin.CmdClause, out io.Writer) *configGetCommand {
+	cmd := parent.Command("get", "Print a revision (secrets masked) or write its files to a directory.")
+	c := &configGetCommand{configCommon: addConfigCommon(cmd, out)}
+	cmd.Arg("revision", "Revision (default: current).").StringVar(&c.rev)
+	cmd.Flag("out", "Write the bundle's files into this directory (as pushed, secrets included).").StringVar(&c.outDir)
+	cmd.Flag("show-secrets", "Print secret values instead of masking them.").BoolVar(&c.showSecrets)
+	return c
+}
+
+func (c *configCommon) resolve(ctx context.Context, s *configstore.Store, rev string) (int, error) {
+	if rev == "" || rev == "current" {
+		p, _, err := s.Current(ctx)
+		return p.Revision, err
+	}
+	return configstore.ParseRevision(rev)
+}
+
+func (c *configGetCommand) run(logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	client, s, err := c.open(ctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	rev, err := c.resolve(ctx, s, c.rev)
+	if err != nil {
+		return fail("%v", err)
+	}
+	m, b, err := s.Revision(ctx, rev)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if c.outDir != "" {
+		if entries, err := os.ReadDir(c.outDir); err == nil && len(entries) > 0 {
+			return fail("write revision %d to %s: the directory is not empty", rev, c.outDir)
+		}
+		if err := b.WriteDir(c.outDir); err != nil {
+			return fail("write revision %d to %s: %v", rev, c.outDir, err)
+		}
+		fmt.Fprintf(c.out, "revision %d written to %s (%d files)\n", rev, c.outDir, len(b.Files))
+		return 0
+	}
+	fmt.Fprintf(c.out, "# revision %d by %s at %s: %s\n# %s\n", m.Revision, m.Author, m.Time.Format(time.RFC3339), configstore.MaskSecrets(m.Message), m.Checksum)
+	for _, n := range b.Names() {
+		text := string(b.Files[n])
+		if !c.showSecrets {
+			text = configstore.MaskSecrets(text)
+		}
+		fmt.Fprintf(c.out, "# ---- %s ----\n%s", n, text)
+		if !strings.HasSuffix(text, "\n") {
+			fmt.Fprintln(c.out)
+		}
+	}
+	return 0
+}
+
+// ---- diff ----
+
+type configDiffCommand struct {
+	*configCommon
+	rev1, rev2  string
+	showSecrets bool
+}
+
+func newConfigDiffCommand(parent *kingpin.CmdClause, out io.Writer) *configDiffCommand {
+	cmd := parent.Command("diff", "Unified diff, file by file, between two revisions (secrets masked).")
+	c := &configDiffCommand{configCommon: addConfigCommon(cmd, out)}
+	cmd.Arg("rev1", "Older revision.").Required().StringVar(&c.rev1)
+	cmd.Arg("rev2", "Newer revision (default: current).").StringVar(&c.rev2)
+	cmd.Flag("show-secrets", "Show secret values instead of masking them.").BoolVar(&c.showSecrets)
+	return c
+}
+
+func (c *configDiffCommand) run(logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	client, s, err := c.open(ctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	r1, err := c.resolve(ctx, s, c.rev1)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r2, err := c.resolve(ctx, s, c.rev2)
+	if err != nil {
+		return fail("%v", err)
+	}
+	_, b1, err := s.Revision(ctx, r1)
+	if err != nil {
+		return fail("%v", err)
+	}
+	_, b2, err := s.Revision(ctx, r2)
+	if err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprint(c.out, configstore.UnifiedDiff(b1, b2, fmt.Sprintf("r%d", r1), fmt.Sprintf("r%d", r2), c.showSecrets))
+	return 0
+}
+
+// ---- history ----
+
+type configHistoryCommand struct{ *configCommon }
+
+func newConfigHistoryCommand(parent *kingpin.CmdClause, out io.Writer) *configHistoryCommand {
+	cmd := parent.Command("history", "List the cluster's revisions, newest first.")
+	return &configHistoryCommand{configCommon: addConfigCommon(cmd, out)}
+}
+
+func (c *configHistoryCommand) run(logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	client, s, err := c.open(ctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	h, err := s.History(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	canary, _ := s.Canary(ctx)
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REVISION\tTIME\tAUTHOR\tFILES\tSIZE\tCHECKSUM\tMESSAGE")
+	if canary != nil {
+		fmt.Fprintf(tw, "%d (canary on %s)\t%s\t%s\t\t\t%s\t\n", canary.Revision, strings.Join(canary.Members, ","), canary.Time.Format(time.RFC3339), canary.Author, short(canary.Checksum))
+	}
+	for i, m := range h {
+		mark := ""
+		if i == 0 {
+			mark = " (current)"
+		}
+		msg := configstore.MaskSecrets(m.Message)
+		if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
+			msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
+		}
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
+	}
+	tw.Flush()
+	return 0
+}
+
+func short(sum string) string {
+	if len(sum) > 19 {
+		return sum[:19]
+	}
+	return sum
+}
+
+// ---- rollback ----
+
+type configRollbackCommand struct {
+	*configCommon
+	to, message, author string
+	wait                bool
+	waitTimeout         time.Duration
+}
+
+func newConfigRollbackCommand(parent *kingpin.CmdClause, out io.Writer) *configRollbackCommand {
+	cmd := parent.Command("rollback", "Make an earlier revision current again (as a new revision that copies it).")
+	c := &configRollbackCommand{configCommon: addConfigCommon(cmd, out)}
+	cmd.Flag("to", "Revision to return to (default: the one before the current).").StringVar(&c.to)
+	cmd.Flag("message", "Why (default: \"rollback to revision N\").").Short('m').StringVar(&c.message)
+	cmd.Flag("author", "Author recorded (default: user@host).").StringVar(&c.author)
+	cmd.Flag("wait", "Wait until every live agent applied it.").BoolVar(&c.wait)
+	cmd.Flag("wait.timeout", "How long --wait waits.").Default("5m").DurationVar(&c.waitTimeout)
+	return c
+}
+
+func (c *configRollbackCommand) run(logger *slog.Logger) int {
+	ctx, stop := signalContext()
+	defer stop()
+	tctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	client, s, err := c.open(tctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	to := 0
+	if c.to != "" {
+		if to, err = configstore.ParseRevision(c.to); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if c.author == "" {
+		c.author = defaultAuthor()
+	}
+	res, err := s.Rollback(tctx, to, configstore.PushMeta{Author: c.author, Message: c.message})
+	if err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprintf(c.out, "rolled back: revision %d is a copy of revision %d (was %d)\n", res.Meta.Revision, res.Meta.RollbackOf, res.Previous)
+	if !c.wait {
+		return 0
+	}
+	return waitRollout(ctx, s, res.Meta.Revision, c.waitTimeout, c.out)
+}
+
+// ---- status ----
+
+type configStatusCommand struct{ *configCommon }
+
+func newConfigStatusCommand(parent *kingpin.CmdClause, out io.Writer) *configStatusCommand {
+	cmd := parent.Command("status", "Show every agent of the cluster: revision, state, error, age. Exits 1 when an agent is failing or behind.")
+	return &configStatusCommand{configCommon: addConfigCommon(cmd, out)}
+}
+
+func (c *configStatusCommand) run(logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	client, s, err := c.open(ctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	cur, _, err := s.Current(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	canary, err := s.Canary(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	members, err := s.Members(ctx)
+	if err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprintf(c.out, "cluster %s: current revision %d (by %s at %s)\n", c.cluster, cur.Revision, cur.Author, cur.Time.Format(time.RFC3339))
+	if canary != nil {
+		fmt.Fprintf(c.out, "canary: revision %d on %s\n", canary.Revision, strings.Join(canary.Members, ", "))
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tREVISION\tTARGET\tUPDATED\tLAST RELOAD\tERROR")
+	bad := 0
+	now := time.Now()
+	for _, m := range members {
+		st := m.Status
+		if m.Err != nil {
+			bad++
+			fmt.Fprintf(tw, "%s\t?\t\t\t\t\t%v\n", m.Member, m.Err)
+			continue
+		}
+		want := cur.Revision
+		if canary.Has(m.Member) {
+			want = canary.Revision
+		}
+		behind := st.Revision != want || st.State != configstore.StateApplied
+		if behind {
+			bad++
+		}
+		errText := ""
+		if st.Error != "" {
+			errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.MaskSecrets(st.Error)))
+		}
+		reload := "-"
+		if !st.LastReload.IsZero() {
+			reload = fmt.Sprintf("%s ago (ok=%t)", now.Sub(st.LastReload).Round(time.Second), st.ReloadSuccessful)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Member, st.State, st.Revision, want, now.Sub(st.Updated).Round(time.Second), reload, errText)
+	}
+	tw.Flush()
+	if len(members) == 0 {
+		fmt.Fprintln(c.out, "no live agents")
+	}
+	if bad > 0 {
+		fmt.Fprintf(os.Stderr, "zkprom config status: %d of %d agents failing or behind\n", bad, len(members))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " | ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

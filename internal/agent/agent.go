@@ -1,0 +1,733 @@
+// Package agent runs beside one Prometheus server and keeps it on its
+// cluster's configuration revision from ZooKeeper: it stages each new
+// revision whole on disk, validates it, swaps the DIR/current symlink
+// atomically, reloads Prometheus, verifies the reload, and on any failure
+// switches back, reloads and verifies the previous revision. It reports
+// its status in one ephemeral member znode.
+//
+// The agent is also where sharding and HA leadership will live: they plug
+// in as a Role (which revision and which placeholders this member runs)
+// beside the one member znode and the one status.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// Config configures an agent.
+type Config struct {
+	Root    string // default configstore.DefaultRoot
+	Cluster string
+	// Member is this agent's name in the cluster (default: the host name).
+	Member string
+	// ConfigDir is DIR: Prometheus runs with
+	// --config.file=DIR/current/prometheus.yml.
+	ConfigDir  string
+	Prometheus prom.Config
+	// Promtool is the promtool binary; "none" uses the built-in checks.
+	Promtool string
+	// VerifyTimeout bounds waiting for Prometheus to confirm a reload.
+	VerifyTimeout time.Duration
+	// RetryInterval is the pause before retrying after ZooKeeper errors
+	// and between polls of a Prometheus that does not answer yet.
+	RetryInterval time.Duration
+	// KeepRevisions is how many revision directories stay on disk.
+	KeepRevisions int
+}
+
+// Steps of an apply, as used in metrics and status.
+const (
+	StepFetch    = "fetch"
+	StepStage    = "stage"
+	StepValidate = "validate"
+	StepSwitch   = "switch"
+	StepReload   = "reload"
+	StepVerify   = "verify"
+	StepRollback = "rollback"
+)
+
+// Report describes the last apply (for benchmarks and logs).
+type Report struct {
+	Revision int
+	Noticed  time.Time                // when the agent learned about the revision
+	Steps    map[string]time.Duration // by step
+	Total    time.Duration
+	Err      error
+}
+
+// Agent keeps one Prometheus on its cluster's revision.
+type Agent struct {
+	cfg    Config
+	c      *zk.Client
+	store  *configstore.Store
+	prom   *prom.Client
+	disk   disk
+	logger *slog.Logger
+	m      *metrics
+
+	mu       sync.Mutex
+	status   configstore.Status
+	state    State
+	report   Report
+	reg      *zk.Registration
+	changed  chan struct{} // closed and replaced on every status change
+	pending  *pendingVerify
+	noticed  map[int]time.Time
+	regReady bool
+}
+
+// pendingVerify is a revision that is switched on disk while Prometheus
+// did not answer.
+type pendingVerify struct {
+	rev      int
+	checksum string
+	since    time.Time
+	prev     int
+	start    time.Time
+	steps    map[string]time.Duration
+}
+
+// New checks cfg and builds an agent; Run starts it.
+func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Agent, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Member == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("agent member name: %w (set --member)", err)
+		}
+		cfg.Member = h
+	}
+	if err := configstore.ValidateName("member", cfg.Member); err != nil {
+		return nil, err
+	}
+	if cfg.ConfigDir == "" {
+		return nil, errors.New("agent: the config directory is required (--config-dir)")
+	}
+	if cfg.VerifyTimeout == 0 {
+		cfg.VerifyTimeout = 30 * time.Second
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = 2 * time.Second
+	}
+	if cfg.KeepRevisions == 0 {
+		cfg.KeepRevisions = 5
+	}
+	if cfg.KeepRevisions < 2 {
+		return nil, fmt.Errorf("agent: keep at least 2 revisions on disk, not %d", cfg.KeepRevisions)
+	}
+	store, err := configstore.New(c, configstore.Options{Root: cfg.Root, Cluster: cfg.Cluster}, logger)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := prom.New(cfg.Prometheus)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, c: c, store: store, prom: pc, disk: disk{dir: cfg.ConfigDir},
+		logger:  logger.With("component", "agent", "cluster", cfg.Cluster, "member", cfg.Member),
+		changed: make(chan struct{}),
+		noticed: map[int]time.Time{},
+	}
+	a.m, err = newMetrics(reg, a)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	a.status = configstore.Status{
+		Member: cfg.Member, Cluster: cfg.Cluster, State: configstore.StateStarting,
+		PrometheusURL: pc.URL(), Started: now, Updated: now, Version: version.Version,
+	}
+	return a, nil
+}
+
+// Status returns the agent's current status.
+func (a *Agent) Status() configstore.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Changed returns a channel closed at the next status change.
+func (a *Agent) Changed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.changed
+}
+
+// LastReport returns the report of the last apply.
+func (a *Agent) LastReport() Report {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.report
+}
+
+// Store returns the agent's view of the cluster.
+func (a *Agent) Store() *configstore.Store { return a.store }
+
+// setStatus changes the status and publishes it to the member znode.
+func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
+	a.mu.Lock()
+	f(&a.status)
+	a.status.Updated = time.Now().UTC()
+	st := a.status
+	reg := a.reg
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+	if reg != nil {
+		a.publish(ctx, reg, st)
+	}
+}
+
+func (a *Agent) publish(ctx context.Context, reg *zk.Registration, st configstore.Status) {
+	data, _ := json.Marshal(st)
+	ctx, cancel := context.WithTimeout(ctx, a.c.SessionTimeout())
+	defer cancel()
+	if err := reg.Update(ctx, data); err != nil {
+		a.logger.Warn("could not report status to ZooKeeper; will report when it is back", "err", err)
+	}
+}
+
+// Run keeps Prometheus on the cluster's revision until ctx ends, then
+// removes the member znode.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.disk.init(); err != nil {
+		return err
+	}
+	st, err := a.disk.readState()
+	if err != nil {
+		return err
+	}
+	linked, err := a.disk.linked()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.state = st
+	a.status.Revision = st.Applied
+	a.status.Checksum = st.Checksum
+	a.status.FailedRevision = st.FailedRevision
+	a.status.FailedStep = st.FailedStep
+	a.status.Error = st.FailedError
+	a.mu.Unlock()
+	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
+
+	sub := a.c.Subscribe()
+	defer sub.Close()
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		a.mu.Lock()
+		reg := a.reg
+		a.mu.Unlock()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if reg != nil {
+			reg.Close(cctx)
+		}
+	}()
+
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		watch, again := a.step(ctx)
+		if again {
+			retry.Reset(a.cfg.RetryInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-watch:
+		case ev := <-sub.C:
+			if ev.State == zk.StateConnected {
+				// Back: report the status we have, then look again.
+				a.mu.Lock()
+				st, reg := a.status, a.reg
+				a.mu.Unlock()
+				a.publish(ctx, reg, st)
+			}
+		case <-retry.C:
+		}
+		retry.Stop()
+	}
+}
+
+// register creates the member znode, retrying while ZooKeeper is away or
+// an earlier session of this agent (killed) still holds it.
+func (a *Agent) register(ctx context.Context) error {
+	if err := a.store.Ensure(ctx); err != nil && !errors.Is(err, zk.ErrNoAuth) {
+		a.logger.Debug("could not ensure cluster nodes", "err", err)
+	}
+	for {
+		a.mu.Lock()
+		data, _ := json.Marshal(a.status)
+		a.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, a.c.SessionTimeout())
+		reg, err := zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{ACL: zk.ACLCreatorAllWorldRead(), Logger: a.logger})
+		cancel()
+		if err == nil {
+			a.mu.Lock()
+			a.reg = reg
+			a.mu.Unlock()
+			return nil
+		}
+		a.logger.Warn("could not register member; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(a.cfg.RetryInterval):
+		}
+	}
+}
+
+// step reads the target revision (leaving watches) and works towards it.
+// It returns a channel that fires when the pointers change, and whether
+// to retry after RetryInterval.
+func (a *Agent) step(ctx context.Context) (<-chan struct{}, bool) {
+	target, canary, watch, err := a.target(ctx)
+	if err != nil {
+		a.logger.Warn("could not read the cluster's revision; keeping the applied one", "err", err)
+		return watch, true
+	}
+	if target == 0 {
+		a.setStatus(ctx, func(s *configstore.Status) { s.Target = 0 })
+		return watch, false
+	}
+	a.mu.Lock()
+	if _, ok := a.noticed[target]; !ok {
+		a.noticed[target] = time.Now()
+	}
+	st, pending := a.state, a.pending
+	a.mu.Unlock()
+
+	if pending != nil {
+		if pending.rev == target {
+			return watch, a.finishPending(ctx, canary)
+		}
+		a.mu.Lock()
+		a.pending = nil
+		a.mu.Unlock()
+	}
+	switch {
+	case target == st.Applied:
+		switch cur := a.Status(); {
+		case cur.State == configstore.StateApplied && cur.Target == target && cur.Canary == canary:
+			return watch, false
+		case cur.State == configstore.StateApplied || cur.State == configstore.StateFailed:
+			// Back on the applied revision (a canary ended, or a failed
+			// revision was replaced by this one): nothing to do on disk.
+			// The last failure stays in the status for the record.
+			a.setStatus(ctx, func(s *configstore.Status) {
+				s.State, s.Target, s.Canary = configstore.StateApplied, target, canary
+			})
+			return watch, false
+		}
+		// Restart with the revision already applied: change nothing, just
+		// check that Prometheus runs it.
+		return watch, a.confirm(ctx, target, canary)
+	case target == st.FailedRevision:
+		a.setStatus(ctx, func(s *configstore.Status) {
+			s.Target, s.Canary, s.State = target, canary, configstore.StateFailed
+		})
+		return watch, false
+	}
+	return watch, a.apply(ctx, target, canary)
+}
+
+// target returns the revision this member should run: the canary's when
+// it is one of the canaries, else current's.
+func (a *Agent) target(ctx context.Context) (int, bool, <-chan struct{}, error) {
+	fire := make(chan struct{})
+	var once sync.Once
+	trigger := func() { once.Do(func() { close(fire) }) }
+	forward := func(ch <-chan zk.WatchEvent) {
+		go func() {
+			select {
+			case <-ch:
+				trigger()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	ok, _, cw, err := a.c.ExistsW(ctx, a.store.CanaryPath())
+	if err != nil {
+		return 0, false, fire, err
+	}
+	forward(cw)
+	var canary *configstore.CanaryPointer
+	if ok {
+		data, _, err := a.c.Get(ctx, a.store.CanaryPath())
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return 0, false, fire, err
+		}
+		if err == nil {
+			if canary, err = configstore.ParseCanary(data); err != nil {
+				return 0, false, fire, err
+			}
+		}
+	}
+	data, _, pw, err := a.c.GetW(ctx, a.store.CurrentPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		_, _, ew, err := a.c.ExistsW(ctx, a.store.CurrentPath())
+		if err != nil {
+			return 0, false, fire, err
+		}
+		forward(ew)
+		return 0, false, fire, nil
+	}
+	if err != nil {
+		return 0, false, fire, err
+	}
+	forward(pw)
+	p, err := configstore.ParsePointer(data)
+	if err != nil {
+		return 0, false, fire, err
+	}
+	if canary.Has(a.cfg.Member) {
+		return canary.Revision, true, fire, nil
+	}
+	return p.Revision, false, fire, nil
+}
+
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+// apply brings revision rev live. It returns true when it should be
+// retried later (transient trouble), false when done or failed for good.
+func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
+	start := time.Now()
+	steps := map[string]time.Duration{}
+	timed := func(step string, f func() error) error {
+		t := time.Now()
+		err := f()
+		d := time.Since(t)
+		steps[step] = d
+		a.m.stepDuration.WithLabelValues(step).Observe(d.Seconds())
+		if err != nil {
+			return &stepError{step: step, err: err}
+		}
+		return nil
+	}
+	a.mu.Lock()
+	prev := a.state.Applied
+	a.mu.Unlock()
+	a.logger.Info("applying revision", "revision", rev, "previous", prev, "canary", canary)
+	a.setStatus(ctx, func(s *configstore.Status) {
+		s.Target, s.Canary, s.State = rev, canary, configstore.StateApplying
+	})
+
+	var meta configstore.Meta
+	var bundle *configstore.Bundle
+	if err := timed(StepFetch, func() (err error) {
+		meta, bundle, err = a.store.Revision(ctx, rev)
+		return err
+	}); err != nil {
+		a.m.failures.WithLabelValues(StepFetch).Inc()
+		a.logger.Warn("could not fetch revision; retrying", "revision", rev, "err", err)
+		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState() })
+		return true
+	}
+	if err := timed(StepStage, func() error {
+		if a.disk.complete(rev, meta.Checksum) {
+			return nil
+		}
+		r, err := bundle.Render(a.vars(rev))
+		if err != nil {
+			return err
+		}
+		return a.disk.stage(rev, meta.Checksum, a.cfg.Member, r)
+	}); err != nil {
+		return a.fail(ctx, rev, canary, prev, false, err, start, steps)
+	}
+	if err := timed(StepValidate, func() error {
+		_, err := configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
+		return err
+	}); err != nil {
+		return a.fail(ctx, rev, canary, prev, false, err, start, steps)
+	}
+	if err := timed(StepSwitch, func() error { return a.disk.link(rev) }); err != nil {
+		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+	}
+	switched := time.Now()
+	var before prom.RuntimeInfo
+	err := timed(StepReload, func() error {
+		var err error
+		before, err = a.prom.RuntimeInfo(ctx)
+		if err != nil {
+			return err
+		}
+		return a.prom.Reload(ctx)
+	})
+	if errors.Is(err, prom.ErrUnreachable) {
+		// Prometheus is not up (yet): the files are in place; it reads them
+		// when it starts. Verify once it answers.
+		a.mu.Lock()
+		a.pending = &pendingVerify{rev: rev, checksum: meta.Checksum, since: switched, prev: prev, start: start, steps: steps}
+		a.mu.Unlock()
+		a.logger.Info("Prometheus does not answer; revision laid down, will verify when it does", "revision", rev, "err", err)
+		a.setStatus(ctx, func(s *configstore.Status) { s.State = configstore.StateWaiting; s.Error = "" })
+		return true
+	}
+	if err != nil {
+		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+	}
+	var after prom.RuntimeInfo
+	if err := timed(StepVerify, func() (err error) {
+		after, err = a.verify(ctx, before.LastConfigTime, !before.ReloadConfigSuccess)
+		return err
+	}); err != nil {
+		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+	}
+	a.succeed(ctx, rev, meta.Checksum, canary, prev, after, start, steps)
+	return false
+}
+
+// restState is the state to show while an apply cannot proceed.
+func (a *Agent) restState() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state.FailedRevision != 0 && a.state.FailedRevision == a.status.Target {
+		return configstore.StateFailed
+	}
+	if a.state.Applied != 0 {
+		return configstore.StateApplied
+	}
+	return configstore.StateStarting
+}
+
+func (a *Agent) vars(rev int) configstore.Vars {
+	return configstore.Vars{
+		Member: a.cfg.Member, Cluster: a.cfg.Cluster, ConfigDir: a.cfg.ConfigDir,
+		RevisionDir: a.disk.revDir(rev), Revision: rev,
+	}
+}
+
+// verify waits until Prometheus reports a successful reload newer than
+// since (runtimeinfo lastConfigTime and reloadConfigSuccess, and the
+// metric prometheus_config_last_reload_successful).
+func (a *Agent) verify(ctx context.Context, since time.Time, wasFailing bool) (prom.RuntimeInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
+	defer cancel()
+	var last prom.RuntimeInfo
+	var lastErr error
+	for {
+		ri, err := a.prom.RuntimeInfo(ctx)
+		if err == nil {
+			last = ri
+			switch {
+			case ri.ReloadConfigSuccess && ri.LastConfigTime.After(since):
+				ok, _, merr := a.prom.ReloadMetrics(ctx)
+				if merr != nil {
+					lastErr = merr
+					break
+				}
+				if !ok {
+					lastErr = errors.New("prometheus_config_last_reload_successful is 0")
+					break
+				}
+				return ri, nil
+			case !ri.ReloadConfigSuccess && !wasFailing:
+				return ri, errors.New("Prometheus reports reloadConfigSuccess=false: it refused the configuration (its log has the error)")
+			default:
+				lastErr = fmt.Errorf("no successful reload after %s yet (lastConfigTime %s, reloadConfigSuccess %t)",
+					since.Format(time.RFC3339Nano), ri.LastConfigTime.Format(time.RFC3339Nano), ri.ReloadConfigSuccess)
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("verify reload within %s: %w", a.cfg.VerifyTimeout, lastErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Agent) succeed(ctx context.Context, rev int, checksum string, canary bool, prev int, ri prom.RuntimeInfo, start time.Time, steps map[string]time.Duration) {
+	total := time.Since(start)
+	a.m.stepDuration.WithLabelValues("total").Observe(total.Seconds())
+	a.m.applies.Inc()
+	a.mu.Lock()
+	a.state = State{Applied: rev, Checksum: checksum, AppliedAt: time.Now().UTC()}
+	st := a.state
+	a.report = Report{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: total}
+	a.pending = nil
+	a.mu.Unlock()
+	if err := a.disk.writeState(st); err != nil {
+		a.logger.Error("could not record the applied revision", "err", err)
+	}
+	if err := a.disk.prune(a.cfg.KeepRevisions, rev, prev); err != nil {
+		a.logger.Warn("could not prune revision directories", "err", err)
+	}
+	a.logger.Info("applied revision", "revision", rev, "previous", prev, "duration", total)
+	a.setStatus(ctx, func(s *configstore.Status) {
+		s.State, s.Revision, s.Checksum, s.Target, s.Canary = configstore.StateApplied, rev, checksum, rev, canary
+		s.FailedRevision, s.FailedStep, s.Error = 0, "", ""
+		s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
+	})
+}
+
+// fail handles a failed apply of rev: when the switch happened, it
+// switches back to prev, reloads and verifies Prometheus on it, then
+// reports the failure with Prometheus's text.
+func (a *Agent) fail(ctx context.Context, rev int, canary bool, prev int, switched bool, err error, start time.Time, steps map[string]time.Duration) bool {
+	step := StepStage
+	var se *stepError
+	if errors.As(err, &se) {
+		step = se.step
+	}
+	msg := errorText(err)
+	a.m.failures.WithLabelValues(step).Inc()
+	a.logger.Error("revision refused; rolling back", "revision", rev, "step", step, "err", msg)
+	var ri prom.RuntimeInfo
+	if switched {
+		ri, err = a.switchBack(ctx, prev)
+		if err != nil {
+			a.m.failures.WithLabelValues(StepRollback).Inc()
+			msg += "; AND rolling back to revision " + fmt.Sprint(prev) + " failed: " + errorText(err)
+			a.logger.Error("rollback failed", "previous", prev, "err", err)
+		}
+	}
+	a.mu.Lock()
+	a.state.FailedRevision, a.state.FailedStep, a.state.FailedError = rev, step, msg
+	st := a.state
+	a.report = Report{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: time.Since(start), Err: errors.New(msg)}
+	a.mu.Unlock()
+	if err := a.disk.writeState(st); err != nil {
+		a.logger.Error("could not record the failed revision", "err", err)
+	}
+	a.setStatus(ctx, func(s *configstore.Status) {
+		s.State, s.Target, s.Canary = configstore.StateFailed, rev, canary
+		s.FailedRevision, s.FailedStep, s.Error = rev, step, msg
+		if switched && !ri.LastConfigTime.IsZero() {
+			s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
+		}
+	})
+	return false
+}
+
+func errorText(err error) string {
+	var re *prom.ReloadError
+	if errors.As(err, &re) {
+		return re.Message
+	}
+	var ve *configstore.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Output
+	}
+	return err.Error()
+}
+
+// switchBack points DIR/current at prev again, reloads and verifies.
+func (a *Agent) switchBack(ctx context.Context, prev int) (prom.RuntimeInfo, error) {
+	ctx = context.WithoutCancel(ctx)
+	t := time.Now()
+	defer func() { a.m.stepDuration.WithLabelValues(StepRollback).Observe(time.Since(t).Seconds()) }()
+	if err := a.disk.link(prev); err != nil {
+		return prom.RuntimeInfo{}, err
+	}
+	if prev == 0 {
+		return prom.RuntimeInfo{}, nil
+	}
+	before, err := a.prom.RuntimeInfo(ctx)
+	if err != nil {
+		return prom.RuntimeInfo{}, err
+	}
+	if err := a.prom.Reload(ctx); err != nil {
+		return prom.RuntimeInfo{}, err
+	}
+	return a.verify(ctx, before.LastConfigTime, !before.ReloadConfigSuccess)
+}
+
+// confirm checks, without reloading, that Prometheus runs the applied
+// revision (after a restart of the agent).
+func (a *Agent) confirm(ctx context.Context, rev int, canary bool) bool {
+	linked, err := a.disk.linked()
+	if err != nil || linked != rev {
+		return a.apply(ctx, rev, canary)
+	}
+	ri, err := a.prom.RuntimeInfo(ctx)
+	if err != nil {
+		a.setStatus(ctx, func(s *configstore.Status) { s.Target, s.Canary, s.State = rev, canary, configstore.StateWaiting })
+		return true
+	}
+	if !ri.ReloadConfigSuccess {
+		// Prometheus is not on a good configuration: apply again.
+		return a.apply(ctx, rev, canary)
+	}
+	a.mu.Lock()
+	checksum := a.state.Checksum
+	a.mu.Unlock()
+	a.setStatus(ctx, func(s *configstore.Status) {
+		s.State, s.Revision, s.Checksum, s.Target, s.Canary = configstore.StateApplied, rev, checksum, rev, canary
+		s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
+	})
+	return false
+}
+
+// finishPending verifies a revision switched while Prometheus was down.
+func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
+	a.mu.Lock()
+	p := a.pending
+	a.mu.Unlock()
+	ri, err := a.prom.RuntimeInfo(ctx)
+	if err != nil {
+		return true
+	}
+	if ri.ReloadConfigSuccess && ri.LastConfigTime.After(p.since) {
+		// Prometheus started after the switch and loaded the new files.
+		a.succeed(ctx, p.rev, p.checksum, canary, p.prev, ri, p.start, p.steps)
+		return false
+	}
+	if err := a.prom.Reload(ctx); err != nil {
+		if errors.Is(err, prom.ErrUnreachable) {
+			return true
+		}
+		a.mu.Lock()
+		a.pending = nil
+		a.mu.Unlock()
+		return a.fail(ctx, p.rev, canary, p.prev, true, &stepError{step: StepReload, err: err}, p.start, p.steps)
+	}
+	after, err := a.verify(ctx, ri.LastConfigTime, !ri.ReloadConfigSuccess)
+	a.mu.Lock()
+	a.pending = nil
+	a.mu.Unlock()
+	if err != nil {
+		return a.fail(ctx, p.rev, canary, p.prev, true, &stepError{step: StepVerify, err: err}, p.start, p.steps)
+	}
+	a.succeed(ctx, p.rev, p.checksum, canary, p.prev, after, p.start, p.steps)
+	return false
+}
+
+// Describe is for docs: the placeholders a bundle may use.
+func Placeholders() string {
+	return strings.Join([]string{
+		"${" + configstore.PlaceholderMember + "}", "${" + configstore.PlaceholderCluster + "}",
+		"${" + configstore.PlaceholderConfigDir + "}", "${" + configstore.PlaceholderRevisionDir + "}",
+		"${" + configstore.PlaceholderRevision + "}",
+	}, ", ")
+}

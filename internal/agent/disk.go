@@ -1,0 +1,289 @@
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+)
+
+// On-disk layout below --config-dir (DIR):
+//
+//	DIR/current -> revisions/r-0000000012   symlink, swapped by rename
+//	DIR/revisions/r-0000000012/              a complete, rendered revision
+//	DIR/revisions/r-0000000012/.zkprom/manifest.json
+//	DIR/.staging-r-0000000012-<pid>/         being written (removed at start)
+//	DIR/state.json                           last applied and last failed revision
+const (
+	currentLink  = "current"
+	revisionsDir = "revisions"
+	stagingPfx   = ".staging-"
+	stateFile    = "state.json"
+	manifestDir  = ".zkprom"
+	manifestFile = "manifest.json"
+)
+
+// Manifest is written into each revision directory: which revision it is
+// and the checksum of every rendered file, so that "whole" can be checked.
+type Manifest struct {
+	Revision int               `json:"revision"`
+	Checksum string            `json:"checksum"` // of the bundle as pushed
+	Member   string            `json:"member"`
+	Files    map[string]string `json:"files"` // name => sha256 of the rendered file
+	Written  time.Time         `json:"written"`
+}
+
+// State is what the agent remembers across restarts (DIR/state.json).
+type State struct {
+	Applied        int       `json:"applied"`
+	Checksum       string    `json:"checksum,omitempty"`
+	AppliedAt      time.Time `json:"applied_at,omitzero"`
+	FailedRevision int       `json:"failed_revision,omitempty"`
+	FailedStep     string    `json:"failed_step,omitempty"`
+	FailedError    string    `json:"failed_error,omitempty"`
+}
+
+type disk struct{ dir string }
+
+func (d disk) revDir(rev int) string {
+	return filepath.Join(d.dir, revisionsDir, configstore.RevisionName(rev))
+}
+func (d disk) current() string { return filepath.Join(d.dir, currentLink) }
+
+func (d disk) init() error {
+	if err := os.MkdirAll(filepath.Join(d.dir, revisionsDir), 0o755); err != nil {
+		return fmt.Errorf("create config directory %s: %w", d.dir, err)
+	}
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return fmt.Errorf("read config directory %s: %w", d.dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagingPfx) || strings.HasPrefix(e.Name(), ".current-") {
+			if err := os.RemoveAll(filepath.Join(d.dir, e.Name())); err != nil {
+				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// linked returns the revision DIR/current points at (0 when none).
+func (d disk) linked() (int, error) {
+	t, err := os.Readlink(d.current())
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read symlink %s: %w", d.current(), err)
+	}
+	rev, err := configstore.ParseRevision(filepath.Base(t))
+	if err != nil {
+		return 0, fmt.Errorf("symlink %s points at %s, not a revision directory", d.current(), t)
+	}
+	return rev, nil
+}
+
+func (d disk) readState() (State, error) {
+	var s State
+	data, err := os.ReadFile(filepath.Join(d.dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read agent state: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("read agent state %s: %w", filepath.Join(d.dir, stateFile), err)
+	}
+	return s, nil
+}
+
+func (d disk) writeState(s State) error {
+	data, _ := json.MarshalIndent(s, "", "  ")
+	return writeAtomic(filepath.Join(d.dir, stateFile), data)
+}
+
+// writeAtomic writes via a temporary file in the same folder, fsync and
+// rename.
+func writeAtomic(p string, data []byte) error {
+	if old, err := os.ReadFile(p); err == nil && string(old) == string(data) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+func syncDir(d string) error {
+	f, err := os.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// complete reports whether the revision directory exists with a manifest
+// for this revision and checksum and every file matches it.
+func (d disk) complete(rev int, checksum string) bool {
+	m, err := ReadManifest(d.revDir(rev))
+	if err != nil || m.Revision != rev || m.Checksum != checksum {
+		return false
+	}
+	return VerifyDir(d.revDir(rev), m) == nil
+}
+
+// ReadManifest reads a revision directory's manifest.
+func ReadManifest(dir string) (Manifest, error) {
+	var m Manifest
+	data, err := os.ReadFile(filepath.Join(dir, manifestDir, manifestFile))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("read manifest of %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// VerifyDir checks every file of a revision directory against its
+// manifest.
+func VerifyDir(dir string, m Manifest) error {
+	for name, sum := range m.Files {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			return err
+		}
+		if fileSum(data) != sum {
+			return fmt.Errorf("%s/%s does not match its manifest", dir, name)
+		}
+	}
+	return nil
+}
+
+func fileSum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// stage writes the rendered bundle into a staging directory and renames
+// it to its final place, so a revision directory is always whole.
+func (d disk) stage(rev int, checksum, member string, rendered *configstore.Bundle) error {
+	final := d.revDir(rev)
+	if _, err := os.Stat(final); err == nil {
+		// Left over from an earlier attempt whose content no longer
+		// matches (complete() said no): replace it, unless it is live.
+		if l, _ := d.linked(); l == rev {
+			return fmt.Errorf("revision directory %s is live but does not match revision %d", final, rev)
+		}
+		if err := os.RemoveAll(final); err != nil {
+			return err
+		}
+	}
+	staging := filepath.Join(d.dir, fmt.Sprintf("%s%s-%d", stagingPfx, configstore.RevisionName(rev), os.Getpid()))
+	os.RemoveAll(staging)
+	if err := rendered.WriteDir(staging); err != nil {
+		os.RemoveAll(staging)
+		return fmt.Errorf("write revision %d to %s: %w", rev, staging, err)
+	}
+	m := Manifest{Revision: rev, Checksum: checksum, Member: member, Files: map[string]string{}, Written: time.Now().UTC()}
+	for n, data := range rendered.Files {
+		m.Files[n] = fileSum(data)
+	}
+	mdata, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.MkdirAll(filepath.Join(staging, manifestDir), 0o755); err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(staging, manifestDir, manifestFile), mdata); err != nil {
+		os.RemoveAll(staging)
+		return err
+	}
+	if err := syncDir(staging); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, final); err != nil {
+		os.RemoveAll(staging)
+		return fmt.Errorf("move revision %d into place: %w", rev, err)
+	}
+	return syncDir(filepath.Join(d.dir, revisionsDir))
+}
+
+// link points DIR/current at a revision directory atomically: a new
+// symlink is made beside it and renamed over it. rev 0 removes the link.
+func (d disk) link(rev int) error {
+	if rev == 0 {
+		if err := os.Remove(d.current()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return syncDir(d.dir)
+	}
+	tmp := filepath.Join(d.dir, fmt.Sprintf(".current-%d", os.Getpid()))
+	os.Remove(tmp)
+	target := filepath.Join(revisionsDir, configstore.RevisionName(rev))
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("create symlink to %s: %w", target, err)
+	}
+	if err := os.Rename(tmp, d.current()); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("swap %s to %s: %w", d.current(), target, err)
+	}
+	return syncDir(d.dir)
+}
+
+// prune removes revision directories beyond keep, never the ones in live.
+func (d disk) prune(keep int, live ...int) error {
+	entries, err := os.ReadDir(filepath.Join(d.dir, revisionsDir))
+	if err != nil {
+		return err
+	}
+	var revs []int
+	for _, e := range entries {
+		if r, err := configstore.ParseRevision(e.Name()); err == nil && e.IsDir() {
+			revs = append(revs, r)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(revs)))
+	isLive := map[int]bool{}
+	for _, l := range live {
+		isLive[l] = true
+	}
+	for i, r := range revs {
+		if i < keep || isLive[r] {
+			continue
+		}
+		if err := os.RemoveAll(d.revDir(r)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
