@@ -18,7 +18,7 @@ import (
 // Config is the file `zkprom sd --config.file` reads.
 type Config struct {
 	// ZooKeeper is the ensemble jobs read unless they name their own.
-	ZooKeeper zk.Config `yaml:"zookeeper"`
+	ZooKeeper zk.Config   `yaml:"zookeeper"`
 	Jobs      []JobConfig `yaml:"jobs"`
 }
 
@@ -52,7 +52,9 @@ type MetricsConfig struct {
 	Params map[string]string `yaml:"params,omitempty"`
 }
 
-func (m MetricsConfig) picksAddress() bool { return m.Endpoint != "" || m.PortField != "" || m.Port != 0 }
+func (m MetricsConfig) picksAddress() bool {
+	return m.Endpoint != "" || m.PortField != "" || m.Port != 0
+}
 
 // FilterConfig drops members.
 type FilterConfig struct {

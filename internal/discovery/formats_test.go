@@ -69,18 +69,18 @@ func runCases(t *testing.T, f Format, cases []parseCase) {
 func TestServerset(t *testing.T) {
 	aurora := []byte(`{"serviceEndpoint": {"host": "10.0.0.1", "port": 31000}, "additionalEndpoints": {"aurora": {"host": "10.0.0.1", "port": 31000}, "health": {"host": "10.0.0.1", "port": 31001}, "http-admin": {"host": "10.0.0.1", "port": 31002}}, "status": "ALIVE", "shard": 3}`)
 	base := model.LabelSet{
-		"__address__":                                "10.0.0.1:31000",
-		"__meta_serverset_path":                      "/aurora/www/prod/web/member_0000000003",
-		"__meta_serverset_endpoint_host":             "10.0.0.1",
-		"__meta_serverset_endpoint_port":             "31000",
-		"__meta_serverset_endpoint_host_aurora":      "10.0.0.1",
-		"__meta_serverset_endpoint_port_aurora":      "31000",
-		"__meta_serverset_endpoint_host_health":      "10.0.0.1",
-		"__meta_serverset_endpoint_port_health":      "31001",
-		"__meta_serverset_endpoint_host_http_admin":  "10.0.0.1",
-		"__meta_serverset_endpoint_port_http_admin":  "31002",
-		"__meta_serverset_status":                    "ALIVE",
-		"__meta_serverset_shard":                     "3",
+		"__address__":                               "10.0.0.1:31000",
+		"__meta_serverset_path":                     "/aurora/www/prod/web/member_0000000003",
+		"__meta_serverset_endpoint_host":            "10.0.0.1",
+		"__meta_serverset_endpoint_port":            "31000",
+		"__meta_serverset_endpoint_host_aurora":     "10.0.0.1",
+		"__meta_serverset_endpoint_port_aurora":     "31000",
+		"__meta_serverset_endpoint_host_health":     "10.0.0.1",
+		"__meta_serverset_endpoint_port_health":     "31001",
+		"__meta_serverset_endpoint_host_http_admin": "10.0.0.1",
+		"__meta_serverset_endpoint_port_http_admin": "31002",
+		"__meta_serverset_status":                   "ALIVE",
+		"__meta_serverset_shard":                    "3",
 	}
 	withAddr := func(a string, extra model.LabelSet) model.LabelSet {
 		l := base.Clone()
@@ -172,9 +172,9 @@ func TestCurator(t *testing.T) {
 			"__meta_zookeeper_curator_address": "10.0.0.9", "__meta_zookeeper_curator_port": "20880",
 			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_registration_time_utc": "1700000000002",
 			"__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "dubbo",
-			"__meta_zookeeper_curator_payload_class":                     "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
-			"__meta_zookeeper_curator_metadata_dubbo_endpoints":          `[{"port":20880,"protocol":"dubbo"},{"port":50051,"protocol":"tri"}]`,
-			"__meta_zookeeper_curator_metadata_dubbo_metadata_revision":  "a1b2c3",
+			"__meta_zookeeper_curator_payload_class":                        "org.apache.dubbo.registry.zookeeper.ZookeeperInstance",
+			"__meta_zookeeper_curator_metadata_dubbo_endpoints":             `[{"port":20880,"protocol":"dubbo"},{"port":50051,"protocol":"tri"}]`,
+			"__meta_zookeeper_curator_metadata_dubbo_metadata_revision":     "a1b2c3",
 			"__meta_zookeeper_curator_metadata_dubbo_metadata_storage_type": "local"}}},
 		{name: "disabled dropped", node: node("/services/orders/x", disabled), job: JobConfig{Filter: FilterConfig{EnabledOnly: true}}, dropped: true},
 		{name: "ssl only", node: node("/services/orders/y", sslOnly), want: []model.LabelSet{{
@@ -183,7 +183,7 @@ func TestCurator(t *testing.T) {
 			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "y",
 			"__meta_zookeeper_curator_address": "10.0.0.7", "__meta_zookeeper_curator_ssl_port": "8443",
 			"__meta_zookeeper_curator_service_type": "STATIC",
-			"__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator"}}},
+			"__meta_zookeeper_curator_enabled":      "true", "__meta_zookeeper_curator_kind": "curator"}}},
 		{name: "service folder", node: node("/services/orders", nil)},
 		{name: "empty object", node: node("/services/orders/z", []byte(`{}`)), reason: ReasonNoAddress},
 		{name: "no port", node: node("/services/orders/z", []byte(`{"name":"a","address":"h","port":null}`)), reason: ReasonNoAddress},

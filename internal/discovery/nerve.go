@@ -41,7 +41,7 @@ func (nerveFormat) Parse(n Node) ([]Member, error) {
 		Host: nm.Host,
 		Port: nm.Port,
 		Labels: model.LabelSet{
-			nervePathLabel:              model.LabelValue(n.Path),
+			nervePathLabel:                model.LabelValue(n.Path),
 			nerveEndpointPrefix + "_host": model.LabelValue(nm.Host),
 			nerveEndpointPrefix + "_port": itoa(nm.Port),
 			nerveEndpointPrefix + "_name": model.LabelValue(nm.Name),

@@ -55,11 +55,11 @@ func (f serversetFormat) Parse(n Node) ([]Member, error) {
 		Port:   ep.Port,
 		Status: sm.Status,
 		Labels: model.LabelSet{
-			serversetPathLabel:              model.LabelValue(n.Path),
+			serversetPathLabel:                model.LabelValue(n.Path),
 			serversetEndpointPrefix + "_host": model.LabelValue(ep.Host),
 			serversetEndpointPrefix + "_port": itoa(ep.Port),
-			serversetStatusLabel:            model.LabelValue(sm.Status),
-			serversetShardLabel:             itoa(sm.Shard),
+			serversetStatusLabel:              model.LabelValue(sm.Status),
+			serversetShardLabel:               itoa(sm.Shard),
 		},
 	}
 	names := make([]string, 0, len(sm.AdditionalEndpoints))
