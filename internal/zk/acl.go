@@ -33,7 +33,9 @@ func ACLCreatorOnly() []ACL { return []ACL{{Perms: PermAll, Scheme: "auth", ID: 
 func ACLOpen() []ACL { return gozk.WorldACL(PermAll) }
 
 // DigestACL gives user (with password) the permissions perms.
-func DigestACL(perms int32, user, password string) []ACL { return gozk.DigestACL(perms, user, password) }
+func DigestACL(perms int32, user, password string) []ACL {
+	return gozk.DigestACL(perms, user, password)
+}
 
 // FormatACL renders an ACL as ZooKeeper's CLI does: scheme:id:perms.
 func FormatACL(acl []ACL) string {

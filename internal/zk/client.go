@@ -27,14 +27,14 @@ type (
 
 // Errors callers test for with errors.Is.
 var (
-	ErrNoNode           = gozk.ErrNoNode
-	ErrNodeExists       = gozk.ErrNodeExists
-	ErrBadVersion       = gozk.ErrBadVersion
-	ErrNotEmpty         = gozk.ErrNotEmpty
-	ErrNoAuth           = gozk.ErrNoAuth
-	ErrSessionExpired   = gozk.ErrSessionExpired
-	ErrConnectionClosed = gozk.ErrConnectionClosed
-	ErrClosing          = gozk.ErrClosing
+	ErrNoNode                  = gozk.ErrNoNode
+	ErrNodeExists              = gozk.ErrNodeExists
+	ErrBadVersion              = gozk.ErrBadVersion
+	ErrNotEmpty                = gozk.ErrNotEmpty
+	ErrNoAuth                  = gozk.ErrNoAuth
+	ErrSessionExpired          = gozk.ErrSessionExpired
+	ErrConnectionClosed        = gozk.ErrConnectionClosed
+	ErrClosing                 = gozk.ErrClosing
 	ErrNoChildrenForEphemerals = gozk.ErrNoChildrenForEphemerals
 )
 
@@ -54,13 +54,13 @@ const DefaultSessionTimeout = 10 * time.Second
 // with a context-first API. Paths are relative to the connect string's
 // chroot.
 type Client struct {
-	conn   *gozk.Conn
+	conn    *gozk.Conn
 	chroot  string
 	cs      ConnectString
 	timeout time.Duration
 	authed  bool // digest credentials were added
-	logger *slog.Logger
-	m      *clientMetrics
+	logger  *slog.Logger
+	m       *clientMetrics
 
 	events *mailbox[gozk.Event]
 

@@ -30,8 +30,8 @@ type Registration struct {
 
 	mu        sync.Mutex
 	data      []byte
-	actual    string          // path of the node while registered
-	sessions  map[int64]bool  // sessions this registration has used
+	actual    string         // path of the node while registered
+	sessions  map[int64]bool // sessions this registration has used
 	suspended bool
 	closed    bool
 

@@ -87,7 +87,6 @@ func requests(reg *prometheus.Registry) float64 {
 	return total
 }
 
-
 func heapInUse() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
