@@ -3,6 +3,7 @@ package zk
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -100,7 +101,7 @@ func BenchmarkTreeCacheInitialSync(b *testing.B) {
 	if ensemble == nil {
 		b.Skip("needs the real ensemble")
 	}
-	for _, size := range []int{10_000, 100_000} {
+	for _, size := range benchSizes() {
 		root := fmt.Sprintf("/bench-tree-%d", size)
 		setup := connectB(b, nil)
 		populate(b, setup, root, 1000, size)
@@ -159,4 +160,13 @@ func connectB(b *testing.B, reg prometheus.Registerer) *Client {
 		b.Fatal(err)
 	}
 	return c
+}
+
+// benchSizes are the tree sizes benchmarked; ZKPROM_BENCH_SMALL=1 keeps
+// only the small one for quick runs.
+func benchSizes() []int {
+	if os.Getenv("ZKPROM_BENCH_SMALL") != "" {
+		return []int{10_000}
+	}
+	return []int{10_000, 100_000}
 }

@@ -220,7 +220,7 @@ func (e *Ensemble) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	cmd := exec.Command("java", "-Xmx256m", "-XX:+UseSerialGC",
 		"-Dzookeeper.admin.idleTimeout=60000",
 		"-cp", zookeeperClasspath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", filepath.Join(s.Dir, "zoo.cfg"))
