@@ -1,0 +1,51 @@
+package exporter
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// newAdminClient builds the keep-alive HTTP client used for the
+// AdminServers of one ensemble. Deadlines come from each request's
+// context.
+func newAdminClient(tlsConf *tls.Config) *http.Client {
+	t := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConf,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     50 * time.Second, // below the AdminServer's idle timeout
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: t}
+}
+
+// adminAnswer is one AdminServer command's answer.
+type adminAnswer struct {
+	Status int
+	Body   []byte
+}
+
+// adminCommand GETs base/commands/name.
+func adminCommand(ctx context.Context, c *http.Client, base, name string) (adminAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/commands/"+name, nil)
+	if err != nil {
+		return adminAnswer{}, fmt.Errorf("AdminServer %s: %w", name, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return adminAnswer{}, fmt.Errorf("AdminServer %s at %s: %w", name, base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return adminAnswer{Status: resp.StatusCode}, fmt.Errorf("AdminServer %s at %s: read answer: %w", name, base, ctxErr(ctx, err))
+	}
+	return adminAnswer{Status: resp.StatusCode, Body: b}, nil
+}

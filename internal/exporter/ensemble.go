@@ -1,0 +1,216 @@
+package exporter
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// adminRetry is how long a server whose AdminServer refused connections is
+// asked with four-letter words only, before the AdminServer is tried again.
+const adminRetry = time.Minute
+
+// ensemble is a configured ensemble with what its scrapes share: the
+// keep-alive AdminServer client, the TLS config, and a ZooKeeper session
+// for znode child counts.
+type ensemble struct {
+	cfg     EnsembleConfig
+	servers []string
+	tls     *tls.Config
+	http    *http.Client
+	ownHTTP bool // close idle connections on close
+	logger  *slog.Logger
+
+	mu        sync.Mutex
+	adminSkip map[string]time.Time
+	zk        *zk.Client
+}
+
+func newEnsemble(cfg EnsembleConfig, logger *slog.Logger) (*ensemble, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	servers, _ := cfg.ServerList()
+	tlsConf, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("ensemble %q: %w", cfg.Name, err)
+	}
+	return &ensemble{
+		cfg: cfg, servers: servers, tls: tlsConf, http: newAdminClient(tlsConf), ownHTTP: true,
+		logger:    logger.With("ensemble", cfg.Name),
+		adminSkip: map[string]time.Time{},
+	}, nil
+}
+
+func (e *ensemble) close() {
+	if e.ownHTTP {
+		e.http.CloseIdleConnections()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.zk != nil {
+		e.zk.Close()
+		e.zk = nil
+	}
+}
+
+func (e *ensemble) adminSkipped(server string, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	until, ok := e.adminSkip[server]
+	return ok && now.Before(until)
+}
+
+func (e *ensemble) skipAdmin(server string, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.adminSkip[server] = now.Add(adminRetry)
+}
+
+func (e *ensemble) target(server string) target {
+	return target{server: server, adminURL: e.cfg.AdminURL(server), ens: e}
+}
+
+// scrape asks every server at once and waits for all (each bounded by its
+// own deadline).
+func (e *ensemble) scrape(ctx context.Context) []*ServerResult {
+	out := make([]*ServerResult, len(e.servers))
+	fns := make([]func(), len(e.servers))
+	for i, s := range e.servers {
+		fns[i] = func() { out[i] = scrapeServer(ctx, e.target(s)) }
+	}
+	parallel(fns...)
+	return out
+}
+
+// ZnodeCount is the number of children of a configured znode.
+type ZnodeCount struct {
+	Path     string
+	Children int
+	Err      error
+}
+
+// znodeCounts reads the child counts of the configured paths through a
+// ZooKeeper session kept between scrapes.
+func (e *ensemble) znodeCounts(ctx context.Context) []ZnodeCount {
+	if len(e.cfg.ZnodePaths) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	defer cancel()
+	out := make([]ZnodeCount, len(e.cfg.ZnodePaths))
+	c, err := e.session(ctx)
+	for i, p := range e.cfg.ZnodePaths {
+		out[i].Path = p
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		kids, _, err := c.Children(ctx, p)
+		if err != nil {
+			out[i].Err = fmt.Errorf("count children of %s: %w", p, err)
+			continue
+		}
+		out[i].Children = len(kids)
+	}
+	return out
+}
+
+func (e *ensemble) session(ctx context.Context) (*zk.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.zk != nil {
+		return e.zk, nil
+	}
+	c, err := zk.Connect(ctx, zk.Config{
+		Servers: e.cfg.Servers, AuthFile: e.cfg.AuthFile, TLS: e.cfg.TLS, SessionTimeout: e.cfg.SessionTimeout,
+	}, e.logger.With("component", "zk"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("connect to ensemble %q for znode counts: %w", e.cfg.Name, err)
+	}
+	e.zk = c
+	return c, nil
+}
+
+// View is the ensemble as a whole, computed from its servers' results.
+type View struct {
+	Servers           int
+	ServersUp         int
+	ServersServing    int
+	Leaders           int
+	Voters            int
+	QuorumSize        int
+	FailuresTolerated int
+	ZxidLag           map[string]float64 // by server; only servers in the leader's epoch
+	Versions          []string
+}
+
+// ensembleView computes the quorum picture. Voters come from the
+// AdminServer's voting_view, else from mntr's zk_quorum_size, else from the
+// configured servers that are not observers. A standalone server counts
+// as the leader of its one-server ensemble.
+func ensembleView(results []*ServerResult) View {
+	v := View{Servers: len(results), ZxidLag: map[string]float64{}}
+	versions := map[string]bool{}
+	var leader *ServerResult
+	observers := 0
+	servingVoters := 0
+	for _, r := range results {
+		if len(r.Voters) > v.Voters {
+			v.Voters = len(r.Voters)
+		}
+		if r.Stats != nil {
+			if q := int(r.Stats.Numbers["quorum_size"]); q > v.Voters && len(r.Voters) == 0 {
+				v.Voters = q
+			}
+		}
+		if r.State == "observer" {
+			observers++
+		}
+		if !r.Up {
+			continue
+		}
+		v.ServersUp++
+		if r.Version != "" {
+			versions[r.Version] = true
+		}
+		serving := r.Serving != nil && *r.Serving
+		if serving {
+			v.ServersServing++
+			if r.State != "observer" {
+				servingVoters++
+			}
+		}
+		if r.State == "leader" || r.State == "standalone" {
+			v.Leaders++
+			if leader == nil || (r.HasZxid && r.Zxid > leader.Zxid) {
+				leader = r
+			}
+		}
+	}
+	if v.Voters == 0 {
+		v.Voters = len(results) - observers
+	}
+	v.QuorumSize = v.Voters/2 + 1
+	v.FailuresTolerated = servingVoters - v.QuorumSize
+	if leader != nil && leader.HasZxid {
+		epoch, counter := leader.Zxid>>32, leader.Zxid&0xffffffff
+		for _, r := range results {
+			if r.Up && r.HasZxid && r.Zxid>>32 == epoch {
+				v.ZxidLag[r.Server] = float64(int64(counter) - int64(r.Zxid&0xffffffff))
+			}
+		}
+	}
+	for ver := range versions {
+		v.Versions = append(v.Versions, ver)
+	}
+	sort.Strings(v.Versions)
+	return v
+}

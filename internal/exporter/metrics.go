@@ -1,0 +1,301 @@
+package exporter
+
+import (
+	"math"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "zookeeper"
+
+// counterKeys are the mntr keys that only grow (until a restart or srst);
+// they are exported as counters named zookeeper_<key without _count>_total.
+// Every other numeric key is a gauge.
+var counterKeys = map[string]bool{
+	"packets_received": true, "packets_sent": true, "auth_failed_count": true,
+	"non_mtls_remote_conn_count": true, "non_mtls_local_conn_count": true,
+	"fsync_threshold_exceed_count": true, "proposal_count": true,
+	"outstanding_changes_removed": true, "outstanding_changes_queued": true,
+	"throttled_ops": true, "stale_requests_dropped": true, "large_requests_rejected": true,
+	"insecure_admin_count": true, "connection_rejected": true,
+	"cnxn_closed_without_zk_server_running": true, "sessionless_connections_expired": true,
+	"looking_count": true, "dead_watchers_queued": true, "dead_watchers_cleared": true,
+	"stale_requests": true, "connection_drop_count": true,
+	"learner_proposal_received_count": true, "learner_commit_received_count": true,
+	"digest_mismatches_count": true, "response_packet_cache_hits": true,
+	"response_packet_cache_misses": true, "response_packet_get_children_cache_hits": true,
+	"response_packet_get_children_cache_misses": true, "bytes_received_count": true,
+	"add_dead_watcher_stall_time": true, "request_throttle_wait_count": true,
+	"requests_not_forwarded_to_commit_processor": true, "ensemble_auth_success": true,
+	"ensemble_auth_fail": true, "ensemble_auth_skip": true,
+	"prep_processor_request_queued": true, "sync_processor_request_queued": true,
+	"request_commit_queued": true, "stale_replies": true, "connection_request_count": true,
+	"connection_revalidate_count": true, "revalidate_count": true, "response_bytes": true,
+	"diff_count": true, "snap_count": true, "commit_count": true,
+	"quit_leading_due_to_disloyal_voter": true, "unrecoverable_error_count": true,
+	"unsuccessful_handshake": true, "stale_sessions_expired": true,
+	"skip_learner_request_to_next_processor_count": true, "tls_handshake_exceeded": true,
+}
+
+// reservedNames are families the exporter builds itself; a future mntr key
+// that would map onto one of them is left out rather than clash.
+var reservedNames = map[string]bool{
+	"zookeeper_up": true, "zookeeper_ruok": true, "zookeeper_serving": true,
+	"zookeeper_read_only": true, "zookeeper_server_state": true, "zookeeper_server_info": true,
+	"zookeeper_zxid_epoch": true, "zookeeper_zxid_sequence": true,
+}
+
+// statPrefixes are the parts ZooKeeper splits a summary into:
+// zk_<stat>_<name>. min and max become quantiles 0 and 1.
+var statPrefixes = []string{"avg", "min", "max", "cnt", "sum", "p50", "p95", "p99", "p999", "last"}
+
+var quantileOf = map[string]float64{"min": 0, "p50": 0.5, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1}
+
+// gaugeRenames give plain names to gauges that ZooKeeper calls *_count
+// (a _count suffix is reserved for summaries and histograms).
+var gaugeRenames = map[string]string{
+	"ephemerals_count": "ephemerals", "watch_count": "watches", "znode_count": "znodes",
+	"open_file_descriptor_count": "open_file_descriptors", "max_file_descriptor_count": "max_file_descriptors",
+}
+
+// familyName maps a key (without stat prefix, namespace or server id) to a
+// metric name and a scale: counters end in _total, gauges lose a _count
+// suffix, milliseconds (_ms) become seconds.
+func familyName(key string, counter bool) (string, float64) {
+	scale := 1.0
+	if base, ok := strings.CutSuffix(key, "_ms"); ok {
+		key, scale = base+"_seconds", 0.001
+	}
+	if counter {
+		return namespace + "_" + metricName(strings.TrimSuffix(key, "_count")) + "_total", scale
+	}
+	if r, ok := gaugeRenames[key]; ok {
+		key = r
+	} else if base, ok := strings.CutSuffix(key, "_count"); ok && base != "" {
+		key = base
+	}
+	return namespace + "_" + metricName(key), scale
+}
+
+// metricName turns a key part into a valid metric name part.
+func metricName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_', r >= '0' && r <= '9' && i > 0:
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// splitKey takes per-namespace and per-server-id parts out of a key:
+// "demo0_read_per_namespace" -> ("read_per_namespace", namespace=demo0),
+// "1_learner_handler_qp_size" -> ("learner_handler_qp_size", peer_id=1).
+func splitKey(key string) (name, label, value string) {
+	if rest, ok := strings.CutSuffix(key, "_per_namespace"); ok {
+		if i := strings.LastIndexByte(rest, '_'); i > 0 {
+			return rest[i+1:] + "_per_namespace", "namespace", rest[:i]
+		}
+	}
+	if i := strings.IndexByte(key, '_'); i > 0 && isDigits(key[:i]) {
+		return key[i+1:], "peer_id", key[:i]
+	}
+	return key, "", ""
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// descCache keeps one Desc per family and label set: families come from
+// the keys servers send, so they are built on the fly, once.
+type descCache struct {
+	mu sync.Mutex
+	m  map[string]*prometheus.Desc
+}
+
+func newDescCache() *descCache { return &descCache{m: map[string]*prometheus.Desc{}} }
+
+func (c *descCache) get(name, help string, labels []string) *prometheus.Desc {
+	key := name + "\xff" + strings.Join(labels, "\xff")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[key]
+	if !ok {
+		d = prometheus.NewDesc(name, help, labels, nil)
+		c.m[key] = d
+	}
+	return d
+}
+
+// emitter sends metrics that share a set of leading labels (ensemble,
+// server) to a channel.
+type emitter struct {
+	ch     chan<- prometheus.Metric
+	cache  *descCache
+	names  []string
+	values []string
+}
+
+func (e *emitter) with(name, value string) *emitter {
+	return &emitter{ch: e.ch, cache: e.cache,
+		names:  append(append([]string{}, e.names...), name),
+		values: append(append([]string{}, e.values...), value)}
+}
+
+func (e *emitter) labels(extra []string) ([]string, []string) {
+	names := append([]string{}, e.names...)
+	values := append([]string{}, e.values...)
+	for i := 0; i+1 < len(extra); i += 2 {
+		names = append(names, extra[i])
+		values = append(values, extra[i+1])
+	}
+	return names, values
+}
+
+func (e *emitter) emit(name, help string, t prometheus.ValueType, v float64, extra ...string) {
+	names, values := e.labels(extra)
+	e.ch <- prometheus.MustNewConstMetric(e.cache.get(name, help, names), t, v, values...)
+}
+
+func (e *emitter) gauge(name, help string, v float64, extra ...string) {
+	e.emit(name, help, prometheus.GaugeValue, v, extra...)
+}
+
+func (e *emitter) summary(name, help string, count uint64, sum float64, q map[float64]float64, extra ...string) {
+	names, values := e.labels(extra)
+	e.ch <- prometheus.MustNewConstSummary(e.cache.get(name, help, names), count, sum, q, values...)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// group is one summary-like set of keys zk_<stat>_<base>.
+type group struct {
+	base  string
+	stats map[string]float64
+}
+
+// emitStats sends every numeric key of mntr/monitor.
+func emitStats(e *emitter, s Stats) {
+	groups := map[string]*group{}
+	for k, v := range s.Numbers {
+		for _, p := range statPrefixes {
+			if base, ok := strings.CutPrefix(k, p+"_"); ok && base != "" {
+				g := groups[base]
+				if g == nil {
+					g = &group{base: base, stats: map[string]float64{}}
+					groups[base] = g
+				}
+				g.stats[p] = v
+				break
+			}
+		}
+	}
+	inGroup := map[string]bool{}
+	var bases []string
+	for base, g := range groups {
+		_, hasMin := g.stats["min"]
+		_, hasMax := g.stats["max"]
+		_, hasAvg := g.stats["avg"]
+		if len(g.stats) < 2 || !(hasMin || hasMax || hasAvg) {
+			continue
+		}
+		bases = append(bases, base)
+		for p := range g.stats {
+			inGroup[p+"_"+base] = true
+		}
+	}
+	sort.Strings(bases)
+	for _, base := range bases {
+		emitGroup(e, groups[base])
+	}
+	keys := make([]string, 0, len(s.Numbers))
+	for k := range s.Numbers {
+		if !inGroup[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name, label, value := splitKey(k)
+		var extra []string
+		if label != "" {
+			extra = []string{label, value}
+		}
+		n, scale := familyName(name, counterKeys[k])
+		if reservedNames[n] {
+			continue
+		}
+		if counterKeys[k] {
+			e.emit(n, "ZooKeeper's zk_"+keyPattern(name, label)+" (a counter since the server started).", prometheus.CounterValue, s.Numbers[k]*scale, extra...)
+			continue
+		}
+		e.gauge(n, "ZooKeeper's zk_"+keyPattern(name, label)+".", s.Numbers[k]*scale, extra...)
+	}
+}
+
+func keyPattern(name, label string) string {
+	switch label {
+	case "namespace":
+		return "<namespace>_" + name
+	case "peer_id":
+		return "<server id>_" + name
+	}
+	return name
+}
+
+// emitGroup sends one summary-like family: a summary (quantile 0 = min,
+// 1 = max) when ZooKeeper gives a count and a sum, else a gauge with a
+// "stat" label (min, avg, max, last).
+func emitGroup(e *emitter, g *group) {
+	name, label, value := splitKey(g.base)
+	var extra []string
+	if label != "" {
+		extra = []string{label, value}
+	}
+	n, scale := familyName(name, false)
+	if reservedNames[n] {
+		return
+	}
+	cnt, hasCnt := g.stats["cnt"]
+	sum, hasSum := g.stats["sum"]
+	pattern := keyPattern(name, label)
+	if hasCnt && hasSum {
+		q := map[float64]float64{}
+		for p, v := range g.stats {
+			if qq, ok := quantileOf[p]; ok {
+				if cnt == 0 {
+					v = math.NaN()
+				}
+				q[qq] = v * scale
+			}
+		}
+		e.summary(n, "ZooKeeper's zk_{min,max,cnt,sum,p50,...}_"+pattern+" as a summary (quantile 0 is the minimum, 1 the maximum).",
+			uint64(cnt), sum*scale, q, extra...)
+		return
+	}
+	stats := make([]string, 0, len(g.stats))
+	for p := range g.stats {
+		stats = append(stats, p)
+	}
+	sort.Strings(stats)
+	for _, p := range stats {
+		e.gauge(n, "ZooKeeper's zk_{min,avg,max,last}_"+pattern+", by stat.", g.stats[p]*scale, append([]string{"stat", p}, extra...)...)
+	}
+}

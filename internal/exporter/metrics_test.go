@@ -1,0 +1,190 @@
+package exporter
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+)
+
+// fixtureResults are servers of four kinds, as the scrape would make them
+// from the captured answers: a 3.8 leader through the AdminServer, a 3.8
+// follower through four-letter words, 3.4 and 3.5 leaders through mntr.
+func fixtureResults(t testing.TB) []*ServerResult {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []*ServerResult
+
+	leader := &ServerResult{Server: "zk1:2181", Source: SourceAdmin, Up: true, Ruok: ptr(true), Serving: ptr(true), ReadOnly: ptr(false)}
+	s, err := ParseMonitor([]byte(fixture(t, "leader_admin_monitor.json")))
+	must(err)
+	leader.Stats = &s
+	st, err := ParseAdminSrvr([]byte(fixture(t, "leader_admin_srvr.json")))
+	must(err)
+	leader.Voters, err = ParseVotingView([]byte(fixture(t, "leader_admin_voting_view.json")))
+	must(err)
+	applyStatus(leader, st)
+	leader.Conns, err = ParseAdminConnections([]byte(fixture(t, "follower_admin_connections.json")))
+	must(err)
+	leader.HasConns = true
+	leader.Commands = []CommandResult{{Command: "monitor", Source: SourceAdmin}, {Command: "srvr", Source: SourceAdmin}}
+	out = append(out, leader)
+
+	follower := &ServerResult{Server: "zk2:2181", Source: SourceFourLetter, Up: true, Ruok: ptr(true), Serving: ptr(true), ReadOnly: ptr(false)}
+	fs, err := ParseMntr(fixture(t, "follower_mntr.txt"))
+	must(err)
+	follower.Stats = &fs
+	st, err = ParseSrvr(fixture(t, "follower_srvr.txt"))
+	must(err)
+	applyStatus(follower, st)
+	w, err := ParseWchs(fixture(t, "follower_wchs.txt"))
+	must(err)
+	follower.Wchs = &w
+	follower.Commands = []CommandResult{{Command: "mntr", Source: SourceFourLetter}, {Command: "cons", Source: SourceFourLetter, Refused: true}}
+	out = append(out, follower)
+
+	for i, f := range []string{"mntr_3.4_leader.txt", "mntr_3.5_leader.txt"} {
+		r := &ServerResult{Server: []string{"old1:2181", "old2:2181"}[i], Source: SourceFourLetter, Up: true, Serving: ptr(true)}
+		s, err := ParseMntr(fixture(t, f))
+		must(err)
+		r.Stats = &s
+		applyStatus(r, ServerStatus{})
+		out = append(out, r)
+	}
+	out = append(out, &ServerResult{Server: "down:2181"})
+	return out
+}
+
+type resultsCollector struct {
+	results []*ServerResult
+	cache   *descCache
+}
+
+func (c resultsCollector) Describe(chan<- *prometheus.Desc) {}
+func (c resultsCollector) Collect(ch chan<- prometheus.Metric) {
+	base := (&emitter{ch: ch, cache: c.cache}).with("ensemble", "fixture")
+	for _, r := range c.results {
+		emitServer(base.with("server", r.Server), r, 1)
+	}
+	emitView(base, ensembleView(c.results))
+}
+
+func gatherText(t testing.TB, g prometheus.Gatherer) string {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+func TestFixtureMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newDescCache()})
+	text := gatherText(t, reg)
+	for _, want := range []string{
+		`zookeeper_packets_received_total{ensemble="fixture",server="zk1:2181"} 370`,
+		`zookeeper_packets_received_total{ensemble="fixture",server="old1:2181"} 1722`,
+		`zookeeper_readlatency{ensemble="fixture",server="zk1:2181",quantile="0.99"}`,
+		`zookeeper_readlatency_count{ensemble="fixture",server="zk1:2181"}`,
+		`zookeeper_read_per_namespace_count{ensemble="fixture",namespace="demo0",server="zk1:2181"}`,
+		`zookeeper_learner_handler_qp_size_count{ensemble="fixture",peer_id="1",server="zk1:2181"}`,
+		`zookeeper_latency{ensemble="fixture",server="old1:2181",stat="max"} 12`,
+		`zookeeper_proposal_size{ensemble="fixture",server="old2:2181",stat="last"} 92`,
+		`zookeeper_some_future_key{ensemble="fixture",server="old2:2181"} 7`,
+		`zookeeper_followers{ensemble="fixture",server="old1:2181"} 2`,
+		`zookeeper_pending_syncs{ensemble="fixture",server="old1:2181"} 0`,
+		`zookeeper_max_file_descriptors{ensemble="fixture",server="zk1:2181"} 20000`,
+		`zookeeper_server_state{ensemble="fixture",server="zk2:2181",state="follower"} 1`,
+		`zookeeper_zxid_epoch{ensemble="fixture",server="zk1:2181"} 1`,
+		`zookeeper_zxid_sequence{ensemble="fixture",server="zk2:2181"} 219`,
+		`zookeeper_up{ensemble="fixture",server="down:2181"} 0`,
+		`zookeeper_exporter_command_refused{command="cons",ensemble="fixture",server="zk2:2181"} 1`,
+		`zookeeper_ensemble_versions{ensemble="fixture"} 3`,
+		`zookeeper_server_info{build="3.8.0-${mvngit.commit.id}, built on 2024-12-29 17:54 UTC",ensemble="fixture",server="zk1:2181",version="3.8.0"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %s", want)
+		}
+	}
+	for _, bad := range []string{"zookeeper_demo0", "zookeeper_1_", "zookeeper_p99_", "zookeeper_avg_", `zookeeper_ruok{ensemble="fixture",server="down:2181"}`} {
+		if strings.Contains(text, bad) {
+			t.Errorf("output holds %s", bad)
+		}
+	}
+	if testing.Verbose() {
+		t.Log(text)
+	}
+	promtoolCheckMetrics(t, text)
+}
+
+// promtoolCheckMetrics lints exposition text with the real promtool.
+func promtoolCheckMetrics(t testing.TB, text string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		path = "/usr/bin/promtool"
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestEnsembleView(t *testing.T) {
+	srv := func(name, state string, serving bool, zxid uint64) *ServerResult {
+		return &ServerResult{Server: name, Up: true, State: state, Serving: ptr(serving), Zxid: zxid, HasZxid: zxid != 0, Version: "3.8.0"}
+	}
+	down := &ServerResult{Server: "c"}
+	for _, tc := range []struct {
+		name                         string
+		rs                           []*ServerResult
+		up, serving, leaders, quorum int
+		tolerated                    int
+		lag                          map[string]float64
+	}{
+		{"healthy", []*ServerResult{srv("a", "leader", true, 0x100000010), srv("b", "follower", true, 0x10000000a), srv("c", "follower", true, 0x100000010)},
+			3, 3, 1, 2, 1, map[string]float64{"a": 0, "b": 6, "c": 0}},
+		{"one down", []*ServerResult{srv("a", "leader", true, 0), srv("b", "follower", true, 0), down},
+			2, 2, 1, 2, 0, map[string]float64{}},
+		{"two down", []*ServerResult{srv("a", "looking", false, 0), {Server: "b"}, down},
+			1, 0, 0, 2, -2, map[string]float64{}},
+		{"split brain", []*ServerResult{srv("a", "leader", true, 0x200000001), srv("b", "leader", true, 0x100000009), srv("c", "follower", true, 0x100000001)},
+			3, 3, 2, 2, 1, map[string]float64{"a": 0}},
+		{"standalone", []*ServerResult{srv("a", "standalone", true, 5)}, 1, 1, 1, 1, 0, map[string]float64{"a": 0}},
+		{"observer", []*ServerResult{srv("a", "leader", true, 0), srv("b", "follower", true, 0), srv("c", "follower", true, 0), srv("o", "observer", true, 0)},
+			4, 4, 1, 2, 1, map[string]float64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := ensembleView(tc.rs)
+			if v.ServersUp != tc.up || v.ServersServing != tc.serving || v.Leaders != tc.leaders || v.QuorumSize != tc.quorum || v.FailuresTolerated != tc.tolerated {
+				t.Errorf("view = %+v, want up %d serving %d leaders %d quorum %d tolerated %d", v, tc.up, tc.serving, tc.leaders, tc.quorum, tc.tolerated)
+			}
+			if len(v.ZxidLag) != len(tc.lag) {
+				t.Errorf("zxid lag = %v, want %v", v.ZxidLag, tc.lag)
+			}
+			for s, l := range tc.lag {
+				if v.ZxidLag[s] != l {
+					t.Errorf("zxid lag[%s] = %v, want %v", s, v.ZxidLag[s], l)
+				}
+			}
+		})
+	}
+}

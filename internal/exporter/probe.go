@@ -1,0 +1,109 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// requestContext bounds a scrape by Prometheus's scrape timeout.
+func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	if d, ok := scrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds")); ok {
+		return context.WithTimeout(r.Context(), d)
+	}
+	return context.WithCancel(r.Context())
+}
+
+// MetricsHandler serves /metrics: every configured ensemble, scraped now,
+// plus what own (the exporter's long-lived registry) gathers.
+func (x *Exporter) MetricsHandler(own prometheus.Gatherer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := requestContext(r)
+		defer cancel()
+		c, err := x.EnsembleCollector(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		serve(w, r, prometheus.Gatherers{own, registryWith(c)})
+	})
+}
+
+// ProbeHandler serves /probe in the blackbox exporter's style, with a
+// fresh registry per request:
+//
+//	/probe?target=host:port[&module=ENSEMBLE]  one server
+//	/probe?ensemble=NAME                       a configured ensemble, with its view
+func (x *Exporter) ProbeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := requestContext(r)
+		defer cancel()
+		q := r.URL.Query()
+		target, ens, module := q.Get("target"), q.Get("ensemble"), q.Get("module")
+		var (
+			c   prometheus.Collector
+			err error
+		)
+		switch {
+		case target != "" && ens != "":
+			err = fmt.Errorf("give either target=host:port or ensemble=NAME, not both")
+		case target != "":
+			c, err = x.TargetCollector(ctx, target, module)
+		case ens != "":
+			c, err = x.EnsembleCollector(ctx, ens)
+		default:
+			err = fmt.Errorf("missing parameter: give target=host:port or ensemble=NAME")
+		}
+		if err != nil {
+			status := http.StatusBadRequest
+			if errors.Is(err, ErrUnknownEnsemble) {
+				status = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		serve(w, r, registryWith(c))
+	})
+}
+
+func registryWith(c prometheus.Collector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	return reg
+}
+
+func serve(w http.ResponseWriter, r *http.Request, g prometheus.Gatherer) {
+	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
+}
+
+// Reload loads a new configuration with load and applies it; on any error
+// the running configuration stays and the reload gauge says 0.
+func (x *Exporter) Reload(load func() (*Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		x.reloadSuccess.Set(0)
+		return fmt.Errorf("reload exporter config: %w", err)
+	}
+	return x.ApplyConfig(cfg)
+}
+
+// ReloadHandler serves POST /-/reload.
+func (x *Exporter) ReloadHandler(load func() (*Config, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST or PUT to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := x.Reload(load); err != nil {
+			x.logger.Error("reload failed", "err", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		x.logger.Info("configuration reloaded", "ensembles", x.Ensembles())
+	})
+}
