@@ -14,6 +14,7 @@ import (
 // PrometheusOptions says how to start a Prometheus.
 type PrometheusOptions struct {
 	ConfigFile string   // required: path of prometheus.yml
+	Addr       string   // listen address; default a free 127.0.0.1 port
 	Args       []string // extra flags
 	// NoLifecycle leaves out --web.enable-lifecycle.
 	NoLifecycle bool
@@ -37,15 +38,19 @@ func StartPrometheus(opts PrometheusOptions) (*Prometheus, error) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		return nil, fmt.Errorf("prometheus is not installed (apt-get install prometheus; make test does it): %w", err)
 	}
-	ports, err := FreePorts(1)
-	if err != nil {
-		return nil, err
+	addr := opts.Addr
+	if addr == "" {
+		ports, err := FreePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	}
 	dir, err := os.MkdirTemp("", "zktest-prometheus-")
 	if err != nil {
 		return nil, err
 	}
-	p := &Prometheus{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Dir: dir, opts: opts}
+	p := &Prometheus{Addr: addr, Dir: dir, opts: opts}
 	p.URL = "http://" + p.Addr
 	if err := p.Start(); err != nil {
 		os.RemoveAll(dir)
