@@ -1,0 +1,381 @@
+package discovery
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// job is one discovery job: the members found below its paths, turned
+// into targets, kept in groups, rendered as a file_sd list. Work per
+// change is proportional to the change: only the touched groups are
+// rendered again.
+type job struct {
+	cfg    JobConfig
+	format Format
+	merger Merger
+	rules  rules
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	paths   map[string]*pathState      // znodes that produced members
+	keyed   map[string]map[string]bool // de-duplication key -> paths
+	groups  map[string]*group          // by source
+	srcOf   map[string]string          // target id -> source
+	invalid map[string]string          // path -> reason, for znodes skipped now
+	// counters and state read by the collector
+	invalidTotal map[string]float64 // by reason
+	nTargets     int
+	synced       bool
+	stale        bool
+	started      time.Time
+	syncDuration time.Duration
+	lastUpdate   time.Time
+	gen          uint64
+	out          []byte
+	outGen       uint64
+	changed      chan struct{} // signalled when the output changes (cap 1)
+	syncedCh     chan struct{}
+}
+
+type pathState struct {
+	ids    []string // targets this znode produced (unkeyed members)
+	keyed  []Member // members with a Key
+	parent string
+}
+
+type group struct {
+	targets  map[string][]byte // target id -> rendered entry
+	rendered []byte
+	dirty    bool
+}
+
+func newJob(cfg JobConfig, logger *slog.Logger) *job {
+	f := Formats()[cfg.Format]
+	j := &job{
+		cfg:          cfg,
+		format:       f,
+		rules:        newRules(cfg),
+		logger:       logger.With("job", cfg.Name, "format", cfg.Format),
+		paths:        map[string]*pathState{},
+		keyed:        map[string]map[string]bool{},
+		groups:       map[string]*group{},
+		srcOf:        map[string]string{},
+		invalid:      map[string]string{},
+		invalidTotal: map[string]float64{},
+		started:      time.Now(),
+		changed:      make(chan struct{}, 1),
+		syncedCh:     make(chan struct{}),
+	}
+	j.merger, _ = f.(Merger)
+	return j
+}
+
+// run mirrors the job's paths through a tree cache until ctx ends.
+func (j *job) run(ctx context.Context, c *zk.Client) {
+	need := j.format.Tree()
+	tc := zk.NewTreeCache(c, j.cfg.Paths, zk.CacheOptions{MaxDepth: need.MaxDepth, Data: need.Data, Logger: j.logger})
+	done := make(chan error, 1)
+	go func() { done <- tc.Run(ctx) }()
+	synced := tc.Synced()
+	events := tc.Events()
+	for {
+		select {
+		case b, ok := <-events:
+			if !ok {
+				<-done
+				return
+			}
+			j.apply(b)
+		case <-synced:
+			synced = nil
+			// The first complete read was emitted before Synced closed:
+			// take it before saying we are synced.
+		drain:
+			for {
+				select {
+				case b, ok := <-events:
+					if !ok {
+						break drain
+					}
+					j.apply(b)
+				default:
+					break drain
+				}
+			}
+			j.markSynced()
+		}
+	}
+}
+
+func (j *job) markSynced() {
+	j.mu.Lock()
+	if !j.synced {
+		j.synced = true
+		j.syncDuration = time.Since(j.started)
+		j.gen++
+		j.lastUpdate = time.Now()
+		close(j.syncedCh)
+		j.logger.Info("discovery synced", "targets", j.nTargets, "invalid", len(j.invalid), "duration", j.syncDuration)
+	}
+	j.mu.Unlock()
+	j.signal()
+}
+
+func (j *job) signal() {
+	select {
+	case j.changed <- struct{}{}:
+	default:
+	}
+}
+
+// apply takes one batch of tree changes.
+func (j *job) apply(b zk.CacheBatch) {
+	j.mu.Lock()
+	if j.stale != b.Stale {
+		j.stale = b.Stale
+		j.logger.Info("discovery staleness changed", "stale", b.Stale)
+	}
+	touchedKeys := map[string]bool{}
+	for _, ev := range b.Events {
+		j.remove(ev.Path, touchedKeys)
+		if ev.Type != zk.Removed {
+			j.add(ev, touchedKeys)
+		}
+	}
+	for k := range touchedKeys {
+		j.rebuildKey(k)
+	}
+	changed := false
+	for src, g := range j.groups {
+		if !g.dirty {
+			continue
+		}
+		changed = true
+		if len(g.targets) == 0 {
+			delete(j.groups, src) // a vanished group: gone from the list
+			continue
+		}
+		g.render()
+	}
+	if changed {
+		j.gen++
+		j.lastUpdate = time.Now()
+	}
+	j.mu.Unlock()
+	if changed {
+		j.signal()
+	}
+}
+
+func (g *group) render() {
+	ids := make([]string, 0, len(g.targets))
+	for id := range g.targets {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var buf bytes.Buffer
+	for i, id := range ids {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(g.targets[id])
+	}
+	g.rendered, g.dirty = buf.Bytes(), false
+}
+
+// remove drops whatever path contributed.
+func (j *job) remove(path string, touchedKeys map[string]bool) {
+	delete(j.invalid, path)
+	ps, ok := j.paths[path]
+	if !ok {
+		return
+	}
+	delete(j.paths, path)
+	for _, id := range ps.ids {
+		j.dropTarget(id)
+	}
+	for _, m := range ps.keyed {
+		if set := j.keyed[m.Key]; set != nil {
+			delete(set, path)
+			if len(set) == 0 {
+				delete(j.keyed, m.Key)
+			}
+		}
+		touchedKeys[m.Key] = true
+	}
+}
+
+func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
+	parent := zk.Parent(ev.Path)
+	n := Node{Path: ev.Path, Name: zk.Base(ev.Path), Parent: zk.Base(parent), Data: ev.Data}
+	ms, err := j.format.Parse(n)
+	if err != nil {
+		j.markInvalid(ev.Path, err)
+		return
+	}
+	if len(ms) == 0 {
+		return
+	}
+	ps := &pathState{parent: parent}
+	var built []struct {
+		id, src string
+		entry   []byte
+	}
+	for i, m := range ms {
+		if m.Key != "" {
+			ps.keyed = append(ps.keyed, m)
+			continue
+		}
+		if !j.rules.keep(m) {
+			continue
+		}
+		l, err := j.rules.target(m)
+		if err != nil {
+			j.markInvalid(ev.Path, err)
+			return
+		}
+		id := ev.Path
+		if len(ms) > 1 {
+			id += "#" + strconv.Itoa(i)
+		}
+		src := m.Group
+		if src == "" {
+			src = parent
+		}
+		built = append(built, struct {
+			id, src string
+			entry   []byte
+		}{id, src, render(l)})
+	}
+	for _, b := range built {
+		j.putTarget(b.id, b.src, b.entry)
+		ps.ids = append(ps.ids, b.id)
+	}
+	for _, m := range ps.keyed {
+		set := j.keyed[m.Key]
+		if set == nil {
+			set = map[string]bool{}
+			j.keyed[m.Key] = set
+		}
+		set[ev.Path] = true
+		touchedKeys[m.Key] = true
+	}
+	j.paths[ev.Path] = ps
+}
+
+// rebuildKey folds every member with one de-duplication key into one
+// target.
+func (j *job) rebuildKey(key string) {
+	id := "key:" + key
+	j.dropTarget(id)
+	set := j.keyed[key]
+	if len(set) == 0 {
+		return
+	}
+	paths := make([]string, 0, len(set))
+	for p := range set {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var ms []Member
+	for _, p := range paths {
+		for _, m := range j.paths[p].keyed {
+			if m.Key == key {
+				ms = append(ms, m)
+			}
+		}
+	}
+	m := ms[0]
+	if j.merger != nil && len(ms) > 1 {
+		m = j.merger.Merge(ms)
+	}
+	if !j.rules.keep(m) {
+		return
+	}
+	l, err := j.rules.target(m)
+	if err != nil {
+		j.markInvalid(paths[0], err)
+		return
+	}
+	src := m.Group
+	if src == "" {
+		src = zk.Parent(paths[0])
+	}
+	j.putTarget(id, src, render(l))
+}
+
+func (j *job) putTarget(id, src string, entry []byte) {
+	g := j.groups[src]
+	if g == nil {
+		g = &group{targets: map[string][]byte{}}
+		j.groups[src] = g
+	}
+	if _, ok := g.targets[id]; !ok {
+		j.nTargets++
+	}
+	g.targets[id] = entry
+	g.dirty = true
+	j.srcOf[id] = src
+}
+
+func (j *job) dropTarget(id string) {
+	src, ok := j.srcOf[id]
+	if !ok {
+		return
+	}
+	delete(j.srcOf, id)
+	if g := j.groups[src]; g != nil {
+		if _, ok := g.targets[id]; ok {
+			delete(g.targets, id)
+			j.nTargets--
+			g.dirty = true
+		}
+	}
+}
+
+func (j *job) markInvalid(path string, err error) {
+	reason := ReasonOf(err)
+	j.invalidTotal[reason]++
+	if prev, ok := j.invalid[path]; !ok || prev != reason {
+		j.logger.Warn("skipping member that does not parse", "path", path, "reason", reason, "err", err)
+	}
+	j.invalid[path] = reason
+}
+
+// output returns the job's current file_sd list and whether the first
+// complete sync is done.
+func (j *job) output() ([]byte, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.synced {
+		return nil, false
+	}
+	if j.out != nil && j.outGen == j.gen {
+		return j.out, true
+	}
+	srcs := make([]string, 0, len(j.groups))
+	size := 2
+	for s, g := range j.groups {
+		srcs = append(srcs, s)
+		size += len(g.rendered) + 1
+	}
+	sort.Strings(srcs)
+	buf := make([]byte, 0, size)
+	buf = append(buf, '[')
+	for i, s := range srcs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, j.groups[s].rendered...)
+	}
+	buf = append(buf, ']')
+	j.out, j.outGen = buf, j.gen
+	return buf, true
+}

@@ -1,0 +1,204 @@
+package discovery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// TestFormatsEndToEnd writes each format's registrations into the real
+// ensemble, under a chroot, and reads them back through http_sd and
+// file_sd.
+func TestFormatsEndToEnd(t *testing.T) {
+	needEnsemble(t)
+	root := writer(t, ensemble.Connect())
+	put(t, root, "/e2e", nil)
+	w := writer(t, ensemble.Connect()+"/e2e")
+
+	put(t, w, "/aurora/web/member_0000000001", []byte(`{"serviceEndpoint":{"host":"10.0.0.1","port":31000},"additionalEndpoints":{"metrics":{"host":"10.0.0.1","port":31001}},"status":"ALIVE","shard":0}`))
+	put(t, w, "/aurora/web/member_0000000002", []byte(`{"serviceEndpoint":{"host":"10.0.0.2","port":31000},"status":"STOPPING","shard":1}`))
+	put(t, w, "/aurora/web/member_0000000003", []byte(`{}`))
+	put(t, w, "/nerve/web/i-1_0000000001", []byte(`{"host":"10.1.0.1","port":8080,"name":"i-1"}`))
+	put(t, w, "/services/orders/a", []byte(`{"name":"orders","id":"a","address":"10.2.0.1","port":8080,"payload":null,"serviceType":"DYNAMIC"}`))
+	put(t, w, "/services/billing/b", []byte(`{"name":"billing","id":"b","address":"10.2.0.2","port":8081,"payload":{"@class":"org.springframework.cloud.zookeeper.discovery.ZookeeperInstance","metadata":{"instance_status":"UP"}},"serviceType":"DYNAMIC","enabled":true}`))
+	for _, iface := range []string{"org.example.A", "org.example.B"} {
+		u := "dubbo://10.3.0.1:20880/" + iface + "?application=demo&interface=" + iface + "&side=provider"
+		put(t, w, "/dubbo/"+iface+"/providers/"+url.QueryEscape(u), nil)
+		put(t, w, "/dubbo/"+iface+"/consumers/"+url.QueryEscape("consumer://10.9.9.9/"+iface+"?application=c"), nil)
+	}
+	put(t, w, "/brokers/ids/1", []byte(`{"listener_security_protocol_map":{"SSL":"SSL"},"endpoints":["SSL://10.4.0.1:9093"],"jmx_port":-1,"host":null,"port":-1,"version":5}`))
+	put(t, w, "/live_nodes/10.5.0.1:8983_solr", nil)
+	put(t, w, "/hbase/rs/10.6.0.1,16020,1700000000000", hbaseData("regionserver:16020", []byte{0x08, 0x9e, 0x7d}))
+	put(t, w, "/druid/internal-discovery/broker/10.7.0.1:8082", gz([]byte(`{"druidNode":{"service":"druid/broker","host":"10.7.0.1","plaintextPort":8082,"tlsPort":-1},"nodeType":"broker"}`)))
+	put(t, w, "/zkprom/targets/node/a", []byte(`{"targets":["10.8.0.1:9100"],"labels":{"env":"prod"}}`))
+
+	dir := t.TempDir()
+	cfg := `
+zookeeper:
+  servers: ` + ensemble.Connect() + `/e2e
+  session_timeout: 4s
+jobs:
+  - {name: aurora, format: serverset, paths: [/aurora], filter: {status: [ALIVE]}, metrics: {endpoint: metrics}}
+  - {name: nerve, format: nerve, paths: [/nerve]}
+  - {name: curator, format: curator}
+  - {name: dubbo, format: dubbo}
+  - {name: kafka, format: kafka, metrics: {port: 7071}}
+  - {name: solr, format: solr}
+  - {name: hbase, format: hbase}
+  - {name: druid, format: druid}
+  - {name: zkprom, format: zkprom, paths: [/zkprom/targets], labels: {team: a}}
+`
+	m, srv := startManager(t, cfg, dir)
+	want := map[string][]string{
+		"aurora":  {"10.0.0.1:31001"},
+		"nerve":   {"10.1.0.1:8080"},
+		"curator": {"10.2.0.1:8080", "10.2.0.2:8081"},
+		"dubbo":   {"10.3.0.1:22222"},
+		"kafka":   {"10.4.0.1:7071"},
+		"solr":    {"10.5.0.1:8983"},
+		"hbase":   {"10.6.0.1:16030"},
+		"druid":   {"10.7.0.1:8082"},
+		"zkprom":  {"10.8.0.1:9100"},
+	}
+	for job, addrs := range want {
+		es := waitTargets(t, srv, job, addrs)
+		// The file says the same as the HTTP answer.
+		eventually(t, 10*time.Second, func() string {
+			b, err := os.ReadFile(filepath.Join(dir, job+".json"))
+			if err != nil {
+				return err.Error()
+			}
+			var fes []fileSDEntry
+			if err := json.Unmarshal(b, &fes); err != nil {
+				return err.Error()
+			}
+			if fmt.Sprint(fes) != fmt.Sprint(es) {
+				return fmt.Sprintf("file %v, http %v", fes, es)
+			}
+			return ""
+		})
+	}
+	_, es := fetch(t, srv, "dubbo")
+	if got := es[0].Labels["__meta_zookeeper_dubbo_interfaces"]; got != ",org.example.A,org.example.B," {
+		t.Errorf("dubbo interfaces %q", got)
+	}
+	_, es = fetch(t, srv, "zkprom")
+	if es[0].Labels["team"] != "a" || es[0].Labels["env"] != "prod" {
+		t.Errorf("zkprom labels %v", es[0].Labels)
+	}
+	if code, _ := fetch(t, srv, "nope"); code != 404 {
+		t.Errorf("unknown job: %d", code)
+	}
+	// The {} member is skipped and counted.
+	m.mu.Lock()
+	j := m.jobs["aurora"].j
+	m.mu.Unlock()
+	j.mu.Lock()
+	inv := j.invalidTotal[ReasonNoAddress]
+	j.mu.Unlock()
+	if inv != 1 {
+		t.Errorf("invalid no_address = %v, want 1", inv)
+	}
+
+	// Changes: a member comes, a member goes, a member changes.
+	put(t, w, "/aurora/web/member_0000000004", []byte(`{"serviceEndpoint":{"host":"10.0.0.4","port":31000},"additionalEndpoints":{"metrics":{"host":"10.0.0.4","port":31001}},"status":"ALIVE"}`))
+	put(t, w, "/aurora/web/member_0000000002", []byte(`{"serviceEndpoint":{"host":"10.0.0.2","port":31000},"status":"ALIVE","shard":1}`))
+	waitTargets(t, srv, "aurora", []string{"10.0.0.1:31001", "10.0.0.2:31000", "10.0.0.4:31001"})
+	del(t, w, "/aurora/web/member_0000000001")
+	waitTargets(t, srv, "aurora", []string{"10.0.0.2:31000", "10.0.0.4:31001"})
+	// A dubbo interface goes: the process stays, with one interface.
+	del(t, w, "/dubbo/org.example.A")
+	eventually(t, 10*time.Second, func() string {
+		_, es := fetch(t, srv, "dubbo")
+		if len(es) != 1 || es[0].Labels["__meta_zookeeper_dubbo_interfaces"] != ",org.example.B," {
+			return fmt.Sprint(es)
+		}
+		return ""
+	})
+	del(t, w, "/dubbo")
+	waitTargets(t, srv, "dubbo", nil)
+	if b, _ := os.ReadFile(filepath.Join(dir, "dubbo.json")); string(b) != "[]" {
+		eventually(t, 10*time.Second, func() string {
+			b, _ := os.ReadFile(filepath.Join(dir, "dubbo.json"))
+			if string(b) != "[]" {
+				return string(b)
+			}
+			return ""
+		})
+	}
+
+	// Reload: drop a job (its file goes), change one, keep the others.
+	cfg2, err := ParseConfig([]byte(strings.Replace(strings.Replace(cfg, "  - {name: solr, format: solr}\n", "", 1), "metrics: {port: 7071}", "metrics: {port: 7072}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ApplyConfig(cfg2)
+	if _, err := os.Stat(filepath.Join(dir, "solr.json")); !os.IsNotExist(err) {
+		t.Errorf("solr.json should be gone: %v", err)
+	}
+	waitTargets(t, srv, "kafka", []string{"10.4.0.1:7072"})
+	if code, _ := fetch(t, srv, "solr"); code != 404 {
+		t.Errorf("removed job: %d", code)
+	}
+}
+
+// TestNotSynced: until the first complete sync the answer is 503 and no
+// file is written.
+func TestNotSynced(t *testing.T) {
+	needEnsemble(t)
+	dir := t.TempDir()
+	// Nothing listens on this connect string's port.
+	_, srv := startManager(t, "zookeeper: {servers: '127.0.0.1:1'}\njobs: [{name: a, format: serverset, paths: [/a]}]\n", dir)
+	time.Sleep(200 * time.Millisecond)
+	if code, _ := fetch(t, srv, "a"); code != 503 {
+		t.Errorf("status %d, want 503", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.json")); !os.IsNotExist(err) {
+		t.Errorf("file written before sync: %v", err)
+	}
+}
+
+// TestWriteOnlyOnChange: the file's mtime stays when nothing changes.
+func TestFileWrittenOnlyOnChange(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := NewManager(ctx, Options{FileSDDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.writeFile("x", []byte("[]")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.writeFile("x", []byte("[]")); err != nil {
+		t.Fatal(err)
+	}
+	if m.writes["x"] != 1 {
+		t.Errorf("writes %v, want 1", m.writes["x"])
+	}
+	if err := m.writeFile("x", []byte(`[{"targets":["a:1"],"labels":{}}]`)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "x.json"))
+	if !bytes.Contains(b, []byte("a:1")) || m.writes["x"] != 2 {
+		t.Errorf("file %s writes %v", b, m.writes["x"])
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("temp files left: %v", ents)
+	}
+	if _, err := NewManager(ctx, Options{FileSDDir: filepath.Join(dir, "missing")}); err == nil {
+		t.Error("a missing file_sd dir should be an error")
+	}
+}
+
+var _ = zk.Persistent
