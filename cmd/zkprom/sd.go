@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/zkprom/zkprom/internal/discovery"
+)
+
+type sdCommand struct {
+	out         io.Writer
+	configFile  string
+	configCheck bool
+	fileSDDir   string
+	web         *web.FlagConfig
+}
+
+func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
+	cmd := app.Command("sd", "Discover Prometheus targets registered in ZooKeeper (serverset, nerve, curator, dubbo, kafka, solr, hbase, druid, zkprom) and serve them as http_sd (/sd/<job>) and file_sd files.")
+	c := &sdCommand{out: out}
+	cmd.Flag("config.file", "Discovery configuration (YAML, see docs/discovery.md); reloaded on SIGHUP and POST /-/reload.").
+		Required().StringVar(&c.configFile)
+	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
+	cmd.Flag("file-sd.dir", "Also write one file_sd file <job>.json per job into this folder (atomically, only when it changes).").
+		StringVar(&c.fileSDDir)
+	c.web = kingpinflag.AddFlags(cmd, ":9142")
+	return c
+}
+
+func (c *sdCommand) run(logger *slog.Logger) int {
+	cfg, err := discovery.LoadConfig(c.configFile)
+	if err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
+	if c.configCheck {
+		fmt.Fprintf(c.out, "configuration OK: %d job(s)\n", len(cfg.Jobs))
+		return 0
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("zkprom_sd"))
+	ctx, stop := signalContext()
+	defer stop()
+	m, err := discovery.NewManager(ctx, discovery.Options{FileSDDir: c.fileSDDir, Logger: logger, Registerer: reg})
+	if err != nil {
+		logger.Error("could not start discovery", "err", err)
+		return 1
+	}
+	defer m.Close()
+	if err := m.Reload(c.configFile); err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return 1
+	}
+
+	var reloadMu sync.Mutex
+	reload := func() error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		return m.Reload(c.configFile)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload()
+			}
+		}
+	}()
+
+	mux := http.NewServeMux()
+	mux.Handle("/sd/", m)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST or PUT", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "OK") })
+	links := []web.LandingLinks{{Address: "/metrics", Text: "Metrics", Description: "the discovery's own metrics"}}
+	for _, j := range cfg.Jobs {
+		links = append(links, web.LandingLinks{Address: "/sd/" + j.Name, Text: "/sd/" + j.Name, Description: j.Format + " targets (http_sd)"})
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "zkprom sd",
+		Description: "Prometheus targets registered in ZooKeeper",
+		Version:     version.Info(),
+		Links:       links,
+	})
+	if err != nil {
+		logger.Error("landing page", "err", err)
+		return 1
+	}
+	mux.Handle("/", landing)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	webErr := make(chan error, 1)
+	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()
+	select {
+	case err := <-webErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("web server failed", "err", err)
+			return 1
+		}
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}
+	return 0
+}
