@@ -181,15 +181,7 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 			return nil, fmt.Errorf("%w %q given as module (configured: %s)", ErrUnknownEnsemble, module, strings.Join(x.Ensembles(), ", "))
 		}
 	} else {
-		x.mu.RLock()
-		for _, e := range x.ensembles {
-			for _, s := range e.servers {
-				if s == server {
-					src = e
-				}
-			}
-		}
-		x.mu.RUnlock()
+		src = x.ensembleOf(server)
 	}
 	cfg := src.cfg
 	cfg.Name, cfg.Servers, cfg.ZnodePaths = "probe", server, nil
@@ -208,6 +200,21 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 	e := &ensemble{cfg: cfg, servers: servers, tls: src.tls, http: src.http, logger: src.logger,
 		adminSkip: map[string]time.Time{}}
 	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true}, nil
+}
+
+// ensembleOf returns the first configured ensemble that lists server,
+// else the probe defaults.
+func (x *Exporter) ensembleOf(server string) *ensemble {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, e := range x.ensembles {
+		for _, s := range e.servers {
+			if s == server {
+				return e
+			}
+		}
+	}
+	return x.probe
 }
 
 // collector is one scrape of some ensembles.

@@ -28,8 +28,9 @@ type ensemble struct {
 	ownHTTP bool // close idle connections on close
 	logger  *slog.Logger
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards adminSkip
 	adminSkip map[string]time.Time
+	zkMu      sync.Mutex // guards zk; held while connecting
 	zk        *zk.Client
 }
 
@@ -53,8 +54,8 @@ func (e *ensemble) close() {
 	if e.ownHTTP {
 		e.http.CloseIdleConnections()
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.zkMu.Lock()
+	defer e.zkMu.Unlock()
 	if e.zk != nil {
 		e.zk.Close()
 		e.zk = nil
@@ -124,8 +125,8 @@ func (e *ensemble) znodeCounts(ctx context.Context) []ZnodeCount {
 }
 
 func (e *ensemble) session(ctx context.Context) (*zk.Client, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.zkMu.Lock()
+	defer e.zkMu.Unlock()
 	if e.zk != nil {
 		return e.zk, nil
 	}

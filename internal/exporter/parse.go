@@ -299,13 +299,16 @@ func ParseAdminReadOnly(body []byte) (bool, error) {
 	return *v.ReadOnly, nil
 }
 
-// ParseAdminRuok parses /commands/ruok: no error means "imok".
+// ParseAdminRuok parses /commands/ruok. Like the four-letter ruok (which
+// says imok even without a quorum), it tells whether the server process
+// answers: no error, or only "not currently serving", means yes.
 func ParseAdminRuok(body []byte) (bool, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return false, fmt.Errorf("parse AdminServer ruok: %w", err)
 	}
-	return adminError(m) == nil, nil
+	err := adminError(m)
+	return err == nil || errors.Is(err, ErrNotServing), nil
 }
 
 // ParseRuok parses the answer to ruok ("imok").

@@ -154,6 +154,12 @@ func TestParseAdmin(t *testing.T) {
 	if err != nil || !ok {
 		t.Errorf("ruok = %v, %v", ok, err)
 	}
+	if ok, err := ParseAdminRuok([]byte(`{"command":"ruok","error":"This ZooKeeper instance is not currently serving requests"}`)); err != nil || !ok {
+		t.Errorf("ruok without quorum = %v, %v, want true (the process answers)", ok, err)
+	}
+	if ok, err := ParseAdminRuok([]byte(`{"command":"ruok","error":"something broke"}`)); err != nil || ok {
+		t.Errorf("ruok with an error = %v, %v, want false", ok, err)
+	}
 	conns, err := ParseAdminConnections([]byte(fixture(t, "follower_admin_connections.json")))
 	if err != nil || len(conns) != 1 || conns[0].PacketsReceived != 354 {
 		t.Errorf("connections = %+v, %v", conns, err)
