@@ -1,0 +1,215 @@
+package exporter
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/zkprom/zkprom/internal/zktest"
+)
+
+const deployDir = "../../deploy/exporter"
+
+func promtool(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		path = "/usr/bin/promtool"
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// knownFamilies are the metric names the exporter can emit: everything the
+// fixtures produce, the optional collectors and the exporter's own metrics.
+func knownFamilies(t *testing.T) map[string]bool {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	results := fixtureResults(t)
+	reg.MustRegister(resultsCollector{results: results, cache: newDescCache()})
+	znodes := prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+	})
+	reg.MustRegister(znodes)
+	if _, err := New(nil, EnsembleConfig{}, nil, reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, mf := range mfs {
+		known[mf.GetName()] = true
+		if mf.GetType() == dto.MetricType_SUMMARY {
+			known[mf.GetName()+"_sum"] = true
+			known[mf.GetName()+"_count"] = true
+		}
+	}
+	return known
+}
+
+var metricRef = regexp.MustCompile(`\bzookeeper_[a-zA-Z0-9_]+`)
+
+func checkRefs(t *testing.T, where, expr string, known map[string]bool) {
+	t.Helper()
+	for _, name := range metricRef.FindAllString(expr, -1) {
+		if !known[name] {
+			t.Errorf("%s: %s is not a metric the exporter emits", where, name)
+		}
+	}
+}
+
+func TestAlertRules(t *testing.T) {
+	promtool(t, deployDir, "check", "rules", "alerts.yml")
+	promtool(t, deployDir, "test", "rules", "alerts_test.yml")
+
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	readYAML(t, filepath.Join(deployDir, "alerts.yml"), &rules)
+	var tests struct {
+		Tests []struct {
+			Alerts []struct {
+				Name   string `yaml:"alertname"`
+				Alerts []any  `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, filepath.Join(deployDir, "alerts_test.yml"), &tests)
+	firing, quiet := map[string]bool{}, map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, a := range tc.Alerts {
+			if len(a.Alerts) > 0 {
+				firing[a.Name] = true
+			} else {
+				quiet[a.Name] = true
+			}
+		}
+	}
+	known := knownFamilies(t)
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			if !firing[r.Alert] {
+				t.Errorf("alert %s has no test where it fires", r.Alert)
+			}
+			if !quiet[r.Alert] {
+				t.Errorf("alert %s has no test where it stays quiet", r.Alert)
+			}
+			checkRefs(t, "alert "+r.Alert, r.Expr, known)
+		}
+	}
+	if n < 14 {
+		t.Errorf("only %d alerts", n)
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(deployDir, "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Type    string `json:"type"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name       string `json:"name"`
+				Definition string `json:"definition"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("dashboard.json: %v", err)
+	}
+	known := knownFamilies(t)
+	exprs := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			exprs++
+			checkRefs(t, "panel "+p.Title, tg.Expr, known)
+		}
+	}
+	for _, v := range d.Templating.List {
+		checkRefs(t, "variable "+v.Name, v.Definition, known)
+	}
+	// The issue's list: state and leader, quorum headroom, latency,
+	// throughput, outstanding requests, connections, znodes, watches,
+	// fsync, zxid lag.
+	all := string(b)
+	for _, want := range []string{"zookeeper_server_state", "zookeeper_ensemble_leaders", "zookeeper_ensemble_failures_tolerated",
+		"zookeeper_latency", "zookeeper_packets_received_total", "zookeeper_outstanding_requests", "zookeeper_num_alive_connections",
+		"zookeeper_znodes", "zookeeper_watches", "zookeeper_fsynctime", "zookeeper_ensemble_zxid_lag"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("dashboard does not show %s", want)
+		}
+	}
+	if exprs < 20 {
+		t.Errorf("dashboard has only %d queries", exprs)
+	}
+}
+
+func TestExampleConfigs(t *testing.T) {
+	promtool(t, deployDir, "check", "config", "prometheus.yml")
+	// exporter.yml names TLS files under /etc/zkprom: point them at real ones.
+	b, err := os.ReadFile(filepath.Join(deployDir, "exporter.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := zktest.GenerateCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer("/etc/zkprom/zookeeper-ca.pem", certs.CAFile,
+		"/etc/zkprom/client.pem", certs.ClientCert, "/etc/zkprom/client-key.pem", certs.ClientKey).Replace(string(b))
+	cfg, err := ParseConfig([]byte(s))
+	if err != nil {
+		t.Fatalf("exporter.yml: %v", err)
+	}
+	var names []string
+	for _, e := range cfg.Ensembles {
+		names = append(names, e.Name)
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "kafka,main" {
+		t.Errorf("ensembles %v", names)
+	}
+}
