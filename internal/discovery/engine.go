@@ -352,13 +352,19 @@ func (j *job) markInvalid(path string, err error) {
 // output returns the job's current file_sd list and whether the first
 // complete sync is done.
 func (j *job) output() ([]byte, bool) {
+	b, _, ok := j.outputGen()
+	return b, ok
+}
+
+// outputGen also returns the output's generation.
+func (j *job) outputGen() ([]byte, uint64, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !j.synced {
-		return nil, false
+		return nil, 0, false
 	}
 	if j.out != nil && j.outGen == j.gen {
-		return j.out, true
+		return j.out, j.gen, true
 	}
 	srcs := make([]string, 0, len(j.groups))
 	size := 2
@@ -377,5 +383,5 @@ func (j *job) output() ([]byte, bool) {
 	}
 	buf = append(buf, ']')
 	j.out, j.outGen = buf, j.gen
-	return buf, true
+	return buf, j.gen, true
 }

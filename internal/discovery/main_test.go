@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if os.Getenv(childEnv) != "" {
+		return benchChild()
+	}
 	if !shortFlag() {
 		e, err := zktest.StartEnsemble(zktest.Options{Servers: 3, TickTime: 500 * time.Millisecond})
 		if err != nil {

@@ -288,7 +288,7 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no discovery job %q", name), http.StatusNotFound)
 		return
 	}
-	body, ready := rj.j.output()
+	body, gen, ready := rj.j.outputGen()
 	if !ready {
 		http.Error(w, fmt.Sprintf("discovery job %q has not completed its first sync with ZooKeeper yet", name), http.StatusServiceUnavailable)
 		return
@@ -296,6 +296,13 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rj.j.mu.Lock()
 	stale := rj.j.stale
 	rj.j.mu.Unlock()
+	// The ETag lets pollers that send If-None-Match skip unchanged lists.
+	etag := fmt.Sprintf(`"%x-%x"`, rj.j.started.UnixNano(), gen)
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if stale {
 		w.Header().Set("X-Zkprom-Stale", "true")

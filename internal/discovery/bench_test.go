@@ -1,0 +1,432 @@
+package discovery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
+	"github.com/zkprom/zkprom/internal/zktest"
+)
+
+// The benchmarks run `zkprom sd`'s engine in a child process (the test
+// binary itself, see benchChild) so that its memory is measured alone,
+// beside Debian's Prometheus with serverset_sd_configs on the same tree.
+
+const childEnv = "ZKPROM_SD_BENCH_CHILD" // config file path
+const childAddrEnv = "ZKPROM_SD_BENCH_ADDR"
+
+// benchChild serves a Manager over HTTP until killed (called from
+// TestMain in the child).
+func benchChild() int {
+	ctx := context.Background()
+	m, err := NewManager(ctx, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	path := os.Getenv(childEnv)
+	if err := m.Reload(path); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/sd/", m)
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Reload(path); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
+	if err := http.ListenAndServe(os.Getenv(childAddrEnv), mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	return 1
+}
+
+// populate writes members serverset znodes spread over services below
+// root (Multi batches in parallel); an existing complete tree is kept.
+func populate(b *testing.B, c *zk.Client, root string, services, members int) {
+	ctx := context.Background()
+	if n, _, err := c.Children(ctx, root); err == nil && len(n) == services {
+		return
+	}
+	if err := c.CreateAll(ctx, root, nil); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	per := members / services
+	for s := 0; s < services; s++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			dir := zk.Join(root, fmt.Sprintf("svc%04d", s))
+			ops := []zk.Op{zk.CreateOp(dir, nil, zk.Persistent, nil)}
+			for m := 0; m < per; m++ {
+				i := s*per + m
+				data := fmt.Appendf(nil, `{"serviceEndpoint":{"host":"127.0.%d.%d","port":%d},"additionalEndpoints":{"metrics":{"host":"127.0.%d.%d","port":9100}},"status":"ALIVE","shard":%d}`,
+					i/250%250, i%250+1, 10000+i%50000, i/250%250, i%250+1, m)
+				ops = append(ops, zk.CreateOp(zk.Join(dir, fmt.Sprintf("member_%010d", m)), data, zk.Persistent, nil))
+			}
+			if _, err := c.Multi(ctx, ops...); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// rssBytes reads a process's resident set size.
+func rssBytes(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func freeAddr(b *testing.B) string {
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ports[0])
+}
+
+func post(url string) error {
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("POST %s: %s %s", url, resp.Status, body)
+	}
+	return nil
+}
+
+// countTargets counts `"targets":[` in an http_sd body (one per target).
+func countTargets(url string) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		io.Copy(io.Discard, resp.Body)
+		return -1, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	return bytes.Count(body, []byte(`"targets":[`)), err
+}
+
+// promActive counts Prometheus's active targets of a scrape pool.
+func promActive(url, pool string) (int, error) {
+	resp, err := http.Get(url + "/api/v1/targets?state=active&scrapePool=" + pool)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return bytes.Count(body, []byte(`"scrapePool":"`+pool+`"`)), err
+}
+
+func waitCount(b *testing.B, what string, limit time.Duration, want int, f func() (int, error)) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		n, err := f()
+		if err == nil && n == want {
+			return time.Since(start), true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Logf("%s: not all %d targets within %s", what, want, limit)
+	return time.Since(start), false
+}
+
+// BenchmarkInitialSync: time and memory for the first complete sync of
+// 10,000 and 100,000 members across 1,000 services, zkprom sd beside
+// Prometheus's built-in serverset_sd_configs on the same tree. Both are
+// started with an empty job, measured, then reloaded with the big job:
+// time from reload to the full list, and RSS growth.
+func BenchmarkInitialSync(b *testing.B) {
+	needEnsemble(b)
+	for _, members := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			root := fmt.Sprintf("/bench/sync%d", members)
+			w := writer(b, ensemble.Connect())
+			populate(b, w, root, 1000, members)
+			put(b, w, "/bench/empty", nil)
+			for i := 0; i < b.N; i++ {
+				benchSyncOnce(b, root, members)
+			}
+		})
+	}
+}
+
+func benchSyncOnce(b *testing.B, root string, members int) {
+	dir := b.TempDir()
+	// zkprom sd, in a child process.
+	cfg := filepath.Join(dir, "sd.yml")
+	small := "zookeeper: {servers: '" + ensemble.Connect() + "'}\njobs: [{name: big, format: serverset, paths: [/bench/empty]}]\n"
+	os.WriteFile(cfg, []byte(small), 0o644)
+	addr := freeAddr(b)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"="+cfg, childAddrEnv+"="+addr)
+	child.Stderr = os.Stderr
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	url := "http://" + addr
+	if _, ok := waitCount(b, "zkprom sd start", 30*time.Second, 0, func() (int, error) { return countTargets(url + "/sd/big") }); !ok {
+		b.Fatal("zkprom sd child did not start")
+	}
+	base := rssBytes(child.Process.Pid)
+	os.WriteFile(cfg, []byte(strings.Replace(small, "/bench/empty", root, 1)), 0o644)
+	if err := post(url + "/-/reload"); err != nil {
+		b.Fatal(err)
+	}
+	d, ok := waitCount(b, "zkprom sd", 5*time.Minute, members, func() (int, error) { return countTargets(url + "/sd/big") })
+	if ok {
+		b.ReportMetric(d.Seconds(), "zkprom_sync_s")
+		b.ReportMetric((rssBytes(child.Process.Pid)-base)/1e6, "zkprom_rss_growth_MB")
+		b.ReportMetric(rssBytes(child.Process.Pid)/1e6, "zkprom_rss_MB")
+	}
+	child.Process.Kill()
+	child.Wait()
+
+	// Prometheus with its built-in serverset discovery.
+	var servers []string
+	for _, s := range ensemble.Servers {
+		servers = append(servers, fmt.Sprintf("%q", s.ClientAddr))
+	}
+	pcfg := filepath.Join(dir, "prometheus.yml")
+	promYAML := func(path string) []byte {
+		return []byte("global: {scrape_interval: 1h, scrape_timeout: 1s}\nscrape_configs:\n  - job_name: big\n    serverset_sd_configs: [{servers: [" +
+			strings.Join(servers, ", ") + "], paths: [" + path + "]}]\n")
+	}
+	os.WriteFile(pcfg, promYAML("/bench/empty"), 0o644)
+	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: pcfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	time.Sleep(time.Second)
+	pbase := rssBytes(p.Pid())
+	os.WriteFile(pcfg, promYAML(root), 0o644)
+	if err := post(p.URL + "/-/reload"); err != nil {
+		b.Fatal(err)
+	}
+	d, ok = waitCount(b, "prometheus", 10*time.Minute, members, func() (int, error) { return promActive(p.URL, "big") })
+	if ok {
+		b.ReportMetric(d.Seconds(), "prometheus_sync_s")
+		b.ReportMetric((rssBytes(p.Pid())-pbase)/1e6, "prometheus_rss_growth_MB")
+	}
+}
+
+// BenchmarkPropagation: members created and deleted at 100 changes/s in
+// a tree of 10,000; latency from the ZooKeeper write to the change being
+// in the file_sd file and in the http_sd body.
+func BenchmarkPropagation(b *testing.B) {
+	needEnsemble(b)
+	const members, changes = 10000, 300
+	root := "/bench/prop"
+	w := writer(b, ensemble.Connect())
+	populate(b, w, root, 100, members)
+	dir := b.TempDir()
+	cfg, err := ParseConfig([]byte("zookeeper: {servers: '" + ensemble.Connect() + "'}\njobs: [{name: prop, format: serverset, paths: [" + root + "]}]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := NewManager(ctx, Options{FileSDDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	m.ApplyConfig(cfg)
+	select {
+	case <-m.synced("prop"):
+	case <-time.After(time.Minute):
+		b.Fatal("no sync")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: m}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/sd/prop"
+	file := filepath.Join(dir, "prop.json")
+
+	type change struct {
+		addr    []byte
+		present bool
+		start   time.Time
+	}
+	var mu sync.Mutex
+	pending := map[int]*change{} // by change number
+	var fileLat, httpLat, writeLat []time.Duration
+	seenFile, seenHTTP := map[int]bool{}, map[int]bool{}
+	check := func(body []byte, seen map[int]bool, lat *[]time.Duration) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for n, c := range pending {
+			if !seen[n] && bytes.Contains(body, c.addr) == c.present {
+				seen[n] = true
+				*lat = append(*lat, now.Sub(c.start))
+			}
+			if seenFile[n] && seenHTTP[n] {
+				delete(pending, n)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // http_sd poller
+		defer wg.Done()
+		etag := ""
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			time.Sleep(time.Millisecond)
+			// Conditional GETs: a 304 costs nothing while unchanged.
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			if etag != "" {
+				req.Header.Set("If-None-Match", etag)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				etag = resp.Header.Get("ETag")
+				check(body, seenHTTP, &httpLat)
+			}
+		}
+	}()
+	go func() { // file_sd poller: stat, read on change
+		defer wg.Done()
+		var last time.Time
+		var lastIno uint64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			st, err := os.Stat(file)
+			if err != nil {
+				continue
+			}
+			ino := st.Sys().(*syscall.Stat_t).Ino
+			if ino == lastIno && st.ModTime().Equal(last) {
+				continue
+			}
+			lastIno, last = ino, st.ModTime()
+			body, _ := os.ReadFile(file)
+			check(body, seenFile, &fileLat)
+		}
+	}()
+	b.ResetTimer()
+	tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
+	for n := 0; n < changes; n++ {
+		<-tick.C
+		i := members + n/2
+		addr := fmt.Sprintf(`"127.1.%d.%d:8080"`, i/250%250, i%250+1)
+		p := fmt.Sprintf("%s/svc%04d/member_x%010d", root, i%100, i)
+		if n%2 == 1 {
+			// Delete only once the create is visible in both outputs.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				done := seenFile[n-1] && seenHTTP[n-1]
+				mu.Unlock()
+				if done || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		c := &change{addr: []byte(addr), present: n%2 == 0, start: time.Now()}
+		mu.Lock()
+		pending[n] = c
+		mu.Unlock()
+		if c.present {
+			data := fmt.Appendf(nil, `{"serviceEndpoint":{"host":"127.1.%d.%d","port":8080},"status":"ALIVE"}`, i/250%250, i%250+1)
+			if _, err := w.Create(ctx, p, data, zk.Persistent, nil); err != nil {
+				b.Fatal(err)
+			}
+		} else if err := w.Delete(ctx, p, -1); err != nil {
+			b.Fatal(err)
+		}
+		writeLat = append(writeLat, time.Since(c.start))
+	}
+	tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		done := len(seenFile) == changes && len(seenHTTP) == changes
+		mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	b.StopTimer()
+	pct := func(l []time.Duration, q float64) float64 {
+		if len(l) == 0 {
+			return -1
+		}
+		s := append([]time.Duration(nil), l...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[min(len(s)-1, int(q*float64(len(s))))].Seconds() * 1000
+	}
+	b.ReportMetric(pct(fileLat, 0.5), "file_p50_ms")
+	b.ReportMetric(pct(fileLat, 0.99), "file_p99_ms")
+	b.ReportMetric(pct(httpLat, 0.5), "http_p50_ms")
+	b.ReportMetric(pct(httpLat, 0.99), "http_p99_ms")
+	// Baseline: the ZooKeeper write itself (create/delete acknowledged).
+	b.ReportMetric(pct(writeLat, 0.5), "zk_write_p50_ms")
+	b.ReportMetric(pct(writeLat, 0.99), "zk_write_p99_ms")
+	b.ReportMetric(float64(len(fileLat)), "file_changes_seen")
+	b.ReportMetric(float64(len(httpLat)), "http_changes_seen")
+}
