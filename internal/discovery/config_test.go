@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,5 +87,30 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+// TestDeployExamples: the example configs are valid, for zkprom sd and,
+// when promtool is installed, for Prometheus.
+func TestDeployExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/discovery/sd*.yml")
+	if len(files) < 2 {
+		t.Fatalf("examples missing: %v", files)
+	}
+	for _, f := range files {
+		if _, err := LoadConfig(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed")
+	}
+	pfiles, _ := filepath.Glob("../../deploy/discovery/prometheus*.yml")
+	for _, f := range pfiles {
+		out, err := exec.Command(promtool, "check", "config", "--syntax-only", f).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool check config %s: %v\n%s", f, err, out)
+		}
 	}
 }
