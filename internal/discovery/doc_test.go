@@ -241,7 +241,7 @@ func TestLabelsDocumented(t *testing.T) {
 	samples := map[string][]Node{
 		"serverset": {node("/a/member_1", []byte(`{"serviceEndpoint":{"host":"h","port":1},"additionalEndpoints":{"http-admin":{"host":"h","port":2}},"status":"ALIVE","shard":1}`))},
 		"nerve":     {node("/a/b", []byte(`{"host":"h","port":1,"name":"n"}`))},
-		"curator": {node("/s/a/b", []byte(`{"name":"a","id":"b","address":"h","port":1,"sslPort":2,"payload":{"@class":"x","metadata":{"k.e-y":"v"}},"registrationTimeUTC":1,"serviceType":"DYNAMIC","enabled":false}`))},
+		"curator":   {node("/s/a/b", []byte(`{"name":"a","id":"b","address":"h","port":1,"sslPort":2,"payload":{"@class":"x","metadata":{"k.e-y":"v"}},"registrationTimeUTC":1,"serviceType":"DYNAMIC","enabled":false}`))},
 		"dubbo":     {node("/dubbo/i/providers/"+url.QueryEscape("dubbo://h:1/i?application=a&side=provider&dubbo=2.0.2&release=2.7&pid=1"), nil)},
 		"kafka":     {node("/brokers/ids/1", []byte(`{"listener_security_protocol_map":{"PLAINTEXT":"PLAINTEXT"},"endpoints":["PLAINTEXT://h:1"],"jmx_port":2,"host":"h","port":1,"version":5,"rack":"r"}`))},
 		"solr":      {node("/live_nodes/h:1_solr", nil)},
