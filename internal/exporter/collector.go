@@ -198,7 +198,7 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 		return nil, fmt.Errorf("probe target %q: give one host:port", server)
 	}
 	e := &ensemble{cfg: cfg, servers: servers, tls: src.tls, http: src.http, logger: src.logger,
-		adminSkip: map[string]time.Time{}}
+		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{}}
 	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true}, nil
 }
 

@@ -28,8 +28,9 @@ type ensemble struct {
 	ownHTTP bool // close idle connections on close
 	logger  *slog.Logger
 
-	mu        sync.Mutex // guards adminSkip
+	mu        sync.Mutex // guards adminSkip and voters
 	adminSkip map[string]time.Time
+	voters    map[string]cachedVoters
 	zkMu      sync.Mutex // guards zk; held while connecting
 	zk        *zk.Client
 }
@@ -46,7 +47,7 @@ func newEnsemble(cfg EnsembleConfig, logger *slog.Logger) (*ensemble, error) {
 	return &ensemble{
 		cfg: cfg, servers: servers, tls: tlsConf, http: newAdminClient(tlsConf), ownHTTP: true,
 		logger:    logger.With("ensemble", cfg.Name),
-		adminSkip: map[string]time.Time{},
+		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{},
 	}, nil
 }
 
@@ -73,6 +74,27 @@ func (e *ensemble) skipAdmin(server string, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.adminSkip[server] = now.Add(adminRetry)
+}
+
+// votersTTL is how long a server's voting view is reused.
+const votersTTL = time.Minute
+
+type cachedVoters struct {
+	ids []string
+	at  time.Time
+}
+
+func (e *ensemble) cachedVoters(server string, now time.Time) ([]string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.voters[server]
+	return c.ids, ok && now.Sub(c.at) < votersTTL
+}
+
+func (e *ensemble) cacheVoters(server string, ids []string, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.voters[server] = cachedVoters{ids: ids, at: now}
 }
 
 func (e *ensemble) target(server string) target {

@@ -193,7 +193,7 @@ type group struct {
 
 // emitStats sends every numeric key of mntr/monitor.
 func emitStats(e *emitter, s Stats) {
-	groups := map[string]*group{}
+	groups := make(map[string]*group, len(s.Numbers)/4)
 	for k, v := range s.Numbers {
 		for _, p := range statPrefixes {
 			if base, ok := strings.CutPrefix(k, p+"_"); ok && base != "" {
@@ -207,7 +207,7 @@ func emitStats(e *emitter, s Stats) {
 			}
 		}
 	}
-	inGroup := map[string]bool{}
+	inGroup := make(map[string]bool, len(s.Numbers))
 	var bases []string
 	for base, g := range groups {
 		_, hasMin := g.stats["min"]

@@ -20,8 +20,8 @@ type Stats struct {
 	Strings map[string]string
 }
 
-func newStats() Stats {
-	return Stats{Numbers: map[string]float64{}, Strings: map[string]string{}}
+func newStats(n int) Stats {
+	return Stats{Numbers: make(map[string]float64, n), Strings: map[string]string{}}
 }
 
 // ErrNotServing is ZooKeeper's "This ZooKeeper instance is not currently
@@ -53,7 +53,7 @@ func ParseMntr(text string) (Stats, error) {
 	if err := checkAnswer("mntr", text); err != nil {
 		return Stats{}, err
 	}
-	s := newStats()
+	s := newStats(strings.Count(text, "\n") + 1)
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
@@ -96,7 +96,7 @@ func ParseMonitor(body []byte) (Stats, error) {
 	if err := adminError(m); err != nil {
 		return Stats{}, err
 	}
-	s := newStats()
+	s := newStats(len(m))
 	for k, raw := range m {
 		if k == "command" || k == "error" {
 			continue
@@ -279,36 +279,6 @@ func ParseVotingView(body []byte) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
-}
-
-// ParseAdminReadOnly parses /commands/is_read_only.
-func ParseAdminReadOnly(body []byte) (bool, error) {
-	var v struct {
-		ReadOnly *bool           `json:"read_only"`
-		Error    json.RawMessage `json:"error"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return false, fmt.Errorf("parse AdminServer is_read_only: %w", err)
-	}
-	if err := adminError(map[string]json.RawMessage{"error": v.Error}); len(v.Error) > 0 && err != nil {
-		return false, err
-	}
-	if v.ReadOnly == nil {
-		return false, fmt.Errorf("parse AdminServer is_read_only: no read_only field")
-	}
-	return *v.ReadOnly, nil
-}
-
-// ParseAdminRuok parses /commands/ruok. Like the four-letter ruok (which
-// says imok even without a quorum), it tells whether the server process
-// answers: no error, or only "not currently serving", means yes.
-func ParseAdminRuok(body []byte) (bool, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return false, fmt.Errorf("parse AdminServer ruok: %w", err)
-	}
-	err := adminError(m)
-	return err == nil || errors.Is(err, ErrNotServing), nil
 }
 
 // ParseRuok parses the answer to ruok ("imok").

@@ -146,29 +146,14 @@ func TestParseAdmin(t *testing.T) {
 	if err != nil || len(voters) != 3 {
 		t.Errorf("voting view = %v, %v", voters, err)
 	}
-	ro, err := ParseAdminReadOnly([]byte(fixture(t, "leader_admin_is_read_only.json")))
-	if err != nil || ro {
-		t.Errorf("is_read_only = %v, %v", ro, err)
-	}
-	ok, err := ParseAdminRuok([]byte(fixture(t, "leader_admin_ruok.json")))
-	if err != nil || !ok {
-		t.Errorf("ruok = %v, %v", ok, err)
-	}
-	if ok, err := ParseAdminRuok([]byte(`{"command":"ruok","error":"This ZooKeeper instance is not currently serving requests"}`)); err != nil || !ok {
-		t.Errorf("ruok without quorum = %v, %v, want true (the process answers)", ok, err)
-	}
-	if ok, err := ParseAdminRuok([]byte(`{"command":"ruok","error":"something broke"}`)); err != nil || ok {
-		t.Errorf("ruok with an error = %v, %v, want false", ok, err)
-	}
 	conns, err := ParseAdminConnections([]byte(fixture(t, "follower_admin_connections.json")))
 	if err != nil || len(conns) != 1 || conns[0].PacketsReceived != 354 {
 		t.Errorf("connections = %+v, %v", conns, err)
 	}
 	for name, f := range map[string]func([]byte) error{
-		"srvr":         func(b []byte) error { _, err := ParseAdminSrvr(b); return err },
-		"voting_view":  func(b []byte) error { _, err := ParseVotingView(b); return err },
-		"is_read_only": func(b []byte) error { _, err := ParseAdminReadOnly(b); return err },
-		"connections":  func(b []byte) error { _, err := ParseAdminConnections(b); return err },
+		"srvr":        func(b []byte) error { _, err := ParseAdminSrvr(b); return err },
+		"voting_view": func(b []byte) error { _, err := ParseVotingView(b); return err },
+		"connections": func(b []byte) error { _, err := ParseAdminConnections(b); return err },
 	} {
 		if err := f([]byte(`{"error":"This ZooKeeper instance is not currently serving requests"}`)); !errors.Is(err, ErrNotServing) {
 			t.Errorf("%s not serving: err = %v", name, err)

@@ -181,7 +181,17 @@ func parallel(fns ...func()) {
 
 // scrapeAdmin asks the AdminServer; it reports whether it answered at all.
 func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
-	cmds := []string{"monitor", "srvr", "voting_view", "is_read_only", "ruok"}
+	// monitor carries mntr's keys, srvr the zxid, state and read-only
+	// mode; the voters change rarely and are asked once a minute. A JSON
+	// answer to any command is the AdminServer's "imok" (its ruok command
+	// answers exactly when the others do), so ruok is not asked apart.
+	cmds := []string{"monitor", "srvr"}
+	voters, fresh := t.ens.cachedVoters(t.server, time.Now())
+	if fresh {
+		r.Voters = voters
+	} else {
+		cmds = append(cmds, "voting_view")
+	}
 	if t.ens.cfg.Cons {
 		cmds = append(cmds, "connections")
 	}
@@ -211,6 +221,9 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 			r.Serving = ptr(false)
 			continue
 		}
+		if a.Status == http.StatusOK && len(a.Body) > 0 && a.Body[0] == '{' {
+			r.Ruok = ptr(true)
+		}
 		if a.Status != http.StatusOK {
 			res.Err = wrapf(errHTTPStatus, "AdminServer %s at %s: HTTP %d", name, t.adminURL, a.Status)
 			continue
@@ -225,16 +238,8 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 		case "srvr":
 			st, err = ParseAdminSrvr(a.Body)
 		case "voting_view":
-			r.Voters, err = ParseVotingView(a.Body)
-		case "is_read_only":
-			var ro bool
-			if ro, err = ParseAdminReadOnly(a.Body); err == nil {
-				r.ReadOnly = &ro
-			}
-		case "ruok":
-			var ok bool
-			if ok, err = ParseAdminRuok(a.Body); err == nil {
-				r.Ruok = &ok
+			if r.Voters, err = ParseVotingView(a.Body); err == nil {
+				t.ens.cacheVoters(t.server, r.Voters, time.Now())
 			}
 		case "connections":
 			if r.Conns, err = ParseAdminConnections(a.Body); err == nil {
