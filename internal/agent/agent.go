@@ -98,6 +98,7 @@ type pendingVerify struct {
 	checksum string
 	since    time.Time
 	prev     int
+	prevLink string
 	start    time.Time
 	steps    map[string]time.Duration
 }
@@ -435,6 +436,14 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	a.mu.Lock()
 	prev := a.state.Applied
 	a.mu.Unlock()
+	// What to switch back to: the last verified revision, or whatever the
+	// link pointed at before the agent's first apply (a bootstrap file).
+	prevLink := ""
+	if _, err := os.Stat(a.disk.revDir(prev)); prev != 0 && err == nil {
+		prevLink = relRevDir(prev)
+	} else if t := a.disk.linkTarget(); t != "" && t != relRevDir(rev) {
+		prevLink = t
+	}
 	a.logger.Info("applying revision", "revision", rev, "previous", prev, "canary", canary)
 	a.setStatus(ctx, func(s *configstore.Status) {
 		s.Target, s.Canary, s.State = rev, canary, configstore.StateApplying
@@ -461,22 +470,22 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		}
 		return a.disk.stage(rev, meta.Checksum, a.cfg.Member, r)
 	}); err != nil {
-		return a.fail(ctx, rev, canary, prev, false, err, start, steps)
+		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
 	if err := timed(StepValidate, func() error {
 		_, err := configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
 		return err
 	}); err != nil {
-		return a.fail(ctx, rev, canary, prev, false, err, start, steps)
+		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
 	if err := timed(StepSwitch, func() error { return a.disk.link(rev) }); err != nil {
-		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+		return a.fail(ctx, rev, canary, prev, prevLink, true, err, start, steps)
 	}
 	switched := time.Now()
-	var before prom.RuntimeInfo
+	var before reloadState
 	err := timed(StepReload, func() error {
 		var err error
-		before, err = a.prom.RuntimeInfo(ctx)
+		before, err = a.reloadState(ctx)
 		if err != nil {
 			return err
 		}
@@ -486,21 +495,21 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		// Prometheus is not up (yet): the files are in place; it reads them
 		// when it starts. Verify once it answers.
 		a.mu.Lock()
-		a.pending = &pendingVerify{rev: rev, checksum: meta.Checksum, since: switched, prev: prev, start: start, steps: steps}
+		a.pending = &pendingVerify{rev: rev, checksum: meta.Checksum, since: switched, prev: prev, prevLink: prevLink, start: start, steps: steps}
 		a.mu.Unlock()
 		a.logger.Info("Prometheus does not answer; revision laid down, will verify when it does", "revision", rev, "err", err)
 		a.setStatus(ctx, func(s *configstore.Status) { s.State = configstore.StateWaiting; s.Error = "" })
 		return true
 	}
 	if err != nil {
-		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+		return a.fail(ctx, rev, canary, prev, prevLink, true, err, start, steps)
 	}
 	var after prom.RuntimeInfo
 	if err := timed(StepVerify, func() (err error) {
-		after, err = a.verify(ctx, before.LastConfigTime, !before.ReloadConfigSuccess)
+		after, err = a.verify(ctx, before)
 		return err
 	}); err != nil {
-		return a.fail(ctx, rev, canary, prev, true, err, start, steps)
+		return a.fail(ctx, rev, canary, prev, prevLink, true, err, start, steps)
 	}
 	a.succeed(ctx, rev, meta.Checksum, canary, prev, after, start, steps)
 	return false
@@ -526,35 +535,50 @@ func (a *Agent) vars(rev int) configstore.Vars {
 	}
 }
 
+// reloadState is what Prometheus says about its configuration: the
+// metric's timestamp has sub-second precision, runtimeinfo's
+// lastConfigTime only seconds.
+type reloadState struct {
+	ri          prom.RuntimeInfo
+	ok          bool      // prometheus_config_last_reload_successful
+	lastSuccess time.Time // prometheus_config_last_reload_success_timestamp_seconds
+}
+
+func (a *Agent) reloadState(ctx context.Context) (reloadState, error) {
+	ri, err := a.prom.RuntimeInfo(ctx)
+	if err != nil {
+		return reloadState{}, err
+	}
+	ok, ts, err := a.prom.ReloadMetrics(ctx)
+	if err != nil {
+		return reloadState{}, err
+	}
+	return reloadState{ri: ri, ok: ok, lastSuccess: ts}, nil
+}
+
 // verify waits until Prometheus reports a successful reload newer than
-// since (runtimeinfo lastConfigTime and reloadConfigSuccess, and the
-// metric prometheus_config_last_reload_successful).
-func (a *Agent) verify(ctx context.Context, since time.Time, wasFailing bool) (prom.RuntimeInfo, error) {
+// before: prometheus_config_last_reload_successful is 1 with a newer
+// success timestamp, and runtimeinfo says reloadConfigSuccess with a
+// lastConfigTime not older.
+func (a *Agent) verify(ctx context.Context, before reloadState) (prom.RuntimeInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
 	defer cancel()
+	wasFailing := !before.ok || !before.ri.ReloadConfigSuccess
 	var last prom.RuntimeInfo
 	var lastErr error
 	for {
-		ri, err := a.prom.RuntimeInfo(ctx)
+		st, err := a.reloadState(ctx)
 		if err == nil {
-			last = ri
+			last = st.ri
 			switch {
-			case ri.ReloadConfigSuccess && ri.LastConfigTime.After(since):
-				ok, _, merr := a.prom.ReloadMetrics(ctx)
-				if merr != nil {
-					lastErr = merr
-					break
-				}
-				if !ok {
-					lastErr = errors.New("prometheus_config_last_reload_successful is 0")
-					break
-				}
-				return ri, nil
-			case !ri.ReloadConfigSuccess && !wasFailing:
-				return ri, errors.New("Prometheus reports reloadConfigSuccess=false: it refused the configuration (its log has the error)")
+			case st.ok && st.ri.ReloadConfigSuccess && st.lastSuccess.After(before.lastSuccess) &&
+				!st.ri.LastConfigTime.Before(before.lastSuccess.Truncate(time.Second)):
+				return st.ri, nil
+			case (!st.ok || !st.ri.ReloadConfigSuccess) && !wasFailing:
+				return st.ri, errors.New("Prometheus reports reloadConfigSuccess=false: it refused the configuration (its log has the error)")
 			default:
-				lastErr = fmt.Errorf("no successful reload after %s yet (lastConfigTime %s, reloadConfigSuccess %t)",
-					since.Format(time.RFC3339Nano), ri.LastConfigTime.Format(time.RFC3339Nano), ri.ReloadConfigSuccess)
+				lastErr = fmt.Errorf("no successful reload after %s yet (last success %s, reloadConfigSuccess %t)",
+					before.lastSuccess.Format(time.RFC3339Nano), st.lastSuccess.Format(time.RFC3339Nano), st.ri.ReloadConfigSuccess)
 			}
 		} else {
 			lastErr = err
@@ -594,7 +618,7 @@ func (a *Agent) succeed(ctx context.Context, rev int, checksum string, canary bo
 // fail handles a failed apply of rev: when the switch happened, it
 // switches back to prev, reloads and verifies Prometheus on it, then
 // reports the failure with Prometheus's text.
-func (a *Agent) fail(ctx context.Context, rev int, canary bool, prev int, switched bool, err error, start time.Time, steps map[string]time.Duration) bool {
+func (a *Agent) fail(ctx context.Context, rev int, canary bool, prev int, prevLink string, switched bool, err error, start time.Time, steps map[string]time.Duration) bool {
 	step := StepStage
 	var se *stepError
 	if errors.As(err, &se) {
@@ -605,7 +629,7 @@ func (a *Agent) fail(ctx context.Context, rev int, canary bool, prev int, switch
 	a.logger.Error("revision refused; rolling back", "revision", rev, "step", step, "err", msg)
 	var ri prom.RuntimeInfo
 	if switched {
-		ri, err = a.switchBack(ctx, prev)
+		ri, err = a.switchBack(ctx, prevLink)
 		if err != nil {
 			a.m.failures.WithLabelValues(StepRollback).Inc()
 			msg += "; AND rolling back to revision " + fmt.Sprint(prev) + " failed: " + errorText(err)
@@ -643,24 +667,24 @@ func errorText(err error) string {
 }
 
 // switchBack points DIR/current at prev again, reloads and verifies.
-func (a *Agent) switchBack(ctx context.Context, prev int) (prom.RuntimeInfo, error) {
+func (a *Agent) switchBack(ctx context.Context, prevLink string) (prom.RuntimeInfo, error) {
 	ctx = context.WithoutCancel(ctx)
 	t := time.Now()
 	defer func() { a.m.stepDuration.WithLabelValues(StepRollback).Observe(time.Since(t).Seconds()) }()
-	if err := a.disk.link(prev); err != nil {
+	if err := a.disk.linkTo(prevLink); err != nil {
 		return prom.RuntimeInfo{}, err
 	}
-	if prev == 0 {
+	if prevLink == "" {
 		return prom.RuntimeInfo{}, nil
 	}
-	before, err := a.prom.RuntimeInfo(ctx)
+	before, err := a.reloadState(ctx)
 	if err != nil {
 		return prom.RuntimeInfo{}, err
 	}
 	if err := a.prom.Reload(ctx); err != nil {
 		return prom.RuntimeInfo{}, err
 	}
-	return a.verify(ctx, before.LastConfigTime, !before.ReloadConfigSuccess)
+	return a.verify(ctx, before)
 }
 
 // confirm checks, without reloading, that Prometheus runs the applied
@@ -694,13 +718,13 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 	a.mu.Lock()
 	p := a.pending
 	a.mu.Unlock()
-	ri, err := a.prom.RuntimeInfo(ctx)
+	rs, err := a.reloadState(ctx)
 	if err != nil {
 		return true
 	}
-	if ri.ReloadConfigSuccess && ri.LastConfigTime.After(p.since) {
+	if rs.ok && rs.ri.ReloadConfigSuccess && rs.lastSuccess.After(p.since) {
 		// Prometheus started after the switch and loaded the new files.
-		a.succeed(ctx, p.rev, p.checksum, canary, p.prev, ri, p.start, p.steps)
+		a.succeed(ctx, p.rev, p.checksum, canary, p.prev, rs.ri, p.start, p.steps)
 		return false
 	}
 	if err := a.prom.Reload(ctx); err != nil {
@@ -710,14 +734,14 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 		a.mu.Lock()
 		a.pending = nil
 		a.mu.Unlock()
-		return a.fail(ctx, p.rev, canary, p.prev, true, &stepError{step: StepReload, err: err}, p.start, p.steps)
+		return a.fail(ctx, p.rev, canary, p.prev, p.prevLink, true, &stepError{step: StepReload, err: err}, p.start, p.steps)
 	}
-	after, err := a.verify(ctx, ri.LastConfigTime, !ri.ReloadConfigSuccess)
+	after, err := a.verify(ctx, rs)
 	a.mu.Lock()
 	a.pending = nil
 	a.mu.Unlock()
 	if err != nil {
-		return a.fail(ctx, p.rev, canary, p.prev, true, &stepError{step: StepVerify, err: err}, p.start, p.steps)
+		return a.fail(ctx, p.rev, canary, p.prev, p.prevLink, true, &stepError{step: StepVerify, err: err}, p.start, p.steps)
 	}
 	a.succeed(ctx, p.rev, p.checksum, canary, p.prev, after, p.start, p.steps)
 	return false

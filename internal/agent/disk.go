@@ -87,11 +87,20 @@ func (d disk) linked() (int, error) {
 		return 0, fmt.Errorf("read symlink %s: %w", d.current(), err)
 	}
 	rev, err := configstore.ParseRevision(filepath.Base(t))
-	if err != nil {
-		return 0, fmt.Errorf("symlink %s points at %s, not a revision directory", d.current(), t)
+	if err != nil || filepath.Dir(t) != revisionsDir {
+		return 0, nil // not one of ours (e.g. a bootstrap configuration)
 	}
 	return rev, nil
 }
+
+// linkTarget returns what DIR/current points at ("" when missing).
+func (d disk) linkTarget() string {
+	t, _ := os.Readlink(d.current())
+	return t
+}
+
+// relRevDir is a revision directory as the symlink names it.
+func relRevDir(rev int) string { return filepath.Join(revisionsDir, configstore.RevisionName(rev)) }
 
 func (d disk) readState() (State, error) {
 	var s State
@@ -240,8 +249,11 @@ func (d disk) stage(rev int, checksum, member string, rendered *configstore.Bund
 
 // link points DIR/current at a revision directory atomically: a new
 // symlink is made beside it and renamed over it. rev 0 removes the link.
-func (d disk) link(rev int) error {
-	if rev == 0 {
+func (d disk) link(rev int) error { return d.linkTo(relRevDir(rev)) }
+
+// linkTo points DIR/current at target ("" removes the link).
+func (d disk) linkTo(target string) error {
+	if target == "" {
 		if err := os.Remove(d.current()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -249,7 +261,6 @@ func (d disk) link(rev int) error {
 	}
 	tmp := filepath.Join(d.dir, fmt.Sprintf(".current-%d", os.Getpid()))
 	os.Remove(tmp)
-	target := filepath.Join(revisionsDir, configstore.RevisionName(rev))
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("create symlink to %s: %w", target, err)
 	}

@@ -340,6 +340,14 @@ func (s *Store) createRevision(ctx context.Context, b *Bundle, pm PushMeta, pare
 	if err != nil {
 		return Meta{}, err
 	}
+	if rev == 0 {
+		// The first sequence number is 0, which means "no revision":
+		// take the next one.
+		if err := s.c.Delete(ctx, created, -1); err != nil {
+			return Meta{}, fmt.Errorf("create revision in %s: %w", s.RevisionsPath(), err)
+		}
+		return s.createRevision(ctx, b, pm, parent)
+	}
 	m.Revision = rev
 	for i := 0; i < m.Chunks; i++ {
 		end := min((i+1)*s.opts.ChunkSize, len(blob))

@@ -1,0 +1,315 @@
+package agent
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
+	"github.com/zkprom/zkprom/internal/zk"
+	"github.com/zkprom/zkprom/internal/zktest"
+)
+
+// One ensemble and three Prometheus servers for the whole package.
+var env struct {
+	ens    *zktest.Ensemble
+	proms  []*zktest.Prometheus
+	dirs   []string // agent config dirs; Prometheus runs DIR/current/prometheus.yml
+	tmp    string
+	binary string // built zkprom, for the kill -9 test
+}
+
+const nProm = 3
+
+const bootstrapConfig = "global:\n  scrape_interval: 15s\n"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	tmp, err := os.MkdirTemp("", "zkprom-agent-test-")
+	if err != nil {
+		return 0, err
+	}
+	env.tmp = tmp
+	defer os.RemoveAll(tmp)
+	env.ens, err = zktest.StartEnsemble(zktest.Options{Servers: 3})
+	if err != nil {
+		return 0, err
+	}
+	defer env.ens.Close()
+	for i := 0; i < nProm; i++ {
+		dir := filepath.Join(tmp, fmt.Sprintf("prom%d", i))
+		if err := bootstrap(dir); err != nil {
+			return 0, err
+		}
+		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: filepath.Join(dir, "current", "prometheus.yml")})
+		if err != nil {
+			return 0, err
+		}
+		defer p.Close()
+		env.proms = append(env.proms, p)
+		env.dirs = append(env.dirs, dir)
+	}
+	env.binary = filepath.Join(tmp, "zkprom")
+	if out, err := exec.Command("go", "build", "-o", env.binary, "../../cmd/zkprom").CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build zkprom: %v: %s", err, out)
+	}
+	return m.Run(), nil
+}
+
+// bootstrap (re)creates an agent directory whose current link points at a
+// minimal configuration outside the revisions.
+func bootstrap(dir string) error {
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "bootstrap"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bootstrap", "prometheus.yml"), []byte(bootstrapConfig), 0o644); err != nil {
+		return err
+	}
+	return os.Symlink("bootstrap", filepath.Join(dir, "current"))
+}
+
+// reset puts every Prometheus back on the bootstrap configuration.
+func reset(t testing.TB) {
+	t.Helper()
+	for i, dir := range env.dirs {
+		if env.proms[i].Pid() == 0 {
+			if err := env.proms[i].Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := bootstrap(dir); err != nil {
+			t.Fatal(err)
+		}
+		pc := promClient(t, i)
+		if err := pc.Reload(context.Background()); err != nil {
+			t.Fatalf("reset prometheus %d: %v", i, err)
+		}
+	}
+}
+
+func promClient(t testing.TB, i int) *prom.Client {
+	pc, err := prom.New(prom.Config{URL: env.proms[i].URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func connect(t testing.TB) *zk.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func clusterName(t testing.TB) string {
+	return strings.NewReplacer("/", "-", "_", "-").Replace(strings.ToLower(t.Name()))
+}
+
+func newStore(t testing.TB, c *zk.Client, cluster string) *configstore.Store {
+	s, err := configstore.New(c, configstore.Options{Cluster: cluster}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type runningAgent struct {
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan error
+	client *zk.Client
+	once   sync.Once
+}
+
+func (r *runningAgent) stop() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+		r.client.Close()
+	})
+}
+
+// startAgent runs an agent for Prometheus i in a goroutine, with its own
+// ZooKeeper session.
+func startAgent(t testing.TB, cluster string, i int, mod func(*Config)) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Cluster: cluster, Member: fmt.Sprintf("agent-%d", i), ConfigDir: env.dirs[i],
+		Prometheus: prom.Config{URL: env.proms[i].URL}, VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(c, cfg, testLogger(t).With("member", cfg.Member), nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	r := &runningAgent{a: a, cancel: rcancel, done: make(chan error, 1), client: c}
+	go func() { r.done <- a.Run(rctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func startAgents(t testing.TB, cluster string, mod func(i int, c *Config)) []*runningAgent {
+	var out []*runningAgent
+	for i := 0; i < nProm; i++ {
+		out = append(out, startAgent(t, cluster, i, func(c *Config) {
+			if mod != nil {
+				mod(i, c)
+			}
+		}))
+	}
+	waitFor(t, 30*time.Second, "agents registered", func() (bool, string) {
+		for _, r := range out {
+			r.a.mu.Lock()
+			registered := r.a.reg != nil
+			r.a.mu.Unlock()
+			if !registered {
+				return false, r.a.cfg.Member + " not registered"
+			}
+		}
+		return true, ""
+	})
+	return out
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, msg := f()
+		if ok {
+			return
+		}
+		last = msg
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %s", what, last)
+}
+
+// bundle builds a bundle: one static scrape job per name in jobs (all
+// scraping Prometheus 0 itself) and one rule group per name in groups.
+func bundle(jobs []string, groups []string, extraMain string, extra map[string]string) *configstore.Bundle {
+	var b strings.Builder
+	b.WriteString("global:\n  scrape_interval: 15s\n  external_labels:\n    replica: ${ZKPROM_MEMBER}\n")
+	b.WriteString("rule_files:\n  - rules/*.yml\n")
+	b.WriteString(extraMain)
+	b.WriteString("scrape_configs:\n")
+	for _, j := range jobs {
+		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets: ['%s']\n", j, env.proms[0].Addr)
+	}
+	files := map[string][]byte{"prometheus.yml": []byte(b.String())}
+	if len(groups) > 0 {
+		var r strings.Builder
+		r.WriteString("groups:\n")
+		for _, g := range groups {
+			fmt.Fprintf(&r, "  - name: %s\n    rules:\n      - record: %s:up:sum\n        expr: sum(up)\n", g, g)
+		}
+		files["rules/main.yml"] = []byte(r.String())
+	}
+	for k, v := range extra {
+		files[k] = []byte(v)
+	}
+	return &configstore.Bundle{Files: files}
+}
+
+func push(t testing.TB, s *configstore.Store, b *configstore.Bundle, msg string) *configstore.PushResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := configstore.Validate(ctx, b, configstore.ValidateOptions{}); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	res, err := s.Push(ctx, b, configstore.PushMeta{Author: "test", Message: msg})
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	return res
+}
+
+func waitRollout(t testing.TB, s *configstore.Store, rev int) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return s.WaitRollout(ctx, rev, nil, 20*time.Millisecond, nil)
+}
+
+// served checks that Prometheus i serves exactly these scrape pools and
+// rule groups.
+func served(t testing.TB, i int, jobs, groups []string) (bool, string) {
+	pc := promClient(t, i)
+	ctx := context.Background()
+	pools, err := pc.Targets(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	rules, err := pc.RuleGroups(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(pools) != len(jobs) || len(rules) != len(groups) {
+		return false, fmt.Sprintf("prometheus %d: pools %v rule groups %v, want %v %v", i, pools, rules, jobs, groups)
+	}
+	for _, j := range jobs {
+		if pools[j] == 0 {
+			return false, fmt.Sprintf("prometheus %d: no pool %s in %v", i, j, pools)
+		}
+	}
+	for _, g := range groups {
+		if _, ok := rules[g]; !ok {
+			return false, fmt.Sprintf("prometheus %d: no rule group %s in %v", i, g, rules)
+		}
+	}
+	return true, ""
+}
+
+func waitServed(t testing.TB, i int, jobs, groups []string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d to serve %v %v", i, jobs, groups), func() (bool, string) {
+		return served(t, i, jobs, groups)
+	})
+}
