@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // exporterFlagsDoc renders the exporter's flags as a Markdown table.
@@ -87,5 +91,65 @@ func TestExporterConfigCheck(t *testing.T) {
 	}
 	if code := run([]string{"exporter", "--config.file", bad, "--config.check"}, io.Discard, io.Discard); code != 1 {
 		t.Errorf("--config.check of a bad file: exit %d, want 1", code)
+	}
+}
+
+// TestExporterServes runs the command in-process: landing page, /metrics,
+// /probe, and a reload on SIGHUP. (No ZooKeeper: the configured server is
+// a closed port, reported down.)
+func TestExporterServes(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "exporter.yml")
+	os.WriteFile(cfgPath, []byte("ensembles:\n  - {name: a, servers: '127.0.0.1:1', timeout: 1s}\n"), 0o644)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	go run([]string{"exporter", "--web.listen-address=" + addr, "--config.file=" + cfgPath, "--log.level=error"}, io.Discard, io.Discard)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := get("/-/healthy"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("exporter did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := get("/"); code != http.StatusOK || !strings.Contains(body, "/probe?ensemble=a") {
+		t.Errorf("landing page: HTTP %d %.200s", code, body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, `zookeeper_up{ensemble="a",server="127.0.0.1:1"} 0`) ||
+		!strings.Contains(body, "zookeeper_exporter_build_info") {
+		t.Errorf("/metrics: HTTP %d %.300s", code, body)
+	}
+	if code, body := get("/probe?target=127.0.0.1:1"); code != http.StatusOK || !strings.Contains(body, `zookeeper_up{server="127.0.0.1:1"} 0`) {
+		t.Errorf("/probe: HTTP %d %.300s", code, body)
+	}
+	os.WriteFile(cfgPath, []byte("ensembles:\n  - {name: a, servers: '127.0.0.1:1', timeout: 1s}\n  - {name: b, servers: '127.0.0.1:2', timeout: 1s}\n"), 0o644)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := get("/probe?ensemble=b"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not load ensemble b")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

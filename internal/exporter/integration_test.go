@@ -131,6 +131,9 @@ func TestHealthyEnsemble(t *testing.T) {
 	if _, ok := second.value("zookeeper_exporter_connections_omitted", "ensemble=main"); !ok {
 		t.Error("cons enabled but no connection metrics via the AdminServer")
 	}
+	if _, ok := second.value("zookeeper_connection_packets_received_total", "ensemble=words"); !ok {
+		t.Error("cons enabled but no per-connection metrics via four-letter words")
+	}
 	if _, ok := second.value("zookeeper_wchs_watches", "ensemble=words"); !ok {
 		t.Error("wchs enabled but no watch summary")
 	}

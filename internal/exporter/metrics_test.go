@@ -188,3 +188,20 @@ func TestEnsembleView(t *testing.T) {
 		})
 	}
 }
+
+func TestConsLimit(t *testing.T) {
+	conns := []Connection{
+		{Client: "10.0.0.1:1", PacketsReceived: 5},
+		{Client: "10.0.0.2:1", PacketsReceived: 500},
+		{Client: "10.0.0.3:1", PacketsReceived: 50},
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		emitConns((&emitter{ch: ch, cache: newDescCache()}).with("server", "zk1:2181"), conns, 2)
+	}))
+	s := parseExposition(t, gatherText(t, reg))
+	s.want(t, 500, "zookeeper_connection_packets_received_total", "client=10.0.0.2:1")
+	s.want(t, 50, "zookeeper_connection_packets_received_total", "client=10.0.0.3:1")
+	s.absent(t, "zookeeper_connection_packets_received_total", "client=10.0.0.1:1")
+	s.want(t, 1, "zookeeper_exporter_connections_omitted", "server=zk1:2181")
+}
