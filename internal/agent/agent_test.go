@@ -187,7 +187,7 @@ func TestReloadRefusedRollsBack(t *testing.T) {
 	if !errors.As(err, &re) || re.Member != "agent-1" {
 		t.Fatalf("rollout error %v, want one naming agent-1", err)
 	}
-	if re.Step != StepReload || !strings.Contains(re.Message, "parse error") {
+	if re.Step != StepReload || !strings.Contains(re.Message, "errors occurred while applying the new configuration") {
 		t.Errorf("want Prometheus's reload error, got step %s: %s", re.Step, re.Message)
 	}
 	ri, err := promClient(t, 1).RuntimeInfo(context.Background())

@@ -92,6 +92,12 @@ func ValidateDir(ctx context.Context, dir, promtool string) (*Validation, error)
 		var ce *prom.CheckError
 		switch {
 		case err == nil:
+			// promtool 2.42 checks bearer-token, credentials and client
+			// certificate files but not password_file, ca_file or
+			// client_secret_file: check every *_file reference too.
+			if err := checkReferencedFiles(dir); err != nil {
+				return nil, &ValidationError{Method: "promtool+zkprom", Output: clean(err.Error())}
+			}
 			return &Validation{Method: "promtool", Output: clean(res.Output)}, nil
 		case errors.As(err, &ce):
 			return nil, &ValidationError{Method: "promtool", Output: clean(ce.Output)}
@@ -160,18 +166,9 @@ func builtinCheck(dir string) (string, error) {
 			}
 		}
 	}
-	// Files referenced by *_file keys must exist.
-	walkNodes(root, func(key string, val *yaml.Node) {
-		if strings.HasSuffix(key, "_file") && val.Kind == yaml.ScalarNode && val.Value != "" {
-			p := val.Value
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(dir, p)
-			}
-			if _, err := os.Stat(p); err != nil {
-				errs = append(errs, fmt.Errorf("%s line %d: %s %q does not point to an existing file", MainFile, val.Line, key, val.Value))
-			}
-		}
-	})
+	if err := referencedFiles(dir, root); err != nil {
+		errs = append(errs, err)
+	}
 	nRules := 0
 	for _, pat := range ruleFiles {
 		p := pat
@@ -294,4 +291,34 @@ func walkNodes(n *yaml.Node, f func(key string, val *yaml.Node)) {
 			walkNodes(c, f)
 		}
 	}
+}
+
+// checkReferencedFiles checks that every file named by a *_file key of
+// prometheus.yml exists (relative paths resolve against its directory).
+func checkReferencedFiles(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, MainFile))
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("parse %s: %w", MainFile, err)
+	}
+	return referencedFiles(dir, mapping(&doc))
+}
+
+func referencedFiles(dir string, root *yaml.Node) error {
+	var errs []error
+	walkNodes(root, func(key string, val *yaml.Node) {
+		if strings.HasSuffix(key, "_file") && val.Kind == yaml.ScalarNode && val.Value != "" {
+			p := val.Value
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, p)
+			}
+			if _, err := os.Stat(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s line %d: %s %q does not point to an existing file on this host", MainFile, val.Line, key, val.Value))
+			}
+		}
+	})
+	return errors.Join(errs...)
 }
