@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -403,4 +405,29 @@ func TestTLS(t *testing.T) {
 		t.Error("certificate from an unknown CA not counted as a TLS error")
 	}
 	promtoolCheckMetrics(t, s.text)
+}
+
+// TestAdminNotZooKeeper: an AdminServer address where something else
+// answers (HTTP 404) does not count as an answer: four-letter words are
+// used, and the failed AdminServer commands are reported.
+func TestAdminNotZooKeeper(t *testing.T) {
+	needZooKeeper(t)
+	other := httptest.NewServer(http.NotFoundHandler())
+	defer other.Close()
+	urls := map[string]string{}
+	for _, s := range ens.Servers {
+		urls[s.ClientAddr] = other.URL
+	}
+	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{{Name: "x", Servers: ens.Connect(), Admin: AdminConfig{URLs: urls}}}}, nil)
+	s := ts.scrape(t, "/metrics")
+	for _, srv := range ens.Servers {
+		l := []string{"ensemble=x", "server=" + srv.ClientAddr}
+		s.want(t, 1, "zookeeper_up", l...)
+		s.want(t, 1, "zookeeper_exporter_source", append(l, "source="+SourceFourLetter)...)
+		s.want(t, 0, "zookeeper_exporter_command_success", append(l, "source="+SourceAdmin, "command=monitor")...)
+		s.want(t, 1, "zookeeper_exporter_command_success", append(l, "source="+SourceFourLetter, "command=mntr")...)
+	}
+	if v := errorsCounted(ts, "http_status"); v == 0 {
+		t.Error("HTTP 404 from the AdminServer address not counted")
+	}
 }

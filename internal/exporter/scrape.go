@@ -215,14 +215,10 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 		if res.Err != nil {
 			continue
 		}
-		answered = true
 		if name == "monitor" && a.Status == http.StatusInternalServerError {
 			// ZooKeeper's monitor fails with 500 while not serving.
-			r.Serving = ptr(false)
+			answered, r.Serving = true, ptr(false)
 			continue
-		}
-		if a.Status == http.StatusOK && len(a.Body) > 0 && a.Body[0] == '{' {
-			r.Ruok = ptr(true)
 		}
 		if a.Status != http.StatusOK {
 			res.Err = wrapf(errHTTPStatus, "AdminServer %s at %s: HTTP %d", name, t.adminURL, a.Status)
@@ -246,17 +242,23 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 				r.HasConns = true
 			}
 		}
+		// Only a ZooKeeper answer counts: something else on the port (an
+		// HTTP 404, a page that is not JSON) leaves the four-letter words.
 		switch {
 		case errors.Is(err, ErrNotServing):
-			r.Serving = ptr(false)
+			answered, r.Serving = true, ptr(false)
 		case err != nil:
 			res.Err = wrapf(errParse, "%v", err)
+		default:
+			answered = true
 		}
 	}
 	r.Commands = append(r.Commands, results...)
 	if !answered {
 		return false
 	}
+	// A ZooKeeper answer is the AdminServer's "imok".
+	r.Ruok = ptr(true)
 	applyStatus(r, st)
 	return true
 }
