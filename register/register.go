@@ -265,6 +265,7 @@ type Registrar struct {
 	cfg    Config
 	c      *zk.Client
 	logger *slog.Logger
+	base   *slog.Logger
 	client *http.Client
 
 	mu      sync.Mutex
@@ -302,7 +303,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	r := &Registrar{
-		cfg: cfg, c: c, logger: logger.With("component", "register", "node", cfg.NodePath()),
+		cfg: cfg, c: c, logger: logger.With("component", "register", "node", cfg.NodePath()), base: logger,
 		client: &http.Client{Timeout: cfg.Check.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		checks: map[bool]float64{}, cancel: cancel, done: make(chan struct{}),
 	}
@@ -410,7 +411,7 @@ func (r *Registrar) step(ctx context.Context) {
 			r.logger.Error("cannot encode the registration", "err", err)
 			return
 		}
-		reg, err := zk.Register(opCtx, r.c, r.cfg.NodePath(), data, zk.RegisterOptions{Sequential: r.cfg.Format == FormatServerset, Logger: r.logger})
+		reg, err := zk.Register(opCtx, r.c, r.cfg.NodePath(), data, zk.RegisterOptions{Sequential: r.cfg.Format == FormatServerset, Logger: r.base})
 		if err != nil {
 			r.logger.Error("cannot register; retrying at the next check", "err", err)
 			return
