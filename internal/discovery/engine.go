@@ -41,6 +41,7 @@ type job struct {
 	out          []byte
 	outGen       uint64
 	changed      chan struct{} // signalled when the output changes (cap 1)
+	subs         []*subscriber
 	syncedCh     chan struct{}
 }
 
@@ -122,6 +123,7 @@ func (j *job) markSynced() {
 		j.gen++
 		j.lastUpdate = time.Now()
 		close(j.syncedCh)
+		j.notifySubs(nil)
 		j.logger.Info("discovery synced", "targets", j.nTargets, "invalid", len(j.invalid), "duration", j.syncDuration)
 	}
 	j.mu.Unlock()
@@ -153,11 +155,13 @@ func (j *job) apply(b zk.CacheBatch) {
 		j.rebuildKey(k)
 	}
 	changed := false
+	var dirtySrcs []string
 	for src, g := range j.groups {
 		if !g.dirty {
 			continue
 		}
 		changed = true
+		dirtySrcs = append(dirtySrcs, src)
 		if len(g.targets) == 0 {
 			delete(j.groups, src) // a vanished group: gone from the list
 			continue
@@ -167,6 +171,7 @@ func (j *job) apply(b zk.CacheBatch) {
 	if changed {
 		j.gen++
 		j.lastUpdate = time.Now()
+		j.notifySubs(dirtySrcs)
 	}
 	j.mu.Unlock()
 	if changed {

@@ -202,3 +202,51 @@ func TestFileWrittenOnlyOnChange(t *testing.T) {
 }
 
 var _ = zk.Persistent
+
+// TestGroupUpdates: groups keep stable sources; a vanished group is sent
+// once, empty.
+func TestGroupUpdates(t *testing.T) {
+	needEnsemble(t)
+	w := writer(t, ensemble.Connect())
+	put(t, w, "/groups/a/member_0000000001", member(1))
+	put(t, w, "/groups/a/member_0000000002", member(2))
+	put(t, w, "/groups/b/member_0000000001", member(3))
+	m, _ := startManager(t, "zookeeper: {servers: '"+ensemble.Connect()+"'}\njobs: [{name: g, format: serverset, paths: [/groups]}]\n", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := m.Subscribe(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Subscribe(ctx, "nope"); err == nil {
+		t.Error("subscribing to an unknown job should fail")
+	}
+	recv := func() map[string][]string {
+		t.Helper()
+		select {
+		case gs := <-ch:
+			out := map[string][]string{}
+			for _, g := range gs {
+				out[g.Source] = []string{}
+				for _, l := range g.Targets {
+					out[g.Source] = append(out[g.Source], string(l["__address__"]))
+				}
+			}
+			return out
+		case <-time.After(20 * time.Second):
+			t.Fatal("no update")
+			return nil
+		}
+	}
+	if got := fmt.Sprint(recv()); got != fmt.Sprint(map[string][]string{"/groups/a": {memberAddr(1), memberAddr(2)}, "/groups/b": {memberAddr(3)}}) {
+		t.Fatalf("initial groups %s", got)
+	}
+	del(t, w, "/groups/b")
+	if got := fmt.Sprint(recv()); got != fmt.Sprint(map[string][]string{"/groups/b": {}}) {
+		t.Fatalf("vanished group: %s", got)
+	}
+	put(t, w, "/groups/a/member_0000000003", member(4))
+	if got := fmt.Sprint(recv()); got != fmt.Sprint(map[string][]string{"/groups/a": {memberAddr(1), memberAddr(2), memberAddr(4)}}) {
+		t.Fatalf("changed group: %s", got)
+	}
+}
