@@ -93,6 +93,37 @@ func rawMntr(servers []string) error {
 	return nil
 }
 
+// rawMonitor is the AdminServer's floor: GET /commands/monitor from every
+// server at once over keep-alive connections, nothing parsed.
+func rawMonitor(c *http.Client, urls []string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(urls))
+	for i, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(u + "/commands/monitor")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("monitor from %s: HTTP %d", u, resp.StatusCode)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // BenchmarkScrape: one scrape of the 3-node ensemble (every server asked,
 // parsed, turned into metrics and gathered), through the AdminServer and
 // through four-letter words, beside the floor of raw parallel mntr.
@@ -128,12 +159,20 @@ func BenchmarkScrape(b *testing.B) {
 			return nil
 		}
 	}
+	var urls []string
+	for _, s := range ens.Servers {
+		urls = append(urls, s.AdminURL)
+	}
+	hc := newAdminClient(nil)
 	for range b.N {
 		floor := measure(b, benchScrapes, func() error { return rawMntr(servers) })
+		adminFloor := measure(b, benchScrapes, func() error { return rawMonitor(hc, urls) })
 		admin := measure(b, benchScrapes, scrape("main"))
 		words := measure(b, benchScrapes, scrape("words"))
 		floor.report(b, "floor", measured{})
+		adminFloor.report(b, "floor-monitor", measured{})
 		admin.report(b, "admin", floor)
+		b.ReportMetric(float64(admin.p50)/float64(adminFloor.p50), "admin-p50-x-floor-monitor")
 		words.report(b, "4lw", floor)
 	}
 }
