@@ -243,11 +243,19 @@ func emitStats(e *emitter, s Stats) {
 			continue
 		}
 		if counterKeys[k] {
-			e.emit(n, "ZooKeeper's zk_"+keyPattern(name, label)+" (a counter since the server started).", prometheus.CounterValue, s.Numbers[k]*scale, extra...)
+			e.emit(n, "ZooKeeper's zk_"+keyPattern(name, label)+" (a counter since the server started)."+unitNote(scale), prometheus.CounterValue, s.Numbers[k]*scale, extra...)
 			continue
 		}
-		e.gauge(n, "ZooKeeper's zk_"+keyPattern(name, label)+".", s.Numbers[k]*scale, extra...)
+		e.gauge(n, "ZooKeeper's zk_"+keyPattern(name, label)+"."+unitNote(scale), s.Numbers[k]*scale, extra...)
 	}
+}
+
+// unitNote tells that milliseconds became seconds.
+func unitNote(scale float64) string {
+	if scale != 1 {
+		return " In seconds (ZooKeeper reports milliseconds)."
+	}
+	return ""
 }
 
 func keyPattern(name, label string) string {
@@ -286,7 +294,7 @@ func emitGroup(e *emitter, g *group) {
 				q[qq] = v * scale
 			}
 		}
-		e.summary(n, "ZooKeeper's zk_{min,max,cnt,sum,p50,...}_"+pattern+" as a summary (quantile 0 is the minimum, 1 the maximum).",
+		e.summary(n, "ZooKeeper's zk_{min,max,cnt,sum,p50,...}_"+pattern+" as a summary (quantile 0 is the minimum, 1 the maximum)."+unitNote(scale),
 			uint64(cnt), sum*scale, q, extra...)
 		return
 	}
@@ -296,6 +304,6 @@ func emitGroup(e *emitter, g *group) {
 	}
 	sort.Strings(stats)
 	for _, p := range stats {
-		e.gauge(n, "ZooKeeper's zk_{min,avg,max,last}_"+pattern+", by stat.", g.stats[p]*scale, append([]string{"stat", p}, extra...)...)
+		e.gauge(n, "ZooKeeper's zk_{min,avg,max,last}_"+pattern+", by stat."+unitNote(scale), g.stats[p]*scale, append([]string{"stat", p}, extra...)...)
 	}
 }
