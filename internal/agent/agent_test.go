@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -343,4 +344,90 @@ func writeFile(t testing.TB, p, data string) {
 	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ZooKeeper down: Prometheus stays on the applied revision, the agents
+// retry and report when ZooKeeper is back, and apply what was pushed.
+func TestZooKeeperOutage(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	agents := startAgents(t, cluster, nil)
+	s := newStore(t, connect(t), cluster)
+	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	for i := range env.ens.Servers {
+		if err := env.ens.Stop(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	for i := range env.proms {
+		ri, err := promClient(t, i).RuntimeInfo(context.Background())
+		if err != nil || !ri.ReloadConfigSuccess {
+			t.Errorf("prometheus %d during the outage: %+v %v", i, ri, err)
+		}
+		if st := agents[i].a.Status(); st.Revision != r1.Meta.Revision {
+			t.Errorf("agent %d during the outage: %+v", i, st)
+		}
+		if l, _ := agents[i].a.disk.linked(); l != r1.Meta.Revision {
+			t.Errorf("agent %d switched to %d during the outage", i, l)
+		}
+	}
+	for i := range env.ens.Servers {
+		if err := env.ens.Start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.ens.WaitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newStore(t, connect(t), cluster)
+	waitFor(t, 60*time.Second, "agents back in ZooKeeper", func() (bool, string) {
+		ms, err := s2.Members(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(ms) == nProm, fmt.Sprintf("%d members", len(ms))
+	})
+	r2 := push(t, s2, bundle([]string{"job_b"}, nil, "", nil), "after the outage")
+	if err := waitRollout(t, s2, r2.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	for i := range env.proms {
+		waitServed(t, i, []string{"job_b"}, nil)
+	}
+}
+
+// Prometheus not up yet: the agent lays the revision down and verifies it
+// once Prometheus answers.
+func TestPrometheusNotUpYet(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	s := newStore(t, connect(t), cluster)
+	env.proms[1].Stop()
+	defer func() {
+		if env.proms[1].Pid() == 0 {
+			env.proms[1].Start()
+		}
+	}()
+	agents := startAgents(t, cluster, nil)
+	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	waitFor(t, 30*time.Second, "agent-1 waiting for Prometheus", func() (bool, string) {
+		st := agents[1].a.Status()
+		return st.State == configstore.StateWaiting, st.State
+	})
+	if l, _ := agents[1].a.disk.linked(); l != r1.Meta.Revision {
+		t.Fatalf("agent-1 did not lay down revision %d (links %d)", r1.Meta.Revision, l)
+	}
+	if err := env.proms[1].Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, 1, []string{"job_a"}, []string{"group_a"})
 }
