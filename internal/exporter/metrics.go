@@ -46,6 +46,20 @@ var reservedNames = map[string]bool{
 	"zookeeper_up": true, "zookeeper_ruok": true, "zookeeper_serving": true,
 	"zookeeper_read_only": true, "zookeeper_server_state": true, "zookeeper_server_info": true,
 	"zookeeper_zxid_epoch": true, "zookeeper_zxid_sequence": true,
+	"zookeeper_ensemble_servers": true, "zookeeper_ensemble_servers_up": true,
+	"zookeeper_ensemble_servers_serving": true, "zookeeper_ensemble_leaders": true,
+	"zookeeper_ensemble_voters": true, "zookeeper_ensemble_quorum_size": true,
+	"zookeeper_ensemble_failures_tolerated": true, "zookeeper_ensemble_zxid_lag": true,
+	"zookeeper_ensemble_versions": true, "zookeeper_znode_children": true,
+	"zookeeper_wchs_connections": true, "zookeeper_wchs_paths": true, "zookeeper_wchs_watches": true,
+	"zookeeper_connection_packets_received_total": true, "zookeeper_connection_packets_sent_total": true,
+	"zookeeper_connection_queued_requests": true, "zookeeper_connection_max_latency_seconds": true,
+}
+
+// reserved reports whether a name made from a ZooKeeper key would clash
+// with a family the exporter builds itself.
+func reserved(name string) bool {
+	return reservedNames[name] || strings.HasPrefix(name, namespace+"_exporter_")
 }
 
 // statPrefixes are the parts ZooKeeper splits a summary into:
@@ -239,7 +253,7 @@ func emitStats(e *emitter, s Stats) {
 			extra = []string{label, value}
 		}
 		n, scale := familyName(name, counterKeys[k])
-		if reservedNames[n] {
+		if reserved(n) {
 			continue
 		}
 		if counterKeys[k] {
@@ -278,7 +292,7 @@ func emitGroup(e *emitter, g *group) {
 		extra = []string{label, value}
 	}
 	n, scale := familyName(name, false)
-	if reservedNames[n] {
+	if reserved(n) {
 		return
 	}
 	cnt, hasCnt := g.stats["cnt"]

@@ -205,3 +205,16 @@ func TestConsLimit(t *testing.T) {
 	s.absent(t, "zookeeper_connection_packets_received_total", "client=10.0.0.1:1")
 	s.want(t, 1, "zookeeper_exporter_connections_omitted", "server=zk1:2181")
 }
+
+func TestReservedNames(t *testing.T) {
+	s := Stats{Numbers: map[string]float64{"ensemble_leaders": 7, "up": 3, "exporter_source": 1, "ensemble_auth_fail": 2}, Strings: map[string]string{}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		emitStats((&emitter{ch: ch, cache: newDescCache()}).with("server", "zk1:2181"), s)
+	}))
+	out := parseExposition(t, gatherText(t, reg))
+	for _, n := range []string{"zookeeper_ensemble_leaders", "zookeeper_up", "zookeeper_exporter_source"} {
+		out.absent(t, n)
+	}
+	out.want(t, 2, "zookeeper_ensemble_auth_fail_total")
+}
