@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+)
+
+// zkprom runs the built binary.
+func zkprom(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(env.binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func writeBundle(t *testing.T, b *configstore.Bundle) string {
+	dir := t.TempDir()
+	if err := b.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// The operator's CLI against real agents: push --wait, a bad PromQL push
+// refused with promtool's text (nothing changes), a push one host rejects
+// (--wait fails naming it), status (exit 1, secrets masked), history,
+// get, diff, rollback --wait.
+func TestConfigCLI(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	common := []string{"--zookeeper.servers=" + env.ens.Connect(), "--cluster=" + cluster, "--log.level=warn"}
+	for i := 0; i < 2; i++ {
+		writeFile(t, filepath.Join(env.dirs[i], "secrets", "scrape.password"), "s3cret")
+	}
+	startAgents(t, cluster, nil)
+	s := newStore(t, connect(t), cluster)
+
+	good := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	good.Files["prometheus.yml"] = append(good.Files["prometheus.yml"], []byte("  - job_name: remote\n    basic_auth:\n      username: u\n      password: hunter2\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
+	out, errOut, code := zkprom(t, append([]string{"config", "push", writeBundle(t, good), "-m", "first", "--wait"}, common...)...)
+	if code != 0 {
+		t.Fatalf("push --wait: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "applied by every live agent") || !strings.Contains(out, "agent agent-2: applied") {
+		t.Errorf("push --wait output:\n%s", out)
+	}
+	cur, _, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Bad PromQL: refused at push with promtool's text; nothing changes.
+	bad := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	bad.Files["rules/main.yml"] = []byte("groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum(rate(up[5m])\n")
+	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, bad), "-m", "bad"}, common...)...)
+	if code == 0 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "parse error") {
+		t.Errorf("bad PromQL push: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if now, _, _ := s.Current(context.Background()); now.Revision != cur.Revision {
+		t.Errorf("a refused push moved current from %d to %d", cur.Revision, now.Revision)
+	}
+
+	// Valid where pushed, but agent-2 has no secret file: --wait fails
+	// naming agent-2.
+	needs := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	needs.Files["prometheus.yml"] = append(needs.Files["prometheus.yml"], []byte("  - job_name: with_auth\n    basic_auth:\n      username: u\n      password_file: ${ZKPROM_CONFIG_DIR}/secrets/scrape.password\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
+	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, needs), "-m", "needs a secret", "--wait", "--wait.timeout=60s", "--validate.config-dir=" + env.dirs[0]}, common...)...)
+	if code == 0 || !strings.Contains(errOut, "agent agent-2 failed") || !strings.Contains(errOut, "scrape.password") {
+		t.Errorf("push --wait with a host that rejects: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// status: exit 1 (agent-2 failing), error shown.
+	out, errOut, code = zkprom(t, append([]string{"config", "status"}, common...)...)
+	if code != 1 || !strings.Contains(out, "agent-2") || !strings.Contains(out, "failed") {
+		t.Errorf("status: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// history: no secrets.
+	out, _, code = zkprom(t, append([]string{"config", "history"}, common...)...)
+	if code != 0 || !strings.Contains(out, "needs a secret") || strings.Contains(out, "hunter2") {
+		t.Errorf("history: exit %d\n%s", code, out)
+	}
+	// get masks, get --out does not.
+	out, _, code = zkprom(t, append([]string{"config", "get", "1"}, common...)...)
+	if code != 0 || strings.Contains(out, "hunter2") || !strings.Contains(out, "password: <secret>") {
+		t.Errorf("get: exit %d\n%s", code, out)
+	}
+	outDir := filepath.Join(t.TempDir(), "out")
+	if _, errOut, code = zkprom(t, append([]string{"config", "get", "1", "--out", outDir}, common...)...); code != 0 {
+		t.Fatalf("get --out: %s", errOut)
+	}
+	if data, _ := os.ReadFile(filepath.Join(outDir, "prometheus.yml")); !strings.Contains(string(data), "hunter2") {
+		t.Errorf("get --out lost the file content")
+	}
+	// diff.
+	out, _, code = zkprom(t, append([]string{"config", "diff", "1", "2"}, common...)...)
+	if code != 0 || !strings.Contains(out, "+  - job_name: with_auth") || !strings.Contains(out, "--- r1/prometheus.yml") {
+		t.Errorf("diff: exit %d\n%s", code, out)
+	}
+	// rollback --wait: everyone healthy again, status exit 0.
+	out, errOut, code = zkprom(t, append([]string{"config", "rollback", "--wait", "--wait.timeout=60s"}, common...)...)
+	if code != 0 || !strings.Contains(out, "copy of revision 1") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errOut)
+	}
+	waitFor(t, 10*time.Second, "status healthy", func() (bool, string) {
+		out, errOut, code := zkprom(t, append([]string{"config", "status"}, common...)...)
+		return code == 0, out + errOut
+	})
+	for i := range env.proms {
+		waitServed(t, i, []string{"job_a", "remote"}, []string{"group_a"})
+	}
+}
