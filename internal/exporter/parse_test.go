@@ -1,9 +1,11 @@
 package exporter
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -214,6 +216,16 @@ func TestSplitKey(t *testing.T) {
 		n, l, v := splitKey(key)
 		if [3]string{n, l, v} != want {
 			t.Errorf("splitKey(%q) = %q %q %q, want %v", key, n, l, v, want)
+		}
+	}
+}
+
+// TestNoStateChangingWords: the exporter refuses to send anything but the
+// read-only four-letter words (srst would wipe the server's statistics).
+func TestNoStateChangingWords(t *testing.T) {
+	for _, w := range []string{"srst", "crst", "kill", "stmk", "dump", "envi"} {
+		if _, err := fourLetterWord(context.Background(), "127.0.0.1:1", w, nil); err == nil || !strings.Contains(err.Error(), "not one the exporter sends") {
+			t.Errorf("%s: err = %v", w, err)
 		}
 	}
 }
