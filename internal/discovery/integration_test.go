@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -97,6 +100,32 @@ jobs:
 	}
 	if code, _ := fetch(t, srv, "nope"); code != 404 {
 		t.Errorf("unknown job: %d", code)
+	}
+	m.mu.Lock()
+	sessions := len(m.clients)
+	m.mu.Unlock()
+	if sessions != 1 {
+		t.Errorf("9 jobs on one connect string use %d sessions, want 1", sessions)
+	}
+	// The metrics pass the linter, and report what the jobs see.
+	reg := m.opts.Registerer.(*prometheus.Registry)
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", problems, err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP zkprom_sd_targets Targets in the job's output (after filters and de-duplication).
+# TYPE zkprom_sd_targets gauge
+zkprom_sd_targets{format="curator",job="curator"} 2
+zkprom_sd_targets{format="druid",job="druid"} 1
+zkprom_sd_targets{format="dubbo",job="dubbo"} 1
+zkprom_sd_targets{format="hbase",job="hbase"} 1
+zkprom_sd_targets{format="kafka",job="kafka"} 1
+zkprom_sd_targets{format="nerve",job="nerve"} 1
+zkprom_sd_targets{format="serverset",job="aurora"} 1
+zkprom_sd_targets{format="solr",job="solr"} 1
+zkprom_sd_targets{format="zkprom",job="zkprom"} 1
+`), "zkprom_sd_targets"); err != nil {
+		t.Error(err)
 	}
 	// The {} member is skipped and counted.
 	m.mu.Lock()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
@@ -110,7 +112,7 @@ func startManager(t testing.TB, cfgYAML, fileDir string) (*Manager, *httptest.Se
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, err := NewManager(ctx, Options{FileSDDir: fileDir, Logger: testLogger(t)})
+	m, err := NewManager(ctx, Options{FileSDDir: fileDir, Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
