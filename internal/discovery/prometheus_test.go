@@ -132,4 +132,23 @@ scrape_configs:
 	put(t, w, "/cmp/aurora/www-data/prod/hello/member_0000000002", []byte(`{"serviceEndpoint": {"host": "127.0.0.5", "port": 31000}, "additionalEndpoints": {"health": {"host": "127.0.0.5", "port": 31001}}, "status": "ALIVE", "shard": 2}`))
 	put(t, w, "/cmp/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5433,"name":"i-1"}`))
 	compare("after changes", 4, 3)
+
+	// Where they differ on purpose: a member holding {} becomes the
+	// target ":0" in Prometheus's built-in discovery; zkprom sd skips it.
+	put(t, w, "/cmp/aurora/finagle/member_0000000009", []byte(`{}`))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := promTargets(t, p)
+		builtin := strings.Join(got["builtin_serverset"], "\n")
+		if len(got["builtin_serverset"]) == 5 && strings.Contains(builtin, `__address__=":0"`) {
+			if n := len(got["zkprom_serverset"]); n != 4 {
+				t.Errorf("zkprom sd has %d serverset targets, want 4 (the {} member skipped)", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not turn {} into :0 within 60s: %v", got["builtin_serverset"])
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
