@@ -95,12 +95,12 @@ func fileDiff(na, nb, a, b string) string {
 			lines = append(lines, line{' ', la[i], i, j})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			lines = append(lines, line{'+', lb[j], i, j})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			lines = append(lines, line{'-', la[i], i, j})
 			i++
+		default:
+			lines = append(lines, line{'+', lb[j], i, j})
+			j++
 		}
 	}
 	const ctx = 3

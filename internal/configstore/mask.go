@@ -11,6 +11,7 @@ const Masked = "<secret>"
 var (
 	// key: value (YAML) or "key": "value" (JSON).
 	secretLineRE = regexp.MustCompile(`(?i)^(\s*(?:-\s+)?"?)([a-z0-9_]+)("?\s*:\s*)(.+?)(\s*,?\s*)$`)
+	jsonPairRE   = regexp.MustCompile(`"([A-Za-z0-9_]+)"(\s*:\s*)"((?:[^"\\]|\\.)*)"`)
 	userinfoRE   = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@/\s]+)@`)
 )
 
@@ -40,6 +41,13 @@ func MaskSecrets(text string) string {
 				l = m[1] + m[2] + m[3] + Masked + m[5]
 			}
 		}
+		l = jsonPairRE.ReplaceAllStringFunc(l, func(m string) string {
+			p := jsonPairRE.FindStringSubmatch(m)
+			if !IsSecretKey(p[1]) {
+				return m
+			}
+			return `"` + p[1] + `"` + p[2] + `"` + Masked + `"`
+		})
 		lines[i] = userinfoRE.ReplaceAllString(l, "${1}"+Masked+"@")
 	}
 	return strings.Join(lines, "\n")

@@ -138,7 +138,7 @@ func RevisionName(rev int) string { return fmt.Sprintf("r-%010d", rev) }
 func ParseRevision(s string) (int, error) {
 	t := strings.TrimPrefix(strings.TrimPrefix(s, "r"), "-")
 	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || t == "" || t[0] < '0' || t[0] > '9' || strings.HasPrefix(s, "-") {
 		return 0, fmt.Errorf("bad revision %q: want a number such as 12 (or r-0000000012)", s)
 	}
 	return n, nil
