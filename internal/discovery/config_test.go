@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,34 @@ func TestDeployExamples(t *testing.T) {
 		out, err := exec.Command(promtool, "check", "config", "--syntax-only", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool check config %s: %v\n%s", f, err, out)
+		}
+	}
+}
+
+// TestSamples: the demo's sample registrations parse in their format.
+func TestSamples(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/discovery/samples.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Samples []struct {
+			Format string          `json:"format"`
+			Path   string          `json:"path"`
+			Data   json.RawMessage `json:"data"`
+		} `json:"samples"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range s.Samples {
+		var data []byte
+		if string(x.Data) != "null" {
+			data = x.Data
+		}
+		ls, err := ParseMember(JobConfig{Format: x.Format}, x.Path, data)
+		if err != nil || len(ls) != 1 {
+			t.Errorf("%s %s: %v %v", x.Format, x.Path, ls, err)
 		}
 	}
 }
