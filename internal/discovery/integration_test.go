@@ -14,8 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/zkprom/zkprom/internal/zk"
 )
 
 // TestFormatsEndToEnd writes each format's registrations into the real
@@ -229,8 +227,6 @@ func TestFileWrittenOnlyOnChange(t *testing.T) {
 		t.Error("a missing file_sd dir should be an error")
 	}
 }
-
-var _ = zk.Persistent
 
 // TestGroupUpdates: groups keep stable sources; a vanished group is sent
 // once, empty.

@@ -130,8 +130,7 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
-// Ready is closed when every job has completed its first sync (for tests
-// and for start-up logs).
+// synced is closed when the job has completed its first sync.
 func (m *Manager) synced(name string) <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
