@@ -359,11 +359,17 @@ func emitConns(e *emitter, conns []Connection, limit int) {
 func emitView(e *emitter, v View) {
 	e.gauge("zookeeper_ensemble_servers", "Servers configured for the ensemble.", float64(v.Servers))
 	e.gauge("zookeeper_ensemble_servers_up", "Servers that answered.", float64(v.ServersUp))
-	e.gauge("zookeeper_ensemble_servers_serving", "Servers that serve requests.", float64(v.ServersServing))
-	e.gauge("zookeeper_ensemble_leaders", "Servers that say they lead (must be 1: 0 is no leader, 2 or more a split brain; a standalone server counts).", float64(v.Leaders))
+	if v.ServingKnown {
+		e.gauge("zookeeper_ensemble_servers_serving", "Servers that serve requests.", float64(v.ServersServing))
+	}
+	if v.StateKnown {
+		e.gauge("zookeeper_ensemble_leaders", "Servers that say they lead (must be 1: 0 is no leader, 2 or more a split brain; a standalone server counts).", float64(v.Leaders))
+	}
 	e.gauge("zookeeper_ensemble_voters", "Voting members of the ensemble (voting_view, else zk_quorum_size, else the configured non-observers).", float64(v.Voters))
 	e.gauge("zookeeper_ensemble_quorum_size", "Voters needed for a quorum (a majority of the voters).", float64(v.QuorumSize))
-	e.gauge("zookeeper_ensemble_failures_tolerated", "How many more voters can fail before the quorum is lost (serving voters minus the quorum; negative when lost).", float64(v.FailuresTolerated))
+	if v.ServingKnown && v.StateKnown {
+		e.gauge("zookeeper_ensemble_failures_tolerated", "How many more voters can fail before the quorum is lost (serving voters minus the quorum; negative when lost).", float64(v.FailuresTolerated))
+	}
 	servers := make([]string, 0, len(v.ZxidLag))
 	for s := range v.ZxidLag {
 		servers = append(servers, s)

@@ -173,6 +173,10 @@ type View struct {
 	FailuresTolerated int
 	ZxidLag           map[string]float64 // by server; only servers in the leader's epoch
 	Versions          []string
+	// ServingKnown and StateKnown are false when a server answered but its
+	// serving state (or its role) could not be read (every command that
+	// tells refused): the counts built on them are then not reported.
+	ServingKnown, StateKnown bool
 }
 
 // ensembleView computes the quorum picture. Voters come from the
@@ -180,7 +184,7 @@ type View struct {
 // configured servers that are not observers. A standalone server counts
 // as the leader of its one-server ensemble.
 func ensembleView(results []*ServerResult) View {
-	v := View{Servers: len(results), ZxidLag: map[string]float64{}}
+	v := View{Servers: len(results), ZxidLag: map[string]float64{}, ServingKnown: true, StateKnown: true}
 	versions := map[string]bool{}
 	var leader *ServerResult
 	observers := 0
@@ -203,6 +207,12 @@ func ensembleView(results []*ServerResult) View {
 		v.ServersUp++
 		if r.Version != "" {
 			versions[r.Version] = true
+		}
+		if r.Serving == nil {
+			v.ServingKnown = false
+		}
+		if r.State == "" {
+			v.StateKnown = false
 		}
 		serving := r.Serving != nil && *r.Serving
 		if serving {

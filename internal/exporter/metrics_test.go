@@ -169,11 +169,17 @@ func TestEnsembleView(t *testing.T) {
 		{"split brain", []*ServerResult{srv("a", "leader", true, 0x200000001), srv("b", "leader", true, 0x100000009), srv("c", "follower", true, 0x100000001)},
 			3, 3, 2, 2, 1, map[string]float64{"a": 0}},
 		{"standalone", []*ServerResult{srv("a", "standalone", true, 5)}, 1, 1, 1, 1, 0, map[string]float64{"a": 0}},
+		{"unknown serving", []*ServerResult{srv("a", "leader", true, 0), {Server: "b", Up: true}, srv("c", "follower", true, 0)},
+			3, 2, 1, 2, 0, map[string]float64{}},
 		{"observer", []*ServerResult{srv("a", "leader", true, 0), srv("b", "follower", true, 0), srv("c", "follower", true, 0), srv("o", "observer", true, 0)},
 			4, 4, 1, 2, 1, map[string]float64{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := ensembleView(tc.rs)
+			unknown := tc.name == "unknown serving"
+			if v.ServingKnown == unknown || v.StateKnown == unknown {
+				t.Errorf("serving known %v, state known %v; want %v", v.ServingKnown, v.StateKnown, !unknown)
+			}
 			if v.ServersUp != tc.up || v.ServersServing != tc.serving || v.Leaders != tc.leaders || v.QuorumSize != tc.quorum || v.FailuresTolerated != tc.tolerated {
 				t.Errorf("view = %+v, want up %d serving %d leaders %d quorum %d tolerated %d", v, tc.up, tc.serving, tc.leaders, tc.quorum, tc.tolerated)
 			}
