@@ -275,9 +275,8 @@ func (a *Agent) Run(ctx context.Context) error {
 // register creates the member znode, retrying while ZooKeeper is away or
 // an earlier session of this agent (killed) still holds it.
 func (a *Agent) register(ctx context.Context) error {
-	if err := a.store.Ensure(ctx); err != nil && !errors.Is(err, zk.ErrNoAuth) {
-		a.logger.Debug("could not ensure cluster nodes", "err", err)
-	}
+	// The agent creates nothing but its member node: the cluster's nodes
+	// (and their ACLs) come from the writer's first push.
 	for {
 		a.mu.Lock()
 		data, _ := json.Marshal(a.status)
@@ -291,7 +290,11 @@ func (a *Agent) register(ctx context.Context) error {
 			a.mu.Unlock()
 			return nil
 		}
-		a.logger.Warn("could not register member; retrying", "err", err)
+		if errors.Is(err, zk.ErrNoNode) {
+			a.logger.Warn("the cluster does not exist yet (push its first revision with zkprom config push); retrying", "path", a.store.MembersPath())
+		} else {
+			a.logger.Warn("could not register member; retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

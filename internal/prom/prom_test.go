@@ -141,4 +141,3 @@ func TestReloadBySignal(t *testing.T) {
 		t.Error("bad pid file accepted")
 	}
 }
-
