@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -185,7 +186,11 @@ func BenchmarkExporterProcess(b *testing.B) {
 		b.Skip("needs the package's ZooKeeper ensemble")
 	}
 	bin := filepath.Join(b.TempDir(), "zkprom")
-	build := exec.Command("go", "build", "-o", bin, "github.com/zkprom/zkprom/cmd/zkprom")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-o", bin, "github.com/zkprom/zkprom/cmd/zkprom")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build zkprom: %v\n%s", err, out)
 	}
