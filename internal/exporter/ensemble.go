@@ -247,3 +247,37 @@ func ensembleView(results []*ServerResult) View {
 	sort.Strings(v.Versions)
 	return v
 }
+
+func emitView(e *emitter, v View) {
+	e.gauge("zookeeper_ensemble_servers", "Servers configured for the ensemble.", float64(v.Servers))
+	e.gauge("zookeeper_ensemble_servers_up", "Servers that answered.", float64(v.ServersUp))
+	if v.ServingKnown {
+		e.gauge("zookeeper_ensemble_servers_serving", "Servers that serve requests.", float64(v.ServersServing))
+	}
+	if v.StateKnown {
+		e.gauge("zookeeper_ensemble_leaders", "Servers that say they lead (must be 1: 0 is no leader, 2 or more a split brain; a standalone server counts).", float64(v.Leaders))
+	}
+	e.gauge("zookeeper_ensemble_voters", "Voting members of the ensemble (voting_view, else zk_quorum_size, else the configured non-observers).", float64(v.Voters))
+	e.gauge("zookeeper_ensemble_quorum_size", "Voters needed for a quorum (a majority of the voters).", float64(v.QuorumSize))
+	if v.ServingKnown && v.StateKnown {
+		e.gauge("zookeeper_ensemble_failures_tolerated", "How many more voters can fail before the quorum is lost (serving voters minus the quorum; negative when lost).", float64(v.FailuresTolerated))
+	}
+	servers := make([]string, 0, len(v.ZxidLag))
+	for s := range v.ZxidLag {
+		servers = append(servers, s)
+	}
+	sort.Strings(servers)
+	for _, s := range servers {
+		e.gauge("zookeeper_ensemble_zxid_lag", "The leader's zxid counter minus the server's (same epoch only).", v.ZxidLag[s], "server", s)
+	}
+	e.gauge("zookeeper_ensemble_versions", "Distinct ZooKeeper versions running in the ensemble.", float64(len(v.Versions)))
+}
+
+func emitZnodes(e *emitter, counts []ZnodeCount) {
+	for _, z := range counts {
+		e.gauge("zookeeper_exporter_znode_read_success", "Whether the children of a configured znode could be counted.", boolValue(z.Err == nil), "path", z.Path)
+		if z.Err == nil {
+			e.gauge("zookeeper_znode_children", "Children of a configured znode.", float64(z.Children), "path", z.Path)
+		}
+	}
+}

@@ -321,3 +321,84 @@ func emitGroup(e *emitter, g *group) {
 		e.gauge(n, "ZooKeeper's zk_{min,avg,max,last}_"+pattern+", by stat."+unitNote(scale), g.stats[p]*scale, append([]string{"stat", p}, extra...)...)
 	}
 }
+
+var serverStates = []string{"leader", "follower", "observer", "standalone", "looking", "other"}
+
+// emitServer sends one server's series; unknown facts send nothing.
+func emitServer(e *emitter, r *ServerResult, consLimit int) {
+	e.gauge("zookeeper_up", "Whether the server answered at all (AdminServer or four-letter words).", boolValue(r.Up))
+	if r.Ruok != nil {
+		e.gauge("zookeeper_ruok", "Whether the server answered ruok with imok.", boolValue(*r.Ruok))
+	}
+	if r.Serving != nil {
+		e.gauge("zookeeper_serving", "Whether the server serves requests (0: up but without a quorum).", boolValue(*r.Serving))
+	}
+	if r.ReadOnly != nil {
+		e.gauge("zookeeper_read_only", "Whether the server is in read-only mode.", boolValue(*r.ReadOnly))
+	}
+	if r.State != "" {
+		for _, s := range serverStates {
+			e.gauge("zookeeper_server_state", "The server's state: 1 for the current one.", boolValue(r.State == s), "state", s)
+		}
+	}
+	if r.Version != "" {
+		v, _, _ := strings.Cut(r.Version, ",")
+		v, _, _ = strings.Cut(v, "-")
+		e.gauge("zookeeper_server_info", "The server's version (build is ZooKeeper's full version string).", 1,
+			"version", strings.TrimSpace(v), "build", r.Version)
+	}
+	if r.HasZxid {
+		e.gauge("zookeeper_zxid_epoch", "Epoch (high 32 bits) of the last zxid the server processed.", float64(r.Zxid>>32))
+		e.gauge("zookeeper_zxid_sequence", "Counter (low 32 bits) of the last zxid the server processed.", float64(r.Zxid&0xffffffff))
+	}
+	if r.Stats != nil {
+		emitStats(e, *r.Stats)
+	}
+	if r.Wchs != nil {
+		e.gauge("zookeeper_wchs_connections", "Connections with watches (wchs).", r.Wchs.Connections)
+		e.gauge("zookeeper_wchs_paths", "Paths watched (wchs).", r.Wchs.Paths)
+		e.gauge("zookeeper_wchs_watches", "Watches in total (wchs).", r.Wchs.Watches)
+	}
+	if r.HasConns {
+		emitConns(e, r.Conns, consLimit)
+	}
+	for _, s := range []string{SourceAdmin, SourceFourLetter} {
+		e.gauge("zookeeper_exporter_source", "Where the server's data came from in this scrape (admin: AdminServer, fourletter: four-letter words).",
+			boolValue(r.Source == s), "source", s)
+	}
+	for _, cmd := range r.Commands {
+		e.gauge("zookeeper_exporter_command_success", "Whether a command to the server was answered in this scrape.",
+			boolValue(cmd.Err == nil), "command", cmd.Command, "source", cmd.Source)
+		e.gauge("zookeeper_exporter_command_duration_seconds", "How long a command to the server took in this scrape.",
+			cmd.Duration.Seconds(), "command", cmd.Command, "source", cmd.Source)
+	}
+	for _, cmd := range r.Refused() {
+		e.gauge("zookeeper_exporter_command_refused", "A four-letter word the server refused (not in 4lw.commands.whitelist): its data is missing, not zero.",
+			1, "command", cmd)
+	}
+	e.gauge("zookeeper_exporter_server_scrape_success", "Whether every command of the chosen source was answered.", boolValue(r.Success()))
+	e.gauge("zookeeper_exporter_server_scrape_duration_seconds", "How long asking the server took in this scrape.", r.Duration.Seconds())
+}
+
+// emitConns sends per-connection series for the busiest consLimit
+// connections, and how many were left out.
+func emitConns(e *emitter, conns []Connection, limit int) {
+	sort.SliceStable(conns, func(i, j int) bool { return conns[i].PacketsReceived > conns[j].PacketsReceived })
+	omitted := 0
+	if len(conns) > limit {
+		omitted = len(conns) - limit
+		conns = conns[:limit]
+	}
+	seen := map[string]bool{}
+	for _, c := range conns {
+		if seen[c.Client] {
+			continue
+		}
+		seen[c.Client] = true
+		e.emit("zookeeper_connection_packets_received_total", "Packets received on a client connection (cons).", prometheus.CounterValue, c.PacketsReceived, "client", c.Client)
+		e.emit("zookeeper_connection_packets_sent_total", "Packets sent on a client connection (cons).", prometheus.CounterValue, c.PacketsSent, "client", c.Client)
+		e.gauge("zookeeper_connection_queued_requests", "Requests queued on a client connection (cons).", c.Queued, "client", c.Client)
+		e.gauge("zookeeper_connection_max_latency_seconds", "Highest request latency on a client connection (cons).", c.MaxLatency/1000, "client", c.Client)
+	}
+	e.gauge("zookeeper_exporter_connections_omitted", "Client connections left out of the per-connection series by the cardinality limit.", float64(omitted))
+}
