@@ -92,9 +92,14 @@ func TestAgentKill9DuringApply(t *testing.T) {
 		}
 		return cmd
 	}
+	ensureCluster(t, cluster)
 	cmd := start()
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	ctx := context.Background()
+	waitFor(t, 30*time.Second, "agent registered", func() (bool, string) {
+		ms, err := s.Members(ctx)
+		return err == nil && len(ms) == 1, fmt.Sprint(ms, err)
+	})
 	r := push(t, s, largeBundle(200, 1000, "first"), "first")
 	if err := waitRollout(t, s, r.Meta.Revision); err != nil {
 		t.Fatal(err)

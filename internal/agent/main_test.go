@@ -193,7 +193,17 @@ func startAgent(t testing.TB, cluster string, i int, mod func(*Config)) *running
 	return r
 }
 
+// ensureCluster creates the cluster's nodes as the writer's first push
+// would.
+func ensureCluster(t testing.TB, cluster string) {
+	t.Helper()
+	if err := newStore(t, connect(t), cluster).Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startAgents(t testing.TB, cluster string, mod func(i int, c *Config)) []*runningAgent {
+	ensureCluster(t, cluster)
 	var out []*runningAgent
 	for i := 0; i < nProm; i++ {
 		out = append(out, startAgent(t, cluster, i, func(c *Config) {
