@@ -275,3 +275,50 @@ func TestGroupUpdates(t *testing.T) {
 		t.Fatalf("changed group: %s", got)
 	}
 }
+
+// TestReloadMovesSession: a job moved to another connect string gets a
+// new session, the old one closes (its metrics go), and moving back works.
+func TestReloadMovesSession(t *testing.T) {
+	needEnsemble(t)
+	w := writer(t, ensemble.Connect())
+	put(t, w, "/mv/a/member_0000000001", member(1))
+	put(t, w, "/mvroot/mv/a/member_0000000001", member(2))
+	cfgA := "zookeeper: {servers: '" + ensemble.Connect() + "'}\njobs: [{name: mv, format: serverset, paths: [/mv]}]\n"
+	cfgB := "zookeeper: {servers: '" + ensemble.Connect() + "/mvroot'}\njobs: [{name: mv, format: serverset, paths: [/mv]}]\n"
+	m, srv := startManager(t, cfgA, "")
+	waitTargets(t, srv, "mv", []string{memberAddr(1)})
+	for i, c := range []string{cfgB, cfgA, cfgB} {
+		cfg, err := ParseConfig([]byte(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.ApplyConfig(cfg)
+		want := memberAddr(2)
+		if i == 1 {
+			want = memberAddr(1)
+		}
+		waitTargets(t, srv, "mv", []string{want})
+		m.mu.Lock()
+		n := len(m.clients)
+		m.mu.Unlock()
+		if n != 1 {
+			t.Errorf("step %d: %d sessions, want 1", i, n)
+		}
+	}
+	reg := m.opts.Registerer.(*prometheus.Registry)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "zkprom_zookeeper_session_state" {
+			for _, x := range mf.GetMetric() {
+				for _, l := range x.GetLabel() {
+					if l.GetName() == "zookeeper" && !strings.HasSuffix(l.GetValue(), "/mvroot") {
+						t.Errorf("metrics of a closed session left: %v", l.GetValue())
+					}
+				}
+			}
+		}
+	}
+}
