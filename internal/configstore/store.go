@@ -309,8 +309,9 @@ type PushMeta struct {
 
 // PushResult is a successful push.
 type PushResult struct {
-	Meta     Meta
-	Previous int // 0 when this is the cluster's first revision
+	Meta      Meta
+	Previous  int       // 0 when this is the cluster's first revision
+	Committed time.Time // when the pointer moved (before pruning)
 }
 
 // createRevision writes a new, not yet referenced revision and returns its
@@ -428,11 +429,12 @@ func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, 
 		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
+	committed := time.Now()
 	s.logger.Info("pushed revision", "cluster", s.opts.Cluster, "revision", m.Revision, "previous", cur.Revision, "author", m.Author)
 	if err := s.Prune(ctx); err != nil {
 		s.logger.Warn("could not prune history", "cluster", s.opts.Cluster, "err", err)
 	}
-	return &PushResult{Meta: m, Previous: cur.Revision}, nil
+	return &PushResult{Meta: m, Previous: cur.Revision, Committed: committed}, nil
 }
 
 func (s *Store) commitErr(ctx context.Context, err error, mine int) error {
@@ -520,10 +522,11 @@ func (c *Canary) Promote(ctx context.Context) (*PushResult, error) {
 	if _, err := s.c.Multi(ctx, zk.SetOp(s.CurrentPath(), ptr, c.version), zk.DeleteOp(s.CanaryPath(), -1)); err != nil {
 		return nil, s.commitErr(ctx, err, c.Meta.Revision)
 	}
+	committed := time.Now()
 	if err := s.Prune(ctx); err != nil {
 		s.logger.Warn("could not prune history", "cluster", s.opts.Cluster, "err", err)
 	}
-	return &PushResult{Meta: c.Meta, Previous: c.cur.Revision}, nil
+	return &PushResult{Meta: c.Meta, Previous: c.cur.Revision, Committed: committed}, nil
 }
 
 // Abort ends the canary: the canary node and the revision are deleted, so
