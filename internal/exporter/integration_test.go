@@ -274,6 +274,8 @@ func TestKillTwo(t *testing.T) {
 func TestPausedServer(t *testing.T) {
 	needZooKeeper(t)
 	f := followers()[0]
+	ts := newTestServer(t, mainConfig(3*time.Second), nil)
+	ts.scrape(t, "/metrics") // connections open, as in a running exporter
 	if err := ens.Pause(f); err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +285,6 @@ func TestPausedServer(t *testing.T) {
 		}
 		restart(t)
 	}()
-	ts := newTestServer(t, mainConfig(time.Second), nil)
 	for _, name := range []string{"main", "words"} {
 		l := "ensemble=" + name
 		// The request itself is bounded (60 s) in get; a hanging scrape
