@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"sort"
@@ -181,18 +180,20 @@ func (j *job) apply(b zk.CacheBatch) {
 
 func (g *group) render() {
 	ids := make([]string, 0, len(g.targets))
-	for id := range g.targets {
+	size := 0
+	for id, e := range g.targets {
 		ids = append(ids, id)
+		size += len(e) + 1
 	}
 	sort.Strings(ids)
-	var buf bytes.Buffer
+	buf := make([]byte, 0, size) // exact: a group's list is kept for long
 	for i, id := range ids {
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		buf.Write(g.targets[id])
+		buf = append(buf, g.targets[id]...)
 	}
-	g.rendered, g.dirty = buf.Bytes(), false
+	g.rendered, g.dirty = buf, false
 }
 
 // remove drops whatever path contributed.
