@@ -25,7 +25,7 @@ var formatDocs = []struct {
 	format, reads, address string
 	labels                 []labelDoc
 }{
-	{"serverset", "Finagle / Aurora serversets: `member_*` znodes holding `{\"serviceEndpoint\":{\"host\",\"port\"},\"additionalEndpoints\":{...},\"status\",\"shard\"}`, at any depth.",
+	{"serverset", "Finagle / Aurora serversets: znodes (Finagle names them `member_<seq>`) holding `{\"serviceEndpoint\":{\"host\",\"port\"},\"additionalEndpoints\":{...},\"status\",\"shard\"}`, at any depth.",
 		"`serviceEndpoint` (as Prometheus); `metrics.endpoint: NAME` picks an additional endpoint",
 		[]labelDoc{
 			{"__meta_serverset_path", "the member's znode path"},
@@ -86,14 +86,14 @@ var formatDocs = []struct {
 			{"__meta_zookeeper_kafka_version", "registration version"},
 		}},
 	{"solr", "Solr `live_nodes/<host>:<port>_<context>`, names only.",
-		"host:port, path `/<context>/admin/metrics`, param `wt=prometheus`",
+		"host:port, path `/<context>/admin/metrics`, param `wt=prometheus` (Solr 9.7+); set `metrics.scheme: https` when clusterprops.json says `urlScheme: https`",
 		[]labelDoc{
 			{"__meta_zookeeper_solr_node_name", "live node name"},
 			{"__meta_zookeeper_solr_host", "host"},
 			{"__meta_zookeeper_solr_port", "port"},
 			{"__meta_zookeeper_solr_context", "context (URL-decoded)"},
 		}},
-	{"hbase", "HBase `/hbase/rs/<host>,<port>,<startcode>`, `/hbase/backup-masters/*`, `/hbase/master`: binary (0xFF, id, PBUF, protobuf).",
+	{"hbase", "HBase `/hbase/rs/<host>,<port>,<startcode>`, `/hbase/backup-masters/*` and `/hbase/master` (with `paths: [/hbase]`): binary (0xFF, id, PBUF, protobuf).",
 		"host:info_port (16030 region servers, 16010 masters when absent), path `/prometheus`",
 		[]labelDoc{
 			{"__meta_zookeeper_hbase_role", "regionserver, master or backup_master"},
