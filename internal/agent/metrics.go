@@ -87,3 +87,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLastReload, prometheus.GaugeValue, float64(st.LastReload.UnixNano())/1e9, l...)
 	}
 }
+
+// DocumentMetrics makes every metric of the agent visible in a Gather
+// (each label value once), for generated documentation.
+func (a *Agent) DocumentMetrics() {
+	a.m.stepDuration.WithLabelValues("total")
+	a.mu.Lock()
+	a.status.Revision, a.status.Target, a.status.LastReload = 1, 1, a.status.Started
+	a.mu.Unlock()
+}

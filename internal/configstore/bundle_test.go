@@ -212,3 +212,18 @@ func randomBytes(n int) []byte {
 	rand.Read(b)
 	return b
 }
+
+// The example bundle in deploy/config is valid.
+func TestDeployExample(t *testing.T) {
+	b, err := LoadDir("../../deploy/config/bundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	promtool := "none"
+	if !testing.Short() {
+		promtool = ""
+	}
+	if _, err := Validate(context.Background(), b, ValidateOptions{Promtool: promtool, Vars: Vars{Cluster: "demo"}}); err != nil {
+		t.Fatal(err)
+	}
+}
