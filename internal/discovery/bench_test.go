@@ -292,7 +292,11 @@ func BenchmarkPropagation(b *testing.B) {
 		addr    []byte
 		present bool
 		start   time.Time
+		acked   time.Time // when ZooKeeper acknowledged the write
+		fileAt  time.Time // when the file showed it
+		httpAt  time.Time // when the HTTP body showed it
 	}
+	all := map[int]*change{}
 	var mu sync.Mutex
 	pending := map[int]*change{} // by change number
 	var fileLat, httpLat, writeLat []time.Duration
@@ -305,6 +309,11 @@ func BenchmarkPropagation(b *testing.B) {
 			if !seen[n] && bytes.Contains(body, c.addr) == c.present {
 				seen[n] = true
 				*lat = append(*lat, now.Sub(c.start))
+				if lat == &fileLat {
+					c.fileAt = now
+				} else {
+					c.httpAt = now
+				}
 			}
 			if seenFile[n] && seenHTTP[n] {
 				delete(pending, n)
@@ -366,38 +375,48 @@ func BenchmarkPropagation(b *testing.B) {
 	}()
 	b.ResetTimer()
 	tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
+	var writes sync.WaitGroup
 	for n := 0; n < changes; n++ {
 		<-tick.C
-		i := members + n/2
-		addr := fmt.Sprintf(`"127.1.%d.%d:8080"`, i/250%250, i%250+1)
-		p := fmt.Sprintf("%s/svc%04d/member_x%010d", root, i%100, i)
-		if n%2 == 1 {
-			// Delete only once the create is visible in both outputs.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				mu.Lock()
-				done := seenFile[n-1] && seenHTTP[n-1]
-				mu.Unlock()
-				if done || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
+		// Even changes create a new member, odd ones delete a member of
+		// the initial tree: every change names its own address, so the
+		// writes go out at a steady 100/s, each in its own goroutine.
+		var addr, p string
+		var data []byte
+		if n%2 == 0 {
+			i := members + n/2
+			addr = fmt.Sprintf(`"127.1.%d.%d:8080"`, i/250%250, i%250+1)
+			p = fmt.Sprintf("%s/svc%04d/member_x%010d", root, i%100, i)
+			data = fmt.Appendf(nil, `{"serviceEndpoint":{"host":"127.1.%d.%d","port":8080},"status":"ALIVE"}`, i/250%250, i%250+1)
+		} else {
+			i := (n / 2) * 37 % members
+			addr = fmt.Sprintf(`"127.0.%d.%d:%d"`, i/250%250, i%250+1, 10000+i%50000)
+			p = fmt.Sprintf("%s/svc%04d/member_%010d", root, i/100, i%100)
 		}
 		c := &change{addr: []byte(addr), present: n%2 == 0, start: time.Now()}
 		mu.Lock()
 		pending[n] = c
+		all[n] = c
 		mu.Unlock()
-		if c.present {
-			data := fmt.Appendf(nil, `{"serviceEndpoint":{"host":"127.1.%d.%d","port":8080},"status":"ALIVE"}`, i/250%250, i%250+1)
-			if _, err := w.Create(ctx, p, data, zk.Persistent, nil); err != nil {
-				b.Fatal(err)
+		writes.Add(1)
+		go func() {
+			defer writes.Done()
+			var err error
+			if c.present {
+				_, err = w.Create(ctx, p, data, zk.Persistent, nil)
+			} else {
+				err = w.Delete(ctx, p, -1)
 			}
-		} else if err := w.Delete(ctx, p, -1); err != nil {
-			b.Fatal(err)
-		}
-		writeLat = append(writeLat, time.Since(c.start))
+			if err != nil {
+				b.Error(err)
+			}
+			mu.Lock()
+			c.acked = time.Now()
+			writeLat = append(writeLat, c.acked.Sub(c.start))
+			mu.Unlock()
+		}()
 	}
+	writes.Wait()
 	tick.Stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -424,6 +443,21 @@ func BenchmarkPropagation(b *testing.B) {
 	b.ReportMetric(pct(fileLat, 0.99), "file_p99_ms")
 	b.ReportMetric(pct(httpLat, 0.5), "http_p50_ms")
 	b.ReportMetric(pct(httpLat, 0.99), "http_p99_ms")
+	// zkprom's own part: from ZooKeeper's acknowledgement of the write to
+	// the output (0 when the output was first).
+	var fileAfter, httpAfter []time.Duration
+	for _, c := range all {
+		if !c.fileAt.IsZero() {
+			fileAfter = append(fileAfter, max(0, c.fileAt.Sub(c.acked)))
+		}
+		if !c.httpAt.IsZero() {
+			httpAfter = append(httpAfter, max(0, c.httpAt.Sub(c.acked)))
+		}
+	}
+	b.ReportMetric(pct(fileAfter, 0.5), "file_after_ack_p50_ms")
+	b.ReportMetric(pct(fileAfter, 0.99), "file_after_ack_p99_ms")
+	b.ReportMetric(pct(httpAfter, 0.5), "http_after_ack_p50_ms")
+	b.ReportMetric(pct(httpAfter, 0.99), "http_after_ack_p99_ms")
 	// Baseline: the ZooKeeper write itself (create/delete acknowledged).
 	b.ReportMetric(pct(writeLat, 0.5), "zk_write_p50_ms")
 	b.ReportMetric(pct(writeLat, 0.99), "zk_write_p99_ms")
