@@ -249,15 +249,19 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	var w watches
 	for {
-		watch, again := a.step(ctx)
+		again := a.step(ctx, &w)
 		if again {
 			retry.Reset(a.cfg.RetryInterval)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-watch:
+		case <-w.current:
+			w.current = nil
+		case <-w.canary:
+			w.canary = nil
 		case ev := <-sub.C:
 			if ev.State == zk.StateConnected {
 				// Back: report the status we have, then look again.
@@ -270,6 +274,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		retry.Stop()
 	}
+}
+
+// watches are the armed ZooKeeper watches on the two pointers; a nil
+// channel is re-armed at the next read. Each is armed at most once at a
+// time, so waiting long (ZooKeeper or Prometheus away) piles nothing up.
+type watches struct {
+	current, canary <-chan zk.WatchEvent
 }
 
 // register creates the member znode, retrying while ZooKeeper is away or
@@ -303,18 +314,17 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 }
 
-// step reads the target revision (leaving watches) and works towards it.
-// It returns a channel that fires when the pointers change, and whether
-// to retry after RetryInterval.
-func (a *Agent) step(ctx context.Context) (<-chan struct{}, bool) {
-	target, canary, watch, err := a.target(ctx)
+// step reads the target revision (arming watches) and works towards it.
+// It returns whether to retry after RetryInterval.
+func (a *Agent) step(ctx context.Context, w *watches) bool {
+	target, canary, err := a.target(ctx, w)
 	if err != nil {
 		a.logger.Warn("could not read the cluster's revision; keeping the applied one", "err", err)
-		return watch, true
+		return true
 	}
 	if target == 0 {
 		a.setStatus(ctx, func(s *configstore.Status) { s.Target = 0 })
-		return watch, false
+		return false
 	}
 	a.mu.Lock()
 	if _, ok := a.noticed[target]; !ok {
@@ -325,7 +335,7 @@ func (a *Agent) step(ctx context.Context) (<-chan struct{}, bool) {
 
 	if pending != nil {
 		if pending.rev == target {
-			return watch, a.finishPending(ctx, canary)
+			return a.finishPending(ctx, canary)
 		}
 		a.mu.Lock()
 		a.pending = nil
@@ -335,7 +345,7 @@ func (a *Agent) step(ctx context.Context) (<-chan struct{}, bool) {
 	case target == st.Applied:
 		switch cur := a.Status(); {
 		case cur.State == configstore.StateApplied && cur.Target == target && cur.Canary == canary:
-			return watch, false
+			return false
 		case cur.State == configstore.StateApplied || cur.State == configstore.StateFailed:
 			// Back on the applied revision (a canary ended, or a failed
 			// revision was replaced by this one): nothing to do on disk.
@@ -343,73 +353,87 @@ func (a *Agent) step(ctx context.Context) (<-chan struct{}, bool) {
 			a.setStatus(ctx, func(s *configstore.Status) {
 				s.State, s.Target, s.Canary = configstore.StateApplied, target, canary
 			})
-			return watch, false
+			return false
 		}
 		// Restart with the revision already applied: change nothing, just
 		// check that Prometheus runs it.
-		return watch, a.confirm(ctx, target, canary)
+		return a.confirm(ctx, target, canary)
 	case target == st.FailedRevision:
 		a.setStatus(ctx, func(s *configstore.Status) {
 			s.Target, s.Canary, s.State = target, canary, configstore.StateFailed
 		})
-		return watch, false
+		return false
 	}
-	return watch, a.apply(ctx, target, canary)
+	return a.apply(ctx, target, canary)
 }
 
 // target returns the revision this member should run: the canary's when
-// it is one of the canaries, else current's.
-func (a *Agent) target(ctx context.Context) (int, bool, <-chan struct{}, error) {
-	fire := make(chan struct{})
-	var once sync.Once
-	trigger := func() { once.Do(func() { close(fire) }) }
-	forward := func(ch <-chan zk.WatchEvent) {
-		go func() {
-			select {
-			case <-ch:
-				trigger()
-			case <-ctx.Done():
-			}
-		}()
+// it is one of the canaries, else current's. It arms the watches that are
+// not armed.
+func (a *Agent) target(ctx context.Context, w *watches) (int, bool, error) {
+	var ok bool
+	var err error
+	if w.canary == nil {
+		var ch <-chan zk.WatchEvent
+		ok, _, ch, err = a.c.ExistsW(ctx, a.store.CanaryPath())
+		if err == nil {
+			w.canary = ch
+		}
+	} else {
+		ok, _, err = a.c.Exists(ctx, a.store.CanaryPath())
 	}
-	ok, _, cw, err := a.c.ExistsW(ctx, a.store.CanaryPath())
 	if err != nil {
-		return 0, false, fire, err
+		return 0, false, err
 	}
-	forward(cw)
 	var canary *configstore.CanaryPointer
 	if ok {
 		data, _, err := a.c.Get(ctx, a.store.CanaryPath())
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return 0, false, fire, err
+			return 0, false, err
 		}
 		if err == nil {
 			if canary, err = configstore.ParseCanary(data); err != nil {
-				return 0, false, fire, err
+				return 0, false, err
 			}
 		}
 	}
-	data, _, pw, err := a.c.GetW(ctx, a.store.CurrentPath())
-	if errors.Is(err, zk.ErrNoNode) {
-		_, _, ew, err := a.c.ExistsW(ctx, a.store.CurrentPath())
-		if err != nil {
-			return 0, false, fire, err
+	var data []byte
+	if w.current == nil {
+		var ch <-chan zk.WatchEvent
+		data, _, ch, err = a.c.GetW(ctx, a.store.CurrentPath())
+		if errors.Is(err, zk.ErrNoNode) {
+			// Nothing pushed yet: wait for the node to appear.
+			ok, _, ch, err = a.c.ExistsW(ctx, a.store.CurrentPath())
+			if err != nil {
+				return 0, false, err
+			}
+			w.current = ch
+			if !ok {
+				return 0, false, nil
+			}
+			w.current = nil
+			return a.target(ctx, w)
 		}
-		forward(ew)
-		return 0, false, fire, nil
+		if err == nil {
+			w.current = ch
+		}
+	} else {
+		data, _, err = a.c.Get(ctx, a.store.CurrentPath())
+		if errors.Is(err, zk.ErrNoNode) {
+			return 0, false, nil
+		}
 	}
 	if err != nil {
-		return 0, false, fire, err
+		return 0, false, err
 	}
-	forward(pw)
 	p, err := configstore.ParsePointer(data)
 	if err != nil {
-		return 0, false, fire, err
+		return 0, false, err
 	}
 	if canary.Has(a.cfg.Member) {
-		return canary.Revision, true, fire, nil
+		return canary.Revision, true, nil
 	}
-	return p.Revision, false, fire, nil
+	return p.Revision, false, nil
 }
 
 type stepError struct {
