@@ -146,7 +146,9 @@ func (j *job) apply(b zk.CacheBatch) {
 	touchedKeys := map[string]bool{}
 	for _, ev := range b.Events {
 		j.remove(ev.Path, touchedKeys)
-		if ev.Type != zk.Removed {
+		if ev.Type == zk.Removed {
+			delete(j.invalid, ev.Path)
+		} else {
 			j.add(ev, touchedKeys)
 		}
 	}
@@ -198,7 +200,6 @@ func (g *group) render() {
 
 // remove drops whatever path contributed.
 func (j *job) remove(path string, touchedKeys map[string]bool) {
-	delete(j.invalid, path)
 	ps, ok := j.paths[path]
 	if !ok {
 		return
@@ -227,6 +228,7 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		return
 	}
 	if len(ms) == 0 {
+		delete(j.invalid, ev.Path)
 		return
 	}
 	ps := &pathState{parent: parent}
@@ -260,6 +262,7 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 			entry   []byte
 		}{id, src, render(l)})
 	}
+	delete(j.invalid, ev.Path)
 	for _, b := range built {
 		j.putTarget(b.id, b.src, b.entry)
 		ps.ids = append(ps.ids, b.id)
