@@ -82,8 +82,12 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		writeErrs:   map[string]float64{},
 	}
 	if opts.FileSDDir != "" {
-		if st, err := os.Stat(opts.FileSDDir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("file_sd directory %s: not a directory (create it first): %v", opts.FileSDDir, err)
+		st, err := os.Stat(opts.FileSDDir)
+		if err != nil {
+			return nil, fmt.Errorf("file_sd directory: %w (create it first)", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("file_sd directory %s is not a directory", opts.FileSDDir)
 		}
 	}
 	if opts.Registerer != nil {
