@@ -223,8 +223,11 @@ func TestFileWrittenOnlyOnChange(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("temp files left: %v", ents)
 	}
-	if _, err := NewManager(ctx, Options{FileSDDir: filepath.Join(dir, "missing")}); err == nil {
-		t.Error("a missing file_sd dir should be an error")
+	if _, err := NewManager(ctx, Options{FileSDDir: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), "create it first") {
+		t.Errorf("a missing file_sd dir: %v", err)
+	}
+	if _, err := NewManager(ctx, Options{FileSDDir: filepath.Join(dir, "x.json")}); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("a file as file_sd dir: %v", err)
 	}
 }
 
