@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,6 +106,13 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		}
 	})
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "OK") })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if ok, waiting := m.Ready(); !ok {
+			http.Error(w, "waiting for the first sync of: "+strings.Join(waiting, ", "), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "OK")
+	})
 	links := []web.LandingLinks{{Address: "/metrics", Text: "Metrics", Description: "the discovery's own metrics"}}
 	for _, j := range cfg.Jobs {
 		links = append(links, web.LandingLinks{Address: "/sd/" + j.Name, Text: "/sd/" + j.Name, Description: j.Format + " targets (http_sd)"})

@@ -38,7 +38,13 @@ func TestHTTPSD(t *testing.T) {
 	if r, _ := get("GET", "/sd/a", ""); r.StatusCode != 503 {
 		t.Errorf("before sync: %d", r.StatusCode)
 	}
+	if ok, waiting := m.Ready(); ok || len(waiting) != 1 {
+		t.Errorf("ready before sync: %v %v", ok, waiting)
+	}
 	j.markSynced()
+	if ok, _ := m.Ready(); !ok {
+		t.Error("not ready after sync")
+	}
 	r, body := get("GET", "/sd/a", "")
 	if r.StatusCode != 200 || body != "[]" || r.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("empty: %d %q %q", r.StatusCode, body, r.Header.Get("Content-Type"))

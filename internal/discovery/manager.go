@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -132,6 +133,23 @@ func (m *Manager) Close() {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+}
+
+// Ready reports whether every job has completed its first sync, and the
+// names of those that have not.
+func (m *Manager) Ready() (bool, []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var waiting []string
+	for name, rj := range m.jobs {
+		select {
+		case <-rj.j.syncedCh:
+		default:
+			waiting = append(waiting, name)
+		}
+	}
+	sort.Strings(waiting)
+	return len(waiting) == 0, waiting
 }
 
 // synced is closed when the job has completed its first sync.
