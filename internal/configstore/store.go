@@ -397,12 +397,14 @@ func (s *Store) conflictErr(ctx context.Context, mine int) error {
 // rollout runs. Two concurrent pushes cannot both win: the loser gets
 // ErrConflict and its revision is deleted. Validate the bundle first.
 func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, error) {
-	if err := s.Ensure(ctx); err != nil {
-		return nil, err
-	}
 	cur, version, exists, err := s.readCurrent(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if !exists {
+		if err := s.Ensure(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if c, err := s.Canary(ctx); err != nil {
 		return nil, err
@@ -473,9 +475,6 @@ type Canary struct {
 func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) (*Canary, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("canary count %d: want at least 1", n)
-	}
-	if err := s.Ensure(ctx); err != nil {
-		return nil, err
 	}
 	cur, version, exists, err := s.readCurrent(ctx)
 	if err != nil {
