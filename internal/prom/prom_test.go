@@ -22,6 +22,9 @@ func TestNewBadURL(t *testing.T) {
 }
 
 func TestCheckConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs promtool")
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "prometheus.yml")
