@@ -431,3 +431,42 @@ func TestPrometheusNotUpYet(t *testing.T) {
 	}
 	waitServed(t, 1, []string{"job_a"}, []string{"group_a"})
 }
+
+// Reload by SIGHUP (a Prometheus without the lifecycle API): the outcome
+// is read from the metric and runtimeinfo; a refused revision is detected
+// and rolled back the same way.
+func TestReloadBySignal(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	s := newStore(t, connect(t), cluster)
+	writeFile(t, filepath.Join(env.dirs[2], "local-rules", "bad.yml"),
+		"groups:\n  - name: local\n    rules:\n      - record: bad\n        expr: sum(up{\n")
+	agents := startAgents(t, cluster, func(i int, c *Config) {
+		if i == 2 {
+			c.Prometheus.PID = env.proms[2].Pid()
+			c.Promtool = "none"
+		}
+	})
+	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, 2, []string{"job_a"}, []string{"group_a"})
+	b := bundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
+	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
+	r2 := push(t, s, b, "host-local rules")
+	err := waitRollout(t, s, r2.Meta.Revision)
+	var re *configstore.RolloutError
+	if !errors.As(err, &re) || re.Member != "agent-2" || re.Step != StepVerify || !strings.Contains(re.Message, "reloadConfigSuccess=false") {
+		t.Fatalf("rollout error %v, want agent-2 failing at verify", err)
+	}
+	ri, err := promClient(t, 2).RuntimeInfo(context.Background())
+	if err != nil || !ri.ReloadConfigSuccess {
+		t.Errorf("prometheus 2 not healthy after the rollback: %+v %v", ri, err)
+	}
+	waitServed(t, 2, []string{"job_a"}, []string{"group_a"})
+	if st := agents[2].a.Status(); st.Revision != r1.Meta.Revision {
+		t.Errorf("agent-2 status %+v", st)
+	}
+}
