@@ -38,7 +38,7 @@ demo: deps build
 
 # Regenerate the generated documentation (flags, metrics, labels).
 docs:
-	$(GO) test ./cmd/zkprom -run TestDocumentation -update
+	$(GO) test -short ./cmd/zkprom ./internal/discovery ./internal/exporter -run '^TestDocumentation' -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
