@@ -146,7 +146,7 @@ func (ts *testServer) get(t testing.TB, path, timeout string) (int, string) {
 
 func (ts *testServer) scrape(t testing.TB, path string) scraped {
 	t.Helper()
-	code, body := ts.get(t, path, "10")
+	code, body := ts.get(t, path, "30")
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: HTTP %d: %s", path, code, body)
 	}

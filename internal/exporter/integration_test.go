@@ -59,7 +59,7 @@ func mainConfig(timeout time.Duration) *Config {
 
 func TestHealthyEnsemble(t *testing.T) {
 	needZooKeeper(t)
-	ts := newTestServer(t, mainConfig(3*time.Second), nil)
+	ts := newTestServer(t, mainConfig(10*time.Second), nil)
 	// Client traffic on every server between two scrapes: its packets
 	// counters must grow (no scrape resets them).
 	var clients []*zk.Client
@@ -222,7 +222,7 @@ func TestKillFollower(t *testing.T) {
 	if err := ens.Kill(f); err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServer(t, mainConfig(2*time.Second), nil)
+	ts := newTestServer(t, mainConfig(5*time.Second), nil)
 	for _, name := range []string{"main", "words"} {
 		l := "ensemble=" + name
 		s := waitFor(t, ts, "/probe?ensemble="+name, "failures_tolerated=0", func(s scraped) bool {
@@ -250,7 +250,7 @@ func TestKillTwo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts := newTestServer(t, mainConfig(2*time.Second), nil)
+	ts := newTestServer(t, mainConfig(5*time.Second), nil)
 	sl := "server=" + ens.Servers[survivor].ClientAddr
 	for _, name := range []string{"main", "words"} {
 		l := "ensemble=" + name
