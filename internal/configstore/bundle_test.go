@@ -227,3 +227,20 @@ func TestDeployExample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The example bad bundle is refused with promtool's text.
+func TestDeployBadExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs promtool")
+	}
+	b, err := LoadDir("../../deploy/config/bad-bundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Validate(context.Background(), b, ValidateOptions{})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(ve.Output, "parse error") {
+		t.Fatalf("bad example: %v", err)
+	}
+	t.Log(ve.Output)
+}
