@@ -2,7 +2,9 @@ package exporter
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -127,10 +129,21 @@ func TestFixtureMetrics(t *testing.T) {
 			t.Errorf("output holds %s", bad)
 		}
 	}
-	if testing.Verbose() {
-		t.Log(text)
-	}
 	promtoolCheckMetrics(t, text)
+	// The whole exposition against a golden file (-update rewrites it).
+	golden := filepath.Join("testdata", "fixture_metrics.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != text {
+		t.Errorf("exposition differs from %s (run go test ./internal/exporter -run TestFixtureMetrics -update and review the diff)", golden)
+	}
 }
 
 // promtoolCheckMetrics lints exposition text with the real promtool.
