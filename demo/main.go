@@ -1,12 +1,18 @@
-// Command demo runs zkprom's local demo: a 3-node ZooKeeper ensemble, a
-// Prometheus and zkprom's parts wired together on 127.0.0.1. `make demo`
-// runs it; Ctrl-C stops everything.
+// Command demo runs zkprom's local demo on 127.0.0.1: a 3-node ZooKeeper
+// ensemble; zkprom exporter watching it; services registered in ZooKeeper
+// (zkprom register, plus sample Curator/Spring, Dubbo and Kafka
+// registrations) found by zkprom sd; and two Prometheus servers in one
+// cluster, each kept on the cluster's configuration by a zkprom agent. The
+// configuration (scrape jobs over http_sd, ZooKeeper alert rules) is pushed
+// to ZooKeeper with zkprom config. `make demo` runs it; Ctrl-C stops all.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,8 +21,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
+
+// Fixed loopback ports, so that the URLs the README shows are stable.
+const (
+	exporterAddr = "127.0.0.1:9141"
+	sdAddr       = "127.0.0.1:9142"
+	cluster      = "demo"
+)
+
+var members = []struct{ name, promAddr, agentAddr string }{
+	{"prom-a", "127.0.0.1:9090", "127.0.0.1:9793"},
+	{"prom-b", "127.0.0.1:9091", "127.0.0.1:9794"},
+}
 
 func main() {
 	zkprom := flag.String("zkprom", "bin/zkprom", "path of the zkprom binary")
@@ -29,10 +48,11 @@ func main() {
 }
 
 type demo struct {
-	zkprom string
-	dir    string
-	procs  []*exec.Cmd
-	lines  []string // what runs where
+	zkprom  string
+	dir     string
+	connect string
+	procs   []*exec.Cmd
+	lines   []string // what runs where
 }
 
 func run(zkprom, dir string) error {
@@ -42,6 +62,9 @@ func run(zkprom, dir string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(zkprom); err != nil {
+		return fmt.Errorf("zkprom binary: %w (run make build)", err)
+	}
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -50,44 +73,219 @@ func run(zkprom, dir string) error {
 	d := &demo{zkprom: zkprom, dir: dir}
 	defer d.stopAll()
 
-	fmt.Println("starting a 3-node ZooKeeper ensemble ...")
-	zk, err := zktest.StartEnsemble(zktest.Options{Servers: 3})
+	step("starting a 3-node ZooKeeper ensemble")
+	ens, err := zktest.StartEnsemble(zktest.Options{Servers: 3})
 	if err != nil {
 		return err
 	}
-	defer zk.Close()
-	for _, s := range zk.Servers {
-		d.note("ZooKeeper server %d: client %s, AdminServer %s/commands", s.ID, s.ClientAddr, s.AdminURL)
+	defer ens.Close()
+	d.connect = ens.Connect()
+	var adminURLs []string
+	for _, s := range ens.Servers {
+		adminURLs = append(adminURLs, s.AdminURL)
+		d.note("ZooKeeper server %d      client %s, AdminServer %s/commands", s.ID, s.ClientAddr, s.AdminURL)
 	}
 
-	promCfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(promCfg, []byte(prometheusConfig()), 0o644); err != nil {
+	step("starting zkprom exporter")
+	if err := d.start("exporter", "exporter", "--zookeeper.servers="+d.connect,
+		"--zookeeper.admin.urls="+strings.Join(adminURLs, ","), "--web.listen-address="+exporterAddr); err != nil {
 		return err
 	}
-	fmt.Println("starting Prometheus ...")
-	prom, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: promCfg})
+	if err := waitHTTP(ctx, "http://"+exporterAddr+"/metrics"); err != nil {
+		return err
+	}
+	d.note("zkprom exporter        http://%s/metrics   (and /probe?target=%s)", exporterAddr, ens.Servers[0].ClientAddr)
+
+	step("writing sample Curator/Spring, Dubbo and Kafka registrations")
+	if err := writeSamples(ctx, d.connect); err != nil {
+		return err
+	}
+
+	step("starting zkprom sd")
+	if err := os.MkdirAll(filepath.Join(dir, "file_sd"), 0o755); err != nil {
+		return err
+	}
+	sdConfig, err := d.rewrite("deploy/discovery/sd-demo.yml", "sd.yml", "servers: 127.0.0.1:2181", "servers: "+d.connect)
 	if err != nil {
 		return err
 	}
-	defer prom.Close()
-	d.note("Prometheus: %s (targets: %s/targets)", prom.URL, prom.URL)
+	if err := d.start("sd", "sd", "--config.file="+sdConfig, "--web.listen-address="+sdAddr,
+		"--file-sd.dir="+filepath.Join(dir, "file_sd")); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://"+sdAddr+"/-/ready"); err != nil {
+		return err
+	}
+	d.note("zkprom sd              http://%s/   (http_sd per job: /sd/registered, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
+
+	step("pushing the Prometheus configuration to ZooKeeper (zkprom config push)")
+	bundle, err := d.bundle()
+	if err != nil {
+		return err
+	}
+	if err := d.zkprom1("push", "config", "push", bundle, "--zookeeper.servers="+d.connect,
+		"--cluster="+cluster, "-m", "demo: scrape jobs over zkprom sd, ZooKeeper alert rules"); err != nil {
+		return err
+	}
+
+	for _, m := range members {
+		step("starting zkprom agent and Prometheus " + m.name)
+		cfgDir := filepath.Join(dir, m.name)
+		if err := d.start("agent-"+m.name, "agent", "--zookeeper.servers="+d.connect, "--cluster="+cluster,
+			"--member="+m.name, "--config-dir="+cfgDir, "--prometheus.url=http://"+m.promAddr,
+			"--web.listen-address="+m.agentAddr); err != nil {
+			return err
+		}
+		promCfg := filepath.Join(cfgDir, "current", "prometheus.yml")
+		if err := waitFile(ctx, promCfg); err != nil {
+			return err
+		}
+		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: promCfg, Addr: m.promAddr})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		d.note("Prometheus %s       http://%s/targets, /alerts   (agent http://%s/metrics)", m.name, m.promAddr, m.agentAddr)
+		if err := d.start("register-"+m.name, "register", "--zookeeper.servers="+d.connect,
+			"--path=/zkprom/targets/"+m.name, "--address="+m.promAddr, "--label=component=prometheus",
+			"--check.http=http://"+m.promAddr+"/-/ready"); err != nil {
+			return err
+		}
+	}
+
+	step("registering the exporter and zkprom sd itself (zkprom register)")
+	if err := d.start("register-exporter", "register", "--zookeeper.servers="+d.connect,
+		"--path=/zkprom/targets/exporter", "--address="+exporterAddr, "--label=component=exporter",
+		"--check.http=http://"+exporterAddr+"/-/healthy"); err != nil {
+		return err
+	}
+	if err := d.start("register-sd", "register", "--zookeeper.servers="+d.connect, "--format=serverset",
+		"--path=/aurora/sd", "--address="+sdAddr, "--check.tcp="+sdAddr); err != nil {
+		return err
+	}
 
 	fmt.Println()
-	fmt.Println("zkprom demo is running:")
+	fmt.Println("zkprom demo is running on 127.0.0.1:")
 	for _, l := range d.lines {
 		fmt.Println("  " + l)
 	}
+	fmt.Printf("  ZooKeeper connect string: %s\n", d.connect)
 	fmt.Printf("  files and logs: %s\n", dir)
-	fmt.Printf("  ZooKeeper connect string: %s\n", zk.Connect())
+	fmt.Println()
+	fmt.Println("Try (see README.md, 'The demo'):")
+	fmt.Printf("  %s config status --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
+	fmt.Printf("  %s config history --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
 	fmt.Println("Press Ctrl-C to stop.")
+	if err := os.WriteFile(filepath.Join(dir, "connect"), []byte(d.connect+"\n"), 0o644); err != nil {
+		return err
+	}
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
 	return nil
 }
 
+func step(s string) { fmt.Println("==> " + s) }
+
+func rel(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
+		}
+	}
+	return p
+}
+
 func (d *demo) note(format string, args ...any) { d.lines = append(d.lines, fmt.Sprintf(format, args...)) }
 
-// start runs zkprom with args, logging to dir/<name>.log.
+// rewrite copies a file of the repository into the demo directory with one
+// string replaced.
+func (d *demo) rewrite(src, name, old, new string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(string(b), old) {
+		return "", fmt.Errorf("%s does not contain %q", src, old)
+	}
+	out := filepath.Join(d.dir, name)
+	return out, os.WriteFile(out, []byte(strings.Replace(string(b), old, new, 1)), 0o644)
+}
+
+// bundle lays out the cluster's configuration: the discovery jobs of
+// deploy/discovery/prometheus-demo.yml, the exporter, and the ZooKeeper
+// alert rules of deploy/exporter/alerts.yml.
+func (d *demo) bundle() (string, error) {
+	dir := filepath.Join(d.dir, "bundle")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	jobs, err := os.ReadFile("deploy/discovery/prometheus-demo.yml")
+	if err != nil {
+		return "", err
+	}
+	_, scrape, ok := strings.Cut(string(jobs), "scrape_configs:\n")
+	if !ok {
+		return "", fmt.Errorf("deploy/discovery/prometheus-demo.yml has no scrape_configs")
+	}
+	rules, err := os.ReadFile("deploy/exporter/alerts.yml")
+	if err != nil {
+		return "", err
+	}
+	cfg := `# The demo cluster's configuration, kept in ZooKeeper by zkprom config.
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+  external_labels:
+    replica: ${ZKPROM_MEMBER}
+rule_files: [zookeeper-alerts.yml]
+scrape_configs:
+  - job_name: zookeeper
+    static_configs: [{targets: ['` + exporterAddr + `']}]
+` + scrape
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "zookeeper-alerts.yml"), rules, 0o644)
+}
+
+// writeSamples writes deploy/discovery/samples.json into ZooKeeper.
+func writeSamples(ctx context.Context, connect string) error {
+	b, err := os.ReadFile("deploy/discovery/samples.json")
+	if err != nil {
+		return err
+	}
+	var f struct {
+		Samples []struct {
+			Path string          `json:"path"`
+			Data json.RawMessage `json:"data"`
+		} `json:"samples"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("deploy/discovery/samples.json: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := zk.Connect(cctx, zk.Config{Servers: connect}, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, s := range f.Samples {
+		var data []byte
+		if string(s.Data) != "null" {
+			data = s.Data
+		}
+		if err := c.CreateAll(cctx, zk.Parent(s.Path), nil); err != nil {
+			return err
+		}
+		if _, err := c.Create(cctx, s.Path, data, zk.Persistent, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start runs zkprom in the background, logging to dir/<name>.log.
 func (d *demo) start(name string, args ...string) error {
 	logf, err := os.Create(filepath.Join(d.dir, name+".log"))
 	if err != nil {
@@ -100,6 +298,16 @@ func (d *demo) start(name string, args ...string) error {
 		return fmt.Errorf("start zkprom %s: %w", strings.Join(args, " "), err)
 	}
 	d.procs = append(d.procs, cmd)
+	return nil
+}
+
+// zkprom1 runs zkprom once and fails with its output.
+func (d *demo) zkprom1(name string, args ...string) error {
+	out, err := exec.Command(d.zkprom, args...).CombinedOutput()
+	os.WriteFile(filepath.Join(d.dir, name+".log"), out, 0o644)
+	if err != nil {
+		return fmt.Errorf("zkprom %s: %w\n%s", strings.Join(args[:2], " "), err, out)
+	}
 	return nil
 }
 
@@ -118,13 +326,27 @@ func (d *demo) stopAll() {
 	}
 }
 
-func prometheusConfig() string {
-	return `global:
-  scrape_interval: 5s
-  evaluation_interval: 5s
-scrape_configs:
-  - job_name: prometheus
-    static_configs:
-      - targets: ['127.0.0.1:9090']
-`
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within 30s (see the logs in the demo directory)", url)
+}
+
+func waitFile(ctx context.Context, path string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not appear within 60s (see the agent's log in the demo directory)", path)
 }
