@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -80,15 +81,14 @@ type Agent struct {
 	logger *slog.Logger
 	m      *metrics
 
-	mu       sync.Mutex
-	status   configstore.Status
-	state    State
-	report   Report
-	reg      *zk.Registration
-	changed  chan struct{} // closed and replaced on every status change
-	pending  *pendingVerify
-	noticed  map[int]time.Time
-	regReady bool
+	mu      sync.Mutex
+	status  configstore.Status
+	state   State
+	report  Report
+	reg     *zk.Registration
+	changed chan struct{} // closed and replaced on every status change
+	pending *pendingVerify
+	noticed map[int]time.Time
 }
 
 // pendingVerify is a revision that is switched on disk while Prometheus
@@ -512,6 +512,9 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	var before reloadState
 	err := timed(StepReload, func() error {
 		var err error
+		if err := a.checkConfigFile(ctx); err != nil {
+			return err
+		}
 		before, err = a.reloadState(ctx)
 		if err != nil {
 			return err
@@ -781,4 +784,26 @@ func Placeholders() string {
 		"${" + configstore.PlaceholderConfigDir + "}", "${" + configstore.PlaceholderRevisionDir + "}",
 		"${" + configstore.PlaceholderRevision + "}",
 	}, ", ")
+}
+
+// checkConfigFile makes sure Prometheus runs DIR/current/prometheus.yml:
+// otherwise a reload would "succeed" without it ever reading a revision.
+func (a *Agent) checkConfigFile(ctx context.Context) error {
+	got, err := a.prom.ConfigFile(ctx)
+	if err != nil {
+		return err
+	}
+	want, err := filepath.Abs(filepath.Join(a.cfg.ConfigDir, currentLink, configstore.MainFile))
+	if err != nil {
+		return err
+	}
+	if got != want {
+		// The same directory under another name (a symlinked parent)?
+		g, gerr := filepath.EvalSymlinks(filepath.Dir(filepath.Dir(got)))
+		w, werr := filepath.EvalSymlinks(a.cfg.ConfigDir)
+		if gerr != nil || werr != nil || g != w || filepath.Base(filepath.Dir(got)) != currentLink || filepath.Base(got) != configstore.MainFile {
+			return fmt.Errorf("Prometheus at %s runs --config.file=%s, not %s: it would never read the revisions this agent lays down (start it with --config.file=%s)", a.prom.URL(), got, want, want)
+		}
+	}
+	return nil
 }

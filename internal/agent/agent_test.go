@@ -470,3 +470,24 @@ func TestReloadBySignal(t *testing.T) {
 		t.Errorf("agent-2 status %+v", st)
 	}
 }
+
+// An agent whose Prometheus runs another --config.file refuses to report
+// success: the revision would never be read.
+func TestWrongConfigFile(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	s := newStore(t, connect(t), cluster)
+	ensureCluster(t, cluster)
+	other := t.TempDir()
+	startAgent(t, cluster, 0, func(c *Config) { c.ConfigDir = other })
+	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	err := waitRollout(t, s, r1.Meta.Revision)
+	var re *configstore.RolloutError
+	if !errors.As(err, &re) || !strings.Contains(re.Message, "--config.file="+filepath.Join(env.dirs[0], "current", "prometheus.yml")) {
+		t.Fatalf("rollout error %v, want one naming Prometheus's --config.file", err)
+	}
+	if l, _ := os.Readlink(filepath.Join(other, "current")); l != "" {
+		t.Errorf("the agent left its link at %q", l)
+	}
+}

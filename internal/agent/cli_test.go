@@ -20,7 +20,9 @@ func zkprom(t *testing.T, args ...string) (string, string, int) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	defer func() { t.Logf("$ zkprom %s\n%s%s", strings.Join(args[:min(len(args), 3)], " "), out.String(), errb.String()) }()
+	defer func() {
+		t.Logf("$ zkprom %s\n%s%s", strings.Join(args[:min(len(args), 3)], " "), out.String(), errb.String())
+	}()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -137,6 +138,7 @@ func (c *Client) pid() (int, error) {
 // RuntimeInfo is the part of /api/v1/status/runtimeinfo the agent uses.
 type RuntimeInfo struct {
 	StartTime           time.Time `json:"startTime"`
+	CWD                 string    `json:"CWD"`
 	ReloadConfigSuccess bool      `json:"reloadConfigSuccess"`
 	LastConfigTime      time.Time `json:"lastConfigTime"`
 }
@@ -316,4 +318,36 @@ func CheckConfig(ctx context.Context, promtool, file string) (CheckResult, error
 		return CheckResult{Output: text}, fmt.Errorf("run %s check config %s: %w", bin, file, err)
 	}
 	return CheckResult{Output: text}, nil
+}
+
+// Flags reads /api/v1/status/flags (flag name without dashes => value).
+func (c *Client) Flags(ctx context.Context) (map[string]string, error) {
+	var out struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/status/flags", &out); err != nil {
+		return nil, err
+	}
+	return out.Data, nil
+}
+
+// ConfigFile returns the absolute path of the --config.file Prometheus
+// runs with (a relative one is resolved against its working directory).
+func (c *Client) ConfigFile(ctx context.Context) (string, error) {
+	flags, err := c.Flags(ctx)
+	if err != nil {
+		return "", err
+	}
+	f, ok := flags["config.file"]
+	if !ok {
+		return "", fmt.Errorf("GET %s: no config.file flag", c.endpoint("/api/v1/status/flags"))
+	}
+	if !filepath.IsAbs(f) {
+		ri, err := c.RuntimeInfo(ctx)
+		if err != nil {
+			return "", err
+		}
+		f = filepath.Join(ri.CWD, f)
+	}
+	return filepath.Clean(f), nil
 }
