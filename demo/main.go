@@ -88,13 +88,14 @@ func run(zkprom, dir string) error {
 
 	step("starting zkprom exporter")
 	if err := d.start("exporter", "exporter", "--zookeeper.servers="+d.connect,
-		"--zookeeper.admin.urls="+strings.Join(adminURLs, ","), "--web.listen-address="+exporterAddr); err != nil {
+		"--zookeeper.admin.urls="+strings.Join(adminURLs, ","), "--zookeeper.ensemble-name=demo",
+		"--collect.znode-children=/zkprom/targets", "--web.listen-address="+exporterAddr); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, "http://"+exporterAddr+"/metrics"); err != nil {
 		return err
 	}
-	d.note("zkprom exporter        http://%s/metrics   (and /probe?target=%s)", exporterAddr, ens.Servers[0].ClientAddr)
+	d.note("zkprom exporter        http://%s/metrics, /probe?ensemble=demo, /probe?target=%s", exporterAddr, ens.Servers[0].ClientAddr)
 
 	step("writing sample Curator/Spring, Dubbo and Kafka registrations")
 	if err := writeSamples(ctx, d.connect); err != nil {
@@ -195,7 +196,9 @@ func rel(p string) string {
 	return p
 }
 
-func (d *demo) note(format string, args ...any) { d.lines = append(d.lines, fmt.Sprintf(format, args...)) }
+func (d *demo) note(format string, args ...any) {
+	d.lines = append(d.lines, fmt.Sprintf(format, args...))
+}
 
 // rewrite copies a file of the repository into the demo directory with one
 // string replaced.
@@ -240,6 +243,7 @@ global:
 rule_files: [zookeeper-alerts.yml]
 scrape_configs:
   - job_name: zookeeper
+    scrape_timeout: 4s
     static_configs: [{targets: ['` + exporterAddr + `']}]
 ` + scrape
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
