@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,4 +154,39 @@ func TestAgentKill9DuringApply(t *testing.T) {
 	if err != nil || !ri.ReloadConfigSuccess {
 		t.Errorf("prometheus 0 at the end: %+v %v", ri, err)
 	}
+	// The agent's endpoint: its metrics (linted by promtool) and status.
+	base := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	metrics := httpGet(t, base+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf(`zkprom_agent_applied_revision{cluster="%s",member="agent-0"} %d`, cluster, r.Meta.Revision),
+		`zkprom_agent_state{cluster="` + cluster + `",member="agent-0",state="applied"} 1`,
+		`zkprom_agent_apply_duration_seconds_count{cluster="` + cluster + `",member="agent-0",step="reload"}`,
+		`zkprom_agent_apply_failures_total{cluster="` + cluster + `",member="agent-0",reason="validate"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("agent metrics lack %s", want)
+		}
+	}
+	lint := exec.Command("promtool", "check", "metrics")
+	lint.Stdin = strings.NewReader(metrics)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	if st := httpGet(t, base+"/status"); !strings.Contains(st, `"state":"applied"`) {
+		t.Errorf("agent /status: %s", st)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
 }
