@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 // zkprom runs the built binary.
@@ -127,5 +130,52 @@ func TestConfigCLI(t *testing.T) {
 	})
 	for i := range env.proms {
 		waitServed(t, i, []string{"job_a", "remote"}, []string{"group_a"})
+	}
+}
+
+// The agent's endpoint honours --web.config.file (the example in
+// deploy/config: basic auth).
+func TestAgentWebConfig(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	ensureCluster(t, cluster)
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig, err := filepath.Abs("../../deploy/config/web-config.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(env.binary, "agent", "--zookeeper.servers="+env.ens.Connect(), "--cluster="+cluster,
+		"--member=web", "--config-dir="+t.TempDir(), "--prometheus.url="+env.proms[0].URL,
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--web.config.file="+webConfig, "--log.level=warn")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0])
+	var code int
+	waitFor(t, 10*time.Second, "agent endpoint", func() (bool, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		code = resp.StatusCode
+		return true, ""
+	})
+	if code != http.StatusUnauthorized {
+		t.Errorf("without credentials: HTTP %d, want 401", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("prometheus", "change-me")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with credentials: HTTP %d", resp.StatusCode)
 	}
 }
