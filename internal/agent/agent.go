@@ -752,6 +752,15 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 	if err != nil {
 		return true
 	}
+	if err := a.checkConfigFile(ctx); err != nil {
+		if errors.Is(err, prom.ErrUnreachable) {
+			return true
+		}
+		a.mu.Lock()
+		a.pending = nil
+		a.mu.Unlock()
+		return a.fail(ctx, p.rev, canary, p.prev, p.prevLink, true, &stepError{step: StepReload, err: err}, p.start, p.steps)
+	}
 	if rs.ok && rs.ri.ReloadConfigSuccess && rs.lastSuccess.After(p.since) {
 		// Prometheus started after the switch and loaded the new files.
 		a.succeed(ctx, p.rev, p.checksum, canary, p.prev, rs.ri, p.start, p.steps)

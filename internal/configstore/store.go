@@ -432,7 +432,7 @@ func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, 
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
 	committed := time.Now()
-	s.logger.Info("pushed revision", "cluster", s.opts.Cluster, "revision", m.Revision, "previous", cur.Revision, "author", m.Author)
+	s.logger.Debug("pushed revision", "cluster", s.opts.Cluster, "revision", m.Revision, "previous", cur.Revision, "author", m.Author)
 	if err := s.Prune(ctx); err != nil {
 		s.logger.Warn("could not prune history", "cluster", s.opts.Cluster, "err", err)
 	}
@@ -509,7 +509,7 @@ func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) 
 		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
-	s.logger.Info("started canary", "cluster", s.opts.Cluster, "revision", m.Revision, "members", chosen)
+	s.logger.Debug("started canary", "cluster", s.opts.Cluster, "revision", m.Revision, "members", chosen)
 	return &Canary{s: s, Meta: m, Pointer: cp, version: res[0].Stat.Version, cur: cur}, nil
 }
 
