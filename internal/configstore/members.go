@@ -42,6 +42,8 @@ type Status struct {
 	Updated          time.Time `json:"updated"`
 	Started          time.Time `json:"started"`
 	Version          string    `json:"agent_version,omitempty"`
+	// Fleet is the sharding and HA part (nil when the agent has none).
+	Fleet *FleetStatus `json:"fleet,omitempty"`
 }
 
 // Member is one live agent.
