@@ -131,6 +131,15 @@ func TestConfigCLI(t *testing.T) {
 	for i := range env.proms {
 		waitServed(t, i, []string{"job_a", "remote"}, []string{"group_a"})
 	}
+	// A canary push: first agent-0, then all.
+	canary := bundle([]string{"job_a", "job_c"}, []string{"group_a"}, "", nil)
+	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, canary), "-m", "canary", "--canary=1", "--wait", "--wait.timeout=60s"}, common...)...)
+	if code != 0 || !strings.Contains(out, "canary passed on agent-0") || !strings.Contains(out, "applied by every live agent") {
+		t.Errorf("canary push: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for i := range env.proms {
+		waitServed(t, i, []string{"job_a", "job_c"}, []string{"group_a"})
+	}
 }
 
 // The agent's endpoint honours --web.config.file (the example in
