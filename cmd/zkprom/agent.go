@@ -102,24 +102,9 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	return 0
 }
 
-// connectRetrying keeps trying to reach ZooKeeper: the agent starts even
+// connectRetrying waits until ZooKeeper answers: the agent starts even
 // while ZooKeeper is down (Prometheus keeps its last applied revision).
 func connectRetrying(ctx context.Context, cfg zk.Config, logger *slog.Logger, reg prometheus.Registerer) (*zk.Client, error) {
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		c, err := zk.Connect(cctx, cfg, logger.With("component", "zookeeper"), reg)
-		cancel()
-		if err == nil {
-			return c, nil
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		logger.Warn("ZooKeeper not reachable; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(2 * time.Second):
-		}
-	}
+	logger.Info("connecting to ZooKeeper (waiting until it answers)", "servers", cfg.Servers)
+	return zk.Connect(ctx, cfg, logger.With("component", "zookeeper"), reg)
 }
