@@ -49,6 +49,8 @@ type Config struct {
 	RetryInterval time.Duration
 	// KeepRevisions is how many revision directories stay on disk.
 	KeepRevisions int
+	// Fleet is sharding and HA (fleet.go).
+	Fleet FleetConfig
 }
 
 // Steps of an apply, as used in metrics and status.
@@ -89,6 +91,7 @@ type Agent struct {
 	changed chan struct{} // closed and replaced on every status change
 	pending *pendingVerify
 	noticed map[int]time.Time
+	fleet   *fleet
 }
 
 // pendingVerify is a revision that is switched on disk while Prometheus
@@ -155,6 +158,9 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 	a.status = configstore.Status{
 		Member: cfg.Member, Cluster: cfg.Cluster, State: configstore.StateStarting,
 		PrometheusURL: pc.URL(), Started: now, Updated: now, Version: version.Version,
+	}
+	if a.fleet, err = newFleet(a, reg); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -247,6 +253,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 
+	fleetDone := make(chan struct{})
+	go func() { defer close(fleetDone); a.fleet.run(ctx) }()
+	defer func() { <-fleetDone }() // before the member node goes
+
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	var w watches
@@ -270,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.mu.Unlock()
 				a.publish(ctx, reg, st)
 			}
+		case <-a.fleet.wakeC():
 		case <-retry.C:
 		}
 		retry.Stop()
@@ -342,6 +353,8 @@ func (a *Agent) step(ctx context.Context, w *watches) bool {
 		a.mu.Unlock()
 	}
 	switch {
+	case target == st.Applied && a.variantChanged(target):
+		return a.apply(ctx, target, canary) // HA leadership changed: add or remove the overlay
 	case target == st.Applied:
 		switch cur := a.Status(); {
 		case cur.State == configstore.StateApplied && cur.Target == target && cur.Canary == canary:
@@ -463,12 +476,16 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	a.mu.Lock()
 	prev := a.state.Applied
 	a.mu.Unlock()
-	// What to switch back to: the last verified revision, or whatever the
-	// link pointed at before the agent's first apply (a bootstrap file).
+	leader := a.fleet.leading() // the leader of an HA group runs the leader variant
+	// What to switch back to: the last verified revision (the variant
+	// live now), or whatever the link pointed at before the agent's first
+	// apply (a bootstrap file).
 	prevLink := ""
-	if _, err := os.Stat(a.disk.revDir(prev)); prev != 0 && err == nil {
+	if t := a.disk.linkTarget(); prev != 0 && t != relVariantDir(rev, leader) && (t == relRevDir(prev) || t == relVariantDir(prev, true)) {
+		prevLink = t
+	} else if _, err := os.Stat(a.disk.revDir(prev)); prev != 0 && err == nil {
 		prevLink = relRevDir(prev)
-	} else if t := a.disk.linkTarget(); t != "" && t != relRevDir(rev) {
+	} else if t := a.disk.linkTarget(); t != "" && t != relRevDir(rev) && t != relVariantDir(rev, true) {
 		prevLink = t
 	}
 	a.logger.Info("applying revision", "revision", rev, "previous", prev, "canary", canary)
@@ -488,24 +505,33 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		return true
 	}
 	if err := timed(StepStage, func() error {
-		if a.disk.complete(rev, meta.Checksum) {
+		if a.disk.completeVariant(rev, leader, meta.Checksum) {
 			return nil
 		}
-		r, err := bundle.Render(a.vars(rev))
+		r, err := renderVariant(bundle, a.variantVars(rev, leader), leader)
 		if err != nil {
 			return err
 		}
-		return a.disk.stage(rev, meta.Checksum, a.cfg.Member, r)
+		return a.disk.stageVariant(rev, leader, meta.Checksum, a.cfg.Member, r)
 	}); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
 	if err := timed(StepValidate, func() error {
-		_, err := configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
-		return err
+		if _, err := configstore.ValidateDir(ctx, a.disk.variantDir(rev, leader), a.cfg.Promtool); err != nil {
+			return err
+		}
+		return ValidateFleetFiles(a.disk.variantDir(rev, leader), a.fleet.cfg.ZooKeeper)
 	}); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
-	if err := timed(StepSwitch, func() error { return a.disk.link(rev) }); err != nil {
+	if leader && !a.fleet.leading() {
+		// Leadership ended during the apply: never switch to the overlay
+		// without it; the next step applies the follower variant.
+		a.logger.Info("lost HA leadership before the switch; not applying the overlay", "revision", rev)
+		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState() })
+		return true
+	}
+	if err := timed(StepSwitch, func() error { return a.disk.linkTo(relVariantDir(rev, leader)) }); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, true, err, start, steps)
 	}
 	switched := time.Now()

@@ -86,7 +86,7 @@ func (d disk) linked() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read symlink %s: %w", d.current(), err)
 	}
-	rev, err := configstore.ParseRevision(filepath.Base(t))
+	rev, err := configstore.ParseRevision(strings.TrimSuffix(filepath.Base(t), leaderSuffix))
 	if err != nil || filepath.Dir(t) != revisionsDir {
 		return 0, nil // not one of ours (e.g. a bootstrap configuration)
 	}
@@ -164,12 +164,15 @@ func syncDir(d string) error {
 
 // complete reports whether the revision directory exists with a manifest
 // for this revision and checksum and every file matches it.
-func (d disk) complete(rev int, checksum string) bool {
-	m, err := ReadManifest(d.revDir(rev))
+func (d disk) complete(rev int, checksum string) bool { return d.completeVariant(rev, false, checksum) }
+
+// completeVariant is complete for a revision or its leader variant.
+func (d disk) completeVariant(rev int, leader bool, checksum string) bool {
+	m, err := ReadManifest(d.variantDir(rev, leader))
 	if err != nil || m.Revision != rev || m.Checksum != checksum {
 		return false
 	}
-	return VerifyDir(d.revDir(rev), m) == nil
+	return VerifyDir(d.variantDir(rev, leader), m) == nil
 }
 
 // ReadManifest reads a revision directory's manifest.
@@ -208,11 +211,16 @@ func fileSum(b []byte) string {
 // stage writes the rendered bundle into a staging directory and renames
 // it to its final place, so a revision directory is always whole.
 func (d disk) stage(rev int, checksum, member string, rendered *configstore.Bundle) error {
-	final := d.revDir(rev)
+	return d.stageVariant(rev, false, checksum, member, rendered)
+}
+
+// stageVariant is stage for a revision or its leader variant.
+func (d disk) stageVariant(rev int, leader bool, checksum, member string, rendered *configstore.Bundle) error {
+	final := d.variantDir(rev, leader)
 	if _, err := os.Stat(final); err == nil {
 		// Left over from an earlier attempt whose content no longer
 		// matches (complete() said no): replace it, unless it is live.
-		if l, _ := d.linked(); l == rev {
+		if d.linkTarget() == relVariantDir(rev, leader) {
 			return fmt.Errorf("revision directory %s is live but does not match revision %d", final, rev)
 		}
 		if err := os.RemoveAll(final); err != nil {

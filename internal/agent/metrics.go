@@ -95,4 +95,5 @@ func (a *Agent) DocumentMetrics() {
 	a.mu.Lock()
 	a.status.Revision, a.status.Target, a.status.LastReload = 1, 1, a.status.Started
 	a.mu.Unlock()
+	a.fleet.documentFleet()
 }

@@ -217,3 +217,6 @@ func sameMembers(a, b []Member) bool {
 	}
 	return true
 }
+
+// Targets returns how many targets the sharder knows.
+func (s *Sharder) Targets() int { return len(s.targets) }

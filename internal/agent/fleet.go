@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// FleetConfig configures the agent's part in the fleet: sharded jobs
+// (declared by the bundle's shards.yml) and HA leadership.
+type FleetConfig struct {
+	// ZooKeeper is the ensemble sharded jobs read unless shards.yml names
+	// one (the agent's own ensemble).
+	ZooKeeper zk.Config
+	// Weight is this member's share weight (default 1; 2 takes twice the
+	// targets).
+	Weight float64
+	// HAGroup puts the agent in an HA group of the cluster: the group's
+	// members scrape the same share, and one of them, the leader, runs
+	// the leader overlay (leader.yml). Empty: no HA group.
+	HAGroup string
+	// DisconnectGrace is how long a disconnected leader stays leader
+	// (default a third of the session timeout).
+	DisconnectGrace time.Duration
+}
+
+// fleet ties the shards and the HA candidacy to the agent.
+type fleet struct {
+	a      *Agent
+	cfg    FleetConfig
+	logger *slog.Logger
+	m      *fleetMetrics
+
+	shardMember string
+	weight      float64
+	sh          *shards
+	ha          *ha // nil without an HA group
+	wake        chan struct{}
+	ctx         context.Context
+
+	mu      sync.Mutex
+	jobs    map[string]configstore.ShardJobStatus
+	members int
+}
+
+func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
+	cfg := a.cfg.Fleet
+	if cfg.Weight < 0 || math.IsNaN(cfg.Weight) || math.IsInf(cfg.Weight, 0) {
+		return nil, fmt.Errorf("agent: shard weight %v: want a positive number (--shard.weight)", cfg.Weight)
+	}
+	if cfg.Weight == 0 {
+		cfg.Weight = 1
+	}
+	if cfg.HAGroup != "" {
+		if err := configstore.ValidateName("HA group", cfg.HAGroup); err != nil {
+			return nil, fmt.Errorf("agent: %w (--ha.group)", err)
+		}
+	}
+	if cfg.ZooKeeper.Servers == "" && a.c != nil {
+		// Without the agent's full settings (auth, TLS): the same servers.
+		cs := a.c.ConnectString()
+		cfg.ZooKeeper.Servers = strings.Join(cs.Servers, ",") + cs.Chroot
+		cfg.ZooKeeper.SessionTimeout = a.c.SessionTimeout()
+	}
+	f := &fleet{a: a, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
+		wake: make(chan struct{}, 1), ctx: context.Background()}
+	if cfg.HAGroup != "" {
+		f.shardMember = cfg.HAGroup
+	}
+	f.sh = newShards(f)
+	if cfg.HAGroup != "" {
+		f.ha = newHA(f)
+	}
+	var err error
+	if f.m, err = newFleetMetrics(reg, f); err != nil {
+		return nil, err
+	}
+	a.status.Fleet = &configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: cfg.HAGroup}
+	return f, nil
+}
+
+// run runs the shards and the candidacy until ctx ends.
+func (f *fleet) run(ctx context.Context) {
+	f.ctx = ctx
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); f.sh.run(ctx) }()
+	go func() { defer wg.Done(); f.refresh(ctx) }()
+	if f.ha != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.ha.run(ctx) }()
+	}
+	wg.Wait()
+}
+
+// wakeC wakes the agent's loop when the wanted variant changed.
+func (f *fleet) wakeC() <-chan struct{} { return f.wake }
+
+func (f *fleet) wakeAgent() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// leading reports whether this agent should run the leader variant now.
+func (f *fleet) leading() bool { return f.ha.leading() }
+
+func (f *fleet) setShardStatus(jobs map[string]configstore.ShardJobStatus, members int) {
+	f.mu.Lock()
+	same := maps.Equal(jobs, f.jobs) && members == f.members
+	f.jobs, f.members = jobs, members
+	f.mu.Unlock()
+	if !same {
+		f.publish()
+	}
+}
+
+func (f *fleet) publishHA() { f.publish() }
+
+// publish puts the fleet's part into the agent's status when it changed.
+func (f *fleet) publish() {
+	f.mu.Lock()
+	fs := configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: f.cfg.HAGroup,
+		Jobs: maps.Clone(f.jobs), Members: f.members}
+	f.mu.Unlock()
+	v := f.ha.view()
+	fs.Leader, fs.Term, fs.LeaderSince = v.Leader, v.Term, v.Since
+	fs.Overlay = f.a.disk.linkedLeader()
+	cur := f.a.Status().Fleet
+	if cur != nil && fleetEqual(*cur, fs) {
+		return
+	}
+	f.a.setStatus(f.ctx, func(s *configstore.Status) { s.Fleet = &fs })
+}
+
+func fleetEqual(a, b configstore.FleetStatus) bool {
+	ja, jb := a.Jobs, b.Jobs
+	a.Jobs, b.Jobs = nil, nil
+	return reflect.DeepEqual(a, b) && maps.Equal(ja, jb)
+}
+
+// refresh keeps the status's leader and overlay fields current.
+func (f *fleet) refresh(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f.publish()
+			if f.ha != nil && !f.ha.leading() {
+				f.a.disk.pruneVariants(-1, time.Minute)
+			}
+		}
+	}
+}
+
+type fleetMetrics struct {
+	shardWrites      *prometheus.CounterVec
+	shardWriteErrors *prometheus.CounterVec
+	rebalance        prometheus.Histogram
+	haTransitions    prometheus.Counter
+}
+
+var (
+	descShardTargets = prometheus.NewDesc("zkprom_shard_targets",
+		"Targets of a sharded job in this agent's share file now (assigned plus handed over, still in overlap).", []string{"cluster", "member", "job"}, nil)
+	descShardAssigned = prometheus.NewDesc("zkprom_shard_assigned_targets",
+		"Targets of a sharded job the assignment gives this agent.", []string{"cluster", "member", "job"}, nil)
+	descShardDiscovered = prometheus.NewDesc("zkprom_shard_discovered_targets",
+		"Targets discovered in a sharded job (the whole job, before sharding).", []string{"cluster", "member", "job"}, nil)
+	descShardMoves = prometheus.NewDesc("zkprom_shard_moves_total",
+		"Targets of a sharded job this agent handed over to another member.", []string{"cluster", "member", "job"}, nil)
+	descShardMembers = prometheus.NewDesc("zkprom_shard_members",
+		"Shard members (agents, or HA groups counted once) the assignment uses.", []string{"cluster", "member"}, nil)
+	descShardWeight = prometheus.NewDesc("zkprom_shard_weight",
+		"This agent's share weight.", []string{"cluster", "member", "shard_member"}, nil)
+	descHALeader = prometheus.NewDesc("zkprom_ha_leader",
+		"1 while this agent is the leader of its HA group (and may run the leader overlay), else 0.", []string{"cluster", "member", "group"}, nil)
+	descHATerm = prometheus.NewDesc("zkprom_ha_term",
+		"Term of the HA group's current leader (the sequence number of its election node; absent while unknown).", []string{"cluster", "member", "group"}, nil)
+	descHAHandover = prometheus.NewDesc("zkprom_ha_last_handover_timestamp_seconds",
+		"When the HA group's current leader took over (absent while unknown).", []string{"cluster", "member", "group"}, nil)
+	descHAOverlay = prometheus.NewDesc("zkprom_ha_overlay_applied",
+		"1 while the leader overlay is on disk for this Prometheus (DIR/current is a leader variant), else 0.", []string{"cluster", "member", "group"}, nil)
+)
+
+func newFleetMetrics(reg prometheus.Registerer, f *fleet) (*fleetMetrics, error) {
+	cl := prometheus.Labels{"cluster": f.a.cfg.Cluster, "member": f.a.cfg.Member}
+	m := &fleetMetrics{
+		shardWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkprom_shard_file_writes_total",
+			Help: "Share files written (only on change) by sharded job.", ConstLabels: cl}, []string{"job"}),
+		shardWriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkprom_shard_file_write_errors_total",
+			Help: "Share files that could not be written (the last one stays).", ConstLabels: cl}, []string{"job"}),
+		rebalance: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zkprom_shard_rebalance_duration_seconds",
+			Help: "From a change of members or targets to the share files written.", ConstLabels: cl,
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
+		haTransitions: prometheus.NewCounter(prometheus.CounterOpts{Name: "zkprom_ha_leaderships_total",
+			Help: "Times this agent became leader of its HA group.", ConstLabels: cl}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.shardWrites, m.shardWriteErrors, m.rebalance, m.haTransitions, fleetCollector{f}} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register fleet metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// fleetCollector reports shard and HA state at scrape time.
+type fleetCollector struct{ f *fleet }
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descShardTargets, descShardAssigned, descShardDiscovered, descShardMoves,
+		descShardMembers, descShardWeight, descHALeader, descHATerm, descHAHandover, descHAOverlay} {
+		ch <- d
+	}
+}
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.f
+	cl, mb := f.a.cfg.Cluster, f.a.cfg.Member
+	f.mu.Lock()
+	jobs, members := maps.Clone(f.jobs), f.members
+	f.mu.Unlock()
+	for job, st := range jobs {
+		ch <- prometheus.MustNewConstMetric(descShardTargets, prometheus.GaugeValue, float64(st.Owned), cl, mb, job)
+		ch <- prometheus.MustNewConstMetric(descShardAssigned, prometheus.GaugeValue, float64(st.Assigned), cl, mb, job)
+		ch <- prometheus.MustNewConstMetric(descShardDiscovered, prometheus.GaugeValue, float64(st.Discovered), cl, mb, job)
+		ch <- prometheus.MustNewConstMetric(descShardMoves, prometheus.CounterValue, float64(st.Moves), cl, mb, job)
+	}
+	if members > 0 {
+		ch <- prometheus.MustNewConstMetric(descShardMembers, prometheus.GaugeValue, float64(members), cl, mb)
+	}
+	ch <- prometheus.MustNewConstMetric(descShardWeight, prometheus.GaugeValue, f.weight, cl, mb, f.shardMember)
+	if f.ha == nil {
+		return
+	}
+	v := f.ha.view()
+	g := f.cfg.HAGroup
+	ch <- prometheus.MustNewConstMetric(descHALeader, prometheus.GaugeValue, b2f(v.Leader), cl, mb, g)
+	if v.LeaderTerm != 0 {
+		ch <- prometheus.MustNewConstMetric(descHATerm, prometheus.GaugeValue, float64(v.LeaderTerm), cl, mb, g)
+	}
+	if !v.LastHandover.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descHAHandover, prometheus.GaugeValue, float64(v.LastHandover.UnixNano())/1e9, cl, mb, g)
+	}
+	ch <- prometheus.MustNewConstMetric(descHAOverlay, prometheus.GaugeValue, b2f(f.a.disk.linkedLeader()), cl, mb, g)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// documentFleet fills the fleet's state so that every metric shows in a
+// Gather (for generated documentation).
+func (f *fleet) documentFleet() {
+	f.m.shardWrites.WithLabelValues("example")
+	f.m.shardWriteErrors.WithLabelValues("example")
+	f.mu.Lock()
+	f.jobs = map[string]configstore.ShardJobStatus{"example": {}}
+	f.members = 1
+	f.mu.Unlock()
+}

@@ -1,0 +1,351 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// leaderSuffix names the revision directory of the leader variant:
+// DIR/revisions/r-0000000012.leader is r-0000000012 with leader.yml
+// merged into prometheus.yml.
+const leaderSuffix = ".leader"
+
+// variantDir is the directory of revision rev, or of its leader variant.
+func (d disk) variantDir(rev int, leader bool) string {
+	return filepath.Join(d.dir, relVariantDir(rev, leader))
+}
+
+func relVariantDir(rev int, leader bool) string {
+	if leader {
+		return relRevDir(rev) + leaderSuffix
+	}
+	return relRevDir(rev)
+}
+
+// linkedLeader reports whether DIR/current points at a leader variant.
+func (d disk) linkedLeader() bool {
+	return strings.HasSuffix(d.linkTarget(), leaderSuffix)
+}
+
+// pruneVariants removes leader variants other than keep's and the live
+// one, older than age (a younger one may be in the middle of an apply).
+func (d disk) pruneVariants(keep int, age time.Duration) error {
+	entries, err := os.ReadDir(filepath.Join(d.dir, revisionsDir))
+	if err != nil {
+		return err
+	}
+	live := d.linkTarget()
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, leaderSuffix) || name == configstore.RevisionName(keep)+leaderSuffix ||
+			filepath.Join(revisionsDir, name) == live {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < age {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(d.dir, revisionsDir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MergeOverlay returns prometheus.yml with the top-level keys of the
+// leader overlay set: each key of the overlay replaces the same key of
+// main (or is added). Comments and order of main are kept.
+func MergeOverlay(main, overlay []byte) ([]byte, error) {
+	var md, od yaml.Node
+	if err := yaml.Unmarshal(main, &md); err != nil {
+		return nil, fmt.Errorf("%s: %w", configstore.MainFile, err)
+	}
+	if err := yaml.Unmarshal(overlay, &od); err != nil {
+		return nil, fmt.Errorf("%s: %w", configstore.LeaderFile, err)
+	}
+	if len(od.Content) == 0 {
+		return main, nil // an empty overlay
+	}
+	om := od.Content[0]
+	if om.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: want a mapping of prometheus.yml top-level keys (such as remote_write, alerting)", configstore.LeaderFile)
+	}
+	if len(md.Content) == 0 {
+		md = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+	}
+	mm := md.Content[0]
+	if mm.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: not a YAML mapping", configstore.MainFile)
+	}
+	for i := 0; i+1 < len(om.Content); i += 2 {
+		key, val := om.Content[i], om.Content[i+1]
+		if !topLevelKey(key.Value) {
+			return nil, fmt.Errorf("%s line %d: %q is not a top-level key of prometheus.yml", configstore.LeaderFile, key.Line, key.Value)
+		}
+		replaced := false
+		for k := 0; k+1 < len(mm.Content); k += 2 {
+			if mm.Content[k].Value == key.Value {
+				mm.Content[k+1] = val
+				replaced = true
+			}
+		}
+		if !replaced {
+			mm.Content = append(mm.Content, key, val)
+		}
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&md); err != nil {
+		return nil, fmt.Errorf("merge %s into %s: %w", configstore.LeaderFile, configstore.MainFile, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func topLevelKey(k string) bool {
+	switch k {
+	case "global", "scrape_configs", "scrape_config_files", "rule_files", "alerting", "remote_write", "remote_read", "storage", "tracing":
+		return true
+	}
+	return false
+}
+
+// renderVariant renders a bundle for this member: placeholders filled in,
+// and for the leader variant leader.yml merged into prometheus.yml.
+func renderVariant(b *configstore.Bundle, v configstore.Vars, leader bool) (*configstore.Bundle, error) {
+	r, err := b.Render(v)
+	if err != nil || !leader {
+		return r, err
+	}
+	overlay, ok := r.Files[configstore.LeaderFile]
+	if !ok {
+		return r, nil
+	}
+	merged, err := MergeOverlay(r.Files[configstore.MainFile], overlay)
+	if err != nil {
+		return nil, err
+	}
+	r.Files[configstore.MainFile] = merged
+	return r, nil
+}
+
+// ha is this agent's candidacy in its HA group.
+type ha struct {
+	f      *fleet
+	group  string
+	path   string
+	logger *slog.Logger
+
+	mu           sync.Mutex
+	lead         *zk.Leadership
+	since        time.Time
+	transitions  int
+	leaderName   string // the current leader as last seen
+	leaderTerm   int64
+	lastHandover time.Time
+}
+
+func newHA(f *fleet) *ha {
+	p := f.a.store.HAGroupPath(f.cfg.HAGroup)
+	return &ha{f: f, group: f.cfg.HAGroup, path: p, logger: f.logger.With("part", "ha", "ha_group", f.cfg.HAGroup)}
+}
+
+// leading reports whether this agent may act as leader right now: it
+// holds the leadership and the server confirmed its session within the
+// grace (a process that was paused fails this at once on waking).
+func (h *ha) leading() bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	l := h.lead
+	h.mu.Unlock()
+	return l != nil && l.Check() == nil
+}
+
+// run campaigns until ctx ends; while leader it records the hand-over
+// with a fenced write and wakes the agent to apply the overlay; when
+// leadership is lost (or fails Check) it wakes the agent to remove it.
+func (h *ha) run(ctx context.Context) {
+	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
+	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, Logger: h.logger})
+	go h.follow(ctx, e)
+	for ctx.Err() == nil {
+		l, err := e.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.logger.Warn("election failed; standing again", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(h.f.a.cfg.RetryInterval):
+			}
+			continue
+		}
+		h.mu.Lock()
+		h.lead, h.since = l, time.Now()
+		h.transitions++
+		h.mu.Unlock()
+		h.logger.Info("leader of the HA group", "term", l.Term())
+		h.f.m.haTransitions.Inc()
+		h.record(ctx, l)
+		h.f.wakeAgent()
+		h.f.publishHA()
+		h.hold(ctx, l)
+		h.mu.Lock()
+		h.lead = nil
+		h.mu.Unlock()
+		if ctx.Err() != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			l.Resign(rctx) // hand over at once on a clean exit
+			cancel()
+		}
+		h.logger.Info("no longer leader of the HA group", "term", l.Term(), "reason", context.Cause(l.Context()))
+		h.f.wakeAgent()
+		h.f.publishHA()
+	}
+}
+
+// hold returns when leadership is lost, fails its check, or ctx ends.
+func (h *ha) hold(ctx context.Context, l *zk.Leadership) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.Context().Done():
+			return
+		case <-t.C:
+			if err := l.Check(); err != nil {
+				// Not confirmed within the grace (e.g. the process was
+				// paused): step down now. When the node is still ours,
+				// the next campaign finds it again.
+				h.logger.Warn("leadership check failed; stepping down", "err", err)
+				return
+			}
+		}
+	}
+}
+
+// record writes the group's leader record, fenced by the election node:
+// it fails once another member can have taken over.
+func (h *ha) record(ctx context.Context, l *zk.Leadership) {
+	p := zk.Join(h.path, "leader")
+	var prev configstore.HALeader
+	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
+	defer cancel()
+	data, _, err := h.f.a.c.Get(ctx, p)
+	exists := err == nil
+	if exists {
+		json.Unmarshal(data, &prev)
+	}
+	rec := configstore.HALeader{Member: h.f.a.cfg.Member, Term: l.Term(), Since: time.Now().UTC()}
+	if prev.Member != "" && prev.Term != l.Term() {
+		rec.Previous, rec.PreviousTerm = prev.Member, prev.Term
+	}
+	out, _ := json.Marshal(rec)
+	op := zk.SetOp(p, out, -1)
+	if !exists {
+		op = zk.CreateOp(p, out, zk.Persistent, nil)
+	}
+	if _, err := l.Multi(ctx, op); err != nil {
+		h.logger.Warn("could not record the leadership", "err", err)
+		return
+	}
+	h.mu.Lock()
+	h.leaderName, h.leaderTerm, h.lastHandover = rec.Member, rec.Term, rec.Since
+	h.mu.Unlock()
+}
+
+// follow keeps the current leader of the group known (for status and
+// metrics on every member).
+func (h *ha) follow(ctx context.Context, e *zk.Election) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
+		data, term, err := e.Leader(rctx)
+		var rec configstore.HALeader
+		rdata, _, rerr := h.f.a.c.Get(rctx, zk.Join(h.path, "leader"))
+		cancel()
+		if err == nil {
+			var c struct{ Member string }
+			json.Unmarshal(data, &c)
+			h.mu.Lock()
+			h.leaderName, h.leaderTerm = c.Member, term
+			if rerr == nil && json.Unmarshal(rdata, &rec) == nil && rec.Term == term {
+				h.lastHandover = rec.Since
+			}
+			h.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// haView is what status and metrics show of the HA group.
+type haView struct {
+	Group        string
+	Leader       bool
+	Term         int64 // own term while leader
+	Since        time.Time
+	Transitions  int
+	LeaderName   string
+	LeaderTerm   int64
+	LastHandover time.Time
+}
+
+func (h *ha) view() haView {
+	if h == nil {
+		return haView{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := haView{Group: h.group, Transitions: h.transitions, LeaderName: h.leaderName, LeaderTerm: h.leaderTerm, LastHandover: h.lastHandover}
+	if h.lead != nil && h.lead.Check() == nil {
+		v.Leader, v.Term, v.Since = true, h.lead.Term(), h.since
+	}
+	return v
+}
+
+// variantVars are the placeholder values for a revision's variant.
+func (a *Agent) variantVars(rev int, leader bool) configstore.Vars {
+	v := a.vars(rev)
+	v.RevisionDir = a.disk.variantDir(rev, leader)
+	return v
+}
+
+// variantChanged reports whether the applied revision rev is live in the
+// other variant than this agent's HA role wants (the overlay must be
+// added or removed). A variant that failed to apply is not retried.
+func (a *Agent) variantChanged(rev int) bool {
+	if l, err := a.disk.linked(); err != nil || l != rev {
+		return false
+	}
+	a.mu.Lock()
+	failed := a.state.FailedRevision == rev
+	a.mu.Unlock()
+	leading := a.fleet.leading()
+	// A refused overlay is not tried again; removing one always is.
+	return a.disk.linkedLeader() != leading && !(failed && leading)
+}

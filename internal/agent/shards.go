@@ -1,0 +1,487 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/discovery"
+	"github.com/zkprom/zkprom/internal/shard"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// ShardsDir is the folder below --config-dir that holds one file_sd file
+// per sharded job: DIR/shards/<job>.json, referenced from the bundle as
+// ${ZKPROM_CONFIG_DIR}/shards/<job>.json.
+const ShardsDir = "shards"
+
+// ShardsConfig is the bundle's shards.yml: zkprom sd job definitions
+// whose targets are split among the cluster's live agents.
+type ShardsConfig struct {
+	// ZooKeeper is the ensemble the jobs read (default: the agent's own).
+	ZooKeeper *zk.Config `yaml:"zookeeper,omitempty"`
+	// Defaults for every job.
+	Replicas  int            `yaml:"replicas,omitempty"`
+	Overlap   model.Duration `yaml:"overlap,omitempty"`
+	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
+	Jobs      []ShardJob     `yaml:"jobs"`
+}
+
+// ShardJob is a zkprom sd job plus how to shard it.
+type ShardJob struct {
+	discovery.JobConfig `yaml:",inline"`
+	// Replicas is how many shard members scrape each target (default 1).
+	Replicas int `yaml:"replicas,omitempty"`
+	// Overlap is how long the old owner keeps a moved target (default
+	// 15s, one scrape interval).
+	Overlap model.Duration `yaml:"overlap,omitempty"`
+	// JoinDelay is how long a new member must stay before it gets targets
+	// (default 2s).
+	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
+}
+
+func (j ShardJob) options() shard.Options {
+	return shard.Options{Replicas: j.Replicas, Overlap: time.Duration(j.Overlap), JoinDelay: time.Duration(j.JoinDelay)}
+}
+
+// ParseShardsConfig decodes a shards.yml strictly and validates it; zc is
+// the agent's ensemble, used by jobs that name none.
+func ParseShardsConfig(data []byte, zc zk.Config) (*ShardsConfig, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	c := &ShardsConfig{}
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%s: decode YAML: %w", configstore.ShardsFile, err)
+	}
+	if c.ZooKeeper == nil {
+		c.ZooKeeper = &zc
+	}
+	var errs []error
+	check := func(where string, replicas int, overlap, join model.Duration) {
+		if replicas < 0 {
+			errs = append(errs, fmt.Errorf("%s: replicas %d: want 1 or more", where, replicas))
+		}
+		if overlap < 0 || join < 0 {
+			errs = append(errs, fmt.Errorf("%s: overlap and join_delay must not be negative", where))
+		}
+	}
+	check("shards.yml", c.Replicas, c.Overlap, c.JoinDelay)
+	dc := discovery.Config{ZooKeeper: *c.ZooKeeper}
+	for i := range c.Jobs {
+		j := &c.Jobs[i]
+		check(fmt.Sprintf("job %q", j.Name), j.Replicas, j.Overlap, j.JoinDelay)
+		if j.Replicas == 0 {
+			j.Replicas = c.Replicas
+		}
+		if j.Overlap == 0 {
+			j.Overlap = c.Overlap
+		}
+		if j.JoinDelay == 0 {
+			j.JoinDelay = c.JoinDelay
+		}
+		dc.Jobs = append(dc.Jobs, j.JobConfig)
+	}
+	if err := dc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", configstore.ShardsFile, errors.Join(errs...))
+	}
+	for i := range c.Jobs {
+		c.Jobs[i].JobConfig = dc.Jobs[i] // with defaults filled in
+	}
+	return c, nil
+}
+
+func (c *ShardsConfig) discoveryConfig() *discovery.Config {
+	dc := &discovery.Config{ZooKeeper: *c.ZooKeeper}
+	for _, j := range c.Jobs {
+		dc.Jobs = append(dc.Jobs, j.JobConfig)
+	}
+	return dc
+}
+
+// ValidateFleetFiles checks the fleet files of a rendered revision
+// directory (shards.yml, leader.yml) when they are there.
+func ValidateFleetFiles(dir string, zc zk.Config) error {
+	var errs []error
+	if data, err := os.ReadFile(filepath.Join(dir, configstore.ShardsFile)); err == nil {
+		if _, err := ParseShardsConfig(data, zc); err != nil {
+			errs = append(errs, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, configstore.LeaderFile)); err == nil {
+		main, err := os.ReadFile(filepath.Join(dir, configstore.MainFile))
+		if err == nil {
+			_, err = MergeOverlay(main, data)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ShardTargetKey is the assignment identity of a discovered target: job,
+// address, metrics path and params (never the other labels).
+func ShardTargetKey(job string, l model.LabelSet) string {
+	var params []string
+	for k, v := range l {
+		if strings.HasPrefix(string(k), model.ParamLabelPrefix) {
+			params = append(params, string(k)+"="+string(v))
+		}
+	}
+	sort.Strings(params)
+	return shard.TargetKey(job, string(l[model.AddressLabel]), string(l[model.MetricsPathLabel]), strings.Join(params, "&"))
+}
+
+// RenderShareFile is the file_sd content for a share: one group per
+// target, sorted by key, "[]" when empty.
+func RenderShareFile(targets []shard.Target) []byte {
+	type entry struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	out := make([]entry, 0, len(targets))
+	for _, t := range targets {
+		e := entry{Labels: map[string]string{}}
+		for k, v := range t.Labels {
+			if k == model.AddressLabel {
+				e.Targets = []string{v}
+				continue
+			}
+			e.Labels[k] = v
+		}
+		out = append(out, e)
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	return append(b, '\n')
+}
+
+// shardJob is one sharded job on this agent.
+type shardJob struct {
+	cfg     ShardJob
+	sharder *shard.Sharder
+	groups  map[string][]model.LabelSet
+	synced  bool // the discovery sent its first complete list
+	cancel  context.CancelFunc
+	gen     int
+	last    []byte
+	lastKey string
+}
+
+type groupUpdate struct {
+	job    string
+	gen    int
+	groups []discovery.Group
+}
+
+// shards runs the sharded jobs of the applied revision: it discovers
+// their targets, follows the cluster's members and writes this agent's
+// share of each job to DIR/shards/<job>.json.
+type shards struct {
+	f      *fleet
+	logger *slog.Logger
+	dir    string
+
+	mgr     *discovery.Manager
+	cfgData []byte
+	cfg     *ShardsConfig
+	jobs    map[string]*shardJob
+	updates chan groupUpdate
+	members []shard.Member
+	viewed  bool
+	pending time.Time // first change not yet written (for the rebalance duration)
+	gen     int
+}
+
+func newShards(f *fleet) *shards {
+	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir),
+		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16)}
+}
+
+// run loops until ctx ends.
+func (s *shards) run(ctx context.Context) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		s.logger.Error("cannot create the share directory; sharding is off", "dir", s.dir, "err", err)
+		return
+	}
+	mgr, err := discovery.NewManager(ctx, discovery.Options{Logger: s.logger})
+	if err != nil {
+		s.logger.Error("cannot start discovery; sharding is off", "err", err)
+		return
+	}
+	s.mgr = mgr
+	defer mgr.Close()
+	gw := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	reread := time.NewTicker(time.Second)
+	defer reread.Stop()
+	s.loadConfig(ctx)
+	for {
+		changed := s.f.a.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case v, ok := <-gw.Views():
+			if !ok {
+				gw = nil
+				continue
+			}
+			s.setView(v)
+		case u := <-s.updates:
+			s.applyUpdate(u)
+		case <-timer.C:
+		case <-changed:
+			s.loadConfig(ctx)
+		case <-reread.C:
+			s.loadConfig(ctx)
+		}
+		next := s.advance(time.Now())
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		}
+	}
+}
+
+// setView takes the cluster's members: each counts as its shard member
+// (its HA group or its name) with its weight. This agent always counts
+// itself: its own node may be missing for a moment after a session
+// expiry, and it keeps its share meanwhile.
+func (s *shards) setView(v zk.GroupView) {
+	if v.Stale && s.viewed {
+		return // ZooKeeper away: the view is the last one; change nothing
+	}
+	byName := map[string]float64{}
+	for _, m := range v.Members {
+		name, w := m.Name, 1.0
+		var st configstore.Status
+		if json.Unmarshal(m.Data, &st) == nil && st.Fleet != nil {
+			if st.Fleet.ShardMember != "" {
+				name = st.Fleet.ShardMember
+			}
+			if st.Fleet.Weight > 0 {
+				w = st.Fleet.Weight
+			}
+		}
+		byName[name] = max(byName[name], w)
+	}
+	byName[s.f.shardMember] = max(byName[s.f.shardMember], s.f.weight)
+	members := make([]shard.Member, 0, len(byName))
+	for n, w := range byName {
+		members = append(members, shard.Member{Name: n, Weight: w})
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
+	s.viewed = true
+	if reflect.DeepEqual(members, s.members) {
+		return
+	}
+	s.members = members
+	s.markPending()
+	now := time.Now()
+	for _, j := range s.jobs {
+		j.sharder.SetMembers(members, now)
+	}
+}
+
+func (s *shards) markPending() {
+	if s.pending.IsZero() {
+		s.pending = time.Now()
+	}
+}
+
+func (s *shards) applyUpdate(u groupUpdate) {
+	j := s.jobs[u.job]
+	if j == nil || j.gen != u.gen {
+		return
+	}
+	if !j.synced {
+		j.groups = map[string][]model.LabelSet{} // the first list after (re)subscribing is complete
+		j.synced = true
+	}
+	for _, g := range u.groups {
+		if len(g.Targets) == 0 {
+			delete(j.groups, g.Source)
+		} else {
+			j.groups[g.Source] = g.Targets
+		}
+	}
+	seen := map[string]bool{}
+	var targets []shard.Target
+	for src, ls := range j.groups {
+		for _, l := range ls {
+			key := ShardTargetKey(j.cfg.Name, l)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			labels := make(map[string]string, len(l))
+			for k, v := range l {
+				labels[string(k)] = string(v)
+			}
+			targets = append(targets, shard.Target{Key: key, Source: src, Labels: labels})
+		}
+	}
+	s.markPending()
+	j.sharder.SetTargets(targets, time.Now())
+}
+
+// advance lets every job's sharder catch up and writes the shares that
+// changed; it returns when to look again.
+func (s *shards) advance(now time.Time) time.Time {
+	var next time.Time
+	wrote := false
+	for name, j := range s.jobs {
+		j.sharder.Advance(now)
+		if n := j.sharder.Next(); !n.IsZero() && (next.IsZero() || n.Before(next)) {
+			next = n
+		}
+		if !j.synced {
+			continue // keep the last share until discovery has a complete list
+		}
+		data := RenderShareFile(j.sharder.Owned())
+		if bytes.Equal(data, j.last) {
+			continue
+		}
+		if err := writeAtomic(s.filePath(name), data); err != nil {
+			s.logger.Error("cannot write the share file; keeping the last one", "job", name, "err", err)
+			s.f.m.shardWriteErrors.WithLabelValues(name).Inc()
+			continue
+		}
+		j.last = data
+		wrote = true
+		s.f.m.shardWrites.WithLabelValues(name).Inc()
+	}
+	if wrote && !s.pending.IsZero() {
+		s.f.m.rebalance.Observe(time.Since(s.pending).Seconds())
+	}
+	if wrote || len(s.jobs) == 0 {
+		s.pending = time.Time{}
+	}
+	s.f.setShardStatus(s.status())
+	return next
+}
+
+func (s *shards) status() (map[string]configstore.ShardJobStatus, int) {
+	out := map[string]configstore.ShardJobStatus{}
+	for name, j := range s.jobs {
+		out[name] = configstore.ShardJobStatus{
+			Discovered: j.sharder.Targets(), Assigned: j.sharder.Assigned(),
+			Owned: len(j.sharder.Owned()), Moves: j.sharder.Moves(),
+		}
+	}
+	return out, len(s.members)
+}
+
+func (s *shards) filePath(job string) string { return filepath.Join(s.dir, job+".json") }
+
+// loadConfig reads shards.yml of the applied revision (DIR/current) and
+// starts, restarts or stops jobs when it changed.
+func (s *shards) loadConfig(ctx context.Context) {
+	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, configstore.ShardsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		data, err = nil, nil
+	}
+	if err != nil {
+		s.logger.Warn("cannot read shards.yml of the applied revision; keeping the running jobs", "err", err)
+		return
+	}
+	if s.cfg != nil && bytes.Equal(data, s.cfgData) || s.cfg == nil && data == nil && s.cfgData == nil && len(s.jobs) == 0 {
+		return
+	}
+	cfg := &ShardsConfig{}
+	if data != nil {
+		cfg, err = ParseShardsConfig(data, s.f.cfg.ZooKeeper)
+		if err != nil {
+			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
+			s.cfgData = data
+			return
+		}
+	} else {
+		cfg.ZooKeeper = &s.f.cfg.ZooKeeper
+	}
+	s.cfgData, s.cfg = data, cfg
+	if len(cfg.Jobs) > 0 {
+		s.mgr.ApplyConfig(cfg.discoveryConfig())
+	} else {
+		s.mgr.ApplyConfig(&discovery.Config{})
+	}
+	want := map[string]ShardJob{}
+	for _, jc := range cfg.Jobs {
+		want[jc.Name] = jc
+	}
+	for name, j := range s.jobs {
+		if _, ok := want[name]; !ok {
+			j.cancel()
+			delete(s.jobs, name)
+			if err := os.Remove(s.filePath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.logger.Warn("cannot remove the share file of a removed job", "job", name, "err", err)
+			}
+		}
+	}
+	now := time.Now()
+	for name, jc := range want {
+		j := s.jobs[name]
+		if j != nil && reflect.DeepEqual(j.cfg, jc) {
+			continue
+		}
+		if j != nil {
+			j.cancel()
+			if j.cfg.options() != jc.options() {
+				j = nil // new sharding options: a new sharder
+			}
+		}
+		if j == nil {
+			j = &shardJob{sharder: shard.NewSharder(s.f.shardMember, jc.options()), groups: map[string][]model.LabelSet{}}
+			if s.viewed {
+				j.sharder.SetMembers(s.members, now)
+			}
+			// The share file Prometheus reads exists from the start.
+			if _, err := os.Stat(s.filePath(name)); errors.Is(err, fs.ErrNotExist) {
+				writeAtomic(s.filePath(name), []byte("[]\n"))
+			}
+		}
+		j.cfg = jc
+		s.gen++
+		j.gen = s.gen
+		j.synced = false
+		jctx, cancel := context.WithCancel(ctx)
+		j.cancel = cancel
+		s.jobs[name] = j
+		ch, err := s.mgr.Subscribe(jctx, name)
+		if err != nil {
+			s.logger.Error("cannot follow the job's discovery", "job", name, "err", err)
+			continue
+		}
+		go func(name string, gen int) {
+			for groups := range ch {
+				select {
+				case s.updates <- groupUpdate{job: name, gen: gen, groups: groups}:
+				case <-jctx.Done():
+					return
+				}
+			}
+		}(name, j.gen)
+	}
+	s.logger.Info("sharded jobs", "jobs", len(cfg.Jobs))
+}
