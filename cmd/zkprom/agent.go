@@ -42,6 +42,9 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	cmd.Flag("verify.timeout", "How long to wait for Prometheus to confirm a reload.").Default("30s").DurationVar(&c.cfg.VerifyTimeout)
 	cmd.Flag("retry.interval", "Pause before retrying after ZooKeeper errors, and between polls of a Prometheus that does not answer.").Default("2s").DurationVar(&c.cfg.RetryInterval)
 	cmd.Flag("keep-revisions", "Revision directories kept on disk.").Default("5").IntVar(&c.cfg.KeepRevisions)
+	cmd.Flag("shard.weight", "This member's share of the targets of sharded jobs, relative to the others (2 takes twice as many).").Default("1").Float64Var(&c.cfg.Fleet.Weight)
+	cmd.Flag("ha.group", "HA group of this agent in the cluster: the group's members scrape the same share, and its leader alone runs the leader overlay (leader.yml).").StringVar(&c.cfg.Fleet.HAGroup)
+	cmd.Flag("ha.disconnect-grace", "How long a disconnected HA leader keeps leading (default: a third of the session timeout).").DurationVar(&c.cfg.Fleet.DisconnectGrace)
 	c.web = kingpinflag.AddFlags(cmd, ":9793")
 	return c
 }
@@ -57,6 +60,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	defer client.Close()
+	c.cfg.Fleet.ZooKeeper = *c.zk // sharded jobs read this ensemble unless shards.yml names one
 	a, err := agent.New(client, c.cfg, logger, reg)
 	if err != nil {
 		logger.Error("could not start the agent", "err", err)

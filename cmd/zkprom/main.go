@@ -63,6 +63,7 @@ func newApp(stdout io.Writer) *app {
 	a.add("version", newVersionCommand(a.root, stdout))
 	newConfigCommands(a.root, stdout).register(a)
 	a.add("agent", newAgentCommand(a.root))
+	a.add("shards", newShardsCommand(a.root, stdout))
 	a.add("exporter", newExporterCommand(a.root, stdout))
 	a.add("sd", newSDCommand(a.root, stdout))
 	a.add("register", newRegisterCommand(a.root))

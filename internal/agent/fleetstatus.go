@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+// WriteFleetStatus prints the cluster's shard members (targets owned per
+// sharded job, weight) and its HA groups (leader, term, last hand-over).
+func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w io.Writer) error {
+	members, err := s.Members(ctx)
+	if err != nil {
+		return err
+	}
+	jobSet := map[string]bool{}
+	for _, m := range members {
+		if m.Status.Fleet != nil {
+			for j := range m.Status.Fleet.Jobs {
+				jobSet[j] = true
+			}
+		}
+	}
+	jobs := make([]string, 0, len(jobSet))
+	for j := range jobSet {
+		jobs = append(jobs, j)
+	}
+	sort.Strings(jobs)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "MEMBER\tSHARD MEMBER\tWEIGHT\tHA GROUP\tROLE")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "\t%s (owned/assigned of discovered)", j)
+	}
+	fmt.Fprintln(tw)
+	total := map[string]int{}
+	for _, m := range members {
+		f := m.Status.Fleet
+		if m.Err != nil || f == nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", m.Member)
+			continue
+		}
+		role := "-"
+		if f.HAGroup != "" {
+			role = "follower"
+			if f.Leader {
+				role = fmt.Sprintf("leader (term %d)", f.Term)
+			}
+			if f.Overlay {
+				role += ", overlay on"
+			}
+		}
+		group := f.HAGroup
+		if group == "" {
+			group = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Member, f.ShardMember, f.Weight, group, role)
+		for _, j := range jobs {
+			st := f.Jobs[j]
+			total[j] += st.Assigned
+			fmt.Fprintf(tw, "\t%d/%d of %d", st.Owned, st.Assigned, st.Discovered)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	if len(members) == 0 {
+		fmt.Fprintln(w, "no live agents")
+	}
+	groups, _, err := c.Children(ctx, s.HAPath())
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
+	}
+	sort.Strings(groups)
+	for _, g := range groups {
+		e := zk.NewElection(c, zk.Join(s.HAGroupPath(g), "election"), nil, zk.ElectionOptions{})
+		line := fmt.Sprintf("HA group %s: ", g)
+		data, term, err := e.Leader(ctx)
+		if err != nil {
+			line += "no leader"
+		} else {
+			var cand struct{ Member string }
+			json.Unmarshal(data, &cand)
+			line += fmt.Sprintf("leader %s, term %d", cand.Member, term)
+		}
+		if rdata, _, err := c.Get(ctx, zk.Join(s.HAGroupPath(g), "leader")); err == nil {
+			var rec configstore.HALeader
+			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
+				line += fmt.Sprintf("; last hand-over %s to %s (term %d)", rec.Since.Format(time.RFC3339), rec.Member, rec.Term)
+				if rec.Previous != "" {
+					line += fmt.Sprintf(" from %s (term %d)", rec.Previous, rec.PreviousTerm)
+				}
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
+	var parts []string
+	for _, j := range jobs {
+		parts = append(parts, fmt.Sprintf("%s: %d assignments", j, total[j]))
+	}
+	if len(parts) > 0 {
+		fmt.Fprintln(w, strings.Join(parts, "; "))
+	}
+	return nil
+}
