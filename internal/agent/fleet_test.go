@@ -1,0 +1,508 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
+	"github.com/zkprom/zkprom/internal/zk"
+	"github.com/zkprom/zkprom/internal/zktest"
+)
+
+const fleetJob = "nodes"
+
+// registerTargets writes n members in the zkprom registration format
+// below base (what `zkprom register` writes), 100 per transaction.
+func registerTargets(t testing.TB, c *zk.Client, base string, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.CreateAll(ctx, base, nil); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	var ops []zk.Op
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		if _, err := c.Multi(ctx, ops...); err != nil {
+			t.Fatal(err)
+		}
+		ops = nil
+	}
+	for i := 0; i < n; i++ {
+		addr := fmt.Sprintf("10.%d.%d.%d:9100", i/65536, (i/256)%256, i%256)
+		addrs = append(addrs, addr)
+		data, _ := json.Marshal(map[string]any{"targets": []string{addr}, "labels": map[string]string{"idx": fmt.Sprint(i)}})
+		ops = append(ops, zk.CreateOp(zk.Join(base, fmt.Sprintf("t-%05d", i)), data, zk.Persistent, nil))
+		if len(ops) == 100 {
+			flush()
+		}
+	}
+	flush()
+	return addrs
+}
+
+// fleetBundle is a bundle with one sharded job reading base, its file_sd
+// reference, and (when overlay) a leader overlay.
+func fleetBundle(base string, replicas int, overlay bool) *configstore.Bundle {
+	main := "global:\n  scrape_interval: 15s\n  external_labels:\n    replica: ${ZKPROM_MEMBER}\n" +
+		"scrape_configs:\n  - job_name: " + fleetJob + "\n    file_sd_configs:\n      - files: ['${ZKPROM_CONFIG_DIR}/shards/" + fleetJob + ".json']\n"
+	shards := fmt.Sprintf("replicas: %d\noverlap: 2s\njoin_delay: 1s\njobs:\n  - name: %s\n    format: zkprom\n    paths: [%s]\n", replicas, fleetJob, base)
+	files := map[string][]byte{"prometheus.yml": []byte(main), configstore.ShardsFile: []byte(shards)}
+	if overlay {
+		files[configstore.LeaderFile] = []byte("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:1']\n")
+	}
+	return &configstore.Bundle{Files: files}
+}
+
+// readShare returns the targets in one agent's share file (nil when the
+// file is missing).
+func readShare(dir string) (map[string]bool, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ShardsDir, fleetJob+".json"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var groups []struct {
+		Targets []string `json:"targets"`
+	}
+	if err := json.Unmarshal(data, &groups); err != nil {
+		return nil, fmt.Errorf("share file of %s: %w", dir, err)
+	}
+	out := map[string]bool{}
+	for _, g := range groups {
+		for _, t := range g.Targets {
+			out[t] = true
+		}
+	}
+	return out, nil
+}
+
+// shareView is one sample of every agent's share.
+type shareView struct {
+	shares map[string]map[string]bool // agent dir name => targets
+	owners map[string][]string        // target => agents
+}
+
+func sample(t testing.TB, dirs []string) shareView {
+	t.Helper()
+	v := shareView{shares: map[string]map[string]bool{}, owners: map[string][]string{}}
+	for _, d := range dirs {
+		s, err := readShare(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.shares[filepath.Base(d)] = s
+		for tg := range s {
+			v.owners[tg] = append(v.owners[tg], filepath.Base(d))
+		}
+	}
+	return v
+}
+
+// exact reports whether every target is owned by exactly r agents.
+func (v shareView) exact(targets []string, r int) (bool, string) {
+	for _, tg := range targets {
+		if n := len(v.owners[tg]); n != r {
+			return false, fmt.Sprintf("%s owned by %d agents %v, want %d", tg, n, v.owners[tg], r)
+		}
+	}
+	return true, ""
+}
+
+func (v shareView) unowned(targets []string) []string {
+	var out []string
+	for _, tg := range targets {
+		if len(v.owners[tg]) == 0 {
+			out = append(out, tg)
+		}
+	}
+	return out
+}
+
+func (v shareView) counts() map[string]int {
+	out := map[string]int{}
+	for a, s := range v.shares {
+		out[a] = len(s)
+	}
+	return out
+}
+
+// startFleetAgent runs an in-process agent without a Prometheus (the
+// revision is laid down and the agent waits for Prometheus): enough for
+// sharding, which never reloads.
+func startFleetAgent(t testing.TB, cluster, member, dir string, timeout time.Duration) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	zc := zk.Config{Servers: env.ens.Connect(), SessionTimeout: timeout}
+	c, err := zk.Connect(ctx, zc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Cluster: cluster, Member: member, ConfigDir: dir, Promtool: "none",
+		Prometheus: prom.Config{URL: "http://127.0.0.1:1"}, VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
+		Fleet: FleetConfig{ZooKeeper: zc}}
+	a, err := New(c, cfg, testLogger(t).With("member", member), nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	r := &runningAgent{a: a, cancel: rcancel, done: make(chan error, 1), client: c}
+	go func() { r.done <- a.Run(rctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// Three agents share 1,000 targets exactly once and evenly; a fourth
+// joins: about a quarter moves and no target is ever unowned; R=2 gives
+// every target to exactly two agents.
+func TestShardsSplitAndJoin(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 1000)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, false), "sharded")
+	var dirs []string
+	for i := 0; i < 4; i++ {
+		dirs = append(dirs, filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i)))
+	}
+	for i := 0; i < 3; i++ {
+		startFleetAgent(t, cluster, fmt.Sprintf("agent-%d", i), dirs[i], 6*time.Second)
+	}
+	var before shareView
+	waitFor(t, 60*time.Second, "3 agents sharing every target once", func() (bool, string) {
+		before = sample(t, dirs[:3])
+		return before.exact(targets, 1)
+	})
+	even := 1000.0 / 3
+	for a, n := range before.counts() {
+		if float64(n) < even*0.9 || float64(n) > even*1.1 {
+			t.Errorf("agent %s owns %d of 1000 targets: not within 10%% of %.0f", a, n, even)
+		}
+	}
+	t.Logf("3 agents: %v", before.counts())
+
+	// A fourth joins; sample until the fleet settles.
+	joined := time.Now()
+	startFleetAgent(t, cluster, "agent-3", dirs[3], 6*time.Second)
+	samples := 0
+	var after shareView
+	waitFor(t, 60*time.Second, "4 agents sharing every target once", func() (bool, string) {
+		after = sample(t, dirs)
+		samples++
+		if u := after.unowned(targets); len(u) > 0 {
+			t.Fatalf("sample %d, %s after the join: %d targets unowned (e.g. %s)", samples, time.Since(joined), len(u), u[0])
+		}
+		if len(after.shares["agent-3"]) == 0 {
+			return false, "agent-3 owns nothing yet"
+		}
+		return after.exact(targets, 1)
+	})
+	moved := 0
+	for _, tg := range targets {
+		if before.owners[tg][0] != after.owners[tg][0] {
+			moved++
+		}
+	}
+	frac := float64(moved) / 1000
+	t.Logf("4th agent joined: %d samples, never a target unowned; moved %d of 1000 (%.3f, ideal 0.25); shares %v; settled in %s (join delay 1s + overlap 2s)",
+		samples, moved, frac, after.counts(), time.Since(joined).Round(time.Millisecond))
+	if frac > 1.1*0.25 {
+		t.Errorf("moved fraction %.3f is above 1.1 × the ideal 1/4", frac)
+	}
+
+	// Replication 2: every target on exactly two agents.
+	push(t, s, fleetBundle(base, 2, false), "replicas 2")
+	waitFor(t, 60*time.Second, "every target on exactly 2 agents", func() (bool, string) {
+		return sample(t, dirs).exact(targets, 2)
+	})
+	t.Logf("replicas 2: %v", sample(t, dirs).counts())
+
+	// The status tells per member what it owns.
+	ctx := context.Background()
+	var out strings.Builder
+	if err := WriteFleetStatus(ctx, c, s, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("zkprom shards:\n%s", out.String())
+	if !strings.Contains(out.String(), "agent-3") || !strings.Contains(out.String(), fleetJob) {
+		t.Errorf("fleet status lacks members or the job:\n%s", out.String())
+	}
+}
+
+// agentProc is the zkprom agent binary.
+type agentProc struct {
+	cmd    *exec.Cmd
+	member string
+	dir    string
+}
+
+func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Duration, promURL string, extra ...string) *agentProc {
+	t.Helper()
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"agent",
+		"--zookeeper.servers=" + env.ens.Connect(), "--zookeeper.session-timeout=" + timeout.String(),
+		"--cluster=" + cluster, "--member=" + member, "--config-dir=" + dir,
+		"--prometheus.url=" + promURL, "--retry.interval=200ms", "--verify.timeout=10s",
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--log.level=info"}, extra...)
+	cmd := exec.Command(env.binary, args...)
+	logf, _ := os.OpenFile(filepath.Join(env.tmp, "fleet-"+member+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &agentProc{cmd: cmd, member: member, dir: dir}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return p
+}
+
+// kill -9 one agent: the others own its targets again once its session
+// expires; SIGTERM one: handed over at once. The ZooKeeper leader is
+// killed meanwhile: no agent drops its targets.
+func TestShardsTakeover(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 1000)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, false), "sharded")
+	const timeout = 4 * time.Second
+	var procs []*agentProc
+	var dirs []string
+	for i := 0; i < 3; i++ {
+		d := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+		dirs = append(dirs, d)
+		procs = append(procs, startAgentProc(t, cluster, fmt.Sprintf("agent-%d", i), d, timeout, "http://127.0.0.1:1", "--promtool=none"))
+	}
+	waitFor(t, 60*time.Second, "3 agents sharing every target once", func() (bool, string) {
+		return sample(t, dirs).exact(targets, 1)
+	})
+
+	// The ZooKeeper leader dies: nobody drops targets.
+	leader := env.ens.Leader()
+	if err := env.ens.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	killedZK := time.Now()
+	for time.Since(killedZK) < 3*time.Second {
+		if u := sample(t, dirs).unowned(targets); len(u) > 0 {
+			t.Fatalf("%s after the ZooKeeper leader was killed: %d targets unowned", time.Since(killedZK), len(u))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := env.ens.Start(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.ens.WaitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ok, msg := sample(t, dirs).exact(targets, 1); !ok {
+		t.Fatalf("after the ZooKeeper leader's restart: %s", msg)
+	}
+
+	// kill -9 agent-0: its share is owned again once its session expires.
+	victim := sample(t, dirs).shares["agent-0"]
+	procs[0].cmd.Process.Signal(syscall.SIGKILL)
+	procs[0].cmd.Wait()
+	killed := time.Now()
+	waitFor(t, timeout+10*time.Second, "the killed agent's targets owned again", func() (bool, string) {
+		v := sample(t, dirs[1:])
+		if u := v.unowned(targets); len(u) > 0 {
+			return false, fmt.Sprintf("%d unowned", len(u))
+		}
+		return true, ""
+	})
+	takeover := time.Since(killed)
+	t.Logf("kill -9: the %d targets of the dead agent owned again after %s (session timeout %s)", len(victim), takeover.Round(time.Millisecond), timeout)
+
+	// SIGTERM agent-1: it removes its member node; agent-2 takes over.
+	procs[1].cmd.Process.Signal(syscall.SIGTERM)
+	termed := time.Now()
+	waitFor(t, 10*time.Second, "the stopped agent's targets owned by agent-2", func() (bool, string) {
+		v := sample(t, dirs[2:])
+		if u := v.unowned(targets); len(u) > 0 {
+			return false, fmt.Sprintf("%d unowned", len(u))
+		}
+		return true, ""
+	})
+	t.Logf("SIGTERM: every target owned by the last agent %s after the signal", time.Since(termed).Round(time.Millisecond))
+	procs[1].cmd.Wait()
+}
+
+// haState is one sample of the overlay on two agents' disks.
+type haState struct {
+	at      time.Time
+	overlay [2]bool
+}
+
+func overlayOn(dir string) bool {
+	t, _ := os.Readlink(filepath.Join(dir, "current"))
+	return strings.HasSuffix(t, leaderSuffix)
+}
+
+// Two agents in an HA group with real Prometheus servers: one applies the
+// leader overlay; SIGSTOP it past its session timeout: the other takes
+// over; SIGCONT: the old one steps down at once. Both Prometheus servers
+// scrape the pair's share (one shard member).
+func TestHALeaderOverlay(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 20)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	res := push(t, s, fleetBundle(base, 1, true), "ha")
+	const timeout = 4 * time.Second
+	procs := []*agentProc{
+		startAgentProc(t, cluster, "agent-0", env.dirs[0], timeout, env.proms[0].URL, "--ha.group=pair"),
+		startAgentProc(t, cluster, "agent-1", env.dirs[1], timeout, env.proms[1].URL, "--ha.group=pair"),
+	}
+	dirs := env.dirs[:2]
+	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	var leader int
+	waitFor(t, 30*time.Second, "one agent with the overlay", func() (bool, string) {
+		a, b := overlayOn(dirs[0]), overlayOn(dirs[1])
+		if a == b {
+			return false, fmt.Sprintf("overlay %t %t", a, b)
+		}
+		if b {
+			leader = 1
+		}
+		return true, ""
+	})
+	other := 1 - leader
+	// Both Prometheus servers read the pair's share: every target.
+	for i := 0; i < 2; i++ {
+		waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d scraping the share", i), func() (bool, string) {
+			pools, err := promClient(t, i).Targets(context.Background())
+			if err != nil {
+				return false, err.Error()
+			}
+			return pools[fleetJob] == len(targets), fmt.Sprint(pools)
+		})
+	}
+
+	var mu sync.Mutex
+	var samples []haState
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			st := haState{at: time.Now(), overlay: [2]bool{overlayOn(dirs[0]), overlayOn(dirs[1])}}
+			mu.Lock()
+			samples = append(samples, st)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+
+	procs[leader].cmd.Process.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	waitFor(t, timeout+10*time.Second, "the other agent taking over", func() (bool, string) {
+		return overlayOn(dirs[other]), "no overlay yet"
+	})
+	takeover := time.Since(stopped)
+	// Stay paused well past the session timeout.
+	if d := timeout + 2*time.Second - time.Since(stopped); d > 0 {
+		time.Sleep(d)
+	}
+	procs[leader].cmd.Process.Signal(syscall.SIGCONT)
+	woke := time.Now()
+	waitFor(t, 10*time.Second, "the old leader stepping down", func() (bool, string) {
+		return !overlayOn(dirs[leader]), "overlay still on"
+	})
+	stepDown := time.Since(woke)
+	// Watch a while longer: the old leader must not take the overlay back.
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-sampled
+
+	mu.Lock()
+	defer mu.Unlock()
+	var both time.Duration
+	var firstBoth, lastBoth time.Time
+	downAt := woke.Add(stepDown)
+	for i, st := range samples {
+		if st.overlay[0] && st.overlay[1] {
+			if firstBoth.IsZero() {
+				firstBoth = st.at
+			}
+			lastBoth = st.at
+			if i > 0 {
+				both += st.at.Sub(samples[i-1].at)
+			}
+			// Both on disk is possible only while the old leader is
+			// frozen (it cannot remove files) and until it stepped down.
+			if st.at.Before(stopped) || st.at.After(downAt) {
+				t.Errorf("sample at %s: both agents have the overlay outside the pause", st.at.Format(time.StampMilli))
+			}
+		}
+		if st.at.After(downAt) && st.overlay[leader] {
+			t.Errorf("sample at %s: the old leader has the overlay again after stepping down", st.at.Format(time.StampMilli))
+		}
+	}
+	t.Logf("HA: %d samples; new leader applied the overlay %s after SIGSTOP (session timeout %s); old leader stepped down %s after SIGCONT; both on disk only while the old leader was frozen (%s .. %s)",
+		len(samples), takeover.Round(time.Millisecond), timeout, stepDown.Round(time.Millisecond),
+		firstBoth.Format(time.StampMilli), lastBoth.Format(time.StampMilli))
+
+	// The new leader's term is larger and recorded.
+	data, _, err := c.Get(context.Background(), zk.Join(s.HAGroupPath("pair"), "leader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec configstore.HALeader
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Member != fmt.Sprintf("agent-%d", other) || rec.Previous != fmt.Sprintf("agent-%d", leader) || rec.Term <= rec.PreviousTerm {
+		t.Errorf("leader record %+v: want agent-%d after agent-%d with a larger term", rec, other, leader)
+	}
+	var out strings.Builder
+	WriteFleetStatus(context.Background(), c, s, &out)
+	t.Logf("zkprom shards:\n%s", out.String())
+	members, _ := s.Members(context.Background())
+	names := []string{}
+	for _, m := range members {
+		names = append(names, m.Member)
+	}
+	sort.Strings(names)
+	_ = names
+}
