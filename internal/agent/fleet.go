@@ -253,7 +253,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	v := f.ha.view()
 	g := f.cfg.HAGroup
 	ch <- prometheus.MustNewConstMetric(descHALeader, prometheus.GaugeValue, b2f(v.Leader), cl, mb, g)
-	if v.LeaderTerm != 0 {
+	if v.LeaderKnown {
 		ch <- prometheus.MustNewConstMetric(descHATerm, prometheus.GaugeValue, float64(v.LeaderTerm), cl, mb, g)
 	}
 	if !v.LastHandover.IsZero() {

@@ -156,6 +156,7 @@ type ha struct {
 	transitions  int
 	leaderName   string // the current leader as last seen
 	leaderTerm   int64
+	leaderKnown  bool
 	lastHandover time.Time
 }
 
@@ -270,7 +271,7 @@ func (h *ha) record(ctx context.Context, l *zk.Leadership) {
 		return
 	}
 	h.mu.Lock()
-	h.leaderName, h.leaderTerm, h.lastHandover = rec.Member, rec.Term, rec.Since
+	h.leaderName, h.leaderTerm, h.leaderKnown, h.lastHandover = rec.Member, rec.Term, true, rec.Since
 	h.mu.Unlock()
 }
 
@@ -289,7 +290,7 @@ func (h *ha) follow(ctx context.Context, e *zk.Election) {
 			var c struct{ Member string }
 			json.Unmarshal(data, &c)
 			h.mu.Lock()
-			h.leaderName, h.leaderTerm = c.Member, term
+			h.leaderName, h.leaderTerm, h.leaderKnown = c.Member, term, true
 			if rerr == nil && json.Unmarshal(rdata, &rec) == nil && rec.Term == term {
 				h.lastHandover = rec.Since
 			}
@@ -312,6 +313,7 @@ type haView struct {
 	Transitions  int
 	LeaderName   string
 	LeaderTerm   int64
+	LeaderKnown  bool
 	LastHandover time.Time
 }
 
@@ -321,7 +323,7 @@ func (h *ha) view() haView {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := haView{Group: h.group, Transitions: h.transitions, LeaderName: h.leaderName, LeaderTerm: h.leaderTerm, LastHandover: h.lastHandover}
+	v := haView{Group: h.group, Transitions: h.transitions, LeaderName: h.leaderName, LeaderTerm: h.leaderTerm, LeaderKnown: h.leaderKnown, LastHandover: h.lastHandover}
 	if h.lead != nil && h.lead.Check() == nil {
 		v.Leader, v.Term, v.Since = true, h.lead.Term(), h.since
 	}

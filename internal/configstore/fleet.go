@@ -26,7 +26,7 @@ type FleetStatus struct {
 	HAGroup string `json:"ha_group,omitempty"`
 	Leader  bool   `json:"leader,omitempty"`
 	// Term of the leadership this agent holds (0: not leader).
-	Term int64 `json:"term,omitempty"`
+	Term int64 `json:"term"`
 	// LeaderSince is when this agent became leader.
 	LeaderSince time.Time `json:"leader_since,omitzero"`
 	// Overlay says whether the leader overlay is applied on this host.
