@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
+	"github.com/zkprom/zkprom/internal/shard"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+var unitZK = zk.Config{Servers: "127.0.0.1:2181"}
+
+func TestParseShardsConfig(t *testing.T) {
+	good := "replicas: 2\noverlap: 30s\njob_delay_is_not_a_field: 1\n"
+	if _, err := ParseShardsConfig([]byte(good), unitZK); err == nil || !strings.Contains(err.Error(), "job_delay_is_not_a_field") {
+		t.Errorf("unknown field: got %v", err)
+	}
+	c, err := ParseShardsConfig([]byte("replicas: 2\noverlap: 30s\njoin_delay: 5s\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: b\n    format: kafka\n    replicas: 1\n    overlap: 1m\n"), unitZK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Jobs[0], c.Jobs[1]
+	if a.Replicas != 2 || a.Overlap != model.Duration(30e9) || a.JoinDelay != model.Duration(5e9) {
+		t.Errorf("job a: defaults not applied: %+v", a)
+	}
+	if b.Replicas != 1 || b.Overlap != model.Duration(60e9) || len(b.Paths) != 1 || b.Paths[0] != "/brokers/ids" || b.ZooKeeper.Servers != unitZK.Servers {
+		t.Errorf("job b: %+v", b)
+	}
+	for name, bad := range map[string]string{
+		"no paths":         "jobs:\n  - name: a\n    format: zkprom\n",
+		"unknown format":   "jobs:\n  - name: a\n    format: what\n    paths: [/a]\n",
+		"negative":         "replicas: -1\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n",
+		"negative overlap": "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n    overlap: -1s\n",
+		"duplicate":        "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: a\n    format: zkprom\n    paths: [/b]\n",
+		"no jobs":          "replicas: 1\n",
+		"bad name":         "jobs:\n  - name: a/b\n    format: zkprom\n    paths: [/a]\n",
+		"not yaml":         "jobs: [\n",
+	} {
+		if _, err := ParseShardsConfig([]byte(bad), unitZK); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.Contains(err.Error(), "shards.yml") {
+			t.Errorf("%s: error does not name the file: %v", name, err)
+		}
+	}
+}
+
+func TestMergeOverlay(t *testing.T) {
+	main := "# main\nglobal:\n  scrape_interval: 15s\nalerting:\n  alertmanagers: []\nscrape_configs: []\n"
+	got, err := MergeOverlay([]byte(main), []byte("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['am:9093']\nremote_write:\n  - url: http://rw/api/v1/write\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(got)
+	for _, want := range []string{"# main", "scrape_interval: 15s", "am:9093", "remote_write:", "http://rw/api/v1/write"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("merged config lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "alertmanagers: []") || strings.Count(s, "alerting:") != 1 {
+		t.Errorf("alerting not replaced:\n%s", s)
+	}
+	if same, err := MergeOverlay([]byte(main), []byte("")); err != nil || string(same) != main {
+		t.Errorf("empty overlay changed the config: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"unknown key": "remote_writes:\n  - url: x\n",
+		"not a map":   "- a\n",
+		"not yaml":    "a: [\n",
+	} {
+		if _, err := MergeOverlay([]byte(main), []byte(bad)); err == nil || !strings.Contains(err.Error(), "leader.yml") {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+	if _, err := MergeOverlay([]byte("- a\n"), []byte("alerting: {}\n")); err == nil {
+		t.Error("a prometheus.yml that is not a mapping was accepted")
+	}
+}
+
+func TestValidateFleetFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("prometheus.yml", "global: {}\n")
+	if err := ValidateFleetFiles(dir, unitZK); err != nil {
+		t.Errorf("no fleet files: %v", err)
+	}
+	write(configstore.ShardsFile, "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n")
+	write(configstore.LeaderFile, "remote_write: []\n")
+	if err := ValidateFleetFiles(dir, unitZK); err != nil {
+		t.Errorf("good fleet files: %v", err)
+	}
+	write(configstore.ShardsFile, "jobs: 3\n")
+	write(configstore.LeaderFile, "nope: 1\n")
+	err := ValidateFleetFiles(dir, unitZK)
+	if err == nil || !strings.Contains(err.Error(), "shards.yml") || !strings.Contains(err.Error(), "leader.yml") {
+		t.Errorf("bad fleet files: got %v", err)
+	}
+}
+
+func TestShardTargetKey(t *testing.T) {
+	a := model.LabelSet{"__address__": "h:1", "__metrics_path__": "/m", "__param_b": "2", "__param_a": "1", "env": "x"}
+	b := model.LabelSet{"__address__": "h:1", "__metrics_path__": "/m", "__param_a": "1", "__param_b": "2", "env": "y", "__meta_x": "z"}
+	if ShardTargetKey("j", a) != ShardTargetKey("j", b) {
+		t.Error("labels other than address, path and params changed the key")
+	}
+	for _, c := range []model.LabelSet{
+		{"__address__": "h:2", "__metrics_path__": "/m", "__param_a": "1", "__param_b": "2"},
+		{"__address__": "h:1", "__metrics_path__": "/n", "__param_a": "1", "__param_b": "2"},
+		{"__address__": "h:1", "__metrics_path__": "/m", "__param_a": "1"},
+	} {
+		if ShardTargetKey("j", a) == ShardTargetKey("j", c) {
+			t.Errorf("%v has the same key as %v", c, a)
+		}
+	}
+	if ShardTargetKey("j", a) == ShardTargetKey("k", a) {
+		t.Error("the job is not part of the key")
+	}
+}
+
+func TestRenderShareFile(t *testing.T) {
+	if got := string(RenderShareFile(nil)); got != "[]\n" {
+		t.Errorf("empty share: %q", got)
+	}
+	got := string(RenderShareFile([]shard.Target{{Key: "k", Labels: map[string]string{"__address__": "h:1", "env": "x"}}}))
+	if !strings.Contains(got, `"targets": [`) || !strings.Contains(got, `"h:1"`) || !strings.Contains(got, `"env": "x"`) || strings.Contains(got, "__address__") {
+		t.Errorf("share file:\n%s", got)
+	}
+}
+
+func TestFleetBadFlags(t *testing.T) {
+	for name, f := range map[string]FleetConfig{
+		"negative weight": {Weight: -1},
+		"bad group":       {HAGroup: "a/b"},
+	} {
+		_, err := New(nil, Config{Cluster: "c", Member: "m", ConfigDir: t.TempDir(), Prometheus: prom.Config{URL: "http://127.0.0.1:9090"}, Fleet: f}, nil, nil)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.Contains(err.Error(), "--") {
+			t.Errorf("%s: error does not name the flag: %v", name, err)
+		}
+	}
+}
+
+func TestVariantDirs(t *testing.T) {
+	d := disk{dir: t.TempDir()}
+	if err := d.init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.stageVariant(3, true, "sum", "m", &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	if !d.completeVariant(3, true, "sum") || d.completeVariant(3, false, "sum") {
+		t.Error("variant completeness")
+	}
+	if err := d.linkTo(relVariantDir(3, true)); err != nil {
+		t.Fatal(err)
+	}
+	if rev, _ := d.linked(); rev != 3 || !d.linkedLeader() {
+		t.Errorf("linked %d leader %t, want 3 true", rev, d.linkedLeader())
+	}
+	if err := d.pruneVariants(-1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.variantDir(3, true)); err != nil {
+		t.Errorf("the live variant was pruned: %v", err)
+	}
+	if err := d.stageVariant(4, true, "sum", "m", &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.linkTo(relRevDir(4)); err != nil {
+		t.Fatal(err)
+	}
+	d.pruneVariants(-1, 0)
+	if _, err := os.Stat(d.variantDir(3, true)); !os.IsNotExist(err) {
+		t.Errorf("an old variant was kept: %v", err)
+	}
+}
