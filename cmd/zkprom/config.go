@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/zkprom/zkprom/internal/agent"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/zk"
 )
@@ -137,6 +138,11 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 			return fail("refused: the bundle in %s is invalid; nothing was pushed.\n%s", c.dir, ve.Output)
 		}
 		return fail("validate %s: %v", c.dir, err)
+	}
+	if err := agent.ValidateFleetBundle(ctx, b, configstore.ValidateOptions{Promtool: c.promtool, Vars: configstore.Vars{
+		Member: c.valMember, Cluster: c.cluster, ConfigDir: c.valConfigDir,
+	}}, *c.zk); err != nil {
+		return fail("refused: the bundle in %s is invalid; nothing was pushed.\n%v", c.dir, err)
 	}
 	if v.Note != "" {
 		fmt.Fprintf(c.out, "note: %s\n", v.Note)

@@ -278,4 +278,9 @@ func (f *fleet) documentFleet() {
 	f.jobs = map[string]configstore.ShardJobStatus{"example": {}}
 	f.members = 1
 	f.mu.Unlock()
+	if f.ha != nil {
+		f.ha.mu.Lock()
+		f.ha.leaderKnown, f.ha.lastHandover = true, time.Now()
+		f.ha.mu.Unlock()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -484,4 +485,37 @@ func (s *shards) loadConfig(ctx context.Context) {
 		}(name, j.gen)
 	}
 	s.logger.Info("sharded jobs", "jobs", len(cfg.Jobs))
+}
+
+// ValidateFleetBundle checks a bundle's fleet files before a push:
+// shards.yml parses and validates, and the leader variant (prometheus.yml
+// with leader.yml merged) passes the same validation as the bundle.
+func ValidateFleetBundle(ctx context.Context, b *configstore.Bundle, opts configstore.ValidateOptions, zc zk.Config) error {
+	if data, ok := b.Files[configstore.ShardsFile]; ok {
+		r, err := (&configstore.Bundle{Files: map[string][]byte{configstore.ShardsFile: data}}).Render(opts.Vars)
+		if err != nil {
+			return err
+		}
+		if _, err := ParseShardsConfig(r.Files[configstore.ShardsFile], zc); err != nil {
+			return err
+		}
+	}
+	overlay, ok := b.Files[configstore.LeaderFile]
+	if !ok {
+		return nil
+	}
+	merged, err := MergeOverlay(b.Files[configstore.MainFile], overlay)
+	if err != nil {
+		return err
+	}
+	lb := &configstore.Bundle{Files: maps.Clone(b.Files)}
+	lb.Files[configstore.MainFile] = merged
+	if _, err := configstore.Validate(ctx, lb, opts); err != nil {
+		var ve *configstore.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("the leader variant (prometheus.yml with leader.yml merged) is invalid:\n%s", ve.Output)
+		}
+		return fmt.Errorf("validate the leader variant: %w", err)
+	}
+	return nil
 }
