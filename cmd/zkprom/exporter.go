@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -189,19 +188,7 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	mux.Handle("/", landing)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	webErr := make(chan error, 1)
-	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()
-	select {
-	case err := <-webErr:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("web server failed", "err", err)
-			return 1
-		}
-	case <-ctx.Done():
-		srv.Close()
-	}
-	return 0
+	return serveWeb(ctx, mux, c.web, logger)
 }
 
 func firstEnsemble(cfg *exporter.Config) string {

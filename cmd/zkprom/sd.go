@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,19 +125,5 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	mux.Handle("/", landing)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	webErr := make(chan error, 1)
-	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()
-	select {
-	case err := <-webErr:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("web server failed", "err", err)
-			return 1
-		}
-	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
-	}
-	return 0
+	return serveWeb(ctx, mux, c.web, logger)
 }

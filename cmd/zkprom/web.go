@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// serveWeb serves handler on the addresses and with the TLS and auth of
+// the exporter-toolkit flags until ctx ends; it returns the exit code.
+func serveWeb(ctx context.Context, handler http.Handler, flags *web.FlagConfig, logger *slog.Logger) int {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	webErr := make(chan error, 1)
+	go func() { webErr <- web.ListenAndServe(srv, flags, logger) }()
+	select {
+	case err := <-webErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("web server failed", "err", err)
+			return 1
+		}
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}
+	return 0
+}
