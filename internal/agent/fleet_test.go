@@ -146,10 +146,15 @@ func (v shareView) counts() map[string]int {
 // revision is laid down and the agent waits for Prometheus): enough for
 // sharding, which never reloads.
 func startFleetAgent(t testing.TB, cluster, member, dir string, timeout time.Duration) *runningAgent {
+	return startFleetAgentVia(t, env.ens.Connect(), cluster, member, dir, timeout)
+}
+
+// startFleetAgentVia is startFleetAgent through the connect string servers.
+func startFleetAgentVia(t testing.TB, servers, cluster, member, dir string, timeout time.Duration) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	zc := zk.Config{Servers: env.ens.Connect(), SessionTimeout: timeout}
+	zc := zk.Config{Servers: servers, SessionTimeout: timeout}
 	c, err := zk.Connect(ctx, zc, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -505,4 +510,59 @@ func TestHALeaderOverlay(t *testing.T) {
 	}
 	sort.Strings(names)
 	_ = names
+}
+
+// A brief disconnect of one agent (shorter than its session timeout)
+// moves nothing: every share stays exactly as it was, at every sample.
+func TestShardsBriefDisconnect(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 300)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, false), "sharded")
+	px, err := zktest.NewProxy(env.ens.Servers[0].ClientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	var dirs []string
+	for i := 0; i < 3; i++ {
+		d := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+		dirs = append(dirs, d)
+		servers := env.ens.Connect()
+		if i == 0 {
+			servers = px.Addr()
+		}
+		startFleetAgentVia(t, servers, cluster, fmt.Sprintf("agent-%d", i), d, 8*time.Second)
+	}
+	waitFor(t, 60*time.Second, "3 agents sharing every target once", func() (bool, string) {
+		return sample(t, dirs).exact(targets, 1)
+	})
+	time.Sleep(3 * time.Second) // past join delay and overlap: settled
+	before := sample(t, dirs)
+	px.Stall()
+	stalled := time.Now()
+	n := 0
+	for time.Since(stalled) < 10*time.Second {
+		if time.Since(stalled) > 6*time.Second {
+			px.Resume() // 6 s of silence: the client gave up the connection (after 2/3 of the timeout), the session lives
+		}
+		v := sample(t, dirs)
+		n++
+		for a, share := range before.shares {
+			if len(v.shares[a]) != len(share) {
+				t.Fatalf("%s after the stall began: %s owns %d targets, had %d", time.Since(stalled).Round(time.Millisecond), a, len(v.shares[a]), len(share))
+			}
+			for tg := range share {
+				if !v.shares[a][tg] {
+					t.Fatalf("%s after the stall began: %s lost %s", time.Since(stalled).Round(time.Millisecond), a, tg)
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("agent-0 silent for 6 s (session timeout 8 s): %d samples over 10 s, no share changed", n)
 }
