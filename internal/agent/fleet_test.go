@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,6 +261,7 @@ type agentProc struct {
 	cmd    *exec.Cmd
 	member string
 	dir    string
+	web    string // base URL of its /metrics and /status
 }
 
 func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Duration, promURL string, extra ...string) *agentProc {
@@ -279,7 +282,7 @@ func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Dura
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProc{cmd: cmd, member: member, dir: dir}
+	p := &agentProc{cmd: cmd, member: member, dir: dir, web: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Kill()
@@ -488,6 +491,15 @@ func TestHALeaderOverlay(t *testing.T) {
 		len(samples), takeover.Round(time.Millisecond), timeout, stepDown.Round(time.Millisecond),
 		firstBoth.Format(time.StampMilli), lastBoth.Format(time.StampMilli))
 
+	// The metrics say who leads, with the term.
+	for i, want := range map[int]string{other: "1", leader: "0"} {
+		waitFor(t, 10*time.Second, fmt.Sprintf("agent-%d metrics", i), func() (bool, string) {
+			m := agentMetrics(procs[i].web)
+			return strings.Contains(m, "zkprom_ha_leader{") && metricValue(m, "zkprom_ha_leader") == want &&
+				metricValue(m, "zkprom_ha_term") != "" && metricValue(m, "zkprom_ha_overlay_applied") == want, m
+		})
+	}
+
 	// The new leader's term is larger and recorded.
 	data, _, err := c.Get(context.Background(), zk.Join(s.HAGroupPath("pair"), "leader"))
 	if err != nil {
@@ -565,4 +577,25 @@ func TestShardsBriefDisconnect(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("agent-0 silent for 6 s (session timeout 8 s): %d samples over 10 s, no share changed", n)
+}
+
+func agentMetrics(base string) string {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// metricValue returns the value of the first sample of name ("" when none).
+func metricValue(text, name string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			f := strings.Fields(l)
+			return f[len(f)-1]
+		}
+	}
+	return ""
 }
