@@ -504,6 +504,9 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState() })
 		return true
 	}
+	if _, ok := bundle.Files[configstore.LeaderFile]; !ok {
+		leader = false // no overlay in this revision: one variant for all
+	}
 	if err := timed(StepStage, func() error {
 		if a.disk.completeVariant(rev, leader, meta.Checksum) {
 			return nil

@@ -347,7 +347,8 @@ func (a *Agent) variantChanged(rev int) bool {
 	a.mu.Lock()
 	failed := a.state.FailedRevision == rev
 	a.mu.Unlock()
-	leading := a.fleet.leading()
+	_, err := os.Stat(filepath.Join(a.cfg.ConfigDir, currentLink, configstore.LeaderFile))
+	leading := a.fleet.leading() && err == nil // without leader.yml there is no overlay
 	// A refused overlay is not tried again; removing one always is.
 	return a.disk.linkedLeader() != leading && !(failed && leading)
 }
