@@ -204,7 +204,8 @@ type shards struct {
 	dir    string
 
 	mgr     *discovery.Manager
-	cfgData []byte
+	cfgData []byte // the last shards.yml read (good or bad)
+	loaded  bool
 	cfg     *ShardsConfig
 	jobs    map[string]*shardJob
 	updates chan groupUpdate
@@ -232,7 +233,7 @@ func (s *shards) run(ctx context.Context) {
 	}
 	s.mgr = mgr
 	defer mgr.Close()
-	gw := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger)
+	views := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger).Views()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	reread := time.NewTicker(time.Second)
@@ -243,9 +244,9 @@ func (s *shards) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case v, ok := <-gw.Views():
+		case v, ok := <-views:
 			if !ok {
-				gw = nil
+				views = nil // ctx ended
 				continue
 			}
 			s.setView(v)
@@ -253,9 +254,13 @@ func (s *shards) run(ctx context.Context) {
 			s.applyUpdate(u)
 		case <-timer.C:
 		case <-changed:
-			s.loadConfig(ctx)
+			if !s.loadConfig(ctx) {
+				continue
+			}
 		case <-reread.C:
-			s.loadConfig(ctx)
+			if !s.loadConfig(ctx) {
+				continue
+			}
 		}
 		next := s.advance(time.Now())
 		timer.Stop()
@@ -397,26 +402,27 @@ func (s *shards) status() (map[string]configstore.ShardJobStatus, int) {
 func (s *shards) filePath(job string) string { return filepath.Join(s.dir, job+".json") }
 
 // loadConfig reads shards.yml of the applied revision (DIR/current) and
-// starts, restarts or stops jobs when it changed.
-func (s *shards) loadConfig(ctx context.Context) {
+// starts, restarts or stops jobs when it changed (then it returns true).
+func (s *shards) loadConfig(ctx context.Context) bool {
 	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, configstore.ShardsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		data, err = nil, nil
 	}
 	if err != nil {
 		s.logger.Warn("cannot read shards.yml of the applied revision; keeping the running jobs", "err", err)
-		return
+		return false
 	}
-	if s.cfg != nil && bytes.Equal(data, s.cfgData) || s.cfg == nil && data == nil && s.cfgData == nil && len(s.jobs) == 0 {
-		return
+	if bytes.Equal(data, s.cfgData) && (s.loaded || data == nil) {
+		return false // unchanged (a bad file is reported once)
 	}
+	s.loaded = true
 	cfg := &ShardsConfig{}
 	if data != nil {
 		cfg, err = ParseShardsConfig(data, s.f.cfg.ZooKeeper)
 		if err != nil {
 			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
 			s.cfgData = data
-			return
+			return false
 		}
 	} else {
 		cfg.ZooKeeper = &s.f.cfg.ZooKeeper
@@ -485,6 +491,7 @@ func (s *shards) loadConfig(ctx context.Context) {
 		}(name, j.gen)
 	}
 	s.logger.Info("sharded jobs", "jobs", len(cfg.Jobs))
+	return true
 }
 
 // ValidateFleetBundle checks a bundle's fleet files before a push:
