@@ -253,9 +253,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The fleet stops after this loop: a leader first removes its overlay,
+	// then resigns; the member node goes last.
+	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
 	fleetDone := make(chan struct{})
-	go func() { defer close(fleetDone); a.fleet.run(ctx) }()
-	defer func() { <-fleetDone }() // before the member node goes
+	go func() { defer close(fleetDone); a.fleet.run(fctx) }()
+	defer func() {
+		if a.fleet.ha != nil {
+			a.dropOverlay()
+		}
+		fcancel()
+		<-fleetDone
+	}()
 
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -515,13 +514,22 @@ func TestHALeaderOverlay(t *testing.T) {
 	var out strings.Builder
 	WriteFleetStatus(context.Background(), c, s, &out)
 	t.Logf("zkprom shards:\n%s", out.String())
-	members, _ := s.Members(context.Background())
-	names := []string{}
-	for _, m := range members {
-		names = append(names, m.Member)
-	}
-	sort.Strings(names)
-	_ = names
+
+	// SIGTERM the leader: it removes its overlay, then resigns; the other
+	// takes over. Never both, at any sample.
+	procs[other].cmd.Process.Signal(syscall.SIGTERM)
+	termed := time.Now()
+	n := 0
+	waitFor(t, 20*time.Second, "hand-over on SIGTERM", func() (bool, string) {
+		a, b := overlayOn(dirs[0]), overlayOn(dirs[1])
+		n++
+		if a && b {
+			t.Fatalf("%s after SIGTERM of the leader: both agents have the overlay", time.Since(termed))
+		}
+		return overlayOn(dirs[leader]) && !overlayOn(dirs[other]), fmt.Sprintf("overlay %t %t", a, b)
+	})
+	t.Logf("SIGTERM of the leader: overlay moved to the other agent %s after the signal (%d samples, never on both)", time.Since(termed).Round(time.Millisecond), n)
+	procs[other].cmd.Wait()
 }
 
 // A brief disconnect of one agent (shorter than its session timeout)

@@ -352,3 +352,53 @@ func (a *Agent) variantChanged(rev int) bool {
 	// A refused overlay is not tried again; removing one always is.
 	return a.disk.linkedLeader() != leading && !(failed && leading)
 }
+
+// dropOverlay switches a leader's Prometheus back to the plain revision
+// on a clean exit, before the agent resigns: the next leader then never
+// overlaps with it. Best effort within the verify timeout.
+func (a *Agent) dropOverlay() {
+	if !a.disk.linkedLeader() {
+		return
+	}
+	rev, err := a.disk.linked()
+	if err != nil || rev == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.VerifyTimeout+5*time.Second)
+	defer cancel()
+	a.mu.Lock()
+	checksum := a.state.Checksum
+	a.mu.Unlock()
+	if !a.disk.complete(rev, checksum) {
+		meta, bundle, err := a.store.Revision(ctx, rev)
+		if err == nil {
+			var r *configstore.Bundle
+			if r, err = renderVariant(bundle, a.variantVars(rev, false), false); err == nil {
+				err = a.disk.stage(rev, meta.Checksum, a.cfg.Member, r)
+			}
+		}
+		if err == nil {
+			_, err = configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
+		}
+		if err != nil {
+			a.logger.Error("leaving: could not lay down the revision without the overlay; Prometheus keeps it", "revision", rev, "err", err)
+			return
+		}
+	}
+	if err := a.disk.link(rev); err != nil {
+		a.logger.Error("leaving: could not switch back from the overlay", "err", err)
+		return
+	}
+	before, err := a.reloadState(ctx)
+	if err == nil {
+		err = a.prom.Reload(ctx)
+	}
+	if err == nil {
+		_, err = a.verify(ctx, before)
+	}
+	if err != nil {
+		a.logger.Warn("leaving: overlay removed on disk, Prometheus reload not verified", "err", err)
+		return
+	}
+	a.logger.Info("leaving: leader overlay removed", "revision", rev)
+}
