@@ -161,8 +161,8 @@ func (f *fleet) refresh(ctx context.Context) {
 			return
 		case <-t.C:
 			f.publish()
-			if f.ha != nil && !f.ha.leading() {
-				f.a.disk.pruneVariants(-1, time.Minute)
+			if f.ha != nil {
+				f.a.disk.pruneVariants(-1, time.Minute) // never the live one
 			}
 		}
 	}
