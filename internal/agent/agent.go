@@ -206,7 +206,7 @@ func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
 
 func (a *Agent) publish(ctx context.Context, reg *zk.Registration, st configstore.Status) {
 	data, _ := json.Marshal(st)
-	ctx, cancel := context.WithTimeout(ctx, a.c.SessionTimeout())
+	ctx, cancel := context.WithTimeout(ctx, a.publishTimeout(ctx))
 	defer cancel()
 	if err := reg.Update(ctx, data); err != nil {
 		a.logger.Warn("could not report status to ZooKeeper; will report when it is back", "err", err)
@@ -290,6 +290,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.publish(ctx, reg, st)
 			}
 		case <-a.fleet.wakeC():
+			a.fleetStep(ctx) // HA role changed: switch the variant from local files first
 		case <-retry.C:
 		}
 		retry.Stop()
@@ -505,7 +506,7 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	var meta configstore.Meta
 	var bundle *configstore.Bundle
 	if err := timed(StepFetch, func() (err error) {
-		meta, bundle, err = a.store.Revision(ctx, rev)
+		meta, bundle, err = a.fetchRevision(ctx, rev, leader)
 		return err
 	}); err != nil {
 		a.m.failures.WithLabelValues(StepFetch).Inc()
@@ -517,14 +518,7 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		leader = false // no overlay in this revision: one variant for all
 	}
 	if err := timed(StepStage, func() error {
-		if a.disk.completeVariant(rev, leader, meta.Checksum) {
-			return nil
-		}
-		r, err := renderVariant(bundle, a.variantVars(rev, leader), leader)
-		if err != nil {
-			return err
-		}
-		return a.disk.stageVariant(rev, leader, meta.Checksum, a.cfg.Member, r)
+		return a.stageRevision(rev, leader, meta.Checksum, bundle)
 	}); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}

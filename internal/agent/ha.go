@@ -402,3 +402,71 @@ func (a *Agent) dropOverlay() {
 	}
 	a.logger.Info("leaving: leader overlay removed", "revision", rev)
 }
+
+// localApply marks a context of an apply that must not wait for
+// ZooKeeper (an HA step-down while ZooKeeper may be unreachable).
+type localApply struct{}
+
+// publishTimeout bounds publishing the status to the member node: the
+// session timeout, or a moment during a local apply (the status is
+// published again when the session is back).
+func (a *Agent) publishTimeout(ctx context.Context) time.Duration {
+	if ctx.Value(localApply{}) != nil {
+		return 100 * time.Millisecond
+	}
+	return a.c.SessionTimeout()
+}
+
+// fleetStep switches the applied revision to the variant the HA role
+// wants, from the files on disk, without reading ZooKeeper: a leader
+// that lost its session's confirmation removes its overlay at once.
+func (a *Agent) fleetStep(ctx context.Context) {
+	a.mu.Lock()
+	rev, pending := a.state.Applied, a.pending
+	canary := a.status.Canary
+	a.mu.Unlock()
+	if rev == 0 || pending != nil || !a.variantChanged(rev) {
+		return
+	}
+	a.apply(context.WithValue(ctx, localApply{}, true), rev, canary)
+}
+
+// fetchRevision returns revision rev: from the disk when the wanted
+// variant of the applied revision is complete there (no ZooKeeper
+// needed), else from ZooKeeper.
+func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (configstore.Meta, *configstore.Bundle, error) {
+	a.mu.Lock()
+	applied, checksum := a.state.Applied, a.state.Checksum
+	a.mu.Unlock()
+	// Both variants on disk (the plain one is the source: the leader's
+	// prometheus.yml has the overlay merged in): nothing to stage.
+	if rev == applied && checksum != "" && a.disk.completeVariant(rev, false, checksum) &&
+		(!leader || a.disk.completeVariant(rev, true, checksum)) {
+		if b, err := configstore.LoadDir(a.disk.revDir(rev)); err == nil {
+			return configstore.Meta{Revision: rev, Checksum: checksum}, b, nil
+		}
+	}
+	return a.store.Revision(ctx, rev)
+}
+
+// stageRevision lays down the wanted variant of rev; with the leader
+// variant it also lays down the plain one, so that stepping down never
+// needs ZooKeeper.
+func (a *Agent) stageRevision(rev int, leader bool, checksum string, bundle *configstore.Bundle) error {
+	for _, v := range []bool{leader, false} {
+		if a.disk.completeVariant(rev, v, checksum) {
+			continue
+		}
+		r, err := renderVariant(bundle, a.variantVars(rev, v), v)
+		if err != nil {
+			return err
+		}
+		if err := a.disk.stageVariant(rev, v, checksum, a.cfg.Member, r); err != nil {
+			return err
+		}
+		if !leader {
+			break
+		}
+	}
+	return nil
+}
