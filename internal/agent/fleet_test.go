@@ -607,3 +607,90 @@ func metricValue(text, name string) string {
 	}
 	return ""
 }
+
+// startHAAgent runs an in-process agent of Prometheus i in HA group
+// "pair", reaching ZooKeeper through servers.
+func startHAAgent(t testing.TB, servers, cluster string, i int, timeout time.Duration) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	zc := zk.Config{Servers: servers, SessionTimeout: timeout}
+	c, err := zk.Connect(ctx, zc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := fmt.Sprintf("agent-%d", i)
+	cfg := Config{Cluster: cluster, Member: member, ConfigDir: env.dirs[i],
+		Prometheus: prom.Config{URL: env.proms[i].URL}, VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
+		Fleet: FleetConfig{ZooKeeper: zc, HAGroup: "pair"}}
+	a, err := New(c, cfg, testLogger(t).With("member", member), nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	r := &runningAgent{a: a, cancel: rcancel, done: make(chan error, 1), client: c}
+	go func() { r.done <- a.Run(rctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// A leader cut off from ZooKeeper gives up its overlay after the grace
+// (a third of the session timeout), from local files, well before its
+// session can expire and another member can lead; back within the
+// session, it leads again. The overlay is never on both.
+func TestHADisconnectedLeaderStepsDown(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	registerTargets(t, c, base, 10)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	res := push(t, s, fleetBundle(base, 1, true), "ha")
+	px, err := zktest.NewProxy(env.ens.Servers[0].ClientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	const timeout = 8 * time.Second
+	dirs := env.dirs[:2]
+	startHAAgent(t, px.Addr(), cluster, 0, timeout)
+	waitFor(t, 30*time.Second, "agent-0 leading with the overlay", func() (bool, string) {
+		return overlayOn(dirs[0]), "no overlay"
+	})
+	startHAAgent(t, env.ens.Connect(), cluster, 1, timeout)
+	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		if overlayOn(dirs[0]) && overlayOn(dirs[1]) {
+			t.Fatalf("%s: both agents have the overlay", when)
+		}
+		if overlayOn(dirs[1]) {
+			t.Fatalf("%s: agent-1 took the overlay although agent-0's session never expired", when)
+		}
+	}
+	px.Stall()
+	stalled := time.Now()
+	var down time.Duration
+	for time.Since(stalled) < 4*time.Second {
+		check(fmt.Sprintf("%s after the stall", time.Since(stalled).Round(time.Millisecond)))
+		if down == 0 && !overlayOn(dirs[0]) {
+			down = time.Since(stalled)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	px.Resume()
+	resumed := time.Now()
+	if down == 0 {
+		t.Fatalf("agent-0 kept the overlay for 4 s without ZooKeeper (grace %s)", timeout/3)
+	}
+	waitFor(t, 20*time.Second, "agent-0 leading again", func() (bool, string) {
+		check(fmt.Sprintf("%s after the resume", time.Since(resumed).Round(time.Millisecond)))
+		return overlayOn(dirs[0]), "no overlay"
+	})
+	t.Logf("leader cut off: overlay removed %s after the stall (grace %s, session timeout %s); back %s after the connection returned; never on agent-1",
+		down.Round(time.Millisecond), (timeout / 3).Round(time.Millisecond), timeout, time.Since(resumed).Round(time.Millisecond))
+}

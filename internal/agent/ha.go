@@ -217,7 +217,13 @@ func (h *ha) run(ctx context.Context) {
 			l.Resign(rctx) // hand over at once on a clean exit
 			cancel()
 		}
-		h.logger.Info("no longer leader of the HA group", "term", l.Term(), "reason", context.Cause(l.Context()))
+		reason := "the session was not confirmed within the grace"
+		if err := context.Cause(l.Context()); err != nil {
+			reason = err.Error()
+		} else if ctx.Err() != nil {
+			reason = "shutting down"
+		}
+		h.logger.Info("no longer leader of the HA group", "term", l.Term(), "reason", reason)
 		h.f.wakeAgent()
 		h.f.publishHA()
 	}
