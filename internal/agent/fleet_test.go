@@ -147,11 +147,12 @@ func (v shareView) counts() map[string]int {
 // revision is laid down and the agent waits for Prometheus): enough for
 // sharding, which never reloads.
 func startFleetAgent(t testing.TB, cluster, member, dir string, timeout time.Duration) *runningAgent {
-	return startFleetAgentVia(t, env.ens.Connect(), cluster, member, dir, timeout)
+	return startFleetAgentVia(t, env.ens.Connect(), cluster, member, dir, timeout, 1)
 }
 
-// startFleetAgentVia is startFleetAgent through the connect string servers.
-func startFleetAgentVia(t testing.TB, servers, cluster, member, dir string, timeout time.Duration) *runningAgent {
+// startFleetAgentVia is startFleetAgent through the connect string
+// servers, with a shard weight.
+func startFleetAgentVia(t testing.TB, servers, cluster, member, dir string, timeout time.Duration, weight float64) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -162,7 +163,7 @@ func startFleetAgentVia(t testing.TB, servers, cluster, member, dir string, time
 	}
 	cfg := Config{Cluster: cluster, Member: member, ConfigDir: dir, Promtool: "none",
 		Prometheus: prom.Config{URL: "http://127.0.0.1:1"}, VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
-		Fleet: FleetConfig{ZooKeeper: zc}}
+		Fleet: FleetConfig{ZooKeeper: zc, Weight: weight}}
 	a, err := New(c, cfg, testLogger(t).With("member", member), nil)
 	if err != nil {
 		c.Close()
@@ -556,7 +557,7 @@ func TestShardsBriefDisconnect(t *testing.T) {
 		if i == 0 {
 			servers = px.Addr()
 		}
-		startFleetAgentVia(t, servers, cluster, fmt.Sprintf("agent-%d", i), d, 8*time.Second)
+		startFleetAgentVia(t, servers, cluster, fmt.Sprintf("agent-%d", i), d, 8*time.Second, 1)
 	}
 	waitFor(t, 60*time.Second, "3 agents sharing every target once", func() (bool, string) {
 		return sample(t, dirs).exact(targets, 1)
@@ -693,4 +694,33 @@ func TestHADisconnectedLeaderStepsDown(t *testing.T) {
 	})
 	t.Logf("leader cut off: overlay removed %s after the stall (grace %s, session timeout %s); back %s after the connection returned; never on agent-1",
 		down.Round(time.Millisecond), (timeout / 3).Round(time.Millisecond), timeout, time.Since(resumed).Round(time.Millisecond))
+}
+
+// Weights come from each agent's member node: weights 1, 1 and 2 give
+// shares of about 1/4, 1/4 and 1/2.
+func TestShardsWeights(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 1000)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, false), "sharded")
+	var dirs []string
+	for i, w := range []float64{1, 1, 2} {
+		d := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+		dirs = append(dirs, d)
+		startFleetAgentVia(t, env.ens.Connect(), cluster, fmt.Sprintf("agent-%d", i), d, 6*time.Second, w)
+	}
+	var v shareView
+	waitFor(t, 60*time.Second, "3 agents sharing every target once", func() (bool, string) {
+		v = sample(t, dirs)
+		return v.exact(targets, 1)
+	})
+	n := v.counts()
+	t.Logf("weights 1, 1, 2: shares %v", n)
+	if n["agent-2"] < 400 || n["agent-2"] > 600 || n["agent-0"] < 175 || n["agent-0"] > 325 || n["agent-1"] < 175 || n["agent-1"] > 325 {
+		t.Errorf("shares %v: want about 250, 250 and 500", n)
+	}
 }
