@@ -111,6 +111,37 @@ url: http://user:pa55@host:9090/x
 	}
 }
 
+// Every YAML style hides its secrets.
+func TestMaskSecretsYAMLStyles(t *testing.T) {
+	in := `scrape_configs:
+  - job_name: a
+    basic_auth: {username: bob, password: SUPERSECRETPW1}
+  - job_name: b
+    basic_auth:
+      password: |
+        BLOCKSECRET2
+  - job_name: c
+    basic_auth:
+      password:
+        NEXTLINESECRET3
+  - job_name: d
+    authorization: {credentials: 'QUOTEDSECRET4'}
+  - {job_name: e, bearer_token: "FLOWSECRET5"}
+    # the job name stays: bob
+`
+	out := MaskSecrets(in)
+	for _, secret := range []string{"SUPERSECRETPW1", "BLOCKSECRET2", "NEXTLINESECRET3", "QUOTEDSECRET4", "FLOWSECRET5"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%q not masked:\n%s", secret, out)
+		}
+	}
+	for _, keep := range []string{"username: bob", "job_name: a", "job_name: e", "# the job name stays: bob"} {
+		if !strings.Contains(out, keep) {
+			t.Errorf("%q lost:\n%s", keep, out)
+		}
+	}
+}
+
 func TestUnifiedDiff(t *testing.T) {
 	a := &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n"), "old.yml": []byte("x\n")}}
 	b := &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("a\nb\nC\nd\ne\nf\ng\nh\ni\nj\nk\n"), "new.yml": []byte("password: p\n")}}

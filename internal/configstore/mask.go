@@ -2,7 +2,10 @@ package configstore
 
 import (
 	"regexp"
+	"sort"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Masked replaces a secret value in printed configuration.
@@ -31,8 +34,14 @@ func IsSecretKey(key string) bool {
 }
 
 // MaskSecrets masks the values of secret keys (password, bearer_token,
-// credentials, *secret*, *token*, ...) and passwords in URLs, line by line.
+// credentials, *secret*, *token*, ...) and passwords in URLs. YAML is read
+// as YAML first, so that every style hides its secrets (flow mappings,
+// block scalars, values on the next line); then line by line, for text
+// that is not YAML (JSON, error messages).
 func MaskSecrets(text string) string {
+	for _, v := range yamlSecretValues(text) {
+		text = maskValue(text, v)
+	}
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
 		if m := secretLineRE.FindStringSubmatch(l); m != nil && IsSecretKey(m[2]) {
@@ -51,4 +60,60 @@ func MaskSecrets(text string) string {
 		lines[i] = userinfoRE.ReplaceAllString(l, "${1}"+Masked+"@")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// yamlSecretValues returns the scalar values under secret keys of text
+// read as YAML (nothing when it is not YAML), longest first.
+func yamlSecretValues(text string) []string {
+	var root yaml.Node
+	if yaml.Unmarshal([]byte(text), &root) != nil {
+		return nil
+	}
+	var out []string
+	var collect func(n *yaml.Node)
+	collect = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode {
+			for _, line := range strings.Split(n.Value, "\n") {
+				if line = strings.TrimSpace(line); line != "" && line != Masked {
+					out = append(out, line)
+				}
+			}
+			return
+		}
+		for _, c := range n.Content {
+			collect(c)
+		}
+	}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if IsSecretKey(n.Content[i].Value) {
+					collect(n.Content[i+1])
+				} else {
+					walk(n.Content[i+1])
+				}
+			}
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// maskValue replaces v wherever it stands as a whole YAML value: between
+// delimiters, bare or quoted.
+func maskValue(text, v string) string {
+	re := regexp.MustCompile(`(^|[\s:,{\[]|^-)(["']?)` + regexp.QuoteMeta(v) + `(["']?)($|[\s,}\]#])`)
+	for {
+		masked := re.ReplaceAllString(text, "${1}${2}"+Masked+"${3}${4}")
+		if masked == text {
+			return masked
+		}
+		text = masked // adjacent matches share a delimiter: go again
+	}
 }
