@@ -73,6 +73,9 @@ type Client struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	loopDone  chan struct{}
+
+	lastDialErr  string // last failed connection attempt
+	lastDialWarn time.Time
 }
 
 // Connect opens a session and waits, within ctx, until it is established,
@@ -120,7 +123,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 	conn, _, err := gozk.Connect(cs.Servers, timeout,
 		gozk.WithHostProvider(&resolvingHostProvider{}),
 		gozk.WithDialer(dialer),
-		gozk.WithLogger(slogAdapter{logger}),
+		gozk.WithLogger(slogAdapter{c}),
 		gozk.WithLogInfo(false),
 		gozk.WithEventCallback(func(ev gozk.Event) { c.events.put(ev) }),
 	)
@@ -168,9 +171,33 @@ func (c *Client) waitSession(ctx context.Context, sub *Subscription) error {
 				return fmt.Errorf("connect to ZooKeeper %s: authentication failed", c.cs)
 			}
 		case <-ctx.Done():
+			c.mu.Lock()
+			dialErr := c.lastDialErr
+			c.mu.Unlock()
+			if dialErr != "" {
+				return fmt.Errorf("connect to ZooKeeper %s: no session established: last attempt %s (check --zookeeper.servers and that ZooKeeper runs): %w", c.cs, dialErr, ctx.Err())
+			}
 			return fmt.Errorf("connect to ZooKeeper %s: no session established (last state %s): %w", c.cs, last, ctx.Err())
 		}
 	}
+}
+
+// Validate checks a configuration without connecting: the connect string,
+// the auth file and the TLS files.
+func (cfg Config) Validate() error {
+	if _, err := ParseConnectString(cfg.Servers); err != nil {
+		return err
+	}
+	if _, err := readAuthFile(cfg.AuthFile); err != nil {
+		return err
+	}
+	if _, err := cfg.TLS.Config(); err != nil {
+		return err
+	}
+	if cfg.SessionTimeout < 0 {
+		return fmt.Errorf("negative ZooKeeper session timeout %s", cfg.SessionTimeout)
+	}
+	return nil
 }
 
 // ConnectString returns the connect string the client was made with.

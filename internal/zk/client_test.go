@@ -3,6 +3,7 @@ package zk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,9 @@ func TestParseConnectString(t *testing.T) {
 		{in: "/chroot", err: "names no server"},
 		{in: "zk1/a/", err: "ends with /"},
 		{in: "zk1/a//b", err: "empty element"},
+		{in: "zk1:notaport", err: "no valid port"},
+		{in: "zk1:0,zk2:2181", err: "no valid port"},
+		{in: "zk1:70000", err: "no valid port"},
 	} {
 		cs, err := ParseConnectString(tc.in)
 		if tc.err != "" {
@@ -85,6 +89,35 @@ func TestAuthFile(t *testing.T) {
 	}
 	if _, err := readAuthFile(filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing auth file accepted")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Servers: "zk1:2181"}, ""},
+		{Config{Servers: "zk1:x"}, "no valid port"},
+		{Config{Servers: "zk1:2181", AuthFile: filepath.Join(dir, "missing")}, "read ZooKeeper auth file"},
+		{Config{Servers: "zk1:2181", TLS: TLSConfig{CAFile: filepath.Join(dir, "missing-ca.pem")}}, "read CA file"},
+	} {
+		err := tc.cfg.Validate()
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// An unreachable ZooKeeper gives an error that names the cause.
+func TestConnectUnreachable(t *testing.T) {
+	ports, _ := zktest.FreePorts(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, Config{Servers: fmt.Sprintf("127.0.0.1:%d", ports[0])}, testLogger(), nil)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "--zookeeper.servers") {
+		t.Fatalf("unreachable ZooKeeper: %v", err)
 	}
 }
 

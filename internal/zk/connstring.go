@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -47,6 +48,9 @@ func ParseConnectString(s string) (ConnectString, error) {
 		}
 		if host == "" {
 			return cs, fmt.Errorf("connect string %q: server %q has no host", s, h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return cs, fmt.Errorf("connect string %q: server %q has no valid port (want host:port, e.g. zk1:2181)", s, h)
 		}
 		cs.Servers = append(cs.Servers, net.JoinHostPort(host, port))
 	}

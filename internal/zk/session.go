@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -285,11 +284,32 @@ func (m *clientMetrics) setState(st State) {
 	}
 }
 
-// slogAdapter sends the library's chatter to slog at debug level.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter sends the library's chatter to slog at debug level, and
+// keeps its failed connection attempts: they are what an operator needs
+// when no server can be reached.
+type slogAdapter struct{ c *Client }
 
 func (a slogAdapter) Printf(format string, args ...any) {
-	a.l.Debug(fmt.Sprintf(format, args...), "component", "go-zookeeper")
+	msg := fmt.Sprintf(format, args...)
+	a.c.logger.Debug(msg, "library", "go-zookeeper")
+	if strings.HasPrefix(format, "failed to connect to") && len(args) == 2 {
+		a.c.noteDialError(fmt.Sprint(args[0]), fmt.Sprint(args[1]))
+	}
+}
+
+// noteDialError records a failed connection attempt and warns about it,
+// at most every 10 seconds.
+func (c *Client) noteDialError(server, err string) {
+	c.mu.Lock()
+	c.lastDialErr = fmt.Sprintf("%s: %s", server, err)
+	warn := time.Since(c.lastDialWarn) >= 10*time.Second
+	if warn {
+		c.lastDialWarn = time.Now()
+	}
+	c.mu.Unlock()
+	if warn {
+		c.logger.Warn("cannot reach ZooKeeper server; retrying", "server", server, "err", err, "servers", c.cs.String())
+	}
 }
 
 // resolvingHostProvider hands out host:port strings without resolving
