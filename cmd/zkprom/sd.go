@@ -50,6 +50,13 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	if c.configCheck {
+		// Beyond the structure: the files each job's session needs.
+		for _, j := range cfg.Jobs {
+			if err := j.ZooKeeper.Validate(); err != nil {
+				fmt.Fprintf(c.out, "job %q: %v\n", j.Name, err)
+				return 1
+			}
+		}
 		fmt.Fprintf(c.out, "configuration OK: %d job(s)\n", len(cfg.Jobs))
 		return 0
 	}

@@ -166,6 +166,11 @@ func (e *EnsembleConfig) Validate() error {
 	if _, err := e.TLS.Config(); err != nil {
 		return fmt.Errorf("ensemble %q: %w", e.Name, err)
 	}
+	if e.AuthFile != "" {
+		if err := (zk.Config{Servers: e.Servers, AuthFile: e.AuthFile}).Validate(); err != nil {
+			return fmt.Errorf("ensemble %q: %w", e.Name, err)
+		}
+	}
 	for _, p := range e.ZnodePaths {
 		if err := zk.ValidatePath(p); err != nil {
 			return fmt.Errorf("ensemble %q: znode path: %w", e.Name, err)

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// --config.check also checks the files the sessions need.
+func TestSDConfigCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sd.yml")
+	write := func(auth string) {
+		os.WriteFile(cfg, []byte("zookeeper:\n  servers: 127.0.0.1:2181\n  auth_file: "+auth+"\njobs:\n  - name: a\n    format: zkprom\n    paths: [/x]\n"), 0o644)
+	}
+	write(filepath.Join(dir, "missing"))
+	var out bytes.Buffer
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check"}, &out, io.Discard); code != 1 || !strings.Contains(out.String(), "read ZooKeeper auth file") {
+		t.Errorf("missing auth file: exit %d, %q", code, out.String())
+	}
+	auth := filepath.Join(dir, "auth")
+	os.WriteFile(auth, []byte("sd:secret\n"), 0o600)
+	write(auth)
+	out.Reset()
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check"}, &out, io.Discard); code != 0 || strings.Contains(out.String(), "secret") {
+		t.Errorf("good config: exit %d, %q", code, out.String())
+	}
+}
