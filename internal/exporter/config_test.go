@@ -67,6 +67,8 @@ func TestParseConfigErrors(t *testing.T) {
 		"tls without ca": {"ensembles:\n  - {name: a, servers: 'a:1', tls: {cert_file: c.pem, key_file: k.pem}}\n", "CA file"},
 		"missing ca":     {"ensembles:\n  - {name: a, servers: 'a:1', tls: {ca_file: /nonexistent/ca.pem}}\n", "read CA file"},
 		"bad znode path": {"ensembles:\n  - {name: a, servers: 'a:1', znode_paths: [brokers]}\n", "znode path"},
+		"missing auth":   {"ensembles:\n  - {name: a, servers: 'a:1', auth_file: /nonexistent/zk-auth}\n", "read ZooKeeper auth file"},
+		"bad servers":    {"ensembles:\n  - {name: a, servers: 'zk1:notaport'}\n", "no valid port"},
 		"not yaml":       {"ensembles: [", "parse exporter config"},
 		"wrong type":     {"ensembles: {name: a}", "parse exporter config"},
 	} {
