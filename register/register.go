@@ -135,7 +135,7 @@ func (c *Config) Validate() error {
 			c.Path = "/services"
 		}
 		if c.Service == "" {
-			return errors.New("curator format: give the service name")
+			return errors.New("curator format: give the service name (--service)")
 		}
 		if strings.Contains(c.Service, "/") {
 			return fmt.Errorf("service name %q must not contain /", c.Service)
@@ -147,7 +147,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("unknown format %q (use zkprom, serverset or curator)", c.Format)
 	}
 	if c.Path == "" {
-		return errors.New("no path: give the folder the registration goes in")
+		return errors.New("no path: give the folder the registration goes in (--path)")
 	}
 	if err := zk.ValidatePath(c.Path); err != nil {
 		return fmt.Errorf("path %q: %w", c.Path, err)

@@ -22,7 +22,7 @@ type registerCommand struct {
 func newRegisterCommand(app *kingpin.Application) *registerCommand {
 	cmd := app.Command("register", "Keep one instance registered in ZooKeeper (ephemeral node) while its health check passes; remove it on SIGTERM.")
 	c := &registerCommand{}
-	c.zk = addZooKeeperFlags(cmd, "")
+	c.zk = addZooKeeperFlags(cmd, "127.0.0.1:2181")
 	r := &c.cfg
 	cmd.Flag("format", "Registration format: zkprom (a file_sd-style target group), serverset (with a metrics endpoint) or curator (a Curator / Spring Cloud service instance).").
 		Default(register.FormatZkprom).EnumVar(&r.Format, register.FormatZkprom, register.FormatServerset, register.FormatCurator)
