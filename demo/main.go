@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,10 +33,16 @@ const (
 	cluster      = "demo"
 )
 
-var members = []struct{ name, promAddr, agentAddr string }{
-	{"prom-a", "127.0.0.1:9090", "127.0.0.1:9793"},
-	{"prom-b", "127.0.0.1:9091", "127.0.0.1:9794"},
+// prom-a and prom-b are an HA pair (one shard member; the leader alone
+// gets leader.yml); prom-c is a second shard member.
+var members = []struct{ name, promAddr, agentAddr, haGroup string }{
+	{"prom-a", "127.0.0.1:9090", "127.0.0.1:9793", "pair"},
+	{"prom-b", "127.0.0.1:9091", "127.0.0.1:9794", "pair"},
+	{"prom-c", "127.0.0.1:9092", "127.0.0.1:9795", ""},
 }
+
+// shardedTargets is how many synthetic targets the sharded job splits.
+const shardedTargets = 30
 
 func main() {
 	zkprom := flag.String("zkprom", "bin/zkprom", "path of the zkprom binary")
@@ -52,7 +59,8 @@ type demo struct {
 	dir     string
 	connect string
 	procs   []*exec.Cmd
-	lines   []string // what runs where
+	exited  map[string]chan struct{} // by log name: closed when that zkprom exits
+	lines   []string                 // what runs where
 }
 
 func run(zkprom, dir string) error {
@@ -70,8 +78,11 @@ func run(zkprom, dir string) error {
 		return err
 	}
 	dir, _ = filepath.Abs(dir)
-	d := &demo{zkprom: zkprom, dir: dir}
+	d := &demo{zkprom: zkprom, dir: dir, exited: map[string]chan struct{}{}}
 	defer d.stopAll()
+	if err := portsFree(); err != nil {
+		return err
+	}
 
 	step("starting a 3-node ZooKeeper ensemble")
 	ens, err := zktest.StartEnsemble(zktest.Options{Servers: 3})
@@ -83,7 +94,7 @@ func run(zkprom, dir string) error {
 	var adminURLs []string
 	for _, s := range ens.Servers {
 		adminURLs = append(adminURLs, s.AdminURL)
-		d.note("ZooKeeper server %d      client %s, AdminServer %s/commands", s.ID, s.ClientAddr, s.AdminURL)
+		d.note("ZooKeeper server %d      client %s, AdminServer %s/commands (pid %d)", s.ID, s.ClientAddr, s.AdminURL, ens.Pid(s.ID-1))
 	}
 
 	step("starting zkprom exporter")
@@ -92,12 +103,12 @@ func run(zkprom, dir string) error {
 		"--collect.znode-children=/zkprom/targets", "--web.listen-address="+exporterAddr); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+exporterAddr+"/metrics"); err != nil {
+	if err := d.waitHTTP(ctx, "exporter", "http://"+exporterAddr+"/metrics"); err != nil {
 		return err
 	}
 	d.note("zkprom exporter        http://%s/metrics, /probe?ensemble=demo, /probe?target=%s", exporterAddr, ens.Servers[0].ClientAddr)
 
-	step("writing sample Curator/Spring, Dubbo and Kafka registrations")
+	step("writing sample Curator/Spring, Dubbo and Kafka registrations, and targets to shard")
 	if err := writeSamples(ctx, d.connect); err != nil {
 		return err
 	}
@@ -114,10 +125,10 @@ func run(zkprom, dir string) error {
 		"--file-sd.dir="+filepath.Join(dir, "file_sd")); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+sdAddr+"/-/ready"); err != nil {
+	if err := d.waitHTTP(ctx, "sd", "http://"+sdAddr+"/-/ready"); err != nil {
 		return err
 	}
-	d.note("zkprom sd              http://%s/   (http_sd per job: /sd/registered, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
+	d.note("zkprom sd              http://%s/   (http_sd per job: /sd/registered, /sd/serverset, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
 
 	step("pushing the Prometheus configuration to ZooKeeper (zkprom config push)")
 	bundle, err := d.bundle()
@@ -132,13 +143,17 @@ func run(zkprom, dir string) error {
 	for _, m := range members {
 		step("starting zkprom agent and Prometheus " + m.name)
 		cfgDir := filepath.Join(dir, m.name)
-		if err := d.start("agent-"+m.name, "agent", "--zookeeper.servers="+d.connect, "--cluster="+cluster,
-			"--member="+m.name, "--config-dir="+cfgDir, "--prometheus.url=http://"+m.promAddr,
-			"--web.listen-address="+m.agentAddr); err != nil {
+		args := []string{"agent", "--zookeeper.servers=" + d.connect, "--zookeeper.session-timeout=4s",
+			"--cluster=" + cluster, "--member=" + m.name, "--config-dir=" + cfgDir,
+			"--prometheus.url=http://" + m.promAddr, "--web.listen-address=" + m.agentAddr}
+		if m.haGroup != "" {
+			args = append(args, "--ha.group="+m.haGroup)
+		}
+		if err := d.start("agent-"+m.name, args...); err != nil {
 			return err
 		}
 		promCfg := filepath.Join(cfgDir, "current", "prometheus.yml")
-		if err := waitFile(ctx, promCfg); err != nil {
+		if err := d.waitFile(ctx, "agent-"+m.name, promCfg); err != nil {
 			return err
 		}
 		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: promCfg, Addr: m.promAddr})
@@ -146,7 +161,12 @@ func run(zkprom, dir string) error {
 			return err
 		}
 		defer p.Close()
-		d.note("Prometheus %s       http://%s/targets, /alerts   (agent http://%s/metrics)", m.name, m.promAddr, m.agentAddr)
+		role := "shard member"
+		if m.haGroup != "" {
+			role = "HA group " + m.haGroup
+		}
+		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (agent http://%s/status, pid %d; %s)",
+			m.name, m.promAddr, m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
 		if err := d.start("register-"+m.name, "register", "--zookeeper.servers="+d.connect,
 			"--path=/zkprom/targets/"+m.name, "--address="+m.promAddr, "--label=component=prometheus",
 			"--check.http=http://"+m.promAddr+"/-/ready"); err != nil {
@@ -176,6 +196,7 @@ func run(zkprom, dir string) error {
 	fmt.Println("Try (see README.md, 'The demo'):")
 	fmt.Printf("  %s config status --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
 	fmt.Printf("  %s config history --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
+	fmt.Printf("  %s shards --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
 	fmt.Println("Press Ctrl-C to stop.")
 	if err := os.WriteFile(filepath.Join(dir, "connect"), []byte(d.connect+"\n"), 0o644); err != nil {
 		return err
@@ -230,24 +251,50 @@ func (d *demo) bundle() (string, error) {
 	if !ok {
 		return "", fmt.Errorf("deploy/discovery/prometheus-demo.yml has no scrape_configs")
 	}
+	// The exporter registers itself too; its own job scrapes it (once).
+	const zkPathRule = "      - {source_labels: [__meta_zookeeper_path], target_label: zk_path}\n"
+	if !strings.Contains(scrape, zkPathRule) {
+		return "", fmt.Errorf("deploy/discovery/prometheus-demo.yml: the registered job changed; update the demo")
+	}
+	scrape = strings.Replace(scrape, zkPathRule, zkPathRule+"      - {source_labels: [component], regex: exporter, action: drop}\n", 1)
 	rules, err := os.ReadFile("deploy/exporter/alerts.yml")
 	if err != nil {
 		return "", err
 	}
-	cfg := `# The demo cluster's configuration, kept in ZooKeeper by zkprom config.
-global:
+	global := `global:
   scrape_interval: 5s
   evaluation_interval: 5s
   external_labels:
+    cluster: ${ZKPROM_CLUSTER}
     replica: ${ZKPROM_MEMBER}
-rule_files: [zookeeper-alerts.yml]
+`
+	cfg := "# The demo cluster's configuration, kept in ZooKeeper by zkprom config.\n" + global + `rule_files: [zookeeper-alerts.yml]
 scrape_configs:
   - job_name: zookeeper
     scrape_timeout: 4s
     static_configs: [{targets: ['` + exporterAddr + `']}]
+  - job_name: sharded   # this member's share, written by its agent (shards.yml)
+    file_sd_configs: [{files: ['${ZKPROM_CONFIG_DIR}/shards/nodes.json']}]
 ` + scrape
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		return "", err
+	files := map[string]string{
+		"prometheus.yml": cfg,
+		// Only the leader of an HA group gets these keys (leader.yml
+		// replaces whole top-level keys, so global is repeated).
+		"leader.yml": "# On the HA leader only.\n" + global + "    ha_role: leader\n",
+		"shards.yml": `# Targets split among the cluster's members (the HA pair counts once).
+replicas: 1
+overlap: 5s
+join_delay: 2s
+jobs:
+  - name: nodes
+    format: zkprom
+    paths: [/demo/nodes]
+`,
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return "", err
+		}
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "zookeeper-alerts.yml"), rules, 0o644)
 }
@@ -286,6 +333,17 @@ func writeSamples(ctx context.Context, connect string) error {
 			return err
 		}
 	}
+	// Synthetic node-exporter-like targets for the sharded job (nothing
+	// listens there: they show as down, spread over the shard members).
+	if err := c.CreateAll(cctx, "/demo/nodes", nil); err != nil {
+		return err
+	}
+	for i := 0; i < shardedTargets; i++ {
+		group := fmt.Sprintf(`{"targets":["127.0.0.1:%d"],"labels":{"rack":"r%d"}}`, 19100+i, i%3)
+		if _, err := c.Create(cctx, fmt.Sprintf("/demo/nodes/node-%02d", i), []byte(group), zk.Persistent, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -302,7 +360,22 @@ func (d *demo) start(name string, args ...string) error {
 		return fmt.Errorf("start zkprom %s: %w", strings.Join(args, " "), err)
 	}
 	d.procs = append(d.procs, cmd)
+	done := make(chan struct{})
+	d.exited[name] = done
+	go func() { cmd.Wait(); close(done) }()
 	return nil
+}
+
+// failed returns an error with the end of a zkprom's log if it exited.
+func (d *demo) failed(name string) error {
+	select {
+	case <-d.exited[name]:
+		log, _ := os.ReadFile(filepath.Join(d.dir, name+".log"))
+		lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+		return fmt.Errorf("zkprom %s exited:\n  %s", name, strings.Join(lines[max(0, len(lines)-5):], "\n  "))
+	default:
+		return nil
+	}
 }
 
 // zkprom1 runs zkprom once and fails with its output.
@@ -319,20 +392,41 @@ func (d *demo) stopAll() {
 	for _, p := range d.procs {
 		p.Process.Signal(syscall.SIGTERM)
 	}
-	for _, p := range d.procs {
-		done := make(chan struct{})
-		go func() { p.Wait(); close(done) }()
+	for name, done := range d.exited {
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			p.Process.Kill()
+			fmt.Fprintf(os.Stderr, "zkprom %s did not stop within 5s: killed\n", name)
 		}
+	}
+	for _, p := range d.procs {
+		p.Process.Kill()
 	}
 }
 
-func waitHTTP(ctx context.Context, url string) error {
+// portsFree checks the demo's fixed ports before anything starts.
+func portsFree() error {
+	addrs := []string{exporterAddr, sdAddr}
+	for _, m := range members {
+		addrs = append(addrs, m.promAddr, m.agentAddr)
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("the demo needs %s, which is in use: stop what listens there (ss -ltnp | grep %s) and try again", a, a)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// waitHTTP waits until url answers 200, or the zkprom named proc exits.
+func (d *demo) waitHTTP(ctx context.Context, proc, url string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if err := d.failed(proc); err != nil {
+			return err
+		}
 		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -341,12 +435,16 @@ func waitHTTP(ctx context.Context, url string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s did not answer 200 within 30s (see the logs in the demo directory)", url)
+	return fmt.Errorf("%s did not answer 200 within 30s (see %s.log in the demo directory)", url, proc)
 }
 
-func waitFile(ctx context.Context, path string) error {
+// waitFile waits until path exists, or the zkprom named proc exits.
+func (d *demo) waitFile(ctx context.Context, proc, path string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if err := d.failed(proc); err != nil {
+			return err
+		}
 		if _, err := os.Stat(path); err == nil {
 			return nil
 		}

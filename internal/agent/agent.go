@@ -356,7 +356,12 @@ func (a *Agent) step(ctx context.Context, w *watches) bool {
 
 	if pending != nil {
 		if pending.rev == target {
-			return a.finishPending(ctx, canary)
+			if again := a.finishPending(ctx, canary); again || !a.variantChanged(target) {
+				return again
+			}
+			// The HA role changed while Prometheus was away: the
+			// variant switch was deferred until now.
+			return a.apply(ctx, target, canary)
 		}
 		a.mu.Lock()
 		a.pending = nil
