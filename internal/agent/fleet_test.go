@@ -724,3 +724,46 @@ func TestShardsWeights(t *testing.T) {
 		t.Errorf("shares %v: want about 250, 250 and 500", n)
 	}
 }
+
+// Leadership won while the agent's Prometheus is away (its revision laid
+// down, the verify deferred): once Prometheus answers, the agent applies
+// the leader variant instead of staying on the plain one.
+func TestHALeadershipWonWhilePrometheusAway(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	registerTargets(t, c, base, 4)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, true), "ha")
+	dirs := env.dirs[:2]
+	const timeout = 8 * time.Second
+	first := startHAAgent(t, env.ens.Connect(), cluster, 1, timeout)
+	waitFor(t, 30*time.Second, "agent-1 leading with the overlay", func() (bool, string) {
+		return overlayOn(dirs[1]), "no overlay"
+	})
+
+	env.proms[0].Stop()
+	t.Cleanup(func() {
+		if env.proms[0].Pid() == 0 {
+			env.proms[0].Start()
+		}
+	})
+	second := startHAAgent(t, env.ens.Connect(), cluster, 0, timeout)
+	waitFor(t, 30*time.Second, "agent-0 laid its revision down", func() (bool, string) {
+		l, _ := os.Readlink(filepath.Join(dirs[0], "current"))
+		return strings.HasPrefix(filepath.Base(l), "r-"), "current -> " + l
+	})
+	first.stop() // a clean exit: agent-0 leads while its Prometheus is away
+	waitFor(t, 30*time.Second, "agent-0 leading", func() (bool, string) {
+		return second.a.fleet.leading(), "follower"
+	})
+	if err := env.proms[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "agent-0 applies the overlay once its Prometheus answers", func() (bool, string) {
+		return overlayOn(dirs[0]), "plain revision"
+	})
+}
