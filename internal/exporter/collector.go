@@ -30,6 +30,9 @@ type Exporter struct {
 	mu        sync.RWMutex
 	ensembles []*ensemble
 	probe     *ensemble // settings for /probe?target= of unconfigured servers
+
+	downMu sync.Mutex
+	down   map[string]bool // servers last seen unreachable, to log changes only
 }
 
 // New builds an exporter for cfg. probeDefaults gives the settings
@@ -266,11 +269,30 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (x *Exporter) countErrors(r *ServerResult) {
+	var first error
 	for _, cmd := range r.Commands {
 		if cmd.Err != nil {
 			x.scrapeErrors.WithLabelValues(errorReason(cmd.Err)).Inc()
 			x.logger.Debug("command failed", "server", r.Server, "command", cmd.Command, "source", cmd.Source, "err", cmd.Err)
+			if first == nil {
+				first = cmd.Err
+			}
 		}
+	}
+	// Say why a server is unreachable once, when it goes, and when it is
+	// back, rather than on every scrape.
+	x.downMu.Lock()
+	was := x.down[r.Server]
+	if x.down == nil {
+		x.down = map[string]bool{}
+	}
+	x.down[r.Server] = !r.Up
+	x.downMu.Unlock()
+	switch {
+	case !r.Up && !was:
+		x.logger.Warn("ZooKeeper server unreachable", "server", r.Server, "reason", errorReason(first), "err", first)
+	case r.Up && was:
+		x.logger.Info("ZooKeeper server reachable again", "server", r.Server)
 	}
 }
 
