@@ -58,6 +58,7 @@ func newApp(stdout io.Writer) *app {
 		logConfig: &promslog.Config{},
 	}
 	a.root.HelpFlag.Short('h')
+	a.root.Version(version.Print("zkprom"))
 	a.root.UsageWriter(stdout)
 	promslogflag.AddFlags(a.root, a.logConfig)
 	a.add("version", newVersionCommand(a.root, stdout))
