@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/zkprom/zkprom/internal/discovery"
+	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type sdCommand struct {
@@ -28,6 +29,7 @@ type sdCommand struct {
 	configFile  string
 	configCheck bool
 	fileSDDir   string
+	zk          *zk.Config
 	web         *web.FlagConfig
 }
 
@@ -39,12 +41,14 @@ func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
 	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
 	cmd.Flag("file-sd.dir", "Also write one file_sd file <job>.json per job into this folder (atomically, only when it changes).").
 		StringVar(&c.fileSDDir)
+	// The ZooKeeper flags are the config's zookeeper block when it has none.
+	c.zk = addZooKeeperFlags(cmd, "")
 	c.web = kingpinflag.AddFlags(cmd, ":9142")
 	return c
 }
 
 func (c *sdCommand) run(logger *slog.Logger) int {
-	cfg, err := discovery.LoadConfig(c.configFile)
+	cfg, err := discovery.LoadConfigDefault(c.configFile, *c.zk)
 	if err != nil {
 		logger.Error("invalid configuration", "err", err)
 		return 1
@@ -65,7 +69,7 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		versioncollector.NewCollector("zkprom_sd"))
 	ctx, stop := signalContext()
 	defer stop()
-	m, err := discovery.NewManager(ctx, discovery.Options{FileSDDir: c.fileSDDir, Logger: logger, Registerer: reg})
+	m, err := discovery.NewManager(ctx, discovery.Options{FileSDDir: c.fileSDDir, DefaultZooKeeper: *c.zk, Logger: logger, Registerer: reg})
 	if err != nil {
 		logger.Error("could not start discovery", "err", err)
 		return 1

@@ -29,3 +29,23 @@ func TestSDConfigCheckFiles(t *testing.T) {
 		t.Errorf("good config: exit %d, %q", code, out.String())
 	}
 }
+
+// The --zookeeper.* flags give the ensemble of a config without a
+// zookeeper block; a block in the file wins.
+func TestSDZooKeeperFlagsAsDefault(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sd.yml")
+	os.WriteFile(cfg, []byte("jobs:\n  - name: a\n    format: zkprom\n    paths: [/x]\n"), 0o644)
+	var out bytes.Buffer
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check"}, &out, io.Discard); code != 1 {
+		t.Errorf("no ZooKeeper anywhere: exit %d", code)
+	}
+	out.Reset()
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check", "--zookeeper.servers=zk1:2181/kafka"}, &out, io.Discard); code != 0 {
+		t.Errorf("servers from the flag: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check", "--zookeeper.servers=zk1:x"}, &out, io.Discard); code != 1 {
+		t.Errorf("a bad connect string in the flag: exit %d, %q", code, out.String())
+	}
+}

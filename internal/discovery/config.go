@@ -69,11 +69,17 @@ var jobNameRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$`)
 
 // LoadConfig reads and validates a config file.
 func LoadConfig(path string) (*Config, error) {
+	return LoadConfigDefault(path, zk.Config{})
+}
+
+// LoadConfigDefault is LoadConfig where def (the --zookeeper.* flags) is
+// the top-level zookeeper block when the file has none.
+func LoadConfigDefault(path string, def zk.Config) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read discovery config: %w", err)
 	}
-	c, err := ParseConfig(b)
+	c, err := parseConfig(b, def)
 	if err != nil {
 		return nil, fmt.Errorf("load discovery config %s: %w", path, err)
 	}
@@ -82,12 +88,17 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig decodes strict YAML (unknown fields are errors) and
 // validates it.
-func ParseConfig(b []byte) (*Config, error) {
+func ParseConfig(b []byte) (*Config, error) { return parseConfig(b, zk.Config{}) }
+
+func parseConfig(b []byte, def zk.Config) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	c := &Config{}
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("decode YAML: %w", err)
+	}
+	if c.ZooKeeper.Servers == "" && def.Servers != "" {
+		c.ZooKeeper = def
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -24,7 +24,10 @@ import (
 type Options struct {
 	// FileSDDir, when set, gets one <job>.json file_sd file per job.
 	FileSDDir string
-	Logger    *slog.Logger
+	// DefaultZooKeeper is the top-level zookeeper block of a config file
+	// that has none (from the --zookeeper.* flags).
+	DefaultZooKeeper zk.Config
+	Logger           *slog.Logger
 	// Registerer gets the discovery metrics and the ZooKeeper session
 	// metrics of every connect string (nil: none).
 	Registerer prometheus.Registerer
@@ -445,7 +448,7 @@ func WriteFileAtomic(path string, data []byte) error {
 // Reload reads the config file and applies it; a bad file leaves the
 // running jobs alone. It sets the reload metrics.
 func (m *Manager) Reload(path string) error {
-	cfg, err := LoadConfig(path)
+	cfg, err := LoadConfigDefault(path, m.opts.DefaultZooKeeper)
 	m.mu.Lock()
 	m.reloadOK = err == nil
 	if err == nil {
