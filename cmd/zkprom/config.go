@@ -246,43 +246,38 @@ func (c *configCommon) resolve(ctx context.Context, s *configstore.Store, rev st
 }
 
 func (c *configGetCommand) run(logger *slog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	client, s, err := c.open(ctx, logger)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer client.Close()
-	rev, err := c.resolve(ctx, s, c.rev)
-	if err != nil {
-		return fail("%v", err)
-	}
-	m, b, err := s.Revision(ctx, rev)
-	if err != nil {
-		return fail("%v", err)
-	}
-	if c.outDir != "" {
-		if entries, err := os.ReadDir(c.outDir); err == nil && len(entries) > 0 {
-			return fail("write revision %d to %s: the directory is not empty", rev, c.outDir)
+	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
+		rev, err := c.resolve(ctx, s, c.rev)
+		if err != nil {
+			return fail("%v", err)
 		}
-		if err := b.WriteDir(c.outDir); err != nil {
-			return fail("write revision %d to %s: %v", rev, c.outDir, err)
+		m, b, err := s.Revision(ctx, rev)
+		if err != nil {
+			return fail("%v", err)
 		}
-		fmt.Fprintf(c.out, "revision %d written to %s (%d files)\n", rev, c.outDir, len(b.Files))
+		if c.outDir != "" {
+			if entries, err := os.ReadDir(c.outDir); err == nil && len(entries) > 0 {
+				return fail("write revision %d to %s: the directory is not empty", rev, c.outDir)
+			}
+			if err := b.WriteDir(c.outDir); err != nil {
+				return fail("write revision %d to %s: %v", rev, c.outDir, err)
+			}
+			fmt.Fprintf(c.out, "revision %d written to %s (%d files)\n", rev, c.outDir, len(b.Files))
+			return 0
+		}
+		fmt.Fprintf(c.out, "# revision %d by %s at %s: %s\n# %s\n", m.Revision, m.Author, m.Time.Format(time.RFC3339), configstore.MaskSecrets(m.Message), m.Checksum)
+		for _, n := range b.Names() {
+			text := string(b.Files[n])
+			if !c.showSecrets {
+				text = configstore.MaskSecrets(text)
+			}
+			fmt.Fprintf(c.out, "# ---- %s ----\n%s", n, text)
+			if !strings.HasSuffix(text, "\n") {
+				fmt.Fprintln(c.out)
+			}
+		}
 		return 0
-	}
-	fmt.Fprintf(c.out, "# revision %d by %s at %s: %s\n# %s\n", m.Revision, m.Author, m.Time.Format(time.RFC3339), configstore.MaskSecrets(m.Message), m.Checksum)
-	for _, n := range b.Names() {
-		text := string(b.Files[n])
-		if !c.showSecrets {
-			text = configstore.MaskSecrets(text)
-		}
-		fmt.Fprintf(c.out, "# ---- %s ----\n%s", n, text)
-		if !strings.HasSuffix(text, "\n") {
-			fmt.Fprintln(c.out)
-		}
-	}
-	return 0
+	})
 }
 
 // ---- diff ----
@@ -303,31 +298,26 @@ func newConfigDiffCommand(parent *kingpin.CmdClause, out io.Writer) *configDiffC
 }
 
 func (c *configDiffCommand) run(logger *slog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	client, s, err := c.open(ctx, logger)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer client.Close()
-	r1, err := c.resolve(ctx, s, c.rev1)
-	if err != nil {
-		return fail("%v", err)
-	}
-	r2, err := c.resolve(ctx, s, c.rev2)
-	if err != nil {
-		return fail("%v", err)
-	}
-	_, b1, err := s.Revision(ctx, r1)
-	if err != nil {
-		return fail("%v", err)
-	}
-	_, b2, err := s.Revision(ctx, r2)
-	if err != nil {
-		return fail("%v", err)
-	}
-	fmt.Fprint(c.out, configstore.UnifiedDiff(b1, b2, fmt.Sprintf("r%d", r1), fmt.Sprintf("r%d", r2), c.showSecrets))
-	return 0
+	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
+		r1, err := c.resolve(ctx, s, c.rev1)
+		if err != nil {
+			return fail("%v", err)
+		}
+		r2, err := c.resolve(ctx, s, c.rev2)
+		if err != nil {
+			return fail("%v", err)
+		}
+		_, b1, err := s.Revision(ctx, r1)
+		if err != nil {
+			return fail("%v", err)
+		}
+		_, b2, err := s.Revision(ctx, r2)
+		if err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprint(c.out, configstore.UnifiedDiff(b1, b2, fmt.Sprintf("r%d", r1), fmt.Sprintf("r%d", r2), c.showSecrets))
+		return 0
+	})
 }
 
 // ---- history ----
@@ -340,36 +330,31 @@ func newConfigHistoryCommand(parent *kingpin.CmdClause, out io.Writer) *configHi
 }
 
 func (c *configHistoryCommand) run(logger *slog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	client, s, err := c.open(ctx, logger)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer client.Close()
-	h, err := s.History(ctx)
-	if err != nil {
-		return fail("%v", err)
-	}
-	canary, _ := s.Canary(ctx)
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REVISION\tTIME\tAUTHOR\tFILES\tSIZE\tCHECKSUM\tMESSAGE")
-	if canary != nil {
-		fmt.Fprintf(tw, "%d (canary on %s)\t%s\t%s\t\t\t%s\t\n", canary.Revision, strings.Join(canary.Members, ","), canary.Time.Format(time.RFC3339), canary.Author, short(canary.Checksum))
-	}
-	for i, m := range h {
-		mark := ""
-		if i == 0 {
-			mark = " (current)"
+	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
+		h, err := s.History(ctx)
+		if err != nil {
+			return fail("%v", err)
 		}
-		msg := configstore.MaskSecrets(m.Message)
-		if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
-			msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
+		canary, _ := s.Canary(ctx)
+		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REVISION\tTIME\tAUTHOR\tFILES\tSIZE\tCHECKSUM\tMESSAGE")
+		if canary != nil {
+			fmt.Fprintf(tw, "%d (canary on %s)\t%s\t%s\t\t\t%s\t\n", canary.Revision, strings.Join(canary.Members, ","), canary.Time.Format(time.RFC3339), canary.Author, short(canary.Checksum))
 		}
-		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
-	}
-	tw.Flush()
-	return 0
+		for i, m := range h {
+			mark := ""
+			if i == 0 {
+				mark = " (current)"
+			}
+			msg := configstore.MaskSecrets(m.Message)
+			if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
+				msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
+			}
+			fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
+		}
+		tw.Flush()
+		return 0
+	})
 }
 
 func short(sum string) string {
@@ -439,67 +424,62 @@ func newConfigStatusCommand(parent *kingpin.CmdClause, out io.Writer) *configSta
 }
 
 func (c *configStatusCommand) run(logger *slog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	client, s, err := c.open(ctx, logger)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer client.Close()
-	cur, _, err := s.Current(ctx)
-	if err != nil {
-		return fail("%v", err)
-	}
-	canary, err := s.Canary(ctx)
-	if err != nil {
-		return fail("%v", err)
-	}
-	members, err := s.Members(ctx)
-	if err != nil {
-		return fail("%v", err)
-	}
-	fmt.Fprintf(c.out, "cluster %s: current revision %d (by %s at %s)\n", c.cluster, cur.Revision, cur.Author, cur.Time.Format(time.RFC3339))
-	if canary != nil {
-		fmt.Fprintf(c.out, "canary: revision %d on %s\n", canary.Revision, strings.Join(canary.Members, ", "))
-	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tSTATE\tREVISION\tTARGET\tUPDATED\tLAST RELOAD\tERROR")
-	bad := 0
-	now := time.Now()
-	for _, m := range members {
-		st := m.Status
-		if m.Err != nil {
-			bad++
-			fmt.Fprintf(tw, "%s\t?\t\t\t\t\t%v\n", m.Member, m.Err)
-			continue
+	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
+		cur, _, err := s.Current(ctx)
+		if err != nil {
+			return fail("%v", err)
 		}
-		want := cur.Revision
-		if canary.Has(m.Member) {
-			want = canary.Revision
+		canary, err := s.Canary(ctx)
+		if err != nil {
+			return fail("%v", err)
 		}
-		behind := st.Revision != want || st.State != configstore.StateApplied
-		if behind {
-			bad++
+		members, err := s.Members(ctx)
+		if err != nil {
+			return fail("%v", err)
 		}
-		errText := ""
-		if st.Error != "" {
-			errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.MaskSecrets(st.Error)))
+		fmt.Fprintf(c.out, "cluster %s: current revision %d (by %s at %s)\n", c.cluster, cur.Revision, cur.Author, cur.Time.Format(time.RFC3339))
+		if canary != nil {
+			fmt.Fprintf(c.out, "canary: revision %d on %s\n", canary.Revision, strings.Join(canary.Members, ", "))
 		}
-		reload := "-"
-		if !st.LastReload.IsZero() {
-			reload = fmt.Sprintf("%s ago (ok=%t)", now.Sub(st.LastReload).Round(time.Second), st.ReloadSuccessful)
+		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMBER\tSTATE\tREVISION\tTARGET\tUPDATED\tLAST RELOAD\tERROR")
+		bad := 0
+		now := time.Now()
+		for _, m := range members {
+			st := m.Status
+			if m.Err != nil {
+				bad++
+				fmt.Fprintf(tw, "%s\t?\t\t\t\t\t%v\n", m.Member, m.Err)
+				continue
+			}
+			want := cur.Revision
+			if canary.Has(m.Member) {
+				want = canary.Revision
+			}
+			behind := st.Revision != want || st.State != configstore.StateApplied
+			if behind {
+				bad++
+			}
+			errText := ""
+			if st.Error != "" {
+				errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.MaskSecrets(st.Error)))
+			}
+			reload := "-"
+			if !st.LastReload.IsZero() {
+				reload = fmt.Sprintf("%s ago (ok=%t)", now.Sub(st.LastReload).Round(time.Second), st.ReloadSuccessful)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Member, st.State, st.Revision, want, now.Sub(st.Updated).Round(time.Second), reload, errText)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Member, st.State, st.Revision, want, now.Sub(st.Updated).Round(time.Second), reload, errText)
-	}
-	tw.Flush()
-	if len(members) == 0 {
-		fmt.Fprintln(c.out, "no live agents")
-	}
-	if bad > 0 {
-		fmt.Fprintf(os.Stderr, "zkprom config status: %d of %d agents failing or behind\n", bad, len(members))
-		return 1
-	}
-	return 0
+		tw.Flush()
+		if len(members) == 0 {
+			fmt.Fprintln(c.out, "no live agents")
+		}
+		if bad > 0 {
+			fmt.Fprintf(os.Stderr, "zkprom config status: %d of %d agents failing or behind\n", bad, len(members))
+			return 1
+		}
+		return 0
+	})
 }
 
 func oneLine(s string) string {
@@ -508,4 +488,16 @@ func oneLine(s string) string {
 		s = s[:300] + "..."
 	}
 	return s
+}
+
+// session runs f with the cluster's store, within the command's timeout.
+func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, client *zk.Client, s *configstore.Store) int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	client, s, err := c.open(ctx, logger)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer client.Close()
+	return f(ctx, client, s)
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/agent"
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type shardsCommand struct{ *configCommon }
@@ -18,15 +20,10 @@ func newShardsCommand(app *kingpin.Application, out io.Writer) *shardsCommand {
 }
 
 func (c *shardsCommand) run(logger *slog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	client, s, err := c.open(ctx, logger)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer client.Close()
-	if err := agent.WriteFleetStatus(ctx, client, s, c.out); err != nil {
-		return fail("%v", err)
-	}
-	return 0
+	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
+		if err := agent.WriteFleetStatus(ctx, client, s, c.out); err != nil {
+			return fail("%v", err)
+		}
+		return 0
+	})
 }
