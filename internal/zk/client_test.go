@@ -32,6 +32,8 @@ func TestParseConnectString(t *testing.T) {
 		{in: "zk1:notaport", err: "no valid port"},
 		{in: "zk1:0,zk2:2181", err: "no valid port"},
 		{in: "zk1:70000", err: "no valid port"},
+		{in: "garbage::", err: "not host:port"},
+		{in: "::1", servers: []string{"[::1]:2181"}},
 	} {
 		cs, err := ParseConnectString(tc.in)
 		if tc.err != "" {

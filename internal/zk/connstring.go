@@ -45,6 +45,9 @@ func ParseConnectString(s string) (ConnectString, error) {
 		if err != nil {
 			// No port given: "zk1" or "[::1]" or "::1".
 			host, port = strings.Trim(h, "[]"), "2181"
+			if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+				return cs, fmt.Errorf("connect string %q: server %q is not host:port", s, h)
+			}
 		}
 		if host == "" {
 			return cs, fmt.Errorf("connect string %q: server %q has no host", s, h)
