@@ -611,6 +611,15 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		}
 		level = deeper
 	}
+	// A child listed but gone before its own read is not mirrored, so its
+	// parent must not list it either: else its return would look known.
+	for p, n := range out {
+		for name := range n.children {
+			if _, ok := out[Join(p, name)]; !ok {
+				delete(n.children, name)
+			}
+		}
+	}
 	return out, nil
 }
 

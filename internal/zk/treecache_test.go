@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
+	"strconv"
 	"sort"
 	"strings"
 	"sync"
@@ -252,7 +254,10 @@ func randomOps(ctx context.Context, t *testing.T, c *Client, rng *rand.Rand, roo
 func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
 	needEnsemble(t)
 	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	if s := os.Getenv("ZKPROM_TEST_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("seed %d (ZKPROM_TEST_SEED repeats it)", seed)
 	rng := rand.New(rand.NewSource(seed))
 	cacheClient, px := proxiedClient(t, 2)
 	writer := connect(t, Config{})
