@@ -20,7 +20,7 @@ const sessionTimeout = 4 * time.Second // the least tickTime 2000 allows
 
 // proxiedClient connects through a proxy to one server, so that the test
 // can silence the session until it expires.
-func proxiedClient(t *testing.T, server int) (*Client, *zktest.Proxy) {
+func proxiedClient(t testing.TB, server int) (*Client, *zktest.Proxy) {
 	t.Helper()
 	px, err := zktest.NewProxy(ensemble.Servers[server].ClientAddr)
 	if err != nil {
@@ -32,7 +32,7 @@ func proxiedClient(t *testing.T, server int) (*Client, *zktest.Proxy) {
 
 // expire silences the proxy until the server has expired the session and
 // the client has a new one.
-func expire(t *testing.T, c *Client, px *zktest.Proxy, during func()) {
+func expire(t testing.TB, c *Client, px *zktest.Proxy, during func()) {
 	t.Helper()
 	sub := c.Subscribe()
 	defer sub.Close()

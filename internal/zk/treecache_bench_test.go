@@ -3,6 +3,7 @@ package zk
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"os"
 	"runtime"
 	"sync"
@@ -169,4 +170,38 @@ func benchSizes() []int {
 		return []int{10_000}
 	}
 	return []int{10_000, 100_000}
+}
+
+// BenchmarkTreeCacheSoak is the randomized convergence test, longer:
+// rounds of random changes, every third with a session expiry, each
+// ending in a check against a fresh read. It reports the rounds run.
+func BenchmarkTreeCacheSoak(b *testing.B) {
+	if ensemble == nil {
+		b.Skip("needs the real ensemble")
+	}
+	rounds := 30
+	for i := 0; i < b.N; i++ {
+		seed := time.Now().UnixNano()
+		b.Logf("seed %d", seed)
+		rng := rand.New(rand.NewSource(seed))
+		cacheClient, px := proxiedClient(b, 2)
+		writer := connect(b, Config{})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		root := fmt.Sprintf("/tc-soak-%d", seed)
+		writer.CreateAll(ctx, root, nil)
+		full := NewTreeCache(cacheClient, []string{root}, CacheOptions{Data: true, Concurrency: 8})
+		m := follow(full)
+		go full.Run(ctx)
+		for r := 0; r < rounds; r++ {
+			if r%3 == 2 {
+				expire(b, cacheClient, px, func() { randomOps(ctx, b, writer, rng, root, 50) })
+			} else {
+				randomOps(ctx, b, writer, rng, root, 200)
+			}
+			converged(b, ctx, writer, full, m, root, 0, true)
+		}
+		writer.DeleteAll(context.Background(), root)
+		cancel()
+	}
+	b.ReportMetric(float64(rounds), "rounds-converged")
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -132,7 +132,7 @@ func (m *model) batchesSince(n int) [][]CacheEvent {
 	return append([][]CacheEvent(nil), m.batches[n:]...)
 }
 
-func converged(t *testing.T, ctx context.Context, reader *Client, tc *TreeCache, m *model, root string, maxDepth int, data bool) {
+func converged(t testing.TB, ctx context.Context, reader *Client, tc *TreeCache, m *model, root string, maxDepth int, data bool) {
 	t.Helper()
 	eventually(t, 30*time.Second, "cache converges to a fresh read of "+root, func() error {
 		if err := reader.Sync(ctx, root); err != nil {
@@ -220,7 +220,7 @@ func TestTreeCacheEvents(t *testing.T) {
 // randomOps changes the tree at root at random: creates (persistent and
 // ephemeral), data changes and deletes, up to three levels deep. It
 // returns the paths it touched.
-func randomOps(ctx context.Context, t *testing.T, c *Client, rng *rand.Rand, root string, n int) map[string]bool {
+func randomOps(ctx context.Context, t testing.TB, c *Client, rng *rand.Rand, root string, n int) map[string]bool {
 	touched := map[string]bool{}
 	for i := 0; i < n; i++ {
 		p := root
