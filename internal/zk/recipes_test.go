@@ -187,6 +187,7 @@ func runCandidate() int {
 		// Act as leader every 20 ms, each time checking first; report every
 		// act so that the test can see who acted when.
 		for {
+			began := time.Now() // an act is stamped with when it began
 			if err := l.Check(); err != nil {
 				fmt.Println("lost", strings.ReplaceAll(err.Error(), "\n", " "))
 				break
@@ -195,7 +196,7 @@ func runCandidate() int {
 				fmt.Println("fenced", strings.ReplaceAll(err.Error(), "\n", " "))
 				break
 			}
-			fmt.Println("acted", l.Term(), time.Now().UnixNano())
+			fmt.Println("acted", l.Term(), began.UnixNano())
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -284,8 +285,9 @@ func TestElectionKillAndPause(t *testing.T) {
 	tookOver := time.Now()
 	next.cmd.Process.Signal(syscall.SIGCONT)
 	// Woken, the old leader must step down without acting again. Lines
-	// written before the pause may still sit in the pipe: only an act
-	// stamped after the other took over is a second leader acting.
+	// written before the pause may still sit in the pipe, and an act that
+	// began before the pause may be printed after it: only an act that
+	// began after the other took over is a second leader acting.
 	var l string
 	for {
 		l = next.next(t, 15*time.Second, "lost", "fenced", "acted")
