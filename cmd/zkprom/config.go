@@ -94,7 +94,7 @@ type configPushCommand struct {
 	canary                  int
 	promtool                string
 	valConfigDir, valMember string
-	dryRun                  bool
+	dryRun, force           bool
 }
 
 func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushCommand {
@@ -110,6 +110,7 @@ func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushC
 	cmd.Flag("validate.config-dir", "Value of ${ZKPROM_CONFIG_DIR} during validation (an agent's --config-dir, when the bundle refers to files there).").StringVar(&c.valConfigDir)
 	cmd.Flag("validate.member", "Value of ${ZKPROM_MEMBER} during validation.").Default("validation").StringVar(&c.valMember)
 	cmd.Flag("dry-run", "Validate only.").BoolVar(&c.dryRun)
+	cmd.Flag("force", "Push even when the bundle is identical to the current revision.").BoolVar(&c.force)
 	return c
 }
 
@@ -161,6 +162,13 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 		return fail("%v", err)
 	}
 	defer client.Close()
+	if cur, _, err := s.Current(tctx); err == nil && cur.Checksum == b.Checksum() && !c.force {
+		fmt.Fprintf(c.out, "the bundle is identical to the current revision %d: nothing pushed (--force pushes it anyway)\n", cur.Revision)
+		if c.wait {
+			return waitRollout(ctx, s, cur.Revision, c.waitTimeout, c.out)
+		}
+		return 0
+	}
 	pm := configstore.PushMeta{Author: c.author, Message: c.message}
 	var res *configstore.PushResult
 	if c.canary > 0 {

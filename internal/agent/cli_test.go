@@ -72,6 +72,12 @@ func TestConfigCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The same bundle again: nothing pushed.
+	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, good), "-m", "again"}, common...)...)
+	if now, _, _ := s.Current(context.Background()); code != 0 || !strings.Contains(out, "identical to the current revision") || now.Revision != cur.Revision {
+		t.Errorf("identical push: exit %d, current %d (was %d)\n%s\n%s", code, now.Revision, cur.Revision, out, errOut)
+	}
+
 	// Bad PromQL: refused at push with promtool's text; nothing changes.
 	bad := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
 	bad.Files["rules/main.yml"] = []byte("groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum(rate(up[5m])\n")
