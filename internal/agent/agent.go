@@ -469,7 +469,12 @@ type stepError struct {
 	err  error
 }
 
-func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Error() string {
+	if msg := e.err.Error(); strings.HasPrefix(msg, e.step+":") {
+		return msg // the cause names the step already
+	}
+	return e.step + ": " + e.err.Error()
+}
 func (e *stepError) Unwrap() error { return e.err }
 
 // apply brings revision rev live. It returns true when it should be
