@@ -11,6 +11,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/zkprom/zkprom/internal/agent"
 	"github.com/zkprom/zkprom/internal/prom"
@@ -53,24 +54,7 @@ func agentMetricsDoc() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
-	var b strings.Builder
-	b.WriteString("| metric | type | labels | description |\n|---|---|---|---|\n")
-	for _, f := range fams {
-		labels := map[string]bool{}
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				labels[l.GetName()] = true
-			}
-		}
-		var names []string
-		for l := range labels {
-			names = append(names, "`"+l+"`")
-		}
-		sort.Strings(names)
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", f.GetName(), strings.ToLower(f.GetType().String()), strings.Join(names, ", "), f.GetHelp())
-	}
-	return b.String(), nil
+	return metricsTable(fams, func(string) bool { return true }), nil
 }
 
 var generatedRE = regexp.MustCompile(`(?s)(<!-- BEGIN GENERATED (\w+) -->\n).*?(<!-- END GENERATED (\w+) -->)`)
@@ -84,6 +68,39 @@ func TestDocumentationConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	parts := map[string]string{"FLAGS": configFlagsDoc(), "METRICS": metrics}
+	checkGeneratedDoc(t, path, parts)
+}
+
+// metricsTable renders the gathered families that keep accepts as a
+// Markdown table.
+func metricsTable(fams []*dto.MetricFamily, keep func(name string) bool) string {
+	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
+	var b strings.Builder
+	b.WriteString("| metric | type | labels | description |\n|---|---|---|---|\n")
+	for _, f := range fams {
+		if !keep(f.GetName()) {
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				labels[l.GetName()] = true
+			}
+		}
+		var names []string
+		for l := range labels {
+			names = append(names, "`"+l+"`")
+		}
+		sort.Strings(names)
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", f.GetName(), strings.ToLower(f.GetType().String()), strings.Join(names, ", "), f.GetHelp())
+	}
+	return b.String()
+}
+
+// checkGeneratedDoc rewrites (with -update) or checks the generated parts
+// of a document: each <!-- BEGIN GENERATED NAME --> block gets parts[NAME].
+func checkGeneratedDoc(t *testing.T, path string, parts map[string]string) {
+	t.Helper()
 	got, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
