@@ -5,10 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -150,23 +147,13 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 
 	ctx, stop := signalContext()
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := x.Reload(c.load); err != nil {
-					logger.Error("reload failed; the previous configuration stays", "err", err)
-				} else {
-					logger.Info("configuration reloaded", "ensembles", x.Ensembles())
-				}
-			}
+	defer onSIGHUP(ctx, func() {
+		if err := x.Reload(c.load); err != nil {
+			logger.Error("reload failed; the previous configuration stays", "err", err)
+		} else {
+			logger.Info("configuration reloaded", "ensembles", x.Ensembles())
 		}
-	}()
+	})()
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", x.MetricsHandler(reg))

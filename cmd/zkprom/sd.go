@@ -5,11 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,19 +83,7 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		defer reloadMu.Unlock()
 		return m.Reload(c.configFile)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reload()
-			}
-		}
-	}()
+	defer onSIGHUP(ctx, func() { reload() })()
 
 	mux := http.NewServeMux()
 	mux.Handle("/sd/", m)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -28,4 +31,22 @@ func serveWeb(ctx context.Context, handler http.Handler, flags *web.FlagConfig, 
 		srv.Shutdown(shutdown)
 	}
 	return 0
+}
+
+// onSIGHUP calls reload on every SIGHUP until ctx ends; call the function
+// it returns to stop listening.
+func onSIGHUP(ctx context.Context, reload func()) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload()
+			}
+		}
+	}()
+	return func() { signal.Stop(hup) }
 }
