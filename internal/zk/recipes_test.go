@@ -67,6 +67,10 @@ func TestRegistrationSurvivesExpiry(t *testing.T) {
 	observer := connect(t, Config{})
 	ctx := ctxT(t, 60*time.Second)
 	observer.CreateAll(ctx, "/reg-test", nil)
+	// c talks to another server, which may not have seen the create yet.
+	if err := c.Sync(ctx, "/reg-test"); err != nil {
+		t.Fatal(err)
+	}
 
 	r, err := Register(ctx, c, "/reg-test/member_", []byte("me"), RegisterOptions{Sequential: true})
 	if err != nil {
