@@ -33,7 +33,15 @@ type Exporter struct {
 
 	downMu sync.Mutex
 	down   map[string]bool // servers last seen unreachable, to log changes only
+
+	errMu     sync.Mutex
+	errSeries map[errKey]bool // (ensemble, server) pairs with scrape error series
 }
+
+// errKey names the series of one server in the scrape error counter:
+// the ensemble whose settings were used ("" for /probe?target= servers
+// that no configured ensemble lists) and the server.
+type errKey struct{ ensemble, server string }
 
 // New builds an exporter for cfg. probeDefaults gives the settings
 // (timeout, TLS, AdminServer port) used for /probe?target= servers that
@@ -47,8 +55,8 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 		descs:  newDescCache(),
 		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "scrape_errors_total",
-			Help: "Commands to ZooKeeper servers that failed, by reason (timeout, connection_refused, tls, http_status, parse, ...).",
-		}, []string{"reason"}),
+			Help: "Commands to a ZooKeeper server that failed, by source (admin, fourletter) and reason (timeout, connection_refused, connection_reset, tls, http_status, parse, canceled, other).",
+		}, []string{"ensemble", "server", "source", "reason"}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "config_last_reload_successful",
 			Help: "Whether the last configuration reload succeeded (1) or failed (0).",
@@ -57,9 +65,6 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 			Namespace: namespace, Subsystem: "exporter", Name: "config_last_reload_success_timestamp_seconds",
 			Help: "Time of the last successful configuration load.",
 		}),
-	}
-	for _, r := range []string{"timeout", "connection_refused", "tls", "http_status", "parse", "other"} {
-		x.scrapeErrors.WithLabelValues(r)
 	}
 	probeDefaults.Name, probeDefaults.Servers = "probe", "localhost:2181"
 	probe, err := newEnsemble(probeDefaults, logger)
@@ -112,6 +117,7 @@ func (x *Exporter) ApplyConfig(cfg *Config) error {
 	for _, e := range old {
 		e.close()
 	}
+	x.dropErrorSeries(ens)
 	x.reloadSuccess.Set(1)
 	x.reloadTimestamp.SetToCurrentTime()
 	return nil
@@ -201,7 +207,11 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 	}
 	e := &ensemble{cfg: cfg, servers: servers, tls: src.tls, http: src.http, logger: src.logger,
 		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{}}
-	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true}, nil
+	origin := ""
+	if src != x.probe {
+		origin = src.cfg.Name
+	}
+	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin}, nil
 }
 
 // ensembleOf returns the first configured ensemble that lists server,
@@ -226,6 +236,7 @@ type collector struct {
 	ensembles  []*ensemble
 	single     bool // one /probe?target= server: no ensemble label, no view
 	closeAfter bool
+	origin     string // single: the configured ensemble whose settings are used, "" none
 }
 
 // Describe sends nothing: families follow what the servers answer, so
@@ -257,8 +268,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if !c.single {
 			base = base.with("ensemble", e.cfg.Name)
 		}
+		ensLabel := e.cfg.Name
+		if c.single {
+			ensLabel = c.origin
+		}
 		for _, r := range results[i] {
-			c.x.countErrors(r)
+			c.x.countErrors(ensLabel, r)
 			emitServer(base.with("server", r.Server), r, e.cfg.ConsLimit)
 		}
 		if !c.single {
@@ -268,12 +283,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (x *Exporter) countErrors(r *ServerResult) {
+// countErrors counts the failed commands of one server, scraped with the
+// settings of the ensemble named ens ("" for the probe defaults).
+func (x *Exporter) countErrors(ens string, r *ServerResult) {
 	var first error
 	for _, cmd := range r.Commands {
 		if cmd.Err != nil {
-			x.scrapeErrors.WithLabelValues(errorReason(cmd.Err)).Inc()
-			x.logger.Debug("command failed", "server", r.Server, "command", cmd.Command, "source", cmd.Source, "err", cmd.Err)
+			x.errMu.Lock()
+			if x.errSeries == nil {
+				x.errSeries = map[errKey]bool{}
+			}
+			x.errSeries[errKey{ens, r.Server}] = true
+			x.scrapeErrors.WithLabelValues(ens, r.Server, cmd.Source, errorReason(cmd.Err)).Inc()
+			x.errMu.Unlock()
+			x.logger.Debug("command failed", "ensemble", ens, "server", r.Server, "command", cmd.Command, "source", cmd.Source, "err", cmd.Err)
 			if first == nil {
 				first = cmd.Err
 			}
@@ -293,6 +316,27 @@ func (x *Exporter) countErrors(r *ServerResult) {
 		x.logger.Warn("ZooKeeper server unreachable", "server", r.Server, "reason", errorReason(first), "err", first)
 	case r.Up && was:
 		x.logger.Info("ZooKeeper server reachable again", "server", r.Server)
+	}
+}
+
+// dropErrorSeries removes the scrape error series of servers that the
+// ensembles ens no longer list (and of /probe?target= servers outside
+// them), so that the counter's series follow the configuration and not
+// every target ever probed.
+func (x *Exporter) dropErrorSeries(ens []*ensemble) {
+	keep := map[errKey]bool{}
+	for _, e := range ens {
+		for _, s := range e.servers {
+			keep[errKey{e.cfg.Name, s}] = true
+		}
+	}
+	x.errMu.Lock()
+	defer x.errMu.Unlock()
+	for k := range x.errSeries {
+		if !keep[k] {
+			x.scrapeErrors.DeletePartialMatch(prometheus.Labels{"ensemble": k.ensemble, "server": k.server})
+			delete(x.errSeries, k)
+		}
 	}
 }
 

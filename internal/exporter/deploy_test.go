@@ -47,9 +47,12 @@ func knownFamilies(t *testing.T) map[string]bool {
 		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
 	})
 	reg.MustRegister(znodes)
-	if _, err := New(nil, EnsembleConfig{}, nil, reg); err != nil {
+	x, err := New(nil, EnsembleConfig{}, nil, reg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The scrape error series appear with a server's first failure.
+	x.countErrors("x", &ServerResult{Server: "zk1:2181", Commands: []CommandResult{{Command: "mntr", Source: SourceFourLetter, Err: errParse}}})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -230,9 +233,12 @@ func metricsDoc(t *testing.T) string {
 	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
 		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
 	}))
-	if _, err := New(nil, EnsembleConfig{}, nil, reg); err != nil {
+	x, err := New(nil, EnsembleConfig{}, nil, reg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The scrape error series appear with a server's first failure.
+	x.countErrors("x", &ServerResult{Server: "zk1:2181", Commands: []CommandResult{{Command: "mntr", Source: SourceFourLetter, Err: errParse}}})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

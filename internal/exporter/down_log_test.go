@@ -18,10 +18,10 @@ func TestUnreachableLoggedOnChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := &ServerResult{Server: "zk1:2181", Commands: []CommandResult{{Command: "mntr", Err: fmt.Errorf("dial: %w", syscall.ECONNREFUSED)}}}
-	x.countErrors(down)
-	x.countErrors(down)
-	x.countErrors(&ServerResult{Server: "zk1:2181", Up: true})
-	x.countErrors(&ServerResult{Server: "zk1:2181", Up: true})
+	x.countErrors("", down)
+	x.countErrors("", down)
+	x.countErrors("", &ServerResult{Server: "zk1:2181", Up: true})
+	x.countErrors("", &ServerResult{Server: "zk1:2181", Up: true})
 	out := buf.String()
 	if n := strings.Count(out, "ZooKeeper server unreachable"); n != 1 || !strings.Contains(out, "reason=connection_refused") {
 		t.Errorf("want one unreachable line with its reason, got:\n%s", out)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
@@ -233,8 +232,11 @@ func TestKillFollower(t *testing.T) {
 		s.absent(t, "zookeeper_ruok", l, "server="+ens.Servers[f].ClientAddr)
 		s.want(t, 2, "zookeeper_ensemble_servers_up", l)
 		s.want(t, 1, "zookeeper_ensemble_leaders", l)
-		if v := errorsCounted(ts, "connection_refused"); v == 0 {
-			t.Errorf("%s: connection refused not counted", name)
+		if v := errorsCounted(ts, "connection_refused", l, "server="+ens.Servers[f].ClientAddr); v == 0 {
+			t.Errorf("%s: connection refused not counted for the killed server", name)
+		}
+		if v := errorsCounted(ts, "connection_refused", l, "server="+ens.Servers[ens.Leader()].ClientAddr); v != 0 {
+			t.Errorf("%s: %v errors counted for the leader, which answers", name, v)
 		}
 	}
 }
@@ -298,16 +300,17 @@ func TestPausedServer(t *testing.T) {
 			s.want(t, want, "zookeeper_up", l, "server="+srv.ClientAddr)
 		}
 		s.want(t, 1, "zookeeper_ensemble_leaders", l)
-		if v := errorsCounted(ts, "timeout"); v == 0 {
+		if v := errorsCounted(ts, "timeout", l, "server="+ens.Servers[f].ClientAddr); v == 0 {
 			t.Errorf("%s: timeout not counted", name)
 		}
 	}
 }
 
-// errorsCounted reads the exporter's scrape error counter (it lives in the
-// exporter's own registry, which /probe leaves out).
-func errorsCounted(ts *testServer, reason string) float64 {
-	return testutil.ToFloat64(ts.x.scrapeErrors.WithLabelValues(reason))
+// errorsCounted sums the exporter's scrape error counter (it lives in the
+// exporter's own registry, which /probe leaves out) over the series with
+// reason and the given labels ("k=v" pairs).
+func errorsCounted(ts *testServer, reason string, labels ...string) float64 {
+	return sumCounter(ts.x.scrapeErrors, append(labels, "reason="+reason)...)
 }
 
 func startStandalone(t *testing.T, opts zktest.Options) *zktest.Ensemble {
@@ -402,7 +405,7 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	s.want(t, 0, "zookeeper_up", "ensemble=wrongca", "server="+srv.SecureAddr)
-	if v := errorsCounted(ts, "tls"); v == 0 {
+	if v := errorsCounted(ts, "tls", "ensemble=wrongca", "server="+srv.SecureAddr, "source="+SourceFourLetter); v == 0 {
 		t.Error("certificate from an unknown CA not counted as a TLS error")
 	}
 	promtoolCheckMetrics(t, s.text)
@@ -428,7 +431,7 @@ func TestAdminNotZooKeeper(t *testing.T) {
 		s.want(t, 0, "zookeeper_exporter_command_success", append(l, "source="+SourceAdmin, "command=monitor")...)
 		s.want(t, 1, "zookeeper_exporter_command_success", append(l, "source="+SourceFourLetter, "command=mntr")...)
 	}
-	if v := errorsCounted(ts, "http_status"); v == 0 {
+	if v := errorsCounted(ts, "http_status", "ensemble=x", "source="+SourceAdmin); v == 0 {
 		t.Error("HTTP 404 from the AdminServer address not counted")
 	}
 }
