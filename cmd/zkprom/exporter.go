@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 type exporterCommand struct {
 	out          io.Writer
+	errOut       io.Writer
 	zk           *zk.Config
 	ensemble     exporter.EnsembleConfig
 	adminURLs    string
@@ -34,7 +36,7 @@ type exporterCommand struct {
 
 func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterCommand {
 	cmd := app.Command("exporter", "Export ZooKeeper metrics: every server (AdminServer or four-letter words, each within a deadline) and each ensemble's quorum, on /metrics and /probe.")
-	c := &exporterCommand{out: out}
+	c := &exporterCommand{out: out, errOut: os.Stderr}
 	c.zk = addZooKeeperFlags(cmd, "")
 	e := &c.ensemble
 	cmd.Flag("zookeeper.ensemble-name", "Name (ensemble label) of the ensemble given by --zookeeper.servers.").
@@ -62,6 +64,8 @@ func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterComman
 	c.web = kingpinflag.AddFlags(cmd, ":9141")
 	return c
 }
+
+func (c *exporterCommand) setStderr(w io.Writer) { c.errOut = w }
 
 // flagEnsemble is the ensemble given by the --zookeeper.* flags (nil
 // without --zookeeper.servers); validated.
@@ -123,6 +127,9 @@ func (c *exporterCommand) load() (*exporter.Config, error) {
 func (c *exporterCommand) run(logger *slog.Logger) int {
 	cfg, err := c.load()
 	if err != nil {
+		if c.configCheck {
+			return checkFailed(c.errOut, "exporter", err)
+		}
 		logger.Error("invalid configuration", "err", err)
 		return 1
 	}

@@ -40,8 +40,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "zkprom: unknown command %q\n", selected)
 		return 2
 	}
+	if c, ok := cmd.(stderrUser); ok {
+		c.setStderr(stderr)
+	}
 	logger := promslog.New(app.logConfig)
 	return cmd.run(logger)
+}
+
+// stderrUser is a command that writes to stderr itself (not through the
+// logger): --config.check prints its errors plainly for a person.
+type stderrUser interface {
+	setStderr(w io.Writer)
+}
+
+// checkFailed prints a --config.check failure as a plain message on w
+// and returns the exit code 1.
+func checkFailed(w io.Writer, command string, err error) int {
+	fmt.Fprintf(w, "zkprom %s: configuration check failed: %v\n", command, err)
+	return 1
 }
 
 type app struct {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -23,6 +25,7 @@ import (
 
 type sdCommand struct {
 	out         io.Writer
+	errOut      io.Writer
 	configFile  string
 	configCheck bool
 	fileSDDir   string
@@ -32,7 +35,7 @@ type sdCommand struct {
 
 func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
 	cmd := app.Command("sd", "Discover Prometheus targets registered in ZooKeeper (serverset, nerve, curator, dubbo, kafka, solr, hbase, druid, zkprom) and serve them as http_sd (/sd/<job>) and file_sd files.")
-	c := &sdCommand{out: out}
+	c := &sdCommand{out: out, errOut: os.Stderr}
 	cmd.Flag("config.file", "Discovery configuration (YAML, see docs/discovery.md); reloaded on SIGHUP and POST /-/reload.").
 		Required().StringVar(&c.configFile)
 	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
@@ -44,19 +47,27 @@ func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
 	return c
 }
 
+func (c *sdCommand) setStderr(w io.Writer) { c.errOut = w }
+
 func (c *sdCommand) run(logger *slog.Logger) int {
 	cfg, err := discovery.LoadConfigDefault(c.configFile, *c.zk)
 	if err != nil {
+		if c.configCheck {
+			return checkFailed(c.errOut, "sd", err)
+		}
 		logger.Error("invalid configuration", "err", err)
 		return 1
 	}
 	if c.configCheck {
 		// Beyond the structure: the files each job's session needs.
+		var errs []error
 		for _, j := range cfg.Jobs {
 			if err := j.ZooKeeper.Validate(); err != nil {
-				fmt.Fprintf(c.out, "job %q: %v\n", j.Name, err)
-				return 1
+				errs = append(errs, fmt.Errorf("job %q: %w", j.Name, err))
 			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return checkFailed(c.errOut, "sd", err)
 		}
 		fmt.Fprintf(c.out, "configuration OK: %d job(s)\n", len(cfg.Jobs))
 		return 0

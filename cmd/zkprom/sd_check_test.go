@@ -17,9 +17,9 @@ func TestSDConfigCheckFiles(t *testing.T) {
 		os.WriteFile(cfg, []byte("zookeeper:\n  servers: 127.0.0.1:2181\n  auth_file: "+auth+"\njobs:\n  - name: a\n    format: zkprom\n    paths: [/x]\n"), 0o644)
 	}
 	write(filepath.Join(dir, "missing"))
-	var out bytes.Buffer
-	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check"}, &out, io.Discard); code != 1 || !strings.Contains(out.String(), "read ZooKeeper auth file") {
-		t.Errorf("missing auth file: exit %d, %q", code, out.String())
+	var out, errb bytes.Buffer
+	if code := run([]string{"sd", "--config.file=" + cfg, "--config.check"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "read ZooKeeper auth file") {
+		t.Errorf("missing auth file: exit %d, stderr %q", code, errb.String())
 	}
 	auth := filepath.Join(dir, "auth")
 	os.WriteFile(auth, []byte("sd:secret\n"), 0o600)
