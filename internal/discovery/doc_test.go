@@ -85,8 +85,8 @@ var formatDocs = []struct {
 			{"__meta_zookeeper_kafka_rack", "rack (when set)"},
 			{"__meta_zookeeper_kafka_version", "registration version"},
 		}},
-	{"solr", "Solr `live_nodes/<host>:<port>_<context>`, names only.",
-		"host:port, path `/<context>/admin/metrics`, param `wt=prometheus` (Solr 9.7+); set `metrics.scheme: https` when clusterprops.json says `urlScheme: https`",
+	{"solr", "Solr `live_nodes/<host>:<port>_<context>`, names only; the scheme from `clusterprops.json` beside `live_nodes` (watched).",
+		"host:port, path `/<context>/admin/metrics`, param `wt=prometheus` (Solr 9.7+); `__scheme__` is clusterprops.json's `urlScheme` (http when unset or unreadable; `metrics.scheme` wins)",
 		[]labelDoc{
 			{"__meta_zookeeper_solr_node_name", "live node name"},
 			{"__meta_zookeeper_solr_host", "host"},

@@ -2,9 +2,12 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +22,7 @@ type job struct {
 	cfg    JobConfig
 	format Format
 	merger Merger
+	props  propsFormat // nil unless the format reads a properties znode
 	rules  rules
 	logger *slog.Logger
 
@@ -42,6 +46,13 @@ type job struct {
 	changed      chan struct{} // signalled when the output changes (cap 1)
 	subs         []*subscriber
 	syncedCh     chan struct{}
+	// props formats: the scheme found beside each path, the paths whose
+	// properties were not read yet, and whether the tree has synced (the
+	// job is synced when both are done).
+	schemes    map[string]string
+	propsRoots []string
+	propsWait  int
+	treeSynced bool
 }
 
 type pathState struct {
@@ -74,7 +85,23 @@ func newJob(cfg JobConfig, logger *slog.Logger) *job {
 		syncedCh:     make(chan struct{}),
 	}
 	j.merger, _ = f.(Merger)
+	j.props, _ = f.(propsFormat)
+	if j.props != nil {
+		j.schemes = map[string]string{}
+		for _, p := range cfg.Paths {
+			if !slices.Contains(j.propsRoots, p) {
+				j.propsRoots = append(j.propsRoots, p)
+			}
+		}
+		j.propsWait = len(j.propsRoots)
+	}
 	return j
+}
+
+// propsUpdate is a read of the properties znode of one of the job's paths.
+type propsUpdate struct {
+	root   string
+	scheme string
 }
 
 // run mirrors the job's paths through a tree cache until ctx ends.
@@ -85,6 +112,13 @@ func (j *job) run(ctx context.Context, c *zk.Client) {
 	go func() { done <- tc.Run(ctx) }()
 	synced := tc.Synced()
 	events := tc.Events()
+	var propsCh chan propsUpdate
+	if j.props != nil {
+		propsCh = make(chan propsUpdate)
+		for _, root := range j.propsRoots {
+			go j.watchProps(ctx, c, root, propsCh)
+		}
+	}
 	for {
 		select {
 		case b, ok := <-events:
@@ -93,6 +127,10 @@ func (j *job) run(ctx context.Context, c *zk.Client) {
 				return
 			}
 			j.apply(b)
+		case u := <-propsCh:
+			if j.setScheme(tc, u) {
+				j.markSynced()
+			}
 		case <-synced:
 			synced = nil
 			// The first complete read was emitted before Synced closed:
@@ -109,9 +147,128 @@ func (j *job) run(ctx context.Context, c *zk.Client) {
 					break drain
 				}
 			}
-			j.markSynced()
+			j.mu.Lock()
+			j.treeSynced = true
+			ready := j.propsWait == 0
+			j.mu.Unlock()
+			if ready {
+				j.markSynced()
+			}
 		}
 	}
+}
+
+// watchProps reads the properties znode of root, and again whenever it
+// changes, until ctx ends. A read that fails is retried; until one
+// succeeds the members have no scheme of their own.
+func (j *job) watchProps(ctx context.Context, c *zk.Client, root string, out chan<- propsUpdate) {
+	p := j.props.PropsPath(root)
+	logger := j.logger.With("props", p)
+	sent, failing := false, false
+	backoff := 500 * time.Millisecond
+	send := func(scheme string) bool {
+		select {
+		case out <- propsUpdate{root: root, scheme: scheme}:
+			sent = true
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for ctx.Err() == nil {
+		data, _, w, err := c.GetW(ctx, p)
+		if errors.Is(err, zk.ErrNoNode) {
+			var exists bool
+			exists, _, w, err = c.ExistsW(ctx, p)
+			if err == nil && exists {
+				continue // created between the two reads
+			}
+			data = nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				logger.Warn("cannot read the cluster properties: keeping the scheme known so far (none: the configured one or http) and retrying", "err", err)
+				failing = true
+			}
+			if !sent && !send("") {
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		if failing {
+			logger.Info("cluster properties readable again")
+			failing = false
+		}
+		backoff = 500 * time.Millisecond
+		scheme, perr := j.props.ParseProps(data)
+		if perr != nil {
+			logger.Warn("cluster properties do not parse: using http (or the configured metrics.scheme); fix the znode", "err", perr)
+		}
+		if !send(scheme) {
+			return
+		}
+		select {
+		case <-w: // changed, deleted, created, or lost with the session: read again
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// setScheme takes a read of root's properties: when the scheme changes,
+// the members below root are parsed again. It reports whether the job
+// has just become ready to say it is synced.
+func (j *job) setScheme(tc *zk.TreeCache, u propsUpdate) bool {
+	j.mu.Lock()
+	old, known := j.schemes[u.root]
+	j.schemes[u.root] = u.scheme
+	if !known {
+		j.propsWait--
+	}
+	ready := !known && j.propsWait == 0 && j.treeSynced
+	var evs []zk.CacheEvent
+	if old != u.scheme {
+		j.logger.Info("scheme from the cluster properties", "root", u.root, "scheme", u.scheme)
+		for p := range j.paths {
+			if under(p, u.root) {
+				if n, ok := tc.Get(p); ok {
+					evs = append(evs, zk.CacheEvent{Type: zk.Updated, Path: p, Data: n.Data, Stat: n.Stat})
+				}
+			}
+		}
+	}
+	stale := j.stale
+	j.mu.Unlock()
+	if len(evs) > 0 {
+		sort.Slice(evs, func(a, b int) bool { return evs[a].Path < evs[b].Path })
+		j.apply(zk.CacheBatch{Events: evs, Stale: stale})
+	}
+	return ready
+}
+
+func under(p, root string) bool {
+	return root == "/" || strings.HasPrefix(p, root+"/")
+}
+
+// schemeOf is the scheme the properties give the members at path p
+// (j.mu held).
+func (j *job) schemeOf(p string) string {
+	best, scheme := "", ""
+	for root, s := range j.schemes {
+		if under(p, root) && len(root) > len(best) {
+			best, scheme = root, s
+		}
+	}
+	return scheme
 }
 
 func (j *job) markSynced() {
@@ -226,6 +383,15 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 	if err != nil {
 		j.markInvalid(ev.Path, err)
 		return
+	}
+	if j.props != nil {
+		if s := j.schemeOf(ev.Path); s != "" {
+			for i := range ms {
+				if ms[i].Defaults.Scheme == "" {
+					ms[i].Defaults.Scheme = s
+				}
+			}
+		}
 	}
 	if len(ms) == 0 {
 		delete(j.invalid, ev.Path)

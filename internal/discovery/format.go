@@ -80,6 +80,19 @@ type Merger interface {
 	Merge(ms []Member) Member
 }
 
+// propsFormat is implemented by formats whose members take their scheme
+// from a znode beside each of the job's paths (Solr's clusterprops.json).
+// The job watches that znode and re-reads its members when it changes;
+// an explicit metrics.scheme still wins.
+type propsFormat interface {
+	// PropsPath is the znode that holds the defaults of the members
+	// below root (one of the job's paths).
+	PropsPath(root string) string
+	// ParseProps decodes that znode's data (nil when it does not exist)
+	// into a scheme ("" none: Prometheus's default, http).
+	ParseProps(data []byte) (scheme string, err error)
+}
+
 // TreeNeeds is how deep below each path a format looks and whether it
 // reads znode data.
 type TreeNeeds struct {

@@ -1,15 +1,20 @@
 package discovery
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/zk"
 )
 
 // solrFormat reads Solr's live nodes: [/chroot]/live_nodes/<host>:<port>_<context>,
-// empty data.
+// empty data. The scheme of every node is the urlScheme of the cluster's
+// [/chroot]/clusterprops.json.
 type solrFormat struct{}
 
 func (solrFormat) Name() string { return "solr" }
@@ -66,4 +71,39 @@ func (f solrFormat) Parse(n Node) ([]Member, error) {
 		Labels:   l,
 		Defaults: MetricsConfig{Path: path, Params: map[string]string{"wt": "prometheus"}},
 	}}, nil
+}
+
+// PropsPath is the cluster properties beside a live_nodes path:
+// /solr/live_nodes -> /solr/clusterprops.json.
+func (solrFormat) PropsPath(root string) string {
+	return zk.Join(zk.Parent(root), "clusterprops.json")
+}
+
+// ParseProps reads urlScheme from clusterprops.json ("" when the znode is
+// missing or empty, or the property is not set).
+func (solrFormat) ParseProps(data []byte) (string, error) {
+	if isEmpty(data) {
+		return "", nil
+	}
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(data, &props); err != nil {
+		return "", fmt.Errorf("clusterprops.json is not a JSON object: %w", err)
+	}
+	raw, ok := props["urlScheme"]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var scheme string
+	if err := json.Unmarshal(raw, &scheme); err != nil {
+		return "", fmt.Errorf("clusterprops.json: urlScheme %s is not a string", raw)
+	}
+	switch strings.ToLower(strings.TrimSpace(scheme)) {
+	case "":
+		return "", nil
+	case "http":
+		return "http", nil
+	case "https":
+		return "https", nil
+	}
+	return "", fmt.Errorf("clusterprops.json: urlScheme %q is neither http nor https", scheme)
 }
