@@ -172,6 +172,9 @@ func (d disk) completeVariant(rev int, leader bool, checksum string) bool {
 	if err != nil || m.Revision != rev || m.Checksum != checksum {
 		return false
 	}
+	if _, marked := m.Files[markerFile]; leader && !marked {
+		return false // laid down by an agent from before the marker
+	}
 	return VerifyDir(d.variantDir(rev, leader), m) == nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -33,6 +34,14 @@ type FleetConfig struct {
 	// DisconnectGrace is how long a disconnected leader stays leader
 	// (default a third of the session timeout).
 	DisconnectGrace time.Duration
+	// AdvertiseURL is the URL of this agent's Prometheus as the other
+	// members of its HA group reach it (default: the agent's own
+	// Prometheus URL).
+	AdvertiseURL string
+	// TakeoverCheckTimeout bounds asking the previous leader's Prometheus
+	// whether it still runs the overlay (default 1s); no answer within it
+	// counts as not running.
+	TakeoverCheckTimeout time.Duration
 }
 
 // fleet ties the shards and the HA candidacy to the agent.
@@ -66,6 +75,14 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		if err := configstore.ValidateName("HA group", cfg.HAGroup); err != nil {
 			return nil, fmt.Errorf("agent: %w (--ha.group)", err)
 		}
+	}
+	if cfg.AdvertiseURL == "" {
+		cfg.AdvertiseURL = a.prom.URL()
+	} else if _, err := prom.New(prom.Config{URL: cfg.AdvertiseURL}); err != nil {
+		return nil, fmt.Errorf("agent: %w (--ha.advertise-url)", err)
+	}
+	if cfg.TakeoverCheckTimeout <= 0 {
+		cfg.TakeoverCheckTimeout = time.Second
 	}
 	if cfg.ZooKeeper.Servers == "" && a.c != nil {
 		// Without the agent's full settings (auth, TLS): the same servers.
@@ -136,7 +153,7 @@ func (f *fleet) publish() {
 		Jobs: maps.Clone(f.jobs), Members: f.members}
 	f.mu.Unlock()
 	v := f.ha.view()
-	fs.Leader, fs.Term, fs.LeaderSince = v.Leader, v.Term, v.Since
+	fs.Leader, fs.Term, fs.LeaderSince, fs.Waiting = v.Leader, v.Term, v.Since, v.Waiting
 	fs.Overlay = f.a.disk.linkedLeader()
 	cur := f.a.Status().Fleet
 	if cur != nil && fleetEqual(*cur, fs) {
@@ -194,6 +211,8 @@ var (
 		"Term of the HA group's current leader (the sequence number of its election node; absent while unknown).", []string{"cluster", "member", "group"}, nil)
 	descHAHandover = prometheus.NewDesc("zkprom_ha_last_handover_timestamp_seconds",
 		"When the HA group's current leader took over (absent while unknown).", []string{"cluster", "member", "group"}, nil)
+	descHAWaiting = prometheus.NewDesc("zkprom_ha_takeover_waiting",
+		"1 while this agent is elected leader of its HA group but does not act as leader yet: the previous leader's Prometheus still runs the overlay (or cannot be read), or the hand-over is not recorded yet.", []string{"cluster", "member", "group"}, nil)
 	descHAOverlay = prometheus.NewDesc("zkprom_ha_overlay_applied",
 		"1 while the leader overlay is on disk for this Prometheus (DIR/current is a leader variant), else 0.", []string{"cluster", "member", "group"}, nil)
 )
@@ -226,7 +245,7 @@ type fleetCollector struct{ f *fleet }
 
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descShardTargets, descShardAssigned, descShardDiscovered, descShardMoves,
-		descShardMembers, descShardWeight, descHALeader, descHATerm, descHAHandover, descHAOverlay} {
+		descShardMembers, descShardWeight, descHALeader, descHATerm, descHAHandover, descHAWaiting, descHAOverlay} {
 		ch <- d
 	}
 }
@@ -253,6 +272,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	v := f.ha.view()
 	g := f.cfg.HAGroup
 	ch <- prometheus.MustNewConstMetric(descHALeader, prometheus.GaugeValue, b2f(v.Leader), cl, mb, g)
+	ch <- prometheus.MustNewConstMetric(descHAWaiting, prometheus.GaugeValue, b2f(v.Waiting != ""), cl, mb, g)
 	if v.LeaderKnown {
 		ch <- prometheus.MustNewConstMetric(descHATerm, prometheus.GaugeValue, float64(v.LeaderTerm), cl, mb, g)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
@@ -79,6 +80,48 @@ func TestMergeOverlay(t *testing.T) {
 	}
 	if _, err := MergeOverlay([]byte("- a\n"), []byte("alerting: {}\n")); err == nil {
 		t.Error("a prometheus.yml that is not a mapping was accepted")
+	}
+}
+
+// The leader variant lists the marker rule file, whatever form
+// rule_files has, and the marker is found in a loaded configuration the
+// way Prometheus shows it (paths joined with the config's directory).
+func TestLeaderMarker(t *testing.T) {
+	for name, main := range map[string]string{
+		"absent":     "global: {}\n",
+		"null":       "rule_files:\nglobal: {}\n",
+		"block list": "rule_files:\n  - rules/*.yml\n",
+		"flow list":  "rule_files: [a.yml, b.yml]\n",
+	} {
+		out, err := addRuleFile([]byte(main), markerFile)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var cfg struct {
+			RuleFiles []string `yaml:"rule_files"`
+		}
+		if err := yaml.Unmarshal(out, &cfg); err != nil || len(cfg.RuleFiles) == 0 || cfg.RuleFiles[len(cfg.RuleFiles)-1] != markerFile {
+			t.Errorf("%s: rule_files %q (%v) in\n%s", name, cfg.RuleFiles, err, out)
+		}
+		if strings.Contains(main, "a.yml") && !strings.Contains(string(out), "a.yml") {
+			t.Errorf("%s: lost the other rule files:\n%s", name, out)
+		}
+	}
+	if _, err := addRuleFile([]byte("rule_files: x.yml\n"), markerFile); err == nil {
+		t.Error("rule_files that is not a list was accepted")
+	}
+	for loaded, want := range map[string]bool{
+		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n- /srv/p/current/" + markerFile + "\n": true,
+		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n":                                      false,
+		"global:\n  scrape_interval: 15s\n": false,
+	} {
+		if got, err := runsOverlay(loaded); err != nil || got != want {
+			t.Errorf("runsOverlay(%q) = %t, %v; want %t", loaded, got, err, want)
+		}
+	}
+	if _, err := runsOverlay("rule_files: [\n"); err == nil {
+		t.Error("a loaded configuration that is not YAML was read")
 	}
 }
 

@@ -53,6 +53,8 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 			role = "follower"
 			if f.Leader {
 				role = fmt.Sprintf("leader (term %d)", f.Term)
+			} else if f.Waiting != "" {
+				role = "elected, " + f.Waiting
 			}
 			if f.Overlay {
 				role += ", overlay on"

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -136,11 +140,80 @@ func renderVariant(b *configstore.Bundle, v configstore.Vars, leader bool) (*con
 		return r, nil
 	}
 	merged, err := MergeOverlay(r.Files[configstore.MainFile], overlay)
+	if err == nil {
+		merged, err = addRuleFile(merged, markerFile)
+	}
 	if err != nil {
 		return nil, err
 	}
 	r.Files[configstore.MainFile] = merged
+	r.Files[markerFile] = []byte(markerContent)
 	return r, nil
+}
+
+// markerFile is an empty rule file that the leader variant adds to
+// rule_files. It shows in the configuration a Prometheus has loaded
+// (/api/v1/status/config), which lets the next leader see whether the
+// previous leader's Prometheus still runs the overlay, even when that
+// agent is frozen or dead.
+const markerFile = "zkprom-leader-overlay.rules.yml"
+
+const markerContent = "# Written by zkprom agent: this Prometheus runs its HA group's leader overlay.\n" +
+	"# It holds no rules; the next leader looks for its name (docs/fleet.md).\ngroups: []\n"
+
+// addRuleFile appends name to the rule_files of prometheus.yml.
+func addRuleFile(main []byte, name string) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(main, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: not a YAML mapping", configstore.MainFile)
+	}
+	m := doc.Content[0]
+	entry := &yaml.Node{Kind: yaml.ScalarNode, Value: name}
+	found := false
+	for k := 0; k+1 < len(m.Content); k += 2 {
+		if m.Content[k].Value != "rule_files" {
+			continue
+		}
+		v := m.Content[k+1]
+		switch {
+		case v.Kind == yaml.SequenceNode:
+			v.Content = append(v.Content, entry)
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+			m.Content[k+1] = &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{entry}}
+		default:
+			return nil, fmt.Errorf("%s line %d: rule_files is not a list", configstore.MainFile, v.Line)
+		}
+		found = true
+	}
+	if !found {
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "rule_files"},
+			&yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{entry}})
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// runsOverlay reports whether a configuration Prometheus has loaded (the
+// YAML of /api/v1/status/config) is a leader variant: one of its
+// rule_files is the marker.
+func runsOverlay(loaded string) (bool, error) {
+	var cfg struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	if err := yaml.Unmarshal([]byte(loaded), &cfg); err != nil {
+		return false, fmt.Errorf("parse the loaded configuration: %w", err)
+	}
+	for _, f := range cfg.RuleFiles {
+		if filepath.Base(f) == markerFile {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // ha is this agent's candidacy in its HA group.
@@ -158,6 +231,7 @@ type ha struct {
 	leaderTerm   int64
 	leaderKnown  bool
 	lastHandover time.Time
+	waiting      string // why an elected member does not take over yet
 }
 
 func newHA(f *fleet) *ha {
@@ -178,13 +252,18 @@ func (h *ha) leading() bool {
 	return l != nil && l.Check() == nil
 }
 
-// run campaigns until ctx ends; while leader it records the hand-over
-// with a fenced write and wakes the agent to apply the overlay; when
-// leadership is lost (or fails Check) it wakes the agent to remove it.
+// run campaigns until ctx ends. Once elected it takes over (see
+// takeOver) and wakes the agent to apply the overlay; when leadership is
+// lost (or fails Check) it wakes the agent to remove it.
 func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
 	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, Logger: h.logger})
 	go h.follow(ctx, e)
+	resign := func(l *zk.Leadership) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		l.Resign(rctx) // hand over at once on a clean exit
+		cancel()
+	}
 	for ctx.Err() == nil {
 		l, err := e.Campaign(ctx)
 		if err != nil {
@@ -199,13 +278,19 @@ func (h *ha) run(ctx context.Context) {
 			}
 			continue
 		}
+		h.logger.Info("elected leader of the HA group", "term", l.Term())
+		if !h.takeOver(ctx, l) {
+			if ctx.Err() != nil {
+				resign(l)
+			}
+			continue
+		}
 		h.mu.Lock()
 		h.lead, h.since = l, time.Now()
 		h.transitions++
 		h.mu.Unlock()
 		h.logger.Info("leader of the HA group", "term", l.Term())
 		h.f.m.haTransitions.Inc()
-		h.record(ctx, l)
 		h.f.wakeAgent()
 		h.f.publishHA()
 		h.hold(ctx, l)
@@ -213,9 +298,7 @@ func (h *ha) run(ctx context.Context) {
 		h.lead = nil
 		h.mu.Unlock()
 		if ctx.Err() != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			l.Resign(rctx) // hand over at once on a clean exit
-			cancel()
+			resign(l)
 		}
 		reason := "the session was not confirmed within the grace"
 		if err := context.Cause(l.Context()); err != nil {
@@ -251,19 +334,132 @@ func (h *ha) hold(ctx context.Context, l *zk.Leadership) {
 	}
 }
 
-// record writes the group's leader record, fenced by the election node:
-// it fails once another member can have taken over.
-func (h *ha) record(ctx context.Context, l *zk.Leadership) {
-	p := zk.Join(h.path, "leader")
-	var prev configstore.HALeader
+// takeOver turns an elected member into the acting leader. The leader
+// record names the last member that may run the overlay; while that
+// member's Prometheus still runs it (its agent frozen, or dead with
+// Prometheus alive), the old Prometheus still does the leader's work and
+// the new leader waits, so that two never run it. A Prometheus that does
+// not answer runs nothing. Then the hand-over is recorded with a fenced
+// write, before any overlay is applied. False when leadership or ctx
+// ended first.
+func (h *ha) takeOver(ctx context.Context, l *zk.Leadership) bool {
+	defer h.setWaiting("")
+	var warned time.Time
+	for {
+		if err := l.Check(); err != nil || ctx.Err() != nil {
+			return false
+		}
+		prev, exists, err := h.readRecord(ctx)
+		if err == nil {
+			if why := h.previousRunsOverlay(ctx, prev); why != "" {
+				err = errors.New(why)
+			} else if err = h.record(ctx, l, prev, exists); err == nil {
+				return true
+			}
+		}
+		h.setWaiting(err.Error())
+		if time.Since(warned) >= 10*time.Second {
+			h.logger.Warn("elected, not taking over yet", "term", l.Term(), "err", err)
+			warned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-l.Context().Done():
+			return false
+		case <-time.After(takeoverRetry):
+		}
+	}
+}
+
+// takeoverRetry is how often an elected member looks again at the
+// previous leader's Prometheus.
+const takeoverRetry = 250 * time.Millisecond
+
+func (h *ha) setWaiting(why string) {
+	h.mu.Lock()
+	changed := h.waiting != why
+	h.waiting = why
+	h.mu.Unlock()
+	if changed {
+		h.f.publishHA()
+	}
+}
+
+func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
 	defer cancel()
-	data, _, err := h.f.a.c.Get(ctx, p)
-	exists := err == nil
-	if exists {
-		json.Unmarshal(data, &prev)
+	data, _, err := h.f.a.c.Get(ctx, zk.Join(h.path, "leader"))
+	if errors.Is(err, zk.ErrNoNode) {
+		return rec, false, nil
 	}
-	rec := configstore.HALeader{Member: h.f.a.cfg.Member, Term: l.Term(), Since: time.Now().UTC()}
+	if err != nil {
+		return rec, false, fmt.Errorf("read the leader record: %w", err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		h.logger.Warn("leader record is not JSON; overwriting it", "err", err)
+	}
+	return rec, true, nil
+}
+
+// previousRunsOverlay asks the Prometheus of the member in the leader
+// record whether it still runs the overlay. It returns why this member
+// must wait, or "" when it may take over.
+func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader) string {
+	if prev.Member == "" || prev.Member == h.f.a.cfg.Member || prev.Prometheus == "" {
+		return ""
+	}
+	if loopbackURL(prev.Prometheus) && prev.Host != hostname() {
+		h.logger.Warn("cannot check whether the previous leader's Prometheus still runs the overlay: its URL is a loopback address on another host (set --ha.advertise-url there)",
+			"previous", prev.Member, "url", prev.Prometheus, "host", prev.Host)
+		return ""
+	}
+	pc, err := prom.New(prom.Config{URL: prev.Prometheus, HTTPClient: &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}})
+	if err != nil {
+		h.logger.Warn("cannot check the previous leader's Prometheus", "previous", prev.Member, "err", err)
+		return ""
+	}
+	loaded, err := pc.LoadedConfig(ctx)
+	if errors.Is(err, prom.ErrUnreachable) {
+		h.logger.Info("the previous leader's Prometheus does not answer; taking over", "previous", prev.Member, "err", err)
+		return ""
+	}
+	if err == nil {
+		var on bool
+		if on, err = runsOverlay(loaded); err == nil && !on {
+			return ""
+		} else if err == nil {
+			return fmt.Sprintf("waiting for %s's Prometheus (%s) to drop the leader overlay", prev.Member, prev.Prometheus)
+		}
+	}
+	return fmt.Sprintf("cannot tell whether %s's Prometheus still runs the leader overlay: %v", prev.Member, err)
+}
+
+func loopbackURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// record writes the group's leader record, fenced by the election node:
+// it fails once another member can have taken over.
+func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALeader, exists bool) error {
+	p := zk.Join(h.path, "leader")
+	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
+	defer cancel()
+	rec := configstore.HALeader{Member: h.f.a.cfg.Member, Term: l.Term(), Since: time.Now().UTC(),
+		Prometheus: h.f.cfg.AdvertiseURL, Host: hostname()}
 	if prev.Member != "" && prev.Term != l.Term() {
 		rec.Previous, rec.PreviousTerm = prev.Member, prev.Term
 	}
@@ -273,12 +469,12 @@ func (h *ha) record(ctx context.Context, l *zk.Leadership) {
 		op = zk.CreateOp(p, out, zk.Persistent, nil)
 	}
 	if _, err := l.Multi(ctx, op); err != nil {
-		h.logger.Warn("could not record the leadership", "err", err)
-		return
+		return fmt.Errorf("record the leadership: %w", err)
 	}
 	h.mu.Lock()
 	h.leaderName, h.leaderTerm, h.leaderKnown, h.lastHandover = rec.Member, rec.Term, true, rec.Since
 	h.mu.Unlock()
+	return nil
 }
 
 // follow keeps the current leader of the group known (for status and
@@ -321,6 +517,7 @@ type haView struct {
 	LeaderTerm   int64
 	LeaderKnown  bool
 	LastHandover time.Time
+	Waiting      string
 }
 
 func (h *ha) view() haView {
@@ -329,7 +526,7 @@ func (h *ha) view() haView {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := haView{Group: h.group, Transitions: h.transitions, LeaderName: h.leaderName, LeaderTerm: h.leaderTerm, LeaderKnown: h.leaderKnown, LastHandover: h.lastHandover}
+	v := haView{Group: h.group, Transitions: h.transitions, LeaderName: h.leaderName, LeaderTerm: h.leaderTerm, LeaderKnown: h.leaderKnown, LastHandover: h.lastHandover, Waiting: h.waiting}
 	if h.lead != nil && h.lead.Check() == nil {
 		v.Leader, v.Term, v.Since = true, h.lead.Term(), h.since
 	}

@@ -30,6 +30,8 @@ var env struct {
 
 const nProm = 3
 
+const tickTime = 500 * time.Millisecond
+
 const bootstrapConfig = "global:\n  scrape_interval: 15s\n"
 
 func TestMain(m *testing.M) {
@@ -52,7 +54,10 @@ func setup(m *testing.M) (int, error) {
 	}
 	env.tmp = tmp
 	defer os.RemoveAll(tmp)
-	env.ens, err = zktest.StartEnsemble(zktest.Options{Servers: 3})
+	// A tick of 500 ms: ZooKeeper expires sessions on tick boundaries, so a
+	// dead agent's node goes at most half a second after its session
+	// timeout (docs/fleet.md, "Takeover time").
+	env.ens, err = zktest.StartEnsemble(zktest.Options{Servers: 3, TickTime: tickTime})
 	if err != nil {
 		return 0, err
 	}

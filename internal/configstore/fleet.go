@@ -31,6 +31,8 @@ type FleetStatus struct {
 	LeaderSince time.Time `json:"leader_since,omitzero"`
 	// Overlay says whether the leader overlay is applied on this host.
 	Overlay bool `json:"overlay,omitempty"`
+	// Waiting says why this agent, elected, does not act as leader yet.
+	Waiting string `json:"takeover_waiting,omitempty"`
 }
 
 // ShardJobStatus is one sharded job on one agent.
@@ -50,6 +52,11 @@ type HALeader struct {
 	Previous string    `json:"previous,omitempty"`
 	// PreviousTerm is the term of the leader before (0: none known).
 	PreviousTerm int64 `json:"previous_term,omitempty"`
+	// Prometheus is the URL of the leader's Prometheus, Host its agent's
+	// host name: the next leader checks that Prometheus before it takes
+	// over.
+	Prometheus string `json:"prometheus,omitempty"`
+	Host       string `json:"host,omitempty"`
 }
 
 // HAPath is the node of the cluster's HA groups.

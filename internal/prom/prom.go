@@ -320,6 +320,20 @@ func CheckConfig(ctx context.Context, promtool, file string) (CheckResult, error
 	return CheckResult{Output: text}, nil
 }
 
+// LoadedConfig returns the configuration Prometheus runs now, as the YAML
+// of /api/v1/status/config (secrets masked by Prometheus).
+func (c *Client) LoadedConfig(ctx context.Context) (string, error) {
+	var out struct {
+		Data struct {
+			YAML string `json:"yaml"`
+		} `json:"data"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/status/config", &out); err != nil {
+		return "", err
+	}
+	return out.Data.YAML, nil
+}
+
 // Flags reads /api/v1/status/flags (flag name without dashes => value).
 func (c *Client) Flags(ctx context.Context) (map[string]string, error) {
 	var out struct {

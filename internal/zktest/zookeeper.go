@@ -151,7 +151,11 @@ func (e *Ensemble) writeConfig(s *Server) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "tickTime=%d\ninitLimit=10\nsyncLimit=5\n", e.opts.TickTime.Milliseconds())
+	// initLimit and syncLimit count ticks: keep them at 20 s and 10 s
+	// whatever the tick, so a short tick does not drop followers of a busy
+	// machine.
+	tick := e.opts.TickTime.Milliseconds()
+	fmt.Fprintf(&b, "tickTime=%d\ninitLimit=%d\nsyncLimit=%d\n", tick, max(10, (20000+tick-1)/tick), max(5, (10000+tick-1)/tick))
 	fmt.Fprintf(&b, "dataDir=%s\n", filepath.Join(s.Dir, "data"))
 	host, port, _ := net.SplitHostPort(s.ClientAddr)
 	fmt.Fprintf(&b, "clientPortAddress=%s\nclientPort=%s\n", host, port)

@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/prom"
+	"github.com/zkprom/zkprom/internal/zk"
+)
+
+func overlayOn(dir string) bool {
+	t, _ := os.Readlink(filepath.Join(dir, "current"))
+	return strings.HasSuffix(t, leaderSuffix)
+}
+
+// promRunsOverlay asks Prometheus i whether its loaded configuration is a
+// leader variant; a Prometheus that does not answer within a moment
+// (stopped, frozen) runs nothing.
+func promRunsOverlay(i int) bool {
+	pc, err := prom.New(prom.Config{URL: env.proms[i].URL, HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+	if err != nil {
+		return false
+	}
+	loaded, err := pc.LoadedConfig(context.Background())
+	if err != nil {
+		return false
+	}
+	on, _ := runsOverlay(loaded)
+	return on
+}
+
+// haSample is one look at both members of the pair: the overlay on their
+// disks and in the configurations their Prometheus servers run.
+type haSample struct {
+	at         time.Time
+	disk, prom [2]bool
+}
+
+// haSampler looks at the pair every few milliseconds until stopped.
+type haSampler struct {
+	mu      sync.Mutex
+	samples []haSample
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func sampleHA(dirs []string) *haSampler {
+	s := &haSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			var st haSample
+			var wg sync.WaitGroup
+			for i := range 2 {
+				wg.Add(1)
+				go func() { defer wg.Done(); st.prom[i] = promRunsOverlay(i) }()
+			}
+			wg.Wait()
+			st.at = time.Now()
+			st.disk = [2]bool{overlayOn(dirs[0]), overlayOn(dirs[1])}
+			s.mu.Lock()
+			s.samples = append(s.samples, st)
+			s.mu.Unlock()
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return s
+}
+
+func (s *haSampler) finish() []haSample {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.samples
+}
+
+// Two agents in an HA group, each beside a real Prometheus; one runs the
+// leader overlay. Sampled all along, from both disks and from the
+// configurations both Prometheus servers have loaded:
+//
+//   - SIGSTOP of the leader's agent alone, past its session timeout: the
+//     other is elected, but its old leader's Prometheus keeps running the
+//     overlay (and doing the leader's work), so the new leader waits; on
+//     SIGCONT the old agent steps down and the new one takes over. Never
+//     two Prometheus with the overlay.
+//   - SIGSTOP of the leader's agent and its Prometheus (a frozen host):
+//     the other takes over once ZooKeeper expires the session; on SIGCONT
+//     the old agent steps down at once.
+//   - SIGTERM of the leader: overlay off there, then on on the other.
+func TestHALeaderOverlay(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, 20)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	res := push(t, s, fleetBundle(base, 1, true), "ha")
+	const timeout = 4 * time.Second
+	procs := []*agentProc{
+		startAgentProc(t, cluster, "agent-0", env.dirs[0], timeout, env.proms[0].URL, "--ha.group=pair", "--ha.takeover-check-timeout=500ms"),
+		startAgentProc(t, cluster, "agent-1", env.dirs[1], timeout, env.proms[1].URL, "--ha.group=pair", "--ha.takeover-check-timeout=500ms"),
+	}
+	for i := range 2 {
+		t.Cleanup(func() { env.proms[i].Signal(syscall.SIGCONT) })
+	}
+	dirs := env.dirs[:2]
+	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	var leader int
+	waitFor(t, 30*time.Second, "one Prometheus running the overlay", func() (bool, string) {
+		a, b := promRunsOverlay(0), promRunsOverlay(1)
+		if a == b {
+			return false, fmt.Sprintf("overlay %t %t", a, b)
+		}
+		if b {
+			leader = 1
+		}
+		return true, ""
+	})
+	other := 1 - leader
+	// Both Prometheus servers read the pair's share: every target.
+	for i := range 2 {
+		waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d scraping the share", i), func() (bool, string) {
+			pools, err := promClient(t, i).Targets(context.Background())
+			if err != nil {
+				return false, err.Error()
+			}
+			return pools[fleetJob] == len(targets), fmt.Sprint(pools)
+		})
+	}
+	sampler := sampleHA(dirs)
+
+	// 1. The leader's agent alone frozen past its session timeout.
+	procs[leader].cmd.Process.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	waitFor(t, timeout+10*time.Second, "the other agent elected and waiting", func() (bool, string) {
+		m := agentMetrics(procs[other].web)
+		return metricValue(m, "zkprom_ha_takeover_waiting") == "1", "not waiting"
+	})
+	elected := time.Since(stopped)
+	if d := timeout + 3*time.Second - time.Since(stopped); d > 0 {
+		time.Sleep(d) // frozen well past the session timeout
+	}
+	if !promRunsOverlay(leader) || promRunsOverlay(other) || overlayOn(dirs[other]) {
+		t.Fatalf("while the old leader's agent is frozen its Prometheus must keep the overlay, alone: old %t, new %t (disk %t)",
+			promRunsOverlay(leader), promRunsOverlay(other), overlayOn(dirs[other]))
+	}
+	procs[leader].cmd.Process.Signal(syscall.SIGCONT)
+	woke := time.Now()
+	agentWoke := woke
+	waitFor(t, 20*time.Second, "the overlay moved to the new leader", func() (bool, string) {
+		return promRunsOverlay(other) && !promRunsOverlay(leader) && !overlayOn(dirs[leader]), "not yet"
+	})
+	moved := time.Since(woke)
+	t.Logf("agent SIGSTOP: the other elected %s after SIGSTOP (session timeout %s, tick %s); it waited while the old Prometheus ran the overlay; overlay moved %s after SIGCONT",
+		elected.Round(time.Millisecond), timeout, tickTime, moved.Round(time.Millisecond))
+	leader, other = other, leader
+
+	// 2. The leader's agent and its Prometheus frozen (a frozen host).
+	env.proms[leader].Signal(syscall.SIGSTOP)
+	procs[leader].cmd.Process.Signal(syscall.SIGSTOP)
+	hostStopped := time.Now()
+	stopped = hostStopped
+	waitFor(t, timeout+10*time.Second, "the other taking over from a frozen host", func() (bool, string) {
+		return promRunsOverlay(other), "no overlay yet"
+	})
+	takeover := time.Since(stopped)
+	if d := timeout + 2*time.Second - time.Since(stopped); d > 0 {
+		time.Sleep(d)
+	}
+	woke = time.Now() // before the signals: a sample may see the wake-up at once
+	env.proms[leader].Signal(syscall.SIGCONT)
+	procs[leader].cmd.Process.Signal(syscall.SIGCONT)
+	waitFor(t, 10*time.Second, "the old leader stepping down", func() (bool, string) {
+		return !overlayOn(dirs[leader]) && !promRunsOverlay(leader), "overlay still on"
+	})
+	stepDown := time.Since(woke)
+	time.Sleep(2 * time.Second) // the old leader must not take it back
+	samples := sampler.finish()
+
+	// Two Prometheus with the overlay: only in the moment after the frozen
+	// host wakes, before its agent has switched it back. No process can
+	// act sooner: both resume at the same instant.
+	var window time.Duration
+	var windowStart time.Time
+	for _, st := range samples {
+		if st.prom[0] && st.prom[1] {
+			if st.at.Before(woke) || st.at.After(woke.Add(stepDown)) {
+				t.Errorf("sample at %s (%s after the agent's SIGCONT, %s after the host's SIGSTOP): both Prometheus run the overlay outside the wake-up of a frozen host",
+					st.at.Format(time.StampMilli), st.at.Sub(agentWoke), st.at.Sub(hostStopped))
+			} else if windowStart.IsZero() {
+				windowStart = st.at
+			} else {
+				window = st.at.Sub(windowStart)
+			}
+		}
+		// On disk: both only while a frozen host holds files it cannot
+		// remove.
+		if st.disk[0] && st.disk[1] && (st.at.Before(hostStopped) || st.at.After(woke.Add(stepDown))) {
+			t.Errorf("sample at %s: both agents have the overlay on disk outside the host's freeze", st.at.Format(time.StampMilli))
+		}
+		if st.at.After(woke.Add(stepDown)) && (st.disk[leader] || st.prom[leader]) {
+			t.Errorf("sample at %s: the old leader has the overlay again after stepping down", st.at.Format(time.StampMilli))
+		}
+	}
+	t.Logf("host SIGSTOP: the other ran the overlay %s after SIGSTOP (session timeout %s + tick %s + check timeout 500ms); the old one stepped down %s after SIGCONT; both seen running it over %s; %d samples",
+		takeover.Round(time.Millisecond), timeout, tickTime, stepDown.Round(time.Millisecond), window.Round(time.Millisecond), len(samples))
+
+	// The metrics say who leads, with the term.
+	for i, want := range map[int]string{other: "1", leader: "0"} {
+		waitFor(t, 10*time.Second, fmt.Sprintf("agent-%d metrics", i), func() (bool, string) {
+			m := agentMetrics(procs[i].web)
+			return metricValue(m, "zkprom_ha_leader") == want && metricValue(m, "zkprom_ha_term") != "" &&
+				metricValue(m, "zkprom_ha_overlay_applied") == want && metricValue(m, "zkprom_ha_takeover_waiting") == "0", m
+		})
+	}
+
+	// The record names the new leader, its Prometheus, and the one before.
+	data, _, err := c.Get(context.Background(), zk.Join(s.HAGroupPath("pair"), "leader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec configstore.HALeader
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Member != fmt.Sprintf("agent-%d", other) || rec.Previous != fmt.Sprintf("agent-%d", leader) || rec.Term <= rec.PreviousTerm ||
+		rec.Prometheus != env.proms[other].URL {
+		t.Errorf("leader record %+v: want agent-%d (Prometheus %s) after agent-%d with a larger term", rec, other, env.proms[other].URL, leader)
+	}
+	var out strings.Builder
+	WriteFleetStatus(context.Background(), c, s, &out)
+	t.Logf("zkprom shards:\n%s", out.String())
+
+	// SIGTERM the leader: it removes its overlay, then resigns; the other
+	// takes over. Never both, at any sample.
+	procs[other].cmd.Process.Signal(syscall.SIGTERM)
+	termed := time.Now()
+	n := 0
+	waitFor(t, 20*time.Second, "hand-over on SIGTERM", func() (bool, string) {
+		a, b := promRunsOverlay(0), promRunsOverlay(1)
+		n++
+		if a && b {
+			t.Fatalf("%s after SIGTERM of the leader: both Prometheus run the overlay", time.Since(termed))
+		}
+		return promRunsOverlay(leader) && overlayOn(dirs[leader]) && !overlayOn(dirs[other]), fmt.Sprintf("overlay %t %t", a, b)
+	})
+	t.Logf("SIGTERM of the leader: overlay moved to the other agent %s after the signal (%d samples, never on both)", time.Since(termed).Round(time.Millisecond), n)
+	procs[other].cmd.Wait()
+}
