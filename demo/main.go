@@ -165,8 +165,8 @@ func run(zkprom, dir string) error {
 		if m.haGroup != "" {
 			role = "HA group " + m.haGroup
 		}
-		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (agent http://%s/status, pid %d; %s)",
-			m.name, m.promAddr, m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
+		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (pid %d; agent http://%s/status, pid %d; %s)",
+			m.name, m.promAddr, p.Pid(), m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
 		if err := d.start("register-"+m.name, "register", "--zookeeper.servers="+d.connect,
 			"--path=/zkprom/targets/"+m.name, "--address="+m.promAddr, "--label=component=prometheus",
 			"--check.http=http://"+m.promAddr+"/-/ready"); err != nil {
