@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,70 @@ type curatorInstance struct {
 	RegistrationTimeUTC *int64          `json:"registrationTimeUTC"`
 	ServiceType         string          `json:"serviceType"`
 	Enabled             *bool           `json:"enabled"`
+	URISpec             *curatorURISpec `json:"uriSpec"`
+}
+
+// curatorURISpec is Curator's UriSpec: literal parts and {variables}.
+type curatorURISpec struct {
+	Parts []struct {
+		Value    string `json:"value"`
+		Variable bool   `json:"variable"`
+	} `json:"parts"`
+}
+
+// render fills the variables in as Curator's UriSpec.build does for an
+// instance: {scheme} is https when sslPort is set, unknown variables are
+// empty, {[} and {]} are literal braces.
+func (u *curatorURISpec) render(ci *curatorInstance) string {
+	num := func(p *int) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.Itoa(*p)
+	}
+	var b strings.Builder
+	for _, p := range u.Parts {
+		if !p.Variable {
+			b.WriteString(p.Value)
+			continue
+		}
+		switch p.Value {
+		case "scheme":
+			if ci.SSLPort != nil {
+				b.WriteString("https")
+			} else {
+				b.WriteString("http")
+			}
+		case "name":
+			b.WriteString(ci.Name)
+		case "id":
+			b.WriteString(ci.ID)
+		case "address":
+			b.WriteString(ci.Address)
+		case "port":
+			b.WriteString(num(ci.Port))
+		case "ssl-port":
+			b.WriteString(num(ci.SSLPort))
+		case "registration-time-utc":
+			if ci.RegistrationTimeUTC != nil {
+				b.WriteString(strconv.FormatInt(*ci.RegistrationTimeUTC, 10))
+			}
+		case "service-type":
+			b.WriteString(strings.ToLower(ci.ServiceType))
+		case "[":
+			b.WriteString("{")
+		case "]":
+			b.WriteString("}")
+		}
+	}
+	return b.String()
+}
+
+// literalHTTPS says whether the spec starts with a literal "https" (as in
+// "https://{address}:{ssl-port}"), not with the {scheme} variable.
+func (u *curatorURISpec) literalHTTPS() bool {
+	return len(u.Parts) > 0 && !u.Parts[0].Variable && len(u.Parts[0].Value) >= 5 &&
+		strings.EqualFold(u.Parts[0].Value[:5], "https")
 }
 
 // curatorKind names the system behind a payload class.
@@ -56,7 +121,21 @@ func (f curatorFormat) Parse(n Node) ([]Member, error) {
 	}
 	var ci curatorInstance
 	if err := json.Unmarshal(n.Data, &ci); err != nil {
-		return nil, invalid(ReasonMalformed, "decode Curator service instance: %w", err)
+		var spec *json.UnmarshalTypeError
+		if !errors.As(err, &spec) || !strings.HasPrefix(spec.Field, "uriSpec") {
+			return nil, invalid(ReasonMalformed, "decode Curator service instance: %w", err)
+		}
+		// A uriSpec of another shape is left out, not the instance.
+		ci = curatorInstance{}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(n.Data, &raw); err != nil {
+			return nil, invalid(ReasonMalformed, "decode Curator service instance: %w", err)
+		}
+		delete(raw, "uriSpec")
+		b, _ := json.Marshal(raw)
+		if err := json.Unmarshal(b, &ci); err != nil {
+			return nil, invalid(ReasonMalformed, "decode Curator service instance: %w", err)
+		}
 	}
 	port, ssl := 0, 0
 	if ci.Port != nil {
@@ -68,8 +147,16 @@ func (f curatorFormat) Parse(n Node) ([]Member, error) {
 	host := ci.Address
 	main := port
 	scheme := ""
-	if !validPort(main) && validPort(ssl) {
+	switch {
+	case !validPort(main) && validPort(ssl):
 		main, scheme = ssl, "https"
+	case ci.URISpec != nil && ci.URISpec.literalHTTPS():
+		// The instance says its URI is https: the ssl port when it has
+		// one, else its port.
+		scheme = "https"
+		if validPort(ssl) {
+			main = ssl
+		}
 	}
 	if !validHost(host) || !validPort(main) {
 		return nil, invalid(ReasonNoAddress, "Curator service instance has no usable address and port (address %q, port %d, sslPort %d)", host, port, ssl)
@@ -90,6 +177,9 @@ func (f curatorFormat) Parse(n Node) ([]Member, error) {
 	}
 	enabled := ci.Enabled == nil || *ci.Enabled // a missing enabled means true
 	l[curatorPrefix+"enabled"] = model.LabelValue(strconv.FormatBool(enabled))
+	if ci.URISpec != nil && len(ci.URISpec.Parts) > 0 {
+		l[curatorPrefix+"uri_spec"] = model.LabelValue(ci.URISpec.render(&ci))
+	}
 
 	m := Member{Host: host, Port: main, Disabled: !enabled, Labels: l, Fields: map[string]string{}}
 	if scheme != "" {

@@ -45,7 +45,7 @@ var formatDocs = []struct {
 			{"__meta_nerve_endpoint_name", "name"},
 		}},
 	{"curator", "Apache Curator x-discovery `<path>/<service>/<id>` (also Spring Cloud Zookeeper and Dubbo 3, told apart by `payload.@class`).",
-		"address:port (sslPort with https when port is missing); Spring: path `/actuator/prometheus`; Dubbo 3: port 22222, path `/metrics`; `metrics.port_field` takes the port from payload metadata",
+		"address:port; https on the sslPort when port is missing, or when the uriSpec starts with a literal `https` (then the sslPort if set, else the port); Spring: path `/actuator/prometheus`; Dubbo 3: port 22222, path `/metrics`; `metrics.port_field` takes the port from payload metadata",
 		[]labelDoc{
 			{"__meta_zookeeper_curator_name", "service name"},
 			{"__meta_zookeeper_curator_id", "instance id"},
@@ -57,6 +57,7 @@ var formatDocs = []struct {
 			{"__meta_zookeeper_curator_enabled", "`true` unless registered with enabled=false (missing means true); filter with `filter.enabled_only`"},
 			{"__meta_zookeeper_curator_kind", "`spring`, `dubbo` or `curator`, from payload.@class"},
 			{"__meta_zookeeper_curator_payload_class", "payload.@class"},
+			{"__meta_zookeeper_curator_uri_spec", "the uriSpec rendered as Curator does (`{scheme}` is https when sslPort is set; unknown variables empty), when set; a uriSpec of another shape is left out"},
 			{"__meta_zookeeper_curator_metadata_<key>", "each payload.metadata entry (Spring's instance_status, Dubbo's dubbo.endpoints, ...); Spring's instance_status is what `filter.status` checks"},
 		}},
 	{"dubbo", "Dubbo 2 interface-level `/dubbo/<interface>/providers/<URL-encoded dubbo:// URL>`; one target per process (host + application).",

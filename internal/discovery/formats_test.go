@@ -146,13 +146,20 @@ func TestCurator(t *testing.T) {
 	dubbo3 := []byte(`{"name":"demo-provider","id":"10.0.0.9:20880","address":"10.0.0.9","port":20880,"sslPort":null,"payload":{"@class":"org.apache.dubbo.registry.zookeeper.ZookeeperInstance","id":"10.0.0.9:20880","name":"demo-provider","metadata":{"dubbo.endpoints":"[{\"port\":20880,\"protocol\":\"dubbo\"},{\"port\":50051,\"protocol\":\"tri\"}]","dubbo.metadata.revision":"a1b2c3","dubbo.metadata.storage-type":"local"}},"registrationTimeUTC":1700000000002,"serviceType":"DYNAMIC","uriSpec":null}`)
 	disabled := []byte(`{"name":"orders","id":"x","address":"10.0.0.6","port":8080,"payload":{"@class":"com.example.Meta","zone":"a"},"serviceType":"DYNAMIC","enabled":false}`)
 	sslOnly := []byte(`{"name":"orders","id":"y","address":"10.0.0.7","port":null,"sslPort":8443,"serviceType":"STATIC"}`)
+	// "https://{address}:{ssl-port}/{name}/{service-type}/{[}x{]}{unknown}" as Curator stores it.
+	httpsSpec := []byte(`{"name":"orders","id":"s1","address":"10.0.0.8","port":8080,"sslPort":8443,"serviceType":"DYNAMIC","uriSpec":{"parts":[{"value":"https://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"ssl-port","variable":true},{"value":"/","variable":false},{"value":"name","variable":true},{"value":"/","variable":false},{"value":"service-type","variable":true},{"value":"/","variable":false},{"value":"[","variable":true},{"value":"x","variable":false},{"value":"]","variable":true},{"value":"unknown","variable":true}]}}`)
+	httpsSpecNoSSL := []byte(`{"name":"orders","id":"s2","address":"10.0.0.8","port":9443,"sslPort":null,"serviceType":"DYNAMIC","uriSpec":{"parts":[{"value":"HTTPS://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"port","variable":true}]}}`)
+	schemeVarBoth := []byte(`{"name":"orders","id":"s3","address":"10.0.0.8","port":8080,"sslPort":8443,"serviceType":"DYNAMIC","uriSpec":{"parts":[{"value":"scheme","variable":true},{"value":"://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"port","variable":true}]}}`)
+	badSpec := []byte(`{"name":"orders","id":"s4","address":"10.0.0.8","port":8080,"serviceType":"DYNAMIC","uriSpec":"https://{address}:{port}"}`)
+	badParts := []byte(`{"name":"orders","id":"s5","address":"10.0.0.8","port":8080,"serviceType":"DYNAMIC","uriSpec":{"parts":[{"value":1,"variable":"no"}]}}`)
 	runCases(t, curatorFormat{}, []parseCase{
 		{name: "curator without enabled", node: node("/services/orders/b5e4b0d2", generic), want: []model.LabelSet{{
 			"__address__": "10.0.0.5:8080", "__meta_zookeeper_path": "/services/orders/b5e4b0d2", "__meta_zookeeper_format": "curator",
 			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "b5e4b0d2-2d6f-4a5e-9d1c-6c1e2f0a9b11",
 			"__meta_zookeeper_curator_address": "10.0.0.5", "__meta_zookeeper_curator_port": "8080",
 			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_registration_time_utc": "1700000000000",
-			"__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator"}}},
+			"__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
+			"__meta_zookeeper_curator_uri_spec": "http://10.0.0.5:8080"}}},
 		{name: "spring", node: node("/services/billing/0f3c", spring), job: JobConfig{Metrics: MetricsConfig{PortField: "management.port"}, Filter: FilterConfig{Status: []string{"UP"}}},
 			want: []model.LabelSet{{
 				"__address__": "billing-7d9f.example.com:9081", "__metrics_path__": "/actuator/prometheus",
@@ -161,6 +168,7 @@ func TestCurator(t *testing.T) {
 				"__meta_zookeeper_curator_address": "billing-7d9f.example.com", "__meta_zookeeper_curator_port": "8081",
 				"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_registration_time_utc": "1700000000001",
 				"__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "spring",
+				"__meta_zookeeper_curator_uri_spec":                 "http://billing-7d9f.example.com:8081",
 				"__meta_zookeeper_curator_payload_class":            "org.springframework.cloud.zookeeper.discovery.ZookeeperInstance",
 				"__meta_zookeeper_curator_metadata_instance_status": "UP",
 				"__meta_zookeeper_curator_metadata_management_port": "9081"}}},
@@ -184,6 +192,40 @@ func TestCurator(t *testing.T) {
 			"__meta_zookeeper_curator_address": "10.0.0.7", "__meta_zookeeper_curator_ssl_port": "8443",
 			"__meta_zookeeper_curator_service_type": "STATIC",
 			"__meta_zookeeper_curator_enabled":      "true", "__meta_zookeeper_curator_kind": "curator"}}},
+		{name: "https uriSpec takes the ssl port", node: node("/services/orders/s1", httpsSpec), want: []model.LabelSet{{
+			"__address__": "10.0.0.8:8443", "__scheme__": "https",
+			"__meta_zookeeper_path": "/services/orders/s1", "__meta_zookeeper_format": "curator",
+			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s1",
+			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080", "__meta_zookeeper_curator_ssl_port": "8443",
+			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
+			"__meta_zookeeper_curator_uri_spec": "https://10.0.0.8:8443/orders/dynamic/{x}"}}},
+		{name: "https uriSpec without ssl port", node: node("/services/orders/s2", httpsSpecNoSSL), want: []model.LabelSet{{
+			"__address__": "10.0.0.8:9443", "__scheme__": "https",
+			"__meta_zookeeper_path": "/services/orders/s2", "__meta_zookeeper_format": "curator",
+			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s2",
+			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "9443",
+			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
+			"__meta_zookeeper_curator_uri_spec": "HTTPS://10.0.0.8:9443"}}},
+		{name: "scheme variable with both ports stays on the port", node: node("/services/orders/s3", schemeVarBoth), want: []model.LabelSet{{
+			"__address__": "10.0.0.8:8080",
+			"__meta_zookeeper_path": "/services/orders/s3", "__meta_zookeeper_format": "curator",
+			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s3",
+			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080", "__meta_zookeeper_curator_ssl_port": "8443",
+			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
+			"__meta_zookeeper_curator_uri_spec": "https://10.0.0.8:8080"}}},
+		{name: "uriSpec of another shape is left out", node: node("/services/orders/s4", badSpec), want: []model.LabelSet{{
+			"__address__": "10.0.0.8:8080",
+			"__meta_zookeeper_path": "/services/orders/s4", "__meta_zookeeper_format": "curator",
+			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s4",
+			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080",
+			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator"}}},
+		{name: "uriSpec with bad parts is left out", node: node("/services/orders/s5", badParts), want: []model.LabelSet{{
+			"__address__": "10.0.0.8:8080",
+			"__meta_zookeeper_path": "/services/orders/s5", "__meta_zookeeper_format": "curator",
+			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s5",
+			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080",
+			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator"}}},
+		{name: "bad port beside a bad uriSpec", node: node("/services/orders/s6", []byte(`{"name":"orders","id":"s6","address":"10.0.0.8","port":"x","uriSpec":"y"}`)), reason: ReasonMalformed},
 		{name: "service folder", node: node("/services/orders", nil)},
 		{name: "empty object", node: node("/services/orders/z", []byte(`{}`)), reason: ReasonNoAddress},
 		{name: "no port", node: node("/services/orders/z", []byte(`{"name":"a","address":"h","port":null}`)), reason: ReasonNoAddress},
