@@ -57,9 +57,9 @@ type Options struct {
 	// credentials (the session's digest auth) may do everything, everyone
 	// may read: zk.ACLCreatorAllWorldRead().
 	ACL []zk.ACL
-	// MembersACL is the ACL of the members node, under which agents create
-	// their ephemeral nodes. Default: writer all, everyone read, create
-	// and delete.
+	// MembersACL is the ACL of the members and ha nodes, under which
+	// agents create their ephemeral nodes and HA groups. Default: writer
+	// all, everyone read, create and delete.
 	MembersACL []zk.ACL
 }
 
@@ -200,8 +200,12 @@ func (s *Store) Ensure(ctx context.Context) error {
 	if err := s.c.CreateAll(ctx, s.RevisionsPath(), s.opts.ACL); err != nil {
 		return fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
-	if _, err := s.c.Create(ctx, s.MembersPath(), nil, zk.Persistent, s.opts.MembersACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("create cluster %s: %w", s.base, err)
+	// Agents create below members (their nodes) and ha (HA groups, their
+	// elections and leader records), with or without credentials.
+	for _, p := range []string{s.MembersPath(), s.HAPath()} {
+		if _, err := s.c.Create(ctx, p, nil, zk.Persistent, s.opts.MembersACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
 	}
 	return nil
 }

@@ -246,6 +246,17 @@ func TestWriterACL(t *testing.T) {
 	if _, err := anon.Create(ctx, as.MemberPath("agent"), []byte("{}"), zk.Ephemeral, zk.ACLCreatorAllWorldRead()); err != nil {
 		t.Errorf("agent registration without credentials: %v", err)
 	}
+	// An HA group, its election and leader record, as an agent without
+	// credentials creates them.
+	group := as.HAGroupPath("pair")
+	if err := anon.CreateAll(ctx, zk.Join(group, "election"), nil); err != nil {
+		t.Errorf("HA election without credentials: %v", err)
+	} else if _, err := anon.Create(ctx, zk.Join(group, "election", "n_"), nil, zk.EphemeralSequential, nil); err != nil {
+		t.Errorf("HA candidacy without credentials: %v", err)
+	}
+	if _, err := anon.Create(ctx, zk.Join(group, "leader"), []byte("{}"), zk.Persistent, nil); err != nil {
+		t.Errorf("HA leader record without credentials: %v", err)
+	}
 	// Explicit digest ACL.
 	ds := newStore(t, writer, Options{Cluster: "acl-digest", ACL: append(zk.DigestACL(zk.PermAll, "writer", "s3cret"), zk.ACL{Perms: zk.PermRead, Scheme: "world", ID: "anyone"})})
 	if _, err := ds.Push(ctx, small("a"), PushMeta{}); err != nil {

@@ -460,7 +460,10 @@ func (c *Client) Create(ctx context.Context, p string, data []byte, mode CreateM
 }
 
 // CreateAll makes p and any missing parents as persistent nodes; it is not
-// an error when p exists already.
+// an error when p exists already. It creates from p upwards only as far as
+// needed: ZooKeeper checks the parent's ACL before it reports that a node
+// exists, so touching existing ancestors would fail for a client that may
+// create only deep below (an agent under a writer's cluster node).
 func (c *Client) CreateAll(ctx context.Context, p string, acl []ACL) error {
 	if err := check(p); err != nil {
 		return err
@@ -468,13 +471,19 @@ func (c *Client) CreateAll(ctx context.Context, p string, acl []ACL) error {
 	if p == "/" {
 		return nil
 	}
-	parts := strings.Split(p[1:], "/")
-	for i := range parts {
-		cur := "/" + strings.Join(parts[:i+1], "/")
-		_, err := c.Create(ctx, cur, nil, Persistent, acl)
-		if err != nil && !errors.Is(err, ErrNodeExists) {
+	_, err := c.Create(ctx, p, nil, Persistent, acl)
+	if errors.Is(err, ErrNoNode) {
+		parent := p[:strings.LastIndex(p, "/")]
+		if parent == "" {
+			parent = "/"
+		}
+		if err := c.CreateAll(ctx, parent, acl); err != nil {
 			return err
 		}
+		_, err = c.Create(ctx, p, nil, Persistent, acl)
+	}
+	if err != nil && !errors.Is(err, ErrNodeExists) {
+		return err
 	}
 	return nil
 }

@@ -279,6 +279,22 @@ func TestAuthAndACL(t *testing.T) {
 	if _, err := anon.Create(ctx, "/acl-shared/child", nil, Persistent, nil); !errors.Is(err, ErrNoAuth) || !strings.Contains(err.Error(), "parent /acl-shared") {
 		t.Fatalf("anonymous create under a protected node: %v", err)
 	}
+	// CreateAll below an open node under a protected one: it must not
+	// touch the protected ancestors that exist.
+	open := append(ACLCreatorOnly(), ACL{Perms: PermRead | PermCreate, Scheme: "world", ID: "anyone"})
+	if _, err := writer.Create(ctx, "/acl-shared/open", nil, Persistent, open); err != nil {
+		t.Fatal(err)
+	}
+	defer writer.DeleteAll(context.Background(), "/acl-shared/open")
+	if err := anon.CreateAll(ctx, "/acl-shared/open/group/election", nil); err != nil {
+		t.Errorf("anonymous CreateAll below an open node: %v", err)
+	}
+	if err := anon.CreateAll(ctx, "/acl-shared/open/group/election", nil); err != nil {
+		t.Errorf("anonymous CreateAll of an existing path: %v", err)
+	}
+	if err := anon.CreateAll(ctx, "/acl-shared/other/x", nil); !errors.Is(err, ErrNoAuth) {
+		t.Errorf("anonymous CreateAll below a protected node: %v", err)
+	}
 }
 
 func TestTLS(t *testing.T) {
