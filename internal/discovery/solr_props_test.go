@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 func TestSolrClusterProps(t *testing.T) {
@@ -137,4 +139,45 @@ jobs:
 	put(t, w, "/b/clusterprops.json", []byte(`{"urlScheme":"https"}`))
 	waitSchemes(t, srv, "two", "10.5.0.1:8983=- 10.5.0.2:8983=- 10.5.1.1:8983=https")
 	waitSchemes(t, srv, "explicit", "10.5.0.1:8983=http 10.5.0.2:8983=http")
+}
+
+// A change of clusterprops.json made while the session is cut off and
+// then expires is seen once a new session reads it again.
+func TestSolrSchemeAfterSessionExpiry(t *testing.T) {
+	needEnsemble(t)
+	if err := ensemble.WaitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w := writer(t, ensemble.Connect())
+	put(t, w, "/solrexp/clusterprops.json", []byte(`{"urlScheme":"https"}`))
+	put(t, w, "/solrexp/live_nodes/10.6.0.1:8983_solr", nil)
+	px, err := zktest.NewProxy(ensemble.Servers[0].ClientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	m, srv := startManager(t, `
+zookeeper: {servers: '`+px.Addr()+`', session_timeout: 2s}
+jobs: [{name: solr, format: solr, paths: [/solrexp/live_nodes]}]
+`, "")
+	waitSchemes(t, srv, "solr", "10.6.0.1:8983=https")
+	m.mu.Lock()
+	client := m.clients[px.Addr()].client
+	m.mu.Unlock()
+	session := client.SessionID()
+
+	px.Stall()
+	put(t, w, "/solrexp/clusterprops.json", []byte(`{"urlScheme":"http"}`))
+	eventually(t, 30*time.Second, func() string {
+		if !isStale(jobOf(m, "solr")) {
+			return "not stale"
+		}
+		return ""
+	})
+	time.Sleep(3 * time.Second) // longer than the session timeout: the server expires it
+	px.Resume()
+	waitSchemes(t, srv, "solr", "10.6.0.1:8983=http")
+	if client.SessionID() == session {
+		t.Errorf("the session did not expire (0x%x)", session)
+	}
 }
