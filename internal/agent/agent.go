@@ -679,12 +679,23 @@ func (a *Agent) succeed(ctx context.Context, rev int, checksum string, canary bo
 	if err := a.disk.prune(a.cfg.KeepRevisions, rev, prev); err != nil {
 		a.logger.Warn("could not prune revision directories", "err", err)
 	}
-	a.logger.Info("applied revision", "revision", rev, "previous", prev, "duration", total)
+	a.logger.Info("applied revision", "revision", rev, "previous", prev, "duration", total, "steps", stepsText(steps))
 	a.setStatus(ctx, func(s *configstore.Status) {
 		s.State, s.Revision, s.Checksum, s.Target, s.Canary = configstore.StateApplied, rev, checksum, rev, canary
 		s.FailedRevision, s.FailedStep, s.Error = 0, "", ""
 		s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
 	})
+}
+
+// stepsText lists step durations in the order of an apply.
+func stepsText(steps map[string]time.Duration) string {
+	var parts []string
+	for _, s := range []string{StepFetch, StepStage, StepValidate, StepSwitch, StepReload, StepVerify} {
+		if d, ok := steps[s]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%s", s, d.Round(time.Millisecond)))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // fail handles a failed apply of rev: when the switch happened, it

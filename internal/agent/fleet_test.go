@@ -295,7 +295,8 @@ func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Dura
 		cmd.Process.Kill()
 		cmd.Wait()
 		logf.Close()
-		if t.Failed() {
+		// The agent's log on failure, or on demand.
+		if t.Failed() || os.Getenv("ZKPROM_TEST_AGENT_LOGS") != "" {
 			out, _ := os.ReadFile(logPath)
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			t.Logf("log of %s (last 40 lines):\n%s", member, strings.Join(lines[max(0, len(lines)-40):], "\n"))

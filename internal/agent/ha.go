@@ -232,6 +232,12 @@ type ha struct {
 	leaderKnown  bool
 	lastHandover time.Time
 	waiting      string // why an elected member does not take over yet
+
+	// The member in the leader record and since when its Prometheus has
+	// not answered (zero: it answered last time), kept by watchHolder.
+	holder      configstore.HALeader
+	silentURL   string
+	silentSince time.Time
 }
 
 func newHA(f *fleet) *ha {
@@ -259,6 +265,7 @@ func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
 	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, Logger: h.logger})
 	go h.follow(ctx, e)
+	go h.watchHolder(ctx)
 	resign := func(l *zk.Leadership) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		l.Resign(rctx) // hand over at once on a clean exit
@@ -414,6 +421,14 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 			"previous", prev.Member, "url", prev.Prometheus, "host", prev.Host)
 		return ""
 	}
+	h.mu.Lock()
+	silent := h.silentURL == prev.Prometheus && !h.silentSince.IsZero() && time.Since(h.silentSince) >= h.f.cfg.TakeoverCheckTimeout
+	since := h.silentSince
+	h.mu.Unlock()
+	if silent {
+		h.logger.Info("the previous leader's Prometheus has not answered for a while; taking over", "previous", prev.Member, "url", prev.Prometheus, "silent_for", time.Since(since).Round(time.Millisecond))
+		return ""
+	}
 	pc, err := prom.New(prom.Config{URL: prev.Prometheus, HTTPClient: &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}})
 	if err != nil {
 		h.logger.Warn("cannot check the previous leader's Prometheus", "previous", prev.Member, "err", err)
@@ -433,6 +448,49 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 		}
 	}
 	return fmt.Sprintf("cannot tell whether %s's Prometheus still runs the leader overlay: %v", prev.Member, err)
+}
+
+// watchHolder asks, while this member does not lead, whether the
+// Prometheus of the member in the leader record answers at all
+// (/-/healthy). A new leader whose predecessor's Prometheus has been
+// silent since before the election (a frozen or dead host) then takes over
+// without waiting one more check timeout for it.
+func (h *ha) watchHolder(ctx context.Context) {
+	hc := &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}
+	for {
+		h.mu.Lock()
+		rec, leading := h.holder, h.lead != nil
+		h.mu.Unlock()
+		url := rec.Prometheus
+		if leading || rec.Member == h.f.a.cfg.Member || url == "" || loopbackURL(url) && rec.Host != hostname() {
+			url = ""
+		}
+		if url != "" {
+			start := time.Now()
+			answered := false
+			if req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/-/healthy", nil); err == nil {
+				if resp, err := hc.Do(req); err == nil {
+					resp.Body.Close()
+					answered = true
+				}
+			}
+			h.mu.Lock()
+			if h.silentURL != url {
+				h.silentURL, h.silentSince = url, time.Time{}
+			}
+			if answered {
+				h.silentSince = time.Time{}
+			} else if h.silentSince.IsZero() {
+				h.silentSince = start
+			}
+			h.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(takeoverRetry):
+		}
+	}
 }
 
 func loopbackURL(s string) bool {
@@ -496,6 +554,11 @@ func (h *ha) follow(ctx context.Context, e *zk.Election) {
 			if rerr == nil && json.Unmarshal(rdata, &rec) == nil && rec.Term == term {
 				h.lastHandover = rec.Since
 			}
+			h.mu.Unlock()
+		}
+		if rerr == nil {
+			h.mu.Lock()
+			h.holder = rec
 			h.mu.Unlock()
 		}
 		select {

@@ -221,7 +221,7 @@ func TestHALeaderOverlay(t *testing.T) {
 			t.Errorf("sample at %s: the old leader has the overlay again after stepping down", st.at.Format(time.StampMilli))
 		}
 	}
-	t.Logf("host SIGSTOP: the other ran the overlay %s after SIGSTOP (session timeout %s + tick %s + check timeout 500ms); the old one stepped down %s after SIGCONT; both seen running it over %s; %d samples",
+	t.Logf("host SIGSTOP: the other ran the overlay %s after SIGSTOP (session timeout %s, tick %s); the old one stepped down %s after SIGCONT; both seen running it over %s; %d samples",
 		takeover.Round(time.Millisecond), timeout, tickTime, stepDown.Round(time.Millisecond), window.Round(time.Millisecond), len(samples))
 
 	// The metrics say who leads, with the term.
