@@ -207,20 +207,20 @@ func TestCurator(t *testing.T) {
 			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
 			"__meta_zookeeper_curator_uri_spec": "HTTPS://10.0.0.8:9443"}}},
 		{name: "scheme variable with both ports stays on the port", node: node("/services/orders/s3", schemeVarBoth), want: []model.LabelSet{{
-			"__address__": "10.0.0.8:8080",
+			"__address__":           "10.0.0.8:8080",
 			"__meta_zookeeper_path": "/services/orders/s3", "__meta_zookeeper_format": "curator",
 			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s3",
 			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080", "__meta_zookeeper_curator_ssl_port": "8443",
 			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator",
 			"__meta_zookeeper_curator_uri_spec": "https://10.0.0.8:8080"}}},
 		{name: "uriSpec of another shape is left out", node: node("/services/orders/s4", badSpec), want: []model.LabelSet{{
-			"__address__": "10.0.0.8:8080",
+			"__address__":           "10.0.0.8:8080",
 			"__meta_zookeeper_path": "/services/orders/s4", "__meta_zookeeper_format": "curator",
 			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s4",
 			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080",
 			"__meta_zookeeper_curator_service_type": "DYNAMIC", "__meta_zookeeper_curator_enabled": "true", "__meta_zookeeper_curator_kind": "curator"}}},
 		{name: "uriSpec with bad parts is left out", node: node("/services/orders/s5", badParts), want: []model.LabelSet{{
-			"__address__": "10.0.0.8:8080",
+			"__address__":           "10.0.0.8:8080",
 			"__meta_zookeeper_path": "/services/orders/s5", "__meta_zookeeper_format": "curator",
 			"__meta_zookeeper_curator_name": "orders", "__meta_zookeeper_curator_id": "s5",
 			"__meta_zookeeper_curator_address": "10.0.0.8", "__meta_zookeeper_curator_port": "8080",

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
