@@ -198,7 +198,16 @@ func TestVariantDirs(t *testing.T) {
 	if err := d.init(); err != nil {
 		t.Fatal(err)
 	}
+	leaderFiles := map[string][]byte{"prometheus.yml": []byte("x: 1\n"), markerFile: []byte(markerContent)}
+	// A leader variant without the marker (laid down by an older agent)
+	// is not complete: it would run the overlay unseen by the next leader.
 	if err := d.stageVariant(3, true, "sum", "m", &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	if d.completeVariant(3, true, "sum") {
+		t.Error("a leader variant without the marker counts as complete")
+	}
+	if err := d.stageVariant(3, true, "sum", "m", &configstore.Bundle{Files: leaderFiles}); err != nil {
 		t.Fatal(err)
 	}
 	if !d.completeVariant(3, true, "sum") || d.completeVariant(3, false, "sum") {
@@ -216,7 +225,7 @@ func TestVariantDirs(t *testing.T) {
 	if _, err := os.Stat(d.variantDir(3, true)); err != nil {
 		t.Errorf("the live variant was pruned: %v", err)
 	}
-	if err := d.stageVariant(4, true, "sum", "m", &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
+	if err := d.stageVariant(4, true, "sum", "m", &configstore.Bundle{Files: leaderFiles}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.linkTo(relRevDir(4)); err != nil {
