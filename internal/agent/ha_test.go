@@ -18,6 +18,63 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
+const haTimeout = 4 * time.Second
+
+// haPair is two agent binaries in HA group "pair", beside Prometheus 0
+// and 1, running a sharded bundle with a leader overlay.
+type haPair struct {
+	cluster string
+	c       *zk.Client
+	store   *configstore.Store
+	procs   []*agentProc
+	dirs    []string
+	leader  int // whose Prometheus runs the overlay
+}
+
+func startHAPair(t *testing.T) *haPair {
+	reset(t)
+	p := &haPair{cluster: clusterName(t), c: connect(t), dirs: env.dirs[:2]}
+	base := "/" + p.cluster + "/services"
+	targets := registerTargets(t, p.c, base, 20)
+	p.store = newStore(t, p.c, p.cluster)
+	ensureCluster(t, p.cluster)
+	res := push(t, p.store, fleetBundle(base, 1, true), "ha")
+	for i := range 2 {
+		p.procs = append(p.procs, p.start(t, i))
+		t.Cleanup(func() { env.proms[i].Signal(syscall.SIGCONT) })
+	}
+	if err := waitRollout(t, p.store, res.Meta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "one Prometheus running the overlay", func() (bool, string) {
+		a, b := promRunsOverlay(0), promRunsOverlay(1)
+		if a == b {
+			return false, fmt.Sprintf("overlay %t %t", a, b)
+		}
+		if b {
+			p.leader = 1
+		}
+		return true, ""
+	})
+	// Both Prometheus servers read the pair's share: every target.
+	for i := range 2 {
+		waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d scraping the share", i), func() (bool, string) {
+			pools, err := promClient(t, i).Targets(context.Background())
+			if err != nil {
+				return false, err.Error()
+			}
+			return pools[fleetJob] == len(targets), fmt.Sprint(pools)
+		})
+	}
+	return p
+}
+
+// start runs agent-i beside Prometheus i.
+func (p *haPair) start(t *testing.T, i int) *agentProc {
+	return startAgentProc(t, p.cluster, fmt.Sprintf("agent-%d", i), env.dirs[i], haTimeout, env.proms[i].URL,
+		"--ha.group=pair", "--ha.takeover-check-timeout=500ms")
+}
+
 func overlayOn(dir string) bool {
 	t, _ := os.Readlink(filepath.Join(dir, "current"))
 	return strings.HasSuffix(t, leaderSuffix)
@@ -104,48 +161,10 @@ func (s *haSampler) finish() []haSample {
 //   - SIGTERM of the leader: overlay off there, then on on the other.
 func TestHALeaderOverlay(t *testing.T) {
 	skipShort(t)
-	reset(t)
-	cluster := clusterName(t)
-	c := connect(t)
-	base := "/" + cluster + "/services"
-	targets := registerTargets(t, c, base, 20)
-	s := newStore(t, c, cluster)
-	ensureCluster(t, cluster)
-	res := push(t, s, fleetBundle(base, 1, true), "ha")
-	const timeout = 4 * time.Second
-	procs := []*agentProc{
-		startAgentProc(t, cluster, "agent-0", env.dirs[0], timeout, env.proms[0].URL, "--ha.group=pair", "--ha.takeover-check-timeout=500ms"),
-		startAgentProc(t, cluster, "agent-1", env.dirs[1], timeout, env.proms[1].URL, "--ha.group=pair", "--ha.takeover-check-timeout=500ms"),
-	}
-	for i := range 2 {
-		t.Cleanup(func() { env.proms[i].Signal(syscall.SIGCONT) })
-	}
-	dirs := env.dirs[:2]
-	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
-		t.Fatal(err)
-	}
-	var leader int
-	waitFor(t, 30*time.Second, "one Prometheus running the overlay", func() (bool, string) {
-		a, b := promRunsOverlay(0), promRunsOverlay(1)
-		if a == b {
-			return false, fmt.Sprintf("overlay %t %t", a, b)
-		}
-		if b {
-			leader = 1
-		}
-		return true, ""
-	})
-	other := 1 - leader
-	// Both Prometheus servers read the pair's share: every target.
-	for i := range 2 {
-		waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d scraping the share", i), func() (bool, string) {
-			pools, err := promClient(t, i).Targets(context.Background())
-			if err != nil {
-				return false, err.Error()
-			}
-			return pools[fleetJob] == len(targets), fmt.Sprint(pools)
-		})
-	}
+	p := startHAPair(t)
+	procs, dirs, s, c := p.procs, p.dirs, p.store, p.c
+	leader, other := p.leader, 1-p.leader
+	const timeout = haTimeout
 	sampler := sampleHA(dirs)
 
 	// 1. The leader's agent alone frozen past its session timeout.
@@ -265,4 +284,72 @@ func TestHALeaderOverlay(t *testing.T) {
 	})
 	t.Logf("SIGTERM of the leader: overlay moved to the other agent %s after the signal (%d samples, never on both)", time.Since(termed).Round(time.Millisecond), n)
 	procs[other].cmd.Wait()
+}
+
+// The ZooKeeper leader killed under an HA pair: the overlay never runs on
+// both Prometheus servers, and one runs it once the ensemble is back.
+// Then kill -9 of the leader's agent alone: its Prometheus still runs the
+// overlay, so the other, elected, waits (never two); once the dead agent
+// is restarted it steps down and the other takes over.
+func TestHADeadAgentAndZooKeeperLeader(t *testing.T) {
+	skipShort(t)
+	p := startHAPair(t)
+	leader, other := p.leader, 1-p.leader
+	sampler := sampleHA(p.dirs)
+
+	zl := env.ens.Leader()
+	if err := env.ens.Kill(zl); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := env.ens.Start(zl); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.ens.WaitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "one Prometheus running the overlay after the ZooKeeper leader's restart", func() (bool, string) {
+		a, b := promRunsOverlay(0), promRunsOverlay(1)
+		return a != b, fmt.Sprintf("overlay %t %t", a, b)
+	})
+	if !promRunsOverlay(leader) {
+		t.Logf("the overlay moved from agent-%d to agent-%d while the ZooKeeper leader was away", leader, other)
+		leader, other = other, leader
+	}
+
+	// kill -9 the leader's agent; its Prometheus keeps running.
+	p.procs[leader].cmd.Process.Kill()
+	p.procs[leader].cmd.Wait()
+	killed := time.Now()
+	waitFor(t, haTimeout+10*time.Second, "the other agent elected and waiting", func() (bool, string) {
+		m := agentMetrics(p.procs[other].web)
+		return metricValue(m, "zkprom_ha_takeover_waiting") == "1", "not waiting"
+	})
+	elected := time.Since(killed)
+	time.Sleep(2 * time.Second)
+	if !promRunsOverlay(leader) || promRunsOverlay(other) {
+		t.Fatalf("dead agent: its Prometheus must keep the overlay, alone: old %t, new %t", promRunsOverlay(leader), promRunsOverlay(other))
+	}
+	var out strings.Builder
+	WriteFleetStatus(context.Background(), p.c, p.store, &out)
+	if !strings.Contains(out.String(), "elected, waiting for agent-") {
+		t.Errorf("zkprom shards does not say the new leader waits:\n%s", out.String())
+	}
+	t.Logf("zkprom shards while the dead agent's Prometheus runs the overlay:\n%s", out.String())
+
+	restarted := time.Now()
+	p.procs[leader] = p.start(t, leader)
+	waitFor(t, 30*time.Second, "the overlay moved to the other", func() (bool, string) {
+		return promRunsOverlay(other) && !promRunsOverlay(leader), "not yet"
+	})
+	t.Logf("kill -9 of the leader's agent: the other elected %s later and waited; the overlay moved %s after the dead agent's restart",
+		elected.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	samples := sampler.finish()
+	for _, st := range samples {
+		if st.prom[0] && st.prom[1] {
+			t.Errorf("sample at %s: both Prometheus run the overlay", st.at.Format(time.StampMilli))
+		}
+	}
+	t.Logf("%d samples, never two Prometheus with the overlay", len(samples))
 }
