@@ -76,6 +76,7 @@ type Client struct {
 
 	lastDialErr  string // last failed connection attempt
 	lastDialWarn time.Time
+	negotiated   time.Duration // the session timeout the server granted
 }
 
 // Connect opens a session and waits, within ctx, until it is established,
@@ -124,7 +125,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		gozk.WithHostProvider(&resolvingHostProvider{}),
 		gozk.WithDialer(dialer),
 		gozk.WithLogger(slogAdapter{c}),
-		gozk.WithLogInfo(false),
+		gozk.WithLogInfo(true), // at debug level; its "authenticated" line carries the granted timeout
 		gozk.WithEventCallback(func(ev gozk.Event) { c.events.put(ev) }),
 	)
 	if err != nil {
@@ -203,9 +204,31 @@ func (cfg Config) Validate() error {
 // ConnectString returns the connect string the client was made with.
 func (c *Client) ConnectString() ConnectString { return c.cs }
 
-// SessionTimeout returns the session timeout the client asked for (the
-// server clamps it to [2, 20] × its tickTime).
-func (c *Client) SessionTimeout() time.Duration { return c.timeout }
+// SessionTimeout returns the session timeout the server granted (it
+// clamps the one asked for to [2, 20] × its tickTime), or the one asked
+// for before a session was established.
+func (c *Client) SessionTimeout() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.negotiated > 0 {
+		return c.negotiated
+	}
+	return c.timeout
+}
+
+// noteNegotiated records the session timeout the server granted, warning
+// when it is not the one asked for: what the timeout bounds (expiry of
+// ephemeral nodes, an HA leader's grace) follows the server's.
+func (c *Client) noteNegotiated(d time.Duration) {
+	c.mu.Lock()
+	changed := d != c.negotiated
+	c.negotiated = d
+	c.mu.Unlock()
+	if changed && d != c.timeout {
+		c.logger.Warn("ZooKeeper granted another session timeout than asked for (it allows 2 to 20 ticks)",
+			"asked", c.timeout, "granted", d, "servers", c.cs.String())
+	}
+}
 
 // SessionID returns the current session's id (0 when there is none).
 func (c *Client) SessionID() int64 { return c.conn.SessionID() }

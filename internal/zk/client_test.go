@@ -340,3 +340,29 @@ func TestTLS(t *testing.T) {
 		t.Errorf("TLS without a CA must be refused: %v", err)
 	}
 }
+
+// The server clamps the session timeout to [2, 20] ticks (tick 2 s here):
+// SessionTimeout reports what it granted, and an election's grace follows
+// the granted timeout, never more than half of it.
+func TestNegotiatedSessionTimeout(t *testing.T) {
+	needEnsemble(t)
+	for _, tc := range []struct{ asked, granted time.Duration }{
+		{time.Second, 4 * time.Second},
+		{6 * time.Second, 6 * time.Second},
+		{60 * time.Second, 40 * time.Second},
+	} {
+		c := connect(t, Config{SessionTimeout: tc.asked})
+		if got := c.SessionTimeout(); got != tc.granted {
+			t.Errorf("asked %s: SessionTimeout() = %s, want %s granted by the server", tc.asked, got, tc.granted)
+		}
+		for _, g := range []struct{ opt, want time.Duration }{
+			{0, tc.granted / 3},
+			{time.Second, time.Second},
+			{time.Hour, tc.granted / 2},
+		} {
+			if got := NewElection(c, "/x", nil, ElectionOptions{DisconnectGrace: g.opt}).grace(); got != g.want {
+				t.Errorf("session %s, grace option %s: grace %s, want %s", tc.granted, g.opt, got, g.want)
+			}
+		}
+	}
+}

@@ -22,7 +22,8 @@ const electionPrefix = "n_"
 type ElectionOptions struct {
 	// DisconnectGrace is how long a leader stays leader while disconnected
 	// (default: a third of the session timeout, so it steps down well
-	// before its session can expire and someone else can win).
+	// before its session can expire and someone else can win; at most
+	// half of the timeout the server granted).
 	DisconnectGrace time.Duration
 	Logger          *slog.Logger
 }
@@ -40,14 +41,27 @@ type Election struct {
 
 // NewElection prepares a candidacy under path with candidate as its data.
 func NewElection(c *Client, path string, candidate []byte, opts ElectionOptions) *Election {
-	if opts.DisconnectGrace <= 0 {
-		opts.DisconnectGrace = c.SessionTimeout() / 3
-	}
 	if opts.Logger == nil {
 		opts.Logger = c.logger
 	}
 	return &Election{c: c, path: path, candidate: candidate, opts: opts,
 		logger: opts.Logger.With("component", "election", "path", path)}
+}
+
+// grace is how long a disconnected leader stays leader: the option
+// (default a third of the session timeout the server granted), never more
+// than half of that timeout. A grace near the timeout could outlive the
+// session, and another leader could be elected meanwhile.
+func (e *Election) grace() time.Duration {
+	t := e.c.SessionTimeout()
+	switch g := e.opts.DisconnectGrace; {
+	case g <= 0:
+		return t / 3
+	case g > t/2:
+		return t / 2
+	default:
+		return g
+	}
 }
 
 // Leadership is held until its context is cancelled.
@@ -240,7 +254,7 @@ func (l *Leadership) Check() error {
 	l.mu.Lock()
 	since := time.Since(l.confirmed)
 	l.mu.Unlock()
-	if since > l.e.opts.DisconnectGrace {
+	if since > l.e.grace() {
 		return fmt.Errorf("%w: session not confirmed for %s", ErrNotLeader, since.Round(time.Millisecond))
 	}
 	return nil
@@ -281,7 +295,7 @@ func (l *Leadership) watch() {
 	defer sub.Close()
 	grace := time.NewTimer(time.Hour)
 	grace.Stop()
-	confirm := time.NewTicker(l.e.opts.DisconnectGrace / 2)
+	confirm := time.NewTicker(l.e.grace() / 2)
 	defer confirm.Stop()
 	w := l.verify()
 	for {
@@ -298,13 +312,13 @@ func (l *Leadership) watch() {
 				}
 				w = l.verify() // re-check the own node after every reconnect
 			case StateDisconnected:
-				grace.Reset(l.e.opts.DisconnectGrace)
+				grace.Reset(l.e.grace())
 			case StateExpired, StateAuthFailed:
 				l.lose("session " + ev.State.String())
 				return
 			}
 		case <-grace.C:
-			l.lose(fmt.Sprintf("disconnected for longer than %s", l.e.opts.DisconnectGrace))
+			l.lose(fmt.Sprintf("disconnected for longer than %s", l.e.grace()))
 			return
 		case ev, ok := <-w:
 			if ok && ev.Type == NodeDeleted {
@@ -326,7 +340,7 @@ func (l *Leadership) watch() {
 // confirm checks with the server that the own node is still ours and
 // records when, without leaving another watch.
 func (l *Leadership) confirm() {
-	ctx, cancel := context.WithTimeout(l.ctx, l.e.opts.DisconnectGrace)
+	ctx, cancel := context.WithTimeout(l.ctx, l.e.grace())
 	defer cancel()
 	start := time.Now()
 	ok, st, err := l.e.c.Exists(ctx, l.node)
@@ -345,7 +359,7 @@ func (l *Leadership) confirm() {
 // verify checks with the server that the own node is there and ours,
 // records the confirmation time and returns a watch on the node.
 func (l *Leadership) verify() <-chan WatchEvent {
-	ctx, cancel := context.WithTimeout(l.ctx, l.e.opts.DisconnectGrace)
+	ctx, cancel := context.WithTimeout(l.ctx, l.e.grace())
 	defer cancel()
 	start := time.Now()
 	ok, st, w, err := l.e.c.ExistsW(ctx, l.node)

@@ -295,6 +295,12 @@ func (a slogAdapter) Printf(format string, args ...any) {
 	if strings.HasPrefix(format, "failed to connect to") && len(args) == 2 {
 		a.c.noteDialError(fmt.Sprint(args[0]), fmt.Sprint(args[1]))
 	}
+	// The library keeps the granted timeout to itself but logs it.
+	if strings.HasPrefix(format, "authenticated: id=") && len(args) == 2 {
+		if ms, ok := args[1].(int32); ok && ms > 0 {
+			a.c.noteNegotiated(time.Duration(ms) * time.Millisecond)
+		}
+	}
 }
 
 // noteDialError records a failed connection attempt and warns about it,
