@@ -22,6 +22,11 @@ type CacheOptions struct {
 	// Data reads and watches the data of every node below the roots.
 	// Without it only names are mirrored and leaves cost no request at all.
 	Data bool
+	// ForgetData (with Data) delivers the data in the events but does not
+	// keep it: Get and Snapshot return nodes without Data, and a change is
+	// recognised by the node's zxids (a write always moves Mzxid). For a
+	// reader that keeps its own parsed form of every node.
+	ForgetData bool
 	// Concurrency bounds the requests in flight during a sync (default 64).
 	Concurrency int
 	Logger      *slog.Logger
@@ -87,10 +92,22 @@ type TreeCache struct {
 }
 
 type cacheNode struct {
-	data     []byte
-	stat     Stat
-	depth    int
-	children map[string]struct{} // nil for nodes at MaxDepth
+	data  []byte // nil with ForgetData
+	stat  Stat
+	depth int32
+	// dir: the node's children are mirrored (it is above MaxDepth).
+	dir bool
+	// children are the names of the mirrored children (nil while there are
+	// none); each name shares its bytes with the child's path.
+	children map[string]struct{}
+}
+
+// addChild records the child at path p (the name is a slice of p).
+func (n *cacheNode) addChild(p string) {
+	if n.children == nil {
+		n.children = map[string]struct{}{}
+	}
+	n.children[Base(p)] = struct{}{}
 }
 
 type dirty uint8
@@ -315,6 +332,9 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 	tc.mu.Lock()
 	old := tc.nodes
 	var evs []CacheEvent
+	if len(old) <= len(tc.roots) {
+		evs = make([]CacheEvent, 0, len(fresh)) // the first read: everything is added
+	}
 	for p, n := range fresh {
 		if n.depth == 0 {
 			continue
@@ -330,6 +350,9 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 			evs = append(evs, CacheEvent{Type: Removed, Path: p, Stat: o.stat})
 		}
 	}
+	for _, n := range fresh {
+		tc.forget(n)
+	}
 	tc.nodes = fresh
 	tc.stale = false
 	tc.mu.Unlock()
@@ -341,8 +364,18 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 }
 
 func (tc *TreeCache) changed(o, n *cacheNode) bool {
+	if tc.opts.Data && tc.opts.ForgetData {
+		return o.stat.Czxid != n.stat.Czxid || o.stat.Mzxid != n.stat.Mzxid
+	}
 	return !bytes.Equal(o.data, n.data) || o.stat.Czxid != n.stat.Czxid ||
 		(tc.opts.Data && o.stat.Mzxid != n.stat.Mzxid)
+}
+
+// forget drops a node's data once its events are made, with ForgetData.
+func (tc *TreeCache) forget(n *cacheNode) {
+	if tc.opts.ForgetData {
+		n.data = nil
+	}
 }
 
 func (tc *TreeCache) event(t CacheEventType, p string, n *cacheNode) CacheEvent {
@@ -422,7 +455,7 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 			continue
 		}
 		n := tc.nodes[r.path]
-		if n == nil || n.children == nil {
+		if n == nil || !n.dir {
 			continue
 		}
 		for _, name := range r.children {
@@ -446,7 +479,7 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 	}
 	for _, r := range childReads {
 		n := tc.nodes[r.path]
-		if r.gone || n == nil || n.children == nil {
+		if r.gone || n == nil || !n.dir {
 			continue
 		}
 		now := make(map[string]struct{}, len(r.children))
@@ -467,11 +500,15 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 		if r.gone || n == nil || r.stat == nil {
 			continue // a removal is applied through the parent's children watch
 		}
-		nn := &cacheNode{data: r.data, stat: *r.stat, depth: n.depth, children: n.children}
+		nn := &cacheNode{data: r.data, stat: *r.stat, depth: n.depth, dir: n.dir, children: n.children}
 		if tc.changed(n, nn) {
 			tc.nodes[r.path] = nn
 			evs = append(evs, tc.event(Updated, r.path, nn))
+			tc.forget(nn)
 		}
+	}
+	for _, n := range fetched {
+		tc.forget(n)
 	}
 	tc.mu.Unlock()
 	if len(evs) > 0 {
@@ -514,8 +551,8 @@ func (tc *TreeCache) replaceSubtree(t string, fetched map[string]*cacheNode, evs
 		}
 		tc.nodes[p] = n
 		if n.depth > 0 {
-			if parent := tc.nodes[Parent(p)]; parent != nil && parent.children != nil {
-				parent.children[Base(p)] = struct{}{}
+			if parent := tc.nodes[Parent(p)]; parent != nil && parent.dir {
+				parent.addChild(p)
 			}
 		}
 	}
@@ -527,7 +564,7 @@ func (tc *TreeCache) removeSubtree(t string, evs []CacheEvent) []CacheEvent {
 }
 
 func (tc *TreeCache) unlinkFromParent(p string) {
-	if parent := tc.nodes[Parent(p)]; parent != nil && parent.children != nil {
+	if parent := tc.nodes[Parent(p)]; parent != nil {
 		delete(parent.children, Base(p))
 	}
 }
@@ -539,7 +576,7 @@ func (tc *TreeCache) unlinkFromParent(p string) {
 func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map[string]*cacheNode, error) {
 	type item struct {
 		path  string
-		depth int
+		depth int32
 	}
 	out := make(map[string]*cacheNode, len(starts))
 	var mu sync.Mutex
@@ -549,14 +586,14 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		if d < 0 {
 			_, d, _ = tc.rootOf(s)
 		}
-		level = append(level, item{s, d})
+		level = append(level, item{s, int32(d)})
 	}
 	for len(level) > 0 {
 		var next []item
 		err := tc.parallel(ctx, len(level), func(i int) error {
 			it := level[i]
 			n := &cacheNode{depth: it.depth}
-			wantChildren := tc.opts.MaxDepth == 0 || it.depth < tc.opts.MaxDepth
+			wantChildren := tc.opts.MaxDepth == 0 || int(it.depth) < tc.opts.MaxDepth
 			wantData := tc.opts.Data && it.depth > 0
 			var kids []string
 			if wantChildren {
@@ -570,11 +607,17 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 				if err != nil {
 					return err
 				}
-				kids = ch
 				n.stat = *st
-				n.children = make(map[string]struct{}, len(ch))
-				for _, k := range ch {
-					n.children[k] = struct{}{}
+				n.dir = true
+				if len(ch) > 0 {
+					// The children's paths, and their names as slices of
+					// them: the names as read become garbage.
+					kids = make([]string, len(ch))
+					n.children = make(map[string]struct{}, len(ch))
+					for i, k := range ch {
+						kids[i] = Join(it.path, k)
+						n.children[Base(kids[i])] = struct{}{}
+					}
 				}
 			}
 			if wantData {
@@ -590,7 +633,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 			mu.Lock()
 			out[it.path] = n
 			for _, k := range kids {
-				next = append(next, item{Join(it.path, k), it.depth + 1})
+				next = append(next, item{k, it.depth + 1})
 			}
 			mu.Unlock()
 			return nil
@@ -602,7 +645,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		// parent's children watch reports the removal.
 		var deeper []item
 		for _, it := range next {
-			wantChildren := tc.opts.MaxDepth == 0 || it.depth < tc.opts.MaxDepth
+			wantChildren := tc.opts.MaxDepth == 0 || int(it.depth) < tc.opts.MaxDepth
 			if wantChildren || (tc.opts.Data && it.depth > 0) {
 				deeper = append(deeper, it)
 			} else {
