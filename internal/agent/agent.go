@@ -236,6 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.status.Error = st.FailedError
 	a.mu.Unlock()
 	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
+	a.dropOverlay("starting") // when the link is a leader variant: never leader yet
 
 	sub := a.c.Subscribe()
 	defer sub.Close()
@@ -260,7 +261,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(fleetDone); a.fleet.run(fctx) }()
 	defer func() {
 		if a.fleet.ha != nil {
-			a.dropOverlay()
+			a.dropOverlay("leaving")
 		}
 		fcancel()
 		<-fleetDone

@@ -178,6 +178,9 @@ func (f *fleet) refresh(ctx context.Context) {
 			return
 		case <-t.C:
 			f.publish()
+			if f.ha != nil && f.a.disk.linkedLeader() != f.leading() {
+				f.wakeAgent() // e.g. Prometheus's files were switched back under a leader
+			}
 			if f.ha != nil {
 				f.a.disk.pruneVariants(-1, time.Minute) // never the live one
 			}

@@ -374,9 +374,10 @@ func TestShardsTakeover(t *testing.T) {
 	t.Logf("kill -9: the %d targets of the dead agent owned again after %s (session timeout %s, tick %s); ZooKeeper removed its node after %s",
 		len(victim), takeover.Round(time.Millisecond), timeout, tickTime, removed.Round(time.Millisecond))
 	// ZooKeeper's expiry is the floor (the timeout, rounded up to a tick);
-	// zkprom's own part, from the node's removal, is what this bounds.
-	if removed > 0 && takeover-removed > time.Second {
-		t.Errorf("targets owned again %s after ZooKeeper removed the dead agent's node: want under a second", takeover-removed)
+	// zkprom's own part, from the node's removal, is what this bounds:
+	// measured in tens of milliseconds, bounded loosely for a busy machine.
+	if removed > 0 && takeover-removed > 2*time.Second {
+		t.Errorf("targets owned again %s after ZooKeeper removed the dead agent's node: want well under the tick", takeover-removed)
 	}
 
 	// SIGTERM agent-1: it removes its member node; agent-2 takes over.
@@ -472,10 +473,13 @@ func metricValue(text, name string) string {
 // startHAAgent runs an in-process agent of Prometheus i in HA group
 // "pair", reaching ZooKeeper through servers.
 func startHAAgent(t testing.TB, servers, cluster string, i int, timeout time.Duration) *runningAgent {
+	return startHAAgentWith(t, zk.Config{Servers: servers, SessionTimeout: timeout}, cluster, i)
+}
+
+func startHAAgentWith(t testing.TB, zc zk.Config, cluster string, i int) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	zc := zk.Config{Servers: servers, SessionTimeout: timeout}
 	c, err := zk.Connect(ctx, zc, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -630,4 +634,47 @@ func TestHALeadershipWonWhilePrometheusAway(t *testing.T) {
 	waitFor(t, 30*time.Second, "agent-0 applies the overlay once its Prometheus answers", func() (bool, string) {
 		return overlayOn(dirs[0]), "plain revision"
 	})
+}
+
+// A cluster made by a writer with credentials; the HA pair's agents have
+// different credentials (one none): whoever creates the group's nodes,
+// the other can stand, win and record the hand-over.
+func TestHAMixedCredentials(t *testing.T) {
+	skipShort(t)
+	reset(t)
+	cluster := clusterName(t)
+	dir := t.TempDir()
+	writerAuth, agentAuth := filepath.Join(dir, "writer"), filepath.Join(dir, "agent")
+	os.WriteFile(writerAuth, []byte("writer:s3cret\n"), 0o600)
+	os.WriteFile(agentAuth, []byte("agent-0:other\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	writer, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), AuthFile: writerAuth}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	base := "/" + cluster + "/services"
+	registerTargets(t, writer, base, 4)
+	s := newStore(t, writer, cluster)
+	push(t, s, fleetBundle(base, 1, true), "ha")
+
+	first := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second, AuthFile: agentAuth}, cluster, 0)
+	waitFor(t, 30*time.Second, "agent-0 (with credentials) leading", func() (bool, string) {
+		return first.a.fleet.leading() && overlayOn(env.dirs[0]), "not yet"
+	})
+	second := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, cluster, 1)
+	waitFor(t, 30*time.Second, "agent-1 (without credentials) standing", func() (bool, string) {
+		st := second.a.Status()
+		return st.Fleet != nil && st.Revision > 0, "no revision yet"
+	})
+	first.stop()
+	waitFor(t, 30*time.Second, "agent-1 leading with the overlay", func() (bool, string) {
+		return second.a.fleet.leading() && overlayOn(env.dirs[1]), "not yet"
+	})
+	data, _, err := writer.Get(ctx, zk.Join(s.HAGroupPath("pair"), "leader"))
+	var rec configstore.HALeader
+	if err != nil || json.Unmarshal(data, &rec) != nil || rec.Member != "agent-1" || rec.Previous != "agent-0" {
+		t.Errorf("leader record %s (%v): want agent-1 after agent-0", data, err)
+	}
 }

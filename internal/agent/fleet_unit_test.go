@@ -1,10 +1,16 @@
 package agent
 
 import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
@@ -65,6 +71,21 @@ func TestMergeOverlay(t *testing.T) {
 	}
 	if strings.Contains(s, "alertmanagers: []") || strings.Count(s, "alerting:") != 1 {
 		t.Errorf("alerting not replaced:\n%s", s)
+	}
+	// Mappings merge key by key: the leader's label joins the others and
+	// the main file's later changes to global still reach the leader.
+	got, err = MergeOverlay([]byte("global:\n  scrape_interval: 10s\n  external_labels:\n    replica: a\n"), []byte("global:\n  external_labels:\n    ha_role: leader\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var merged struct {
+		Global struct {
+			ScrapeInterval string            `yaml:"scrape_interval"`
+			Labels         map[string]string `yaml:"external_labels"`
+		}
+	}
+	if err := yaml.Unmarshal(got, &merged); err != nil || merged.Global.ScrapeInterval != "10s" || merged.Global.Labels["replica"] != "a" || merged.Global.Labels["ha_role"] != "leader" {
+		t.Errorf("global not merged key by key (%v):\n%s", err, got)
 	}
 	if same, err := MergeOverlay([]byte(main), []byte("")); err != nil || string(same) != main {
 		t.Errorf("empty overlay changed the config: %v", err)
@@ -234,5 +255,109 @@ func TestVariantDirs(t *testing.T) {
 	d.pruneVariants(-1, 0)
 	if _, err := os.Stat(d.variantDir(3, true)); !os.IsNotExist(err) {
 		t.Errorf("an old variant was kept: %v", err)
+	}
+}
+
+// The marker's name is the agent's: a bundle that uses it is refused.
+func TestValidateFleetBundleReservesMarker(t *testing.T) {
+	opts := configstore.ValidateOptions{Promtool: "none"}
+	ok := &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "leader.yml": []byte("remote_write: []\n")}}
+	if err := ValidateFleetBundle(context.Background(), ok, opts, unitZK); err != nil {
+		t.Fatalf("a good bundle: %v", err)
+	}
+	for name, files := range map[string]map[string]string{
+		"marker file":           {"prometheus.yml": "global: {}\n", "rules/" + markerFile: "groups: []\n"},
+		"marker in rule_files":  {"prometheus.yml": "rule_files: [" + markerFile + "]\n"},
+		"marker in the overlay": {"prometheus.yml": "global: {}\n", "leader.yml": "rule_files: [" + markerFile + "]\n"},
+	} {
+		b := &configstore.Bundle{Files: map[string][]byte{}}
+		for n, d := range files {
+			b.Files[n] = []byte(d)
+		}
+		if err := ValidateFleetBundle(context.Background(), b, opts, unitZK); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Only "nothing serves there" lets a new leader take over unchecked: a
+// refused connection or no answer in time. A TLS failure or an HTTP
+// error proves nothing.
+func TestNotServing(t *testing.T) {
+	get := func(url string) error {
+		pc, err := prom.New(prom.Config{URL: url, HTTPClient: &http.Client{Timeout: 300 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pc.LoadedConfig(context.Background())
+		return err
+	}
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + closed.Addr().String()
+	closed.Close()
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers: a frozen process
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusUnauthorized) }))
+	defer failing.Close()
+	for url, want := range map[string]bool{
+		refused:                            true,
+		"http://" + silent.Addr().String(): true,
+		tlsSrv.URL:                         false,
+		failing.URL:                        false,
+	} {
+		err := get(url)
+		if err == nil || notServing(err) != want {
+			t.Errorf("%s: error %v: notServing %t, want %t", url, err, err != nil && notServing(err), want)
+		}
+	}
+}
+
+// The systemd drop-in that keeps a Prometheus from starting with the
+// overlay: its ExecStartPre, unescaped as systemd does, run on a layout.
+func TestPrometheusDropIn(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/config/prometheus-zkprom.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd string
+	for _, l := range strings.Split(string(data), "\n") {
+		if c, ok := strings.CutPrefix(l, "ExecStartPre="); ok {
+			cmd = strings.NewReplacer("$$", "$", "%%", "%").Replace(c)
+		}
+	}
+	if cmd == "" {
+		t.Fatal("no ExecStartPre in the drop-in")
+	}
+	for link, want := range map[string]string{
+		"revisions/r-0000000003.leader": "revisions/r-0000000003",
+		"revisions/r-0000000003":        "revisions/r-0000000003",
+		"":                              "", // no link yet: nothing to do, no failure
+	} {
+		d := disk{dir: t.TempDir()}
+		for _, v := range []string{"r-0000000003", "r-0000000003.leader"} {
+			if err := os.MkdirAll(filepath.Join(d.dir, "revisions", v), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if link != "" {
+			if err := os.Symlink(link, filepath.Join(d.dir, "current")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := exec.Command("sh", "-c", strings.ReplaceAll(cmd, "/var/lib/zkprom-agent", d.dir)).CombinedOutput()
+		if err != nil {
+			t.Errorf("current -> %q: %v: %s", link, err, out)
+		}
+		if got := d.linkTarget(); got != want {
+			t.Errorf("current -> %q: after the drop-in -> %q, want %q", link, got, want)
+		}
 	}
 }

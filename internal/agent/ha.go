@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -70,9 +71,9 @@ func (d disk) pruneVariants(keep int, age time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// MergeOverlay returns prometheus.yml with the top-level keys of the
-// leader overlay set: each key of the overlay replaces the same key of
-// main (or is added). Comments and order of main are kept.
+// MergeOverlay returns prometheus.yml with the leader overlay merged in:
+// mappings key by key, lists and scalars replaced whole (see mergeInto).
+// Comments and order of main are kept.
 func MergeOverlay(main, overlay []byte) ([]byte, error) {
 	var md, od yaml.Node
 	if err := yaml.Unmarshal(main, &md); err != nil {
@@ -100,16 +101,7 @@ func MergeOverlay(main, overlay []byte) ([]byte, error) {
 		if !topLevelKey(key.Value) {
 			return nil, fmt.Errorf("%s line %d: %q is not a top-level key of prometheus.yml", configstore.LeaderFile, key.Line, key.Value)
 		}
-		replaced := false
-		for k := 0; k+1 < len(mm.Content); k += 2 {
-			if mm.Content[k].Value == key.Value {
-				mm.Content[k+1] = val
-				replaced = true
-			}
-		}
-		if !replaced {
-			mm.Content = append(mm.Content, key, val)
-		}
+		mergeInto(mm, key, val)
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -118,6 +110,28 @@ func MergeOverlay(main, overlay []byte) ([]byte, error) {
 		return nil, fmt.Errorf("merge %s into %s: %w", configstore.LeaderFile, configstore.MainFile, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// mergeInto sets key to val in the mapping m: when both the old value and
+// val are mappings, key by key (so `global: {external_labels: {a: b}}`
+// adds a label and keeps the scrape interval); anything else (a list, a
+// scalar) replaces the old value whole.
+func mergeInto(m, key, val *yaml.Node) {
+	for k := 0; k+1 < len(m.Content); k += 2 {
+		if m.Content[k].Value != key.Value {
+			continue
+		}
+		old := m.Content[k+1]
+		if old.Kind == yaml.MappingNode && val.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(val.Content); i += 2 {
+				mergeInto(old, val.Content[i], val.Content[i+1])
+			}
+		} else {
+			m.Content[k+1] = val
+		}
+		return
+	}
+	m.Content = append(m.Content, key, val)
 }
 
 func topLevelKey(k string) bool {
@@ -233,11 +247,19 @@ type ha struct {
 	lastHandover time.Time
 	waiting      string // why an elected member does not take over yet
 
-	// The member in the leader record and since when its Prometheus has
-	// not answered (zero: it answered last time), kept by watchHolder.
-	holder      configstore.HALeader
-	silentURL   string
-	silentSince time.Time
+	// The member in the leader record, and how long its Prometheus has
+	// not answered (kept by watchHolder).
+	holder  configstore.HALeader
+	silence silence
+}
+
+// silence counts the probes in a row that found nothing serving at one
+// record holder's Prometheus.
+type silence struct {
+	holder    string // holderKey of the record
+	failures  int
+	since     time.Time // start of the first failed probe
+	lastProbe time.Time
 }
 
 func newHA(f *fleet) *ha {
@@ -263,7 +285,7 @@ func (h *ha) leading() bool {
 // lost (or fails Check) it wakes the agent to remove it.
 func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
-	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, Logger: h.logger})
+	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, ACL: groupACL, Logger: h.logger})
 	go h.follow(ctx, e)
 	go h.watchHolder(ctx)
 	resign := func(l *zk.Leadership) {
@@ -277,7 +299,11 @@ func (h *ha) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			h.logger.Warn("election failed; standing again", "err", err)
+			if errors.Is(err, zk.ErrNoAuth) {
+				h.logger.Warn("election failed; standing again: agents need the cluster's ha node open to them; a push with the writer's credentials creates it (zkprom config push)", "err", err)
+			} else {
+				h.logger.Warn("election failed; standing again", "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -289,6 +315,8 @@ func (h *ha) run(ctx context.Context) {
 		if !h.takeOver(ctx, l) {
 			if ctx.Err() != nil {
 				resign(l)
+			} else {
+				l.Release() // the next campaign finds the node again if it is still ours
 			}
 			continue
 		}
@@ -304,14 +332,16 @@ func (h *ha) run(ctx context.Context) {
 		h.mu.Lock()
 		h.lead = nil
 		h.mu.Unlock()
-		if ctx.Err() != nil {
-			resign(l)
-		}
 		reason := "the session was not confirmed within the grace"
 		if err := context.Cause(l.Context()); err != nil {
 			reason = err.Error()
 		} else if ctx.Err() != nil {
 			reason = "shutting down"
+		}
+		if ctx.Err() != nil {
+			resign(l)
+		} else {
+			l.Release()
 		}
 		h.logger.Info("no longer leader of the HA group", "term", l.Term(), "reason", reason)
 		h.f.wakeAgent()
@@ -379,6 +409,11 @@ func (h *ha) takeOver(ctx context.Context, l *zk.Leadership) bool {
 	}
 }
 
+// groupACL is the ACL of an HA group's nodes (the group, its election
+// node, the leader record): every member creates and writes them, whatever
+// credentials it has, like the members node.
+var groupACL = []zk.ACL{{Perms: zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete, Scheme: "world", ID: "anyone"}}
+
 // takeoverRetry is how often an elected member looks again at the
 // previous leader's Prometheus.
 const takeoverRetry = 250 * time.Millisecond
@@ -404,7 +439,7 @@ func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists b
 		return rec, false, fmt.Errorf("read the leader record: %w", err)
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
-		h.logger.Warn("leader record is not JSON; overwriting it", "err", err)
+		h.logger.Warn("leader record is not JSON: overwriting it, without checking the previous leader's Prometheus", "err", err)
 	}
 	return rec, true, nil
 }
@@ -413,30 +448,41 @@ func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists b
 // record whether it still runs the overlay. It returns why this member
 // must wait, or "" when it may take over.
 func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader) string {
-	if prev.Member == "" || prev.Member == h.f.a.cfg.Member || prev.Prometheus == "" {
+	if prev.Member == "" {
+		return "" // no leader before
+	}
+	if prev.Member == h.f.a.cfg.Member && prev.Prometheus == h.f.cfg.AdvertiseURL && prev.Host == hostname() {
+		return "" // this agent's own Prometheus: its own apply decides
+	}
+	if prev.Prometheus == "" {
+		h.logger.Warn("taking over without checking the previous leader's Prometheus: the leader record does not name it (written by an older agent)", "previous", prev.Member)
 		return ""
 	}
 	if loopbackURL(prev.Prometheus) && prev.Host != hostname() {
-		h.logger.Warn("cannot check whether the previous leader's Prometheus still runs the overlay: its URL is a loopback address on another host (set --ha.advertise-url there)",
+		h.logger.Warn("taking over without checking the previous leader's Prometheus: its URL is a loopback address on another host (set --ha.advertise-url there)",
 			"previous", prev.Member, "url", prev.Prometheus, "host", prev.Host)
 		return ""
 	}
-	h.mu.Lock()
-	silent := h.silentURL == prev.Prometheus && !h.silentSince.IsZero() && time.Since(h.silentSince) >= h.f.cfg.TakeoverCheckTimeout
-	since := h.silentSince
-	h.mu.Unlock()
-	if silent {
-		h.logger.Info("the previous leader's Prometheus has not answered for a while; taking over", "previous", prev.Member, "url", prev.Prometheus, "silent_for", time.Since(since).Round(time.Millisecond))
+	if silent, since := h.silentFor(prev); silent {
+		h.logger.Warn("taking over: the previous leader's Prometheus has not answered for a while (host down or frozen)",
+			"previous", prev.Member, "url", prev.Prometheus, "silent_for", since.Round(time.Millisecond))
 		return ""
 	}
 	pc, err := prom.New(prom.Config{URL: prev.Prometheus, HTTPClient: &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}})
 	if err != nil {
-		h.logger.Warn("cannot check the previous leader's Prometheus", "previous", prev.Member, "err", err)
+		h.logger.Warn("taking over without checking the previous leader's Prometheus: its URL is unusable", "previous", prev.Member, "err", err)
 		return ""
 	}
-	loaded, err := pc.LoadedConfig(ctx)
-	if errors.Is(err, prom.ErrUnreachable) {
-		h.logger.Info("the previous leader's Prometheus does not answer; taking over", "previous", prev.Member, "err", err)
+	// Two tries: one lost packet or slow answer must not count as a
+	// Prometheus that runs nothing.
+	var loaded string
+	for try := 0; try < 2; try++ {
+		if loaded, err = pc.LoadedConfig(ctx); err == nil || !notServing(err) {
+			break
+		}
+	}
+	if err != nil && notServing(err) {
+		h.logger.Warn("taking over: the previous leader's Prometheus does not answer (host down or frozen)", "previous", prev.Member, "err", err)
 		return ""
 	}
 	if err == nil {
@@ -444,17 +490,55 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 		if on, err = runsOverlay(loaded); err == nil && !on {
 			return ""
 		} else if err == nil {
-			return fmt.Sprintf("waiting for %s's Prometheus (%s) to drop the leader overlay", prev.Member, prev.Prometheus)
+			return fmt.Sprintf("waiting for %s's Prometheus (%s on %s) to drop the leader overlay: its agent is frozen or dead; restart that agent, or stop that Prometheus",
+				prev.Member, prev.Prometheus, prev.Host)
 		}
 	}
-	return fmt.Sprintf("cannot tell whether %s's Prometheus still runs the leader overlay: %v", prev.Member, err)
+	return fmt.Sprintf("cannot tell whether %s's Prometheus (%s on %s) still runs the leader overlay: %v", prev.Member, prev.Prometheus, prev.Host, err)
+}
+
+// notServing reports whether err says that nothing serves at the address:
+// refused, unreachable, reset, or no answer in time. Any other error (TLS,
+// a name that does not resolve, an HTTP error) proves nothing either way.
+func notServing(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ECONNRESET} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// silentProbes is how many probes in a row must find nothing serving at
+// the record holder's Prometheus before a new leader takes over without
+// asking it again.
+const silentProbes = 3
+
+// silentFor reports whether the Prometheus of prev has not answered the
+// last silentProbes probes, the latest one recent, and for how long.
+func (h *ha) silentFor(prev configstore.HALeader) (bool, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	recent := time.Since(h.silence.lastProbe) <= h.f.cfg.TakeoverCheckTimeout+2*takeoverRetry
+	if h.silence.holder != holderKey(prev) || h.silence.failures < silentProbes || !recent {
+		return false, 0
+	}
+	return true, time.Since(h.silence.since)
+}
+
+func holderKey(r configstore.HALeader) string {
+	return fmt.Sprintf("%s %d %s", r.Member, r.Term, r.Prometheus)
 }
 
 // watchHolder asks, while this member does not lead, whether the
 // Prometheus of the member in the leader record answers at all
 // (/-/healthy). A new leader whose predecessor's Prometheus has been
 // silent since before the election (a frozen or dead host) then takes over
-// without waiting one more check timeout for it.
+// without asking it again.
 func (h *ha) watchHolder(ctx context.Context) {
 	hc := &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}
 	for {
@@ -462,27 +546,36 @@ func (h *ha) watchHolder(ctx context.Context) {
 		rec, leading := h.holder, h.lead != nil
 		h.mu.Unlock()
 		url := rec.Prometheus
-		if leading || rec.Member == h.f.a.cfg.Member || url == "" || loopbackURL(url) && rec.Host != hostname() {
+		if leading || rec.Member == "" || rec.Member == h.f.a.cfg.Member || url == "" || loopbackURL(url) && rec.Host != hostname() {
 			url = ""
 		}
+		var failed bool
 		if url != "" {
 			start := time.Now()
-			answered := false
-			if req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/-/healthy", nil); err == nil {
-				if resp, err := hc.Do(req); err == nil {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/-/healthy", nil)
+			if err == nil {
+				var resp *http.Response
+				if resp, err = hc.Do(req); err == nil {
 					resp.Body.Close()
-					answered = true
 				}
 			}
+			failed = err != nil && notServing(err)
 			h.mu.Lock()
-			if h.silentURL != url {
-				h.silentURL, h.silentSince = url, time.Time{}
+			key := holderKey(rec)
+			if h.silence.holder != key || !failed {
+				h.silence = silence{holder: key}
 			}
-			if answered {
-				h.silentSince = time.Time{}
-			} else if h.silentSince.IsZero() {
-				h.silentSince = start
+			if failed {
+				if h.silence.failures == 0 {
+					h.silence.since = start
+				}
+				h.silence.failures++
 			}
+			h.silence.lastProbe = time.Now()
+			h.mu.Unlock()
+		} else {
+			h.mu.Lock()
+			h.silence = silence{}
 			h.mu.Unlock()
 		}
 		select {
@@ -524,7 +617,7 @@ func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALe
 	out, _ := json.Marshal(rec)
 	op := zk.SetOp(p, out, -1)
 	if !exists {
-		op = zk.CreateOp(p, out, zk.Persistent, nil)
+		op = zk.CreateOp(p, out, zk.Persistent, groupACL)
 	}
 	if _, err := l.Multi(ctx, op); err != nil {
 		return fmt.Errorf("record the leadership: %w", err)
@@ -619,10 +712,12 @@ func (a *Agent) variantChanged(rev int) bool {
 	return a.disk.linkedLeader() != leading && !(failed && leading)
 }
 
-// dropOverlay switches a leader's Prometheus back to the plain revision
-// on a clean exit, before the agent resigns: the next leader then never
-// overlaps with it. Best effort within the verify timeout.
-func (a *Agent) dropOverlay() {
+// dropOverlay switches a leader's Prometheus back to the plain revision:
+// on a clean exit, before the agent resigns (the next leader then never
+// overlaps with it), and at start (an agent is never leader at start; a
+// leader variant left by a crashed run must not outlive it). Best effort
+// within the verify timeout.
+func (a *Agent) dropOverlay(why string) {
 	if !a.disk.linkedLeader() {
 		return
 	}
@@ -647,12 +742,12 @@ func (a *Agent) dropOverlay() {
 			_, err = configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
 		}
 		if err != nil {
-			a.logger.Error("leaving: could not lay down the revision without the overlay; Prometheus keeps it", "revision", rev, "err", err)
+			a.logger.Error(why+": could not lay down the revision without the overlay; Prometheus keeps it", "revision", rev, "err", err)
 			return
 		}
 	}
 	if err := a.disk.link(rev); err != nil {
-		a.logger.Error("leaving: could not switch back from the overlay", "err", err)
+		a.logger.Error(why+": could not switch back from the overlay", "err", err)
 		return
 	}
 	before, err := a.reloadState(ctx)
@@ -663,10 +758,10 @@ func (a *Agent) dropOverlay() {
 		_, err = a.verify(ctx, before)
 	}
 	if err != nil {
-		a.logger.Warn("leaving: overlay removed on disk, Prometheus reload not verified", "err", err)
+		a.logger.Warn(why+": overlay removed on disk, Prometheus reload not verified", "err", err)
 		return
 	}
-	a.logger.Info("leaving: leader overlay removed", "revision", rev)
+	a.logger.Info(why+": leader overlay removed", "revision", rev)
 }
 
 // localApply marks a context of an apply that must not wait for
@@ -691,7 +786,20 @@ func (a *Agent) fleetStep(ctx context.Context) {
 	rev, pending := a.state.Applied, a.pending
 	canary := a.status.Canary
 	a.mu.Unlock()
-	if rev == 0 || pending != nil || !a.variantChanged(rev) {
+	if pending != nil {
+		// Prometheus is down, a switch waits for it to verify: when no
+		// longer leader, switch the files back at once, so that it never
+		// starts with the overlay (the pending verify then checks them).
+		if !a.fleet.leading() && a.disk.linkedLeader() && a.disk.complete(pending.rev, pending.checksum) {
+			if err := a.disk.link(pending.rev); err != nil {
+				a.logger.Error("could not switch back from the overlay while Prometheus is down", "err", err)
+			} else {
+				a.logger.Info("no longer leader: overlay removed on disk while Prometheus is down", "revision", pending.rev)
+			}
+		}
+		return
+	}
+	if rev == 0 || !a.variantChanged(rev) {
 		return
 	}
 	a.apply(context.WithValue(ctx, localApply{}, true), rev, canary)

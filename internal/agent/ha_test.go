@@ -80,27 +80,52 @@ func overlayOn(dir string) bool {
 	return strings.HasSuffix(t, leaderSuffix)
 }
 
-// promRunsOverlay asks Prometheus i whether its loaded configuration is a
-// leader variant; a Prometheus that does not answer within a moment
-// (stopped, frozen) runs nothing.
-func promRunsOverlay(i int) bool {
-	pc, err := prom.New(prom.Config{URL: env.proms[i].URL, HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}})
+// overlayState asks Prometheus i whether its loaded configuration is a
+// leader variant; answered is false when it did not answer within a
+// second (stopped, frozen).
+func overlayState(i int) (on, answered bool) {
+	pc, err := prom.New(prom.Config{URL: env.proms[i].URL, HTTPClient: &http.Client{Timeout: time.Second}})
 	if err != nil {
-		return false
+		return false, false
 	}
 	loaded, err := pc.LoadedConfig(context.Background())
 	if err != nil {
-		return false
+		return false, false
 	}
-	on, _ := runsOverlay(loaded)
+	on, err = runsOverlay(loaded)
+	return on, err == nil
+}
+
+// promRunsOverlay reports whether Prometheus i answers with the overlay.
+func promRunsOverlay(i int) bool {
+	on, _ := overlayState(i)
+	return on
+}
+
+// answeredOverlay waits until Prometheus i answers (a slow answer on a
+// busy machine is no answer) and reports whether it runs the overlay.
+func answeredOverlay(t *testing.T, i int) bool {
+	t.Helper()
+	var on bool
+	waitFor(t, 10*time.Second, fmt.Sprintf("prometheus %d answering", i), func() (bool, string) {
+		var answered bool
+		on, answered = overlayState(i)
+		return answered, "no answer"
+	})
 	return on
 }
 
 // haSample is one look at both members of the pair: the overlay on their
-// disks and in the configurations their Prometheus servers run.
+// disks and in the configurations their Prometheus servers run, asked
+// between start and end.
 type haSample struct {
-	at         time.Time
+	start, end time.Time
 	disk, prom [2]bool
+}
+
+// outside reports whether the sample was taken wholly outside [from, to].
+func (st haSample) outside(from, to time.Time) bool {
+	return st.end.Before(from) || st.start.After(to)
 }
 
 // haSampler looks at the pair every few milliseconds until stopped.
@@ -116,15 +141,15 @@ func sampleHA(dirs []string) *haSampler {
 	go func() {
 		defer close(s.done)
 		for {
-			var st haSample
+			st := haSample{start: time.Now()}
 			var wg sync.WaitGroup
 			for i := range 2 {
 				wg.Add(1)
 				go func() { defer wg.Done(); st.prom[i] = promRunsOverlay(i) }()
 			}
 			wg.Wait()
-			st.at = time.Now()
 			st.disk = [2]bool{overlayOn(dirs[0]), overlayOn(dirs[1])}
+			st.end = time.Now()
 			s.mu.Lock()
 			s.samples = append(s.samples, st)
 			s.mu.Unlock()
@@ -178,9 +203,9 @@ func TestHALeaderOverlay(t *testing.T) {
 	if d := timeout + 3*time.Second - time.Since(stopped); d > 0 {
 		time.Sleep(d) // frozen well past the session timeout
 	}
-	if !promRunsOverlay(leader) || promRunsOverlay(other) || overlayOn(dirs[other]) {
+	if old, cur := answeredOverlay(t, leader), answeredOverlay(t, other); !old || cur || overlayOn(dirs[other]) {
 		t.Fatalf("while the old leader's agent is frozen its Prometheus must keep the overlay, alone: old %t, new %t (disk %t)",
-			promRunsOverlay(leader), promRunsOverlay(other), overlayOn(dirs[other]))
+			old, cur, overlayOn(dirs[other]))
 	}
 	procs[leader].cmd.Process.Signal(syscall.SIGCONT)
 	woke := time.Now()
@@ -219,28 +244,25 @@ func TestHALeaderOverlay(t *testing.T) {
 	// host wakes, before its agent has switched it back. No process can
 	// act sooner: both resume at the same instant.
 	var window time.Duration
-	var windowStart time.Time
 	for _, st := range samples {
 		if st.prom[0] && st.prom[1] {
-			if st.at.Before(woke) || st.at.After(woke.Add(stepDown)) {
+			if st.outside(woke, woke.Add(stepDown)) {
 				t.Errorf("sample at %s (%s after the agent's SIGCONT, %s after the host's SIGSTOP): both Prometheus run the overlay outside the wake-up of a frozen host",
-					st.at.Format(time.StampMilli), st.at.Sub(agentWoke), st.at.Sub(hostStopped))
-			} else if windowStart.IsZero() {
-				windowStart = st.at
+					st.start.Format(time.StampMilli), st.start.Sub(agentWoke), st.start.Sub(hostStopped))
 			} else {
-				window = st.at.Sub(windowStart)
+				window = max(window, st.end.Sub(woke)) // an upper bound
 			}
 		}
 		// On disk: both only while a frozen host holds files it cannot
 		// remove.
-		if st.disk[0] && st.disk[1] && (st.at.Before(hostStopped) || st.at.After(woke.Add(stepDown))) {
-			t.Errorf("sample at %s: both agents have the overlay on disk outside the host's freeze", st.at.Format(time.StampMilli))
+		if st.disk[0] && st.disk[1] && st.outside(hostStopped, woke.Add(stepDown)) {
+			t.Errorf("sample at %s: both agents have the overlay on disk outside the host's freeze", st.start.Format(time.StampMilli))
 		}
-		if st.at.After(woke.Add(stepDown)) && (st.disk[leader] || st.prom[leader]) {
-			t.Errorf("sample at %s: the old leader has the overlay again after stepping down", st.at.Format(time.StampMilli))
+		if st.start.After(woke.Add(stepDown)) && (st.disk[leader] || st.prom[leader]) {
+			t.Errorf("sample at %s: the old leader has the overlay again after stepping down", st.start.Format(time.StampMilli))
 		}
 	}
-	t.Logf("host SIGSTOP: the other ran the overlay %s after SIGSTOP (session timeout %s, tick %s); the old one stepped down %s after SIGCONT; both seen running it over %s; %d samples",
+	t.Logf("host SIGSTOP: the other ran the overlay %s after SIGSTOP (session timeout %s, tick %s); the old one stepped down %s after SIGCONT; both seen running it until at most %s after SIGCONT; %d samples",
 		takeover.Round(time.Millisecond), timeout, tickTime, stepDown.Round(time.Millisecond), window.Round(time.Millisecond), len(samples))
 
 	// The metrics say who leads, with the term.
@@ -327,12 +349,13 @@ func TestHADeadAgentAndZooKeeperLeader(t *testing.T) {
 	})
 	elected := time.Since(killed)
 	time.Sleep(2 * time.Second)
-	if !promRunsOverlay(leader) || promRunsOverlay(other) {
-		t.Fatalf("dead agent: its Prometheus must keep the overlay, alone: old %t, new %t", promRunsOverlay(leader), promRunsOverlay(other))
+	if old, cur := answeredOverlay(t, leader), answeredOverlay(t, other); !old || cur {
+		t.Fatalf("dead agent: its Prometheus must keep the overlay, alone: old %t, new %t", old, cur)
 	}
 	var out strings.Builder
 	WriteFleetStatus(context.Background(), p.c, p.store, &out)
-	if !strings.Contains(out.String(), "elected, waiting for agent-") {
+	if !strings.Contains(out.String(), "elected, waiting") || !strings.Contains(out.String(), fmt.Sprintf("agent-%d: waiting for agent-", other)) ||
+		!strings.Contains(out.String(), fmt.Sprintf("elected agent-%d", other)) || !strings.Contains(out.String(), "not acting yet") {
 		t.Errorf("zkprom shards does not say the new leader waits:\n%s", out.String())
 	}
 	t.Logf("zkprom shards while the dead agent's Prometheus runs the overlay:\n%s", out.String())
@@ -348,7 +371,7 @@ func TestHADeadAgentAndZooKeeperLeader(t *testing.T) {
 	samples := sampler.finish()
 	for _, st := range samples {
 		if st.prom[0] && st.prom[1] {
-			t.Errorf("sample at %s: both Prometheus run the overlay", st.at.Format(time.StampMilli))
+			t.Errorf("sample at %s: both Prometheus run the overlay", st.start.Format(time.StampMilli))
 		}
 	}
 	t.Logf("%d samples, never two Prometheus with the overlay", len(samples))

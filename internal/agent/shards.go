@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -498,6 +499,12 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 // shards.yml parses and validates, and the leader variant (prometheus.yml
 // with leader.yml merged) passes the same validation as the bundle.
 func ValidateFleetBundle(ctx context.Context, b *configstore.Bundle, opts configstore.ValidateOptions, zc zk.Config) error {
+	// The marker must mean "runs the overlay": a bundle may not use it.
+	for name, data := range b.Files {
+		if path.Base(name) == markerFile || (name == configstore.MainFile || name == configstore.LeaderFile) && bytes.Contains(data, []byte(markerFile)) {
+			return fmt.Errorf("%s: the name %s is reserved: the agent adds it to the rule_files of the leader's Prometheus to mark the leader overlay", name, markerFile)
+		}
+	}
 	if data, ok := b.Files[configstore.ShardsFile]; ok {
 		r, err := (&configstore.Bundle{Files: map[string][]byte{configstore.ShardsFile: data}}).Render(opts.Vars)
 		if err != nil {

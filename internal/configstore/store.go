@@ -203,9 +203,20 @@ func (s *Store) Ensure(ctx context.Context) error {
 	// Agents create below members (their nodes) and ha (HA groups, their
 	// elections and leader records), with or without credentials.
 	for _, p := range []string{s.MembersPath(), s.HAPath()} {
-		if _, err := s.c.Create(ctx, p, nil, zk.Persistent, s.opts.MembersACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("create cluster %s: %w", s.base, err)
+		if err := s.ensureOpen(ctx, p); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ensureOpen creates p, a node agents create below, unless it exists.
+func (s *Store) ensureOpen(ctx context.Context, p string) error {
+	if ok, _, err := s.c.Exists(ctx, p); err == nil && ok {
+		return nil
+	}
+	if _, err := s.c.Create(ctx, p, nil, zk.Persistent, s.opts.MembersACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %s of cluster %s: %w", p, s.opts.Cluster, err)
 	}
 	return nil
 }
@@ -409,6 +420,8 @@ func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, 
 		if err := s.Ensure(ctx); err != nil {
 			return nil, err
 		}
+	} else if err := s.ensureOpen(ctx, s.HAPath()); err != nil {
+		return nil, err // a cluster from before the ha node
 	}
 	if c, err := s.Canary(ctx); err != nil {
 		return nil, err

@@ -246,6 +246,13 @@ func TestWriterACL(t *testing.T) {
 	if _, err := anon.Create(ctx, as.MemberPath("agent"), []byte("{}"), zk.Ephemeral, zk.ACLCreatorAllWorldRead()); err != nil {
 		t.Errorf("agent registration without credentials: %v", err)
 	}
+	// A cluster from before the ha node gets it at the next push.
+	if err := writer.Delete(ctx, ws.HAPath(), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Push(ctx, small("c"), PushMeta{Author: "w"}); err != nil {
+		t.Fatal(err)
+	}
 	// An HA group, its election and leader record, as an agent without
 	// credentials creates them.
 	group := as.HAGroupPath("pair")

@@ -25,7 +25,10 @@ type ElectionOptions struct {
 	// before its session can expire and someone else can win; at most
 	// half of the timeout the server granted).
 	DisconnectGrace time.Duration
-	Logger          *slog.Logger
+	// ACL of the election's path when the election creates it (and its
+	// missing parents); nil: the client's default.
+	ACL    []ACL
+	Logger *slog.Logger
 }
 
 // Election is ZooKeeper's leader election recipe: candidates create
@@ -79,7 +82,7 @@ type Leadership struct {
 
 // Campaign waits until this candidate is leader (or ctx ends).
 func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
-	if err := e.c.CreateAll(ctx, e.path, nil); err != nil {
+	if err := e.c.CreateAll(ctx, e.path, e.opts.ACL); err != nil {
 		return nil, fmt.Errorf("election %s: %w", e.path, err)
 	}
 	sub := e.c.Subscribe()
@@ -252,7 +255,10 @@ func (l *Leadership) Check() error {
 		return fmt.Errorf("%w: %v", ErrNotLeader, err)
 	}
 	l.mu.Lock()
-	since := time.Since(l.confirmed)
+	// The monotonic clock stops while the machine is suspended; the wall
+	// clock does not. The larger gap counts (a suspended VM wakes after
+	// its session expired, like a paused process).
+	since := max(time.Since(l.confirmed), time.Now().Round(0).Sub(l.confirmed.Round(0)))
 	l.mu.Unlock()
 	if since > l.e.grace() {
 		return fmt.Errorf("%w: session not confirmed for %s", ErrNotLeader, since.Round(time.Millisecond))
@@ -278,6 +284,11 @@ func (l *Leadership) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	}
 	return res, err
 }
+
+// Release gives this Leadership value up without removing the own node:
+// its watch stops. A later Campaign of the same session finds the node
+// again (a leader that failed Check and stands again).
+func (l *Leadership) Release() { l.cancel(errors.New("released")) }
 
 // Resign gives leadership up and removes the own node.
 func (l *Leadership) Resign(ctx context.Context) error {
