@@ -56,15 +56,17 @@ type job struct {
 }
 
 type pathState struct {
-	ids    []string // targets this znode produced (unkeyed members)
-	keyed  []Member // members with a Key
-	parent string
+	ids   []string // targets this znode produced (unkeyed members)
+	keyed []Member // members with a Key
 }
 
+// group holds each target's file_sd entry once: the entries are
+// immutable, and outputGen re-points them into the list it builds, so
+// that the served list and the entries share one copy of the JSON.
 type group struct {
-	targets  map[string][]byte // target id -> rendered entry
-	rendered []byte
-	dirty    bool
+	targets map[string][]byte // target id -> rendered entry
+	ids     []string          // the ids, sorted; nil when targets were added or dropped since
+	dirty   bool
 }
 
 func newJob(cfg JobConfig, logger *slog.Logger) *job {
@@ -98,6 +100,14 @@ func newJob(cfg JobConfig, logger *slog.Logger) *job {
 	return j
 }
 
+// cacheOptions is what the job's tree cache mirrors. The job keeps its
+// own parsed form of every member, so the cache forgets the data, except
+// for formats whose members are parsed again when their properties change.
+func (j *job) cacheOptions() zk.CacheOptions {
+	need := j.format.Tree()
+	return zk.CacheOptions{MaxDepth: need.MaxDepth, Data: need.Data, ForgetData: j.props == nil, Logger: j.logger}
+}
+
 // propsUpdate is a read of the properties znode of one of the job's paths.
 type propsUpdate struct {
 	root   string
@@ -106,8 +116,7 @@ type propsUpdate struct {
 
 // run mirrors the job's paths through a tree cache until ctx ends.
 func (j *job) run(ctx context.Context, c *zk.Client) {
-	need := j.format.Tree()
-	tc := zk.NewTreeCache(c, j.cfg.Paths, zk.CacheOptions{MaxDepth: need.MaxDepth, Data: need.Data, Logger: j.logger})
+	tc := zk.NewTreeCache(c, j.cfg.Paths, j.cacheOptions())
 	done := make(chan error, 1)
 	go func() { done <- tc.Run(ctx) }()
 	synced := tc.Synced()
@@ -324,7 +333,7 @@ func (j *job) apply(b zk.CacheBatch) {
 			delete(j.groups, src) // a vanished group: gone from the list
 			continue
 		}
-		g.render()
+		g.dirty = false
 	}
 	if changed {
 		j.gen++
@@ -337,22 +346,16 @@ func (j *job) apply(b zk.CacheBatch) {
 	}
 }
 
-func (g *group) render() {
-	ids := make([]string, 0, len(g.targets))
-	size := 0
-	for id, e := range g.targets {
-		ids = append(ids, id)
-		size += len(e) + 1
-	}
-	sort.Strings(ids)
-	buf := make([]byte, 0, size) // exact: a group's list is kept for long
-	for i, id := range ids {
-		if i > 0 {
-			buf = append(buf, ',')
+// sortedIDs returns the group's target ids in order.
+func (g *group) sortedIDs() []string {
+	if g.ids == nil {
+		g.ids = make([]string, 0, len(g.targets))
+		for id := range g.targets {
+			g.ids = append(g.ids, id)
 		}
-		buf = append(buf, g.targets[id]...)
+		sort.Strings(g.ids)
 	}
-	g.rendered, g.dirty = buf, false
+	return g.ids
 }
 
 // remove drops whatever path contributed.
@@ -397,7 +400,7 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		delete(j.invalid, ev.Path)
 		return
 	}
-	ps := &pathState{parent: parent}
+	ps := &pathState{}
 	var built []struct {
 		id, src string
 		entry   []byte
@@ -494,6 +497,7 @@ func (j *job) putTarget(id, src string, entry []byte) {
 	}
 	if _, ok := g.targets[id]; !ok {
 		j.nTargets++
+		g.ids = nil
 	}
 	g.targets[id] = entry
 	g.dirty = true
@@ -509,6 +513,7 @@ func (j *job) dropTarget(id string) {
 	if g := j.groups[src]; g != nil {
 		if _, ok := g.targets[id]; ok {
 			delete(g.targets, id)
+			g.ids = nil
 			j.nTargets--
 			g.dirty = true
 		}
@@ -541,20 +546,32 @@ func (j *job) outputGen() ([]byte, uint64, bool) {
 	if j.out != nil && j.outGen == j.gen {
 		return j.out, j.gen, true
 	}
+	// The list is every group's entries, groups by source and entries by
+	// id. Each entry is then re-pointed into the list (a full slice
+	// expression: nothing can append into it), so the entries and the
+	// list share their bytes and the previous list becomes garbage once
+	// no reader holds it.
 	srcs := make([]string, 0, len(j.groups))
 	size := 2
 	for s, g := range j.groups {
 		srcs = append(srcs, s)
-		size += len(g.rendered) + 1
+		for _, e := range g.targets {
+			size += len(e) + 1
+		}
 	}
 	sort.Strings(srcs)
-	buf := make([]byte, 0, size)
-	buf = append(buf, '[')
-	for i, s := range srcs {
-		if i > 0 {
-			buf = append(buf, ',')
+	buf := make([]byte, 1, size) // never grows: entries point into it
+	buf[0] = '['
+	for _, s := range srcs {
+		g := j.groups[s]
+		for _, id := range g.sortedIDs() {
+			if len(buf) > 1 {
+				buf = append(buf, ',')
+			}
+			start := len(buf)
+			buf = append(buf, g.targets[id]...)
+			g.targets[id] = buf[start:len(buf):len(buf)]
 		}
-		buf = append(buf, j.groups[s].rendered...)
 	}
 	buf = append(buf, ']')
 	j.out, j.outGen = buf, j.gen

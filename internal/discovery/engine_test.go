@@ -1,13 +1,18 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math/rand"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/zkprom/zkprom/internal/zk"
 )
@@ -134,4 +139,72 @@ func TestJobDedupe(t *testing.T) {
 	if j.nTargets != 1 || len(j.keyed) != 1 {
 		t.Errorf("targets %d keys %d", j.nTargets, len(j.keyed))
 	}
+}
+
+// TestJobOutputIncremental: after any sequence of changes, with the list
+// taken in between or not, the list is byte for byte the one a job
+// built from the final members in one go gives; and once taken, every
+// entry shares its bytes with it (the JSON is held once).
+func TestJobOutputIncremental(t *testing.T) {
+	cfg := JobConfig{Name: "x", Format: "serverset", Paths: []string{"/s"}}
+	j := newJob(cfg, slog.New(slog.DiscardHandler))
+	rng := rand.New(rand.NewSource(1))
+	live := map[string][]byte{}
+	j.apply(zk.CacheBatch{})
+	j.markSynced()
+	for step := 0; step < 300; step++ {
+		var evs []zk.CacheEvent
+		for k := 0; k < 1+rng.Intn(5); k++ {
+			p := fmt.Sprintf("/s/svc%d/member_%d", rng.Intn(4), rng.Intn(12))
+			if _, ok := live[p]; ok && rng.Intn(2) == 0 {
+				delete(live, p)
+				evs = append(evs, zk.CacheEvent{Type: zk.Removed, Path: p})
+				continue
+			}
+			typ := zk.Added
+			if _, ok := live[p]; ok {
+				typ = zk.Updated
+			}
+			live[p] = member(rng.Intn(1000))
+			evs = append(evs, zk.CacheEvent{Type: typ, Path: p, Data: live[p]})
+		}
+		sort.SliceStable(evs, func(a, b int) bool { return evs[a].Path < evs[b].Path })
+		j.apply(zk.CacheBatch{Events: dedupeEvents(evs)})
+		if rng.Intn(3) > 0 {
+			continue // changes pile up between two reads of the list
+		}
+		got, _ := j.output()
+		fresh := newJob(cfg, slog.New(slog.DiscardHandler))
+		var all []zk.CacheEvent
+		for p, d := range live {
+			all = append(all, zk.CacheEvent{Type: zk.Added, Path: p, Data: d})
+		}
+		fresh.apply(zk.CacheBatch{Events: all})
+		fresh.markSynced()
+		want, _ := fresh.output()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("step %d: list\n%s\nwant\n%s", step, got, want)
+		}
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(got)))
+		for _, g := range j.groups {
+			for id, e := range g.targets {
+				if p := uintptr(unsafe.Pointer(unsafe.SliceData(e))); p < lo || p+uintptr(len(e)) > lo+uintptr(len(got)) || cap(e) != len(e) {
+					t.Fatalf("step %d: entry of %s is not a closed slice of the list", step, id)
+				}
+			}
+		}
+	}
+}
+
+// dedupeEvents keeps the last event of each path (a batch names a path
+// once).
+func dedupeEvents(evs []zk.CacheEvent) []zk.CacheEvent {
+	var out []zk.CacheEvent
+	for i, e := range evs {
+		if i+1 < len(evs) && evs[i+1].Path == e.Path {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }

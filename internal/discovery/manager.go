@@ -371,7 +371,7 @@ func (m *Manager) writeFile(name string, body []byte) error {
 		last, _ = os.ReadFile(path)
 	}
 	if last != nil && bytes.Equal(last, body) {
-		m.setLast(name, last)
+		m.setLast(name, body) // the job's list, not a second copy of it
 		return nil
 	}
 	if err := WriteFileAtomic(path, body); err != nil {
