@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -22,7 +24,8 @@ func newShardsCommand(app *kingpin.Application, out io.Writer) *shardsCommand {
 func (c *shardsCommand) run(logger *slog.Logger) int {
 	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) int {
 		if err := agent.WriteFleetStatus(ctx, client, s, c.out); err != nil {
-			return fail("%v", err)
+			fmt.Fprintf(os.Stderr, "zkprom shards: %v\n", err)
+			return 1
 		}
 		return 0
 	})

@@ -194,3 +194,22 @@ func TestAgentWebConfig(t *testing.T) {
 		t.Errorf("with credentials: HTTP %d", resp.StatusCode)
 	}
 }
+
+// `zkprom shards` on a cluster that does not exist (nothing pushed, no
+// agent) fails naming the cluster; a cluster with a revision but no live
+// agent is no error.
+func TestShardsCLIUnknownCluster(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	s := newStore(t, connect(t), cluster)
+	push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	out, errOut, code := zkprom(t, "shards", "--zookeeper.servers="+env.ens.Connect(), "--cluster=nope", "--log.level=warn")
+	if code != 1 || !strings.Contains(errOut, "cluster nope") || !strings.Contains(errOut, "nothing was pushed yet") ||
+		!strings.Contains(errOut, "no agent has joined it") || !strings.Contains(errOut, cluster) {
+		t.Errorf("unknown cluster: exit %d, want 1 with an error naming it and the known clusters\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	out, errOut, code = zkprom(t, "shards", "--zookeeper.servers="+env.ens.Connect(), "--cluster="+cluster, "--log.level=warn")
+	if code != 0 || !strings.Contains(out, "no live agents") {
+		t.Errorf("cluster without agents: exit %d, want 0 and 'no live agents'\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,10 +18,22 @@ import (
 
 // WriteFleetStatus prints the cluster's shard members (targets owned per
 // sharded job, weight) and its HA groups (leader, term, last hand-over).
+// A cluster with no live agent and no revision is an error: it most
+// likely is a wrong --cluster or --root.
 func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w io.Writer) error {
 	members, err := s.Members(ctx)
 	if err != nil {
 		return err
+	}
+	if len(members) == 0 {
+		if _, _, err := s.Current(ctx); errors.Is(err, configstore.ErrNoRevision) {
+			hint := ""
+			if known, _, lerr := c.Children(ctx, path.Dir(s.Path())); lerr == nil && len(known) > 0 {
+				sort.Strings(known)
+				hint = fmt.Sprintf(" (clusters under %s: %s)", path.Dir(s.Path()), strings.Join(known, ", "))
+			}
+			return fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
+		}
 	}
 	jobSet := map[string]bool{}
 	for _, m := range members {
