@@ -16,6 +16,16 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
+// haGroupStatus is one HA group as `zkprom shards` shows it: who is
+// elected (the election's first candidate) and who holds the overlay (the
+// leader record, written when a leader takes over).
+type haGroupStatus struct {
+	Name        string
+	Elected     string // "" when the election has no candidate
+	ElectedTerm int64
+	Record      *configstore.HALeader // nil when none was written
+}
+
 // WriteFleetStatus prints the cluster's shard members (targets owned per
 // sharded job, weight) and its HA groups (leader, term, last hand-over).
 // A cluster with no live agent and no revision is an error: it most
@@ -35,6 +45,36 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 			return fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
 		}
 	}
+	names, _, err := c.Children(ctx, s.HAPath())
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
+	}
+	sort.Strings(names)
+	groups := make([]haGroupStatus, 0, len(names))
+	for _, g := range names {
+		hg := haGroupStatus{Name: g}
+		e := zk.NewElection(c, zk.Join(s.HAGroupPath(g), "election"), nil, zk.ElectionOptions{})
+		if data, term, err := e.Leader(ctx); err == nil {
+			var cand struct{ Member string }
+			json.Unmarshal(data, &cand)
+			hg.Elected, hg.ElectedTerm = cand.Member, term
+		}
+		if rdata, _, err := c.Get(ctx, zk.Join(s.HAGroupPath(g), "leader")); err == nil {
+			var rec configstore.HALeader
+			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
+				hg.Record = &rec
+			}
+		}
+		groups = append(groups, hg)
+	}
+	writeFleetStatus(w, members, groups)
+	return nil
+}
+
+// writeFleetStatus renders the status: a table with one row per agent,
+// the reasons of elected agents that wait, one line per HA group, and
+// per sharded job the totals.
+func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGroupStatus) {
 	jobSet := map[string]bool{}
 	for _, m := range members {
 		if m.Status.Fleet != nil {
@@ -55,6 +95,7 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 	}
 	fmt.Fprintln(tw)
 	total := map[string]int{}
+	var waiting []string
 	for _, m := range members {
 		f := m.Status.Fleet
 		if m.Err != nil || f == nil {
@@ -67,7 +108,8 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 			if f.Leader {
 				role = fmt.Sprintf("leader (term %d)", f.Term)
 			} else if f.Waiting != "" {
-				role = "elected, " + f.Waiting
+				role = "elected, waiting"
+				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, f.Waiting))
 			}
 			if f.Overlay {
 				role += ", overlay on"
@@ -89,32 +131,11 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 	if len(members) == 0 {
 		fmt.Fprintln(w, "no live agents")
 	}
-	groups, _, err := c.Children(ctx, s.HAPath())
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
+	for _, l := range waiting {
+		fmt.Fprintln(w, l)
 	}
-	sort.Strings(groups)
 	for _, g := range groups {
-		e := zk.NewElection(c, zk.Join(s.HAGroupPath(g), "election"), nil, zk.ElectionOptions{})
-		line := fmt.Sprintf("HA group %s: ", g)
-		data, term, err := e.Leader(ctx)
-		if err != nil {
-			line += "no leader"
-		} else {
-			var cand struct{ Member string }
-			json.Unmarshal(data, &cand)
-			line += fmt.Sprintf("leader %s, term %d", cand.Member, term)
-		}
-		if rdata, _, err := c.Get(ctx, zk.Join(s.HAGroupPath(g), "leader")); err == nil {
-			var rec configstore.HALeader
-			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
-				line += fmt.Sprintf("; last hand-over %s to %s (term %d)", rec.Since.Format(time.RFC3339), rec.Member, rec.Term)
-				if rec.Previous != "" {
-					line += fmt.Sprintf(" from %s (term %d)", rec.Previous, rec.PreviousTerm)
-				}
-			}
-		}
-		fmt.Fprintln(w, line)
+		fmt.Fprintln(w, haGroupLine(g))
 	}
 	var parts []string
 	for _, j := range jobs {
@@ -123,5 +144,29 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 	if len(parts) > 0 {
 		fmt.Fprintln(w, strings.Join(parts, "; "))
 	}
-	return nil
+}
+
+// haGroupLine says who leads an HA group. The elected member acts (holds
+// the overlay) once it wrote the leader record with its term; until then
+// the record names the member that may still run the overlay.
+func haGroupLine(g haGroupStatus) string {
+	line := fmt.Sprintf("HA group %s: ", g.Name)
+	rec := g.Record
+	switch {
+	case g.Elected == "":
+		line += "no leader"
+	case rec != nil && (rec.Term < g.ElectedTerm || rec.Member != g.Elected):
+		line += fmt.Sprintf("elected %s (term %d), not acting yet; the overlay holder is %s (term %d) since %s",
+			g.Elected, g.ElectedTerm, rec.Member, rec.Term, rec.Since.Format(time.RFC3339))
+		return line
+	default:
+		line += fmt.Sprintf("leader %s, term %d", g.Elected, g.ElectedTerm)
+	}
+	if rec != nil {
+		line += fmt.Sprintf("; last hand-over %s to %s (term %d)", rec.Since.Format(time.RFC3339), rec.Member, rec.Term)
+		if rec.Previous != "" {
+			line += fmt.Sprintf(" from %s (term %d)", rec.Previous, rec.PreviousTerm)
+		}
+	}
+	return line
 }
