@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/zk"
 )
@@ -67,14 +69,47 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 		}
 		groups = append(groups, hg)
 	}
-	writeFleetStatus(w, members, groups)
+	writeFleetStatus(w, members, groups, currentReplicas(ctx, s))
 	return nil
+}
+
+// currentReplicas reads the replicas per sharded job from the current
+// revision's shards.yml (nil when it cannot be read: the totals then do
+// not name them).
+func currentReplicas(ctx context.Context, s *configstore.Store) map[string]int {
+	cur, _, err := s.Current(ctx)
+	if err != nil {
+		return nil
+	}
+	_, b, err := s.Revision(ctx, cur.Revision)
+	if err != nil || b.Files[configstore.ShardsFile] == nil {
+		return nil
+	}
+	var sc struct {
+		Replicas int `yaml:"replicas"`
+		Jobs     []struct {
+			Name     string `yaml:"name"`
+			Replicas int    `yaml:"replicas"`
+		} `yaml:"jobs"`
+	}
+	if yaml.Unmarshal(b.Files[configstore.ShardsFile], &sc) != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, j := range sc.Jobs {
+		r := j.Replicas
+		if r == 0 {
+			r = sc.Replicas
+		}
+		out[j.Name] = max(r, 1)
+	}
+	return out
 }
 
 // writeFleetStatus renders the status: a table with one row per agent,
 // the reasons of elected agents that wait, one line per HA group, and
 // per sharded job the totals.
-func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGroupStatus) {
+func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGroupStatus, replicas map[string]int) {
 	jobSet := map[string]bool{}
 	for _, m := range members {
 		if m.Status.Fleet != nil {
@@ -94,7 +129,16 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 		fmt.Fprintf(tw, "\t%s (owned/assigned of discovered)", j)
 	}
 	fmt.Fprintln(tw)
-	total := map[string]int{}
+	// Both members of an HA group hold the same share: the totals count
+	// each shard member once.
+	type total struct {
+		assigned, discovered int
+		shardMembers         map[string]bool
+	}
+	totals := map[string]*total{}
+	for _, j := range jobs {
+		totals[j] = &total{shardMembers: map[string]bool{}}
+	}
 	var waiting []string
 	for _, m := range members {
 		f := m.Status.Fleet
@@ -121,8 +165,13 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Member, f.ShardMember, f.Weight, group, role)
 		for _, j := range jobs {
-			st := f.Jobs[j]
-			total[j] += st.Assigned
+			st, ok := f.Jobs[j]
+			t := totals[j]
+			t.discovered = max(t.discovered, st.Discovered)
+			if ok && !t.shardMembers[f.ShardMember] {
+				t.shardMembers[f.ShardMember] = true
+				t.assigned += st.Assigned
+			}
 			fmt.Fprintf(tw, "\t%d/%d of %d", st.Owned, st.Assigned, st.Discovered)
 		}
 		fmt.Fprintln(tw)
@@ -137,12 +186,17 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 	for _, g := range groups {
 		fmt.Fprintln(w, haGroupLine(g))
 	}
-	var parts []string
 	for _, j := range jobs {
-		parts = append(parts, fmt.Sprintf("%s: %d assignments", j, total[j]))
-	}
-	if len(parts) > 0 {
-		fmt.Fprintln(w, strings.Join(parts, "; "))
+		t := totals[j]
+		noun := "shard members"
+		if len(t.shardMembers) == 1 {
+			noun = "shard member"
+		}
+		line := fmt.Sprintf("%s: %d discovered targets, %d assignments over %d %s", j, t.discovered, t.assigned, len(t.shardMembers), noun)
+		if r, ok := replicas[j]; ok {
+			line += fmt.Sprintf(" (replicas %d)", r)
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 

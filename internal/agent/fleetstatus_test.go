@@ -15,7 +15,8 @@ func fleetMember(name, shardMember, group string, f configstore.FleetStatus) con
 
 // The rendering of `zkprom shards`: the normal HA case, a take-over that
 // waits (short ROLE, the reason below the table, the group line saying the
-// elected member does not act yet).
+// elected member does not act yet), and totals that count an HA group's
+// share once.
 func TestFleetStatusRender(t *testing.T) {
 	since := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
 	jobs := func(assigned int) map[string]configstore.ShardJobStatus {
@@ -40,6 +41,7 @@ func TestFleetStatusRender(t *testing.T) {
 		want: []string{
 			"leader (term 1), overlay on",
 			"HA group pair: leader prom-b, term 1; last hand-over 2026-11-26T01:00:00Z to prom-b (term 1) from prom-a (term 0)",
+			"sharded: 30 discovered targets, 30 assignments over 2 shard members (replicas 1)",
 		},
 		notWant: []string{"waiting", "not acting"},
 	}, {
@@ -55,6 +57,7 @@ func TestFleetStatusRender(t *testing.T) {
 			"  elected, waiting  ",
 			"\nprom-b: " + reason + "\n",
 			"HA group pair: elected prom-b (term 1), not acting yet; the overlay holder is prom-a (term 0) since 2026-11-26T01:00:00Z",
+			"sharded: 30 discovered targets, 30 assignments over 2 shard members (replicas 1)",
 		},
 		notWant: []string{"leader prom-b", "elected, waiting for"},
 	}, {
@@ -63,7 +66,7 @@ func TestFleetStatusRender(t *testing.T) {
 		want:   []string{"no live agents\n", "HA group pair: no leader"},
 	}} {
 		var out strings.Builder
-		writeFleetStatus(&out, tc.members, tc.groups)
+		writeFleetStatus(&out, tc.members, tc.groups, map[string]int{"sharded": 1})
 		for _, w := range tc.want {
 			if !strings.Contains(out.String(), w) {
 				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, out.String())
