@@ -152,6 +152,9 @@ func run(zkprom, dir string) error {
 		if err := d.start("agent-"+m.name, args...); err != nil {
 			return err
 		}
+		if err := d.restartScript("agent-"+m.name, args); err != nil {
+			return err
+		}
 		promCfg := filepath.Join(cfgDir, "current", "prometheus.yml")
 		if err := d.waitFile(ctx, "agent-"+m.name, promCfg); err != nil {
 			return err
@@ -274,7 +277,7 @@ scrape_configs:
     scrape_timeout: 4s
     static_configs: [{targets: ['` + exporterAddr + `']}]
   - job_name: sharded   # this member's share, written by its agent (shards.yml)
-    file_sd_configs: [{files: ['${ZKPROM_CONFIG_DIR}/shards/nodes.json']}]
+    file_sd_configs: [{files: ['${ZKPROM_CONFIG_DIR}/shards/sharded.json']}]
 ` + scrape
 	files := map[string]string{
 		"prometheus.yml": cfg,
@@ -286,7 +289,7 @@ replicas: 1
 overlap: 5s
 join_delay: 2s
 jobs:
-  - name: nodes
+  - name: sharded   # as the scrape job; its agent writes shards/sharded.json
     format: zkprom
     paths: [/demo/nodes]
 `,
@@ -364,6 +367,19 @@ func (d *demo) start(name string, args ...string) error {
 	d.exited[name] = done
 	go func() { cmd.Wait(); close(done) }()
 	return nil
+}
+
+// restartScript writes dir/<name>.sh, which runs that zkprom again with the
+// same arguments in the foreground (its log on the terminal, Ctrl-C stops
+// it): it brings back an agent killed during the demo.
+func (d *demo) restartScript(name string, args []string) error {
+	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	line := "exec " + q(d.zkprom)
+	for _, a := range args {
+		line += " " + q(a)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# Runs zkprom %s of the demo again, in the foreground; Ctrl-C stops it.\n%s\n", name, line)
+	return os.WriteFile(filepath.Join(d.dir, name+".sh"), []byte(script), 0o755)
 }
 
 // failed returns an error with the end of a zkprom's log if it exited.
