@@ -202,10 +202,23 @@ func waitRollout(ctx context.Context, s *configstore.Store, rev int, timeout tim
 	return 0
 }
 
-// progressPrinter prints one line per agent whose state changed.
+// progressPrinter prints one line per agent whose state changed. Its
+// [applied/agents] count is the one after that line's change: when several
+// agents changed within one poll, the count goes up line by line instead
+// of showing the poll's final count on each.
 func progressPrinter(out io.Writer) func(configstore.Rollout) {
 	seen := map[string]string{}
+	applied := map[string]bool{} // as of the last line printed for the agent
 	return func(r configstore.Rollout) {
+		count := func() int {
+			n := 0
+			for _, m := range r.Members {
+				if applied[m.Member] {
+					n++
+				}
+			}
+			return n
+		}
 		for _, m := range r.Members {
 			st := m.Status
 			line := fmt.Sprintf("agent %s: %s (revision %d", m.Member, st.State, st.Revision)
@@ -218,7 +231,8 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 			}
 			if seen[m.Member] != line {
 				seen[m.Member] = line
-				fmt.Fprintf(out, "[%d/%d] %s\n", r.Applied, len(r.Members), line)
+				applied[m.Member] = st.Revision >= r.Target && st.State == configstore.StateApplied
+				fmt.Fprintf(out, "[%d/%d] %s\n", count(), len(r.Members), line)
 			}
 		}
 		if len(r.Members) == 0 {
