@@ -281,9 +281,9 @@ scrape_configs:
 ` + scrape
 	files := map[string]string{
 		"prometheus.yml": cfg,
-		// Only the leader of an HA group gets these keys (leader.yml
-		// replaces whole top-level keys, so global is repeated).
-		"leader.yml": "# On the HA leader only.\n" + global + "    ha_role: leader\n",
+		// Only the leader of an HA group gets this label (leader.yml
+		// merges mappings key by key: the rest of global stays).
+		"leader.yml": "# On the HA leader only.\nglobal:\n  external_labels:\n    ha_role: leader\n",
 		"shards.yml": `# Targets split among the cluster's members (the HA pair counts once).
 replicas: 1
 overlap: 5s
