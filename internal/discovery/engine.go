@@ -27,7 +27,7 @@ type job struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	paths   map[string]*pathState      // znodes that produced members
+	paths   map[string]*pathState      // znodes that produced members (nil: one target, id the path)
 	keyed   map[string]map[string]bool // de-duplication key -> paths
 	groups  map[string]*group          // by source
 	srcOf   map[string]string          // target id -> source
@@ -365,6 +365,10 @@ func (j *job) remove(path string, touchedKeys map[string]bool) {
 		return
 	}
 	delete(j.paths, path)
+	if ps == nil {
+		j.dropTarget(path)
+		return
+	}
 	for _, id := range ps.ids {
 		j.dropTarget(id)
 	}
@@ -444,6 +448,9 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		}
 		set[ev.Path] = true
 		touchedKeys[m.Key] = true
+	}
+	if len(ps.keyed) == 0 && len(ps.ids) == 1 && ps.ids[0] == ev.Path {
+		ps = nil // the common case, held without a pathState
 	}
 	j.paths[ev.Path] = ps
 }
