@@ -458,7 +458,7 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 		h.logger.Warn("taking over without checking the previous leader's Prometheus: the leader record does not name it (written by an older agent)", "previous", prev.Member)
 		return ""
 	}
-	if loopbackURL(prev.Prometheus) && prev.Host != hostname() {
+	if !reachable(prev) {
 		h.logger.Warn("taking over without checking the previous leader's Prometheus: its URL is a loopback address on another host (set --ha.advertise-url there)",
 			"previous", prev.Member, "url", prev.Prometheus, "host", prev.Host)
 		return ""
@@ -546,7 +546,7 @@ func (h *ha) watchHolder(ctx context.Context) {
 		rec, leading := h.holder, h.lead != nil
 		h.mu.Unlock()
 		url := rec.Prometheus
-		if leading || rec.Member == "" || rec.Member == h.f.a.cfg.Member || url == "" || loopbackURL(url) && rec.Host != hostname() {
+		if leading || rec.Member == "" || rec.Member == h.f.a.cfg.Member || url == "" || !reachable(rec) {
 			url = ""
 		}
 		var failed bool
@@ -584,6 +584,12 @@ func (h *ha) watchHolder(ctx context.Context) {
 		case <-time.After(takeoverRetry):
 		}
 	}
+}
+
+// reachable reports whether the Prometheus URL of a record can mean the
+// same server from here: not a loopback address recorded on another host.
+func reachable(r configstore.HALeader) bool {
+	return !loopbackURL(r.Prometheus) || r.Host == hostname()
 }
 
 func loopbackURL(s string) bool {
