@@ -649,6 +649,11 @@ func TestHAMixedCredentials(t *testing.T) {
 	os.WriteFile(agentAuth, []byte("agent-0:other\n"), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The clusters' root stays open to the other tests' anonymous writers;
+	// this cluster's node is the writer's.
+	if err := connect(t).CreateAll(ctx, configstore.DefaultRoot, nil); err != nil {
+		t.Fatal(err)
+	}
 	writer, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), AuthFile: writerAuth}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
