@@ -45,7 +45,7 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	cmd.Flag("shard.weight", "This member's share of the targets of sharded jobs, relative to the others (2 takes twice as many).").Default("1").Float64Var(&c.cfg.Fleet.Weight)
 	cmd.Flag("ha.group", "HA group of this agent in the cluster: the group's members scrape the same share, and its leader alone runs the leader overlay (leader.yml).").StringVar(&c.cfg.Fleet.HAGroup)
 	cmd.Flag("ha.advertise-url", "URL of this agent's Prometheus as the other members of its HA group reach it: before taking over, a new leader checks that the previous leader's Prometheus no longer runs the overlay (default: --prometheus.url).").StringVar(&c.cfg.Fleet.AdvertiseURL)
-	cmd.Flag("ha.takeover-check-timeout", "How long a new leader waits for the previous leader's Prometheus to answer (also the followers' /-/healthy probes of it); nothing serving there (refused, or no answer twice) counts as not running the overlay.").Default("1s").DurationVar(&c.cfg.Fleet.TakeoverCheckTimeout)
+	cmd.Flag("ha.takeover-check-timeout", "How long a new leader waits for the previous leader's Prometheus to answer (also the followers' /-/ready probes of it); nothing serving there (refused, or no answer twice) counts as not running the overlay.").Default("1s").DurationVar(&c.cfg.Fleet.TakeoverCheckTimeout)
 	cmd.Flag("ha.disconnect-grace", "How long a disconnected HA leader keeps leading (default: a third of the session timeout; at most half of the timeout ZooKeeper grants).").DurationVar(&c.cfg.Fleet.DisconnectGrace)
 	c.web = kingpinflag.AddFlags(cmd, ":9793")
 	return c

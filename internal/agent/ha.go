@@ -536,7 +536,7 @@ func holderKey(r configstore.HALeader) string {
 
 // watchHolder asks, while this member does not lead, whether the
 // Prometheus of the member in the leader record answers at all
-// (/-/healthy). A new leader whose predecessor's Prometheus has been
+// (/-/ready). A new leader whose predecessor's Prometheus has been
 // silent since before the election (a frozen or dead host) then takes over
 // without asking it again.
 func (h *ha) watchHolder(ctx context.Context) {
@@ -552,12 +552,9 @@ func (h *ha) watchHolder(ctx context.Context) {
 		var failed bool
 		if url != "" {
 			start := time.Now()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/-/healthy", nil)
+			pc, err := prom.New(prom.Config{URL: url, HTTPClient: hc})
 			if err == nil {
-				var resp *http.Response
-				if resp, err = hc.Do(req); err == nil {
-					resp.Body.Close()
-				}
+				err = pc.Ready(ctx) // any HTTP answer (even "starting up") is an answer
 			}
 			failed = err != nil && notServing(err)
 			h.mu.Lock()

@@ -496,11 +496,7 @@ func (c *Client) CreateAll(ctx context.Context, p string, acl []ACL) error {
 	}
 	_, err := c.Create(ctx, p, nil, Persistent, acl)
 	if errors.Is(err, ErrNoNode) {
-		parent := p[:strings.LastIndex(p, "/")]
-		if parent == "" {
-			parent = "/"
-		}
-		if err := c.CreateAll(ctx, parent, acl); err != nil {
+		if err := c.CreateAll(ctx, Parent(p), acl); err != nil {
 			return err
 		}
 		_, err = c.Create(ctx, p, nil, Persistent, acl)
