@@ -46,6 +46,7 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	cmd.Flag("ha.group", "HA group of this agent in the cluster: the group's members scrape the same share, and its leader alone runs the leader overlay (leader.yml).").StringVar(&c.cfg.Fleet.HAGroup)
 	cmd.Flag("ha.advertise-url", "URL of this agent's Prometheus as the other members of its HA group reach it: before taking over, a new leader checks that the previous leader's Prometheus no longer runs the overlay (default: --prometheus.url).").StringVar(&c.cfg.Fleet.AdvertiseURL)
 	cmd.Flag("ha.takeover-check-timeout", "How long a new leader waits for the previous leader's Prometheus to answer (also the followers' /-/ready probes of it); nothing serving there (refused, or no answer twice) counts as not running the overlay.").Default("1s").DurationVar(&c.cfg.Fleet.TakeoverCheckTimeout)
+	cmd.Flag("ha.untrusted-record-wait", "Longest wait of a new HA leader on a leader record anyone could have written (an open cluster) before it takes over; in a closed cluster a record not written by an agent is not waited on at all.").Default("30s").DurationVar(&c.cfg.Fleet.UntrustedRecordWait)
 	cmd.Flag("ha.disconnect-grace", "How long a disconnected HA leader keeps leading (default: a third of the session timeout; at most half of the timeout ZooKeeper grants).").DurationVar(&c.cfg.Fleet.DisconnectGrace)
 	c.web = kingpinflag.AddFlags(cmd, ":9793")
 	return c
@@ -72,7 +73,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		st := a.Status()
-		st.Error = configstore.MaskSecrets(st.Error)
+		st.Error = configstore.CleanText(st.Error)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 	})

@@ -50,12 +50,18 @@ func addConfigCommon(cmd *kingpin.CmdClause, out io.Writer) *configCommon {
 	return c
 }
 
-func (c *configCommon) open(ctx context.Context, logger *slog.Logger) (*zk.Client, *configstore.Store, error) {
+func (c *configCommon) open(ctx context.Context, logger *slog.Logger, access *accessFlags) (*zk.Client, *configstore.Store, error) {
+	opts := configstore.Options{Root: c.root, Cluster: c.cluster, HistoryDepth: c.depth}
+	if access != nil {
+		if err := access.apply(&opts); err != nil {
+			return nil, nil, err
+		}
+	}
 	client, err := zk.Connect(ctx, *c.zk, logger.With("component", "zookeeper"), nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := configstore.New(client, configstore.Options{Root: c.root, Cluster: c.cluster, HistoryDepth: c.depth}, logger)
+	s, err := configstore.New(client, opts, logger)
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -81,6 +87,7 @@ func newConfigCommands(app *kingpin.Application, out io.Writer) configCommands {
 		"config history":  newConfigHistoryCommand(cmd, out),
 		"config rollback": newConfigRollbackCommand(cmd, out),
 		"config status":   newConfigStatusCommand(cmd, out),
+		"config identity": newConfigIdentityCommand(cmd, out),
 	}
 }
 
@@ -95,6 +102,74 @@ type configPushCommand struct {
 	promtool                string
 	valConfigDir, valMember string
 	dryRun, force           bool
+	access                  accessFlags
+}
+
+// accessFlags say who may do what in a cluster (docs/security.md).
+type accessFlags struct {
+	agentsAuthFile string
+	agents         []string
+	readers        []string
+	open           bool
+	repair         bool
+}
+
+func addAccessFlags(cmd *kingpin.CmdClause) *accessFlags {
+	f := &accessFlags{}
+	cmd.Flag("agents.auth-file", "Auth file of the cluster's agents (user:password lines): their digest identities get the agents' rights. Needed at the first push unless --agents.id is given; later pushes keep the cluster's agents.").StringVar(&f.agentsAuthFile)
+	cmd.Flag("agents.id", "Identity of the cluster's agents as ZooKeeper names it (digest:user:hash, x509:<subject>; repeatable). zkprom config identity prints the digest identity of an auth file.").StringsVar(&f.agents)
+	cmd.Flag("readers.id", "Identity that may read the cluster's status, never a bundle (repeatable; \"none\": only writers and agents). Default at the first push: world:anyone; later pushes keep the cluster's.").StringsVar(&f.readers)
+	cmd.Flag("unsafe.open-cluster", "Make the cluster writable by ANYONE who reaches ZooKeeper, without credentials (a lab only: anyone can then hand every agent a configuration).").BoolVar(&f.open)
+	cmd.Flag("repair-acls", "Set zkprom's model ACL on cluster nodes that grant more (after checking what they hold: zkprom config status lists them).").BoolVar(&f.repair)
+	return f
+}
+
+// unchanged reports whether the flags change nothing in the settings.
+func (f *accessFlags) unchanged() bool {
+	return f.agentsAuthFile == "" && f.agents == nil && f.readers == nil && !f.open && !f.repair
+}
+
+// apply puts the flags into the store options.
+func (f *accessFlags) apply(o *configstore.Options) error {
+	o.RepairACLs = f.repair
+	if f.agentsAuthFile == "" && f.agents == nil && f.readers == nil && !f.open {
+		return nil // keep the cluster's settings
+	}
+	a := &configstore.Access{Open: f.open}
+	if f.agentsAuthFile != "" {
+		ids, err := zk.AuthFileIdentities(f.agentsAuthFile)
+		if err != nil {
+			return fmt.Errorf("--agents.auth-file: %w", err)
+		}
+		for _, id := range ids {
+			a.Agents = append(a.Agents, id.String())
+		}
+	}
+	for _, id := range f.agents {
+		parsed, err := zk.ParseIdentity(id)
+		if err != nil {
+			return fmt.Errorf("--agents.id: %w", err)
+		}
+		a.Agents = append(a.Agents, parsed.String())
+	}
+	if f.readers != nil {
+		a.Readers = []string{}
+		for _, id := range f.readers {
+			if id == "none" {
+				continue
+			}
+			parsed, err := zk.ParseIdentity(id)
+			if err != nil {
+				return fmt.Errorf("--readers.id: %w", err)
+			}
+			a.Readers = append(a.Readers, parsed.String())
+		}
+	}
+	if f.open && a.Agents != nil {
+		return errors.New("--unsafe.open-cluster and agent identities exclude each other: an open cluster admits anyone")
+	}
+	o.Access = a
+	return nil
 }
 
 func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushCommand {
@@ -111,6 +186,7 @@ func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushC
 	cmd.Flag("validate.member", "Value of ${ZKPROM_MEMBER} during validation.").Default("validation").StringVar(&c.valMember)
 	cmd.Flag("dry-run", "Validate only.").BoolVar(&c.dryRun)
 	cmd.Flag("force", "Push even when the bundle is identical to the current revision.").BoolVar(&c.force)
+	c.access = *addAccessFlags(cmd)
 	return c
 }
 
@@ -157,12 +233,21 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	client, s, err := c.open(tctx, logger)
+	client, s, err := c.open(tctx, logger, &c.access)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer client.Close()
+	if c.access.open {
+		fmt.Fprintf(c.out, "WARNING: cluster %s is open: anyone who reaches ZooKeeper can change its configuration\n", c.cluster)
+	}
 	if cur, _, err := s.Current(tctx); err == nil && cur.Checksum == b.Checksum() && !c.force {
+		if !c.access.unchanged() {
+			if err := s.Ensure(tctx); err != nil {
+				return fail("%v", err)
+			}
+			fmt.Fprintln(c.out, "access settings applied")
+		}
 		fmt.Fprintf(c.out, "the bundle is identical to the current revision %d: nothing pushed (--force pushes it anyway)\n", cur.Revision)
 		if c.wait {
 			return waitRollout(ctx, s, cur.Revision, c.waitTimeout, c.out)
@@ -227,7 +312,7 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 			}
 			line += ")"
 			if st.State == configstore.StateFailed && st.FailedRevision == r.Target {
-				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, configstore.MaskSecrets(st.Error))
+				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, configstore.CleanText(st.Error))
 			}
 			if seen[m.Member] != line {
 				seen[m.Member] = line
@@ -239,6 +324,31 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 			fmt.Fprintln(out, "no live agents in the cluster")
 		}
 	}
+}
+
+// ---- identity ----
+
+type configIdentityCommand struct {
+	out      io.Writer
+	authFile string
+}
+
+func newConfigIdentityCommand(parent *kingpin.CmdClause, out io.Writer) *configIdentityCommand {
+	cmd := parent.Command("identity", "Print the ZooKeeper digest identity (digest:user:hash) of each credential in an auth file, for --agents.id and --readers.id; the passwords are not printed.")
+	c := &configIdentityCommand{out: out}
+	cmd.Arg("auth-file", "Auth file: user:password lines.").Required().StringVar(&c.authFile)
+	return c
+}
+
+func (c *configIdentityCommand) run(*slog.Logger) int {
+	ids, err := zk.AuthFileIdentities(c.authFile)
+	if err != nil {
+		return fail("%v", err)
+	}
+	for _, id := range ids {
+		fmt.Fprintln(c.out, id)
+	}
+	return 0
 }
 
 // ---- get ----
@@ -411,7 +521,7 @@ func (c *configRollbackCommand) run(logger *slog.Logger) int {
 	defer stop()
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	client, s, err := c.open(tctx, logger)
+	client, s, err := c.open(tctx, logger, nil)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -463,6 +573,10 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 		if canary != nil {
 			fmt.Fprintf(c.out, "canary: revision %d on %s\n", canary.Revision, strings.Join(canary.Members, ", "))
 		}
+		accessBad, err := writeAccess(ctx, c.out, s)
+		if err != nil {
+			return fail("%v", err)
+		}
 		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "MEMBER\tSTATE\tREVISION\tTARGET\tUPDATED\tLAST RELOAD\tERROR")
 		bad := 0
@@ -484,7 +598,7 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 			}
 			errText := ""
 			if st.Error != "" {
-				errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.MaskSecrets(st.Error)))
+				errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.CleanText(st.Error)))
 			}
 			reload := "-"
 			if !st.LastReload.IsZero() {
@@ -497,11 +611,47 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 			fmt.Fprintln(c.out, "no live agents")
 		}
 		if bad > 0 {
-			fmt.Fprintf(os.Stderr, "zkprom config status: %d of %d agents failing or behind\n", bad, len(members))
-			return 1
+			return fail("%d of %d agents failing or behind (or not agents)", bad, len(members))
+		}
+		if accessBad != "" {
+			return fail("%s", accessBad)
 		}
 		return 0
 	})
+}
+
+// writeAccess prints who may do what in the cluster and checks every
+// node's ACL against that model. It returns what is wrong ("" when
+// nothing is).
+func writeAccess(ctx context.Context, out io.Writer, s *configstore.Store) (string, error) {
+	acc, _, err := s.Access(ctx)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case acc.Open:
+		fmt.Fprintln(out, "access: OPEN: anyone who reaches ZooKeeper can change this cluster's configuration and membership (pushed with --unsafe.open-cluster)")
+		return "", nil
+	case len(acc.Writers) == 0:
+		fmt.Fprintln(out, "access: none recorded (made by an older zkprom): its nodes are as open as they were made")
+		return "the cluster has no access settings: push once with --agents.auth-file or --agents.id and --repair-acls", nil
+	}
+	readers := strings.Join(acc.Readers, ", ")
+	if readers == "" {
+		readers = "none"
+	}
+	fmt.Fprintf(out, "access: writers %s; agents %s; status readers %s\n", strings.Join(acc.Writers, ", "), strings.Join(acc.Agents, ", "), readers)
+	problems, err := s.CheckACLs(ctx, acc, true)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(out, "ACL WIDER THAN THE MODEL: %s\n", p)
+	}
+	if len(problems) > 0 {
+		return (&configstore.ACLError{Cluster: s.Cluster(), Problems: problems}).Error(), nil
+	}
+	return "", nil
 }
 
 func oneLine(s string) string {
@@ -516,7 +666,7 @@ func oneLine(s string) string {
 func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, client *zk.Client, s *configstore.Store) int) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	client, s, err := c.open(ctx, logger)
+	client, s, err := c.open(ctx, logger, nil)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -92,6 +92,7 @@ type Agent struct {
 	pending *pendingVerify
 	noticed map[int]time.Time
 	fleet   *fleet
+	access  configstore.Access // the cluster's, as read at registration
 }
 
 // pendingVerify is a revision that is switched on disk while Prometheus
@@ -157,7 +158,7 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 	now := time.Now().UTC()
 	a.status = configstore.Status{
 		Member: cfg.Member, Cluster: cfg.Cluster, State: configstore.StateStarting,
-		PrometheusURL: pc.URL(), Started: now, Updated: now, Version: version.Version,
+		PrometheusURL: redactURL(pc.URL()), Started: now, Updated: now, Version: version.Version,
 	}
 	if a.fleet, err = newFleet(a, reg); err != nil {
 		return nil, err
@@ -193,6 +194,7 @@ func (a *Agent) Store() *configstore.Store { return a.store }
 func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
 	a.mu.Lock()
 	f(&a.status)
+	a.status.Error = configstore.CleanText(a.status.Error)
 	a.status.Updated = time.Now().UTC()
 	st := a.status
 	reg := a.reg
@@ -235,7 +237,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.status.FailedStep = st.FailedStep
 	a.status.Error = st.FailedError
 	a.mu.Unlock()
-	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
+	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", redactURL(a.prom.URL()))
 	a.dropOverlay("starting") // when the link is a leader variant: never leader yet
 
 	sub := a.c.Subscribe()
@@ -305,27 +307,41 @@ type watches struct {
 	current, canary <-chan zk.WatchEvent
 }
 
-// register creates the member znode, retrying while ZooKeeper is away or
-// an earlier session of this agent (killed) still holds it.
+// register checks the cluster's access settings and creates the member
+// znode, retrying while ZooKeeper is away, the cluster does not exist yet,
+// or an earlier session of this agent (killed) still holds the node. An
+// agent the cluster does not admit stops with the reason.
 func (a *Agent) register(ctx context.Context) error {
-	// The agent creates nothing but its member node: the cluster's nodes
-	// (and their ACLs) come from the writer's first push.
+	// The agent creates nothing but its member node and HA nodes: the
+	// cluster's nodes (and their ACLs) come from the writer's first push.
 	for {
-		a.mu.Lock()
-		data, _ := json.Marshal(a.status)
-		a.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, a.c.SessionTimeout())
-		reg, err := zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{ACL: zk.ACLCreatorAllWorldRead(), Logger: a.logger})
-		cancel()
+		acc, err := a.checkAccess(rctx)
 		if err == nil {
 			a.mu.Lock()
-			a.reg = reg
+			a.access = acc
+			data, _ := json.Marshal(a.status)
 			a.mu.Unlock()
-			return nil
+			var reg *zk.Registration
+			reg, err = zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{ACL: acc.ACL(configstore.KindAgentNode), Logger: a.logger})
+			if err == nil {
+				cancel()
+				a.mu.Lock()
+				a.reg = reg
+				a.mu.Unlock()
+				if acc.Open {
+					a.logger.Warn("the cluster is open: anyone who reaches ZooKeeper can change its configuration and membership (docs/security.md)")
+				}
+				return nil
+			}
 		}
-		if errors.Is(err, zk.ErrNoNode) {
-			a.logger.Warn("the cluster does not exist yet (push its first revision with zkprom config push); retrying", "path", a.store.MembersPath())
-		} else {
+		cancel()
+		switch {
+		case errors.Is(err, errNotAllowed):
+			return err
+		case errors.Is(err, configstore.ErrNoCluster) || errors.Is(err, zk.ErrNoNode):
+			a.logger.Warn("the cluster does not exist yet (push its first revision with zkprom config push); retrying", "path", a.store.Path())
+		default:
 			a.logger.Warn("could not register member; retrying", "err", err)
 		}
 		select {
@@ -334,6 +350,13 @@ func (a *Agent) register(ctx context.Context) error {
 		case <-time.After(a.cfg.RetryInterval):
 		}
 	}
+}
+
+// Access returns the cluster's access settings as read at registration.
+func (a *Agent) Access() configstore.Access {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.access
 }
 
 // step reads the target revision (arming watches) and works towards it.

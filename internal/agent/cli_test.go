@@ -51,7 +51,7 @@ func TestConfigCLI(t *testing.T) {
 	skipShort(t)
 	reset(t)
 	cluster := clusterName(t)
-	common := []string{"--zookeeper.servers=" + env.ens.Connect(), "--cluster=" + cluster, "--log.level=warn"}
+	common := []string{"--zookeeper.servers=" + env.ens.Connect(), "--zookeeper.auth-file=" + env.writerAuth, "--cluster=" + cluster, "--log.level=warn"}
 	for i := 0; i < 2; i++ {
 		writeFile(t, filepath.Join(env.dirs[i], "secrets", "scrape.password"), "s3cret")
 	}
@@ -162,7 +162,7 @@ func TestAgentWebConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(env.binary, "agent", "--zookeeper.servers="+env.ens.Connect(), "--cluster="+cluster,
+	cmd := exec.Command(env.binary, "agent", "--zookeeper.servers="+env.ens.Connect(), "--zookeeper.auth-file="+env.agentAuth, "--cluster="+cluster,
 		"--member=web", "--config-dir="+t.TempDir(), "--prometheus.url="+env.proms[0].URL,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--web.config.file="+webConfig, "--log.level=warn")
 	if err := cmd.Start(); err != nil {

@@ -60,8 +60,13 @@ func (d disk) revDir(rev int) string {
 func (d disk) current() string { return filepath.Join(d.dir, currentLink) }
 
 func (d disk) init() error {
-	if err := os.MkdirAll(filepath.Join(d.dir, revisionsDir), 0o755); err != nil {
+	// Rendered revisions hold the bundle's secrets: only this user (the
+	// one Prometheus runs as) reads them.
+	if err := os.MkdirAll(filepath.Join(d.dir, revisionsDir), 0o700); err != nil {
 		return fmt.Errorf("create config directory %s: %w", d.dir, err)
+	}
+	if err := os.Chmod(filepath.Join(d.dir, revisionsDir), 0o700); err != nil {
+		return fmt.Errorf("restrict %s: %w", filepath.Join(d.dir, revisionsDir), err)
 	}
 	entries, err := os.ReadDir(d.dir)
 	if err != nil {
@@ -123,7 +128,7 @@ func (d disk) writeState(s State) error {
 }
 
 // writeAtomic writes via a temporary file in the same folder, fsync and
-// rename.
+// rename; the file is readable by its owner only.
 func writeAtomic(p string, data []byte) error {
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(data) {
 		return nil
@@ -141,7 +146,7 @@ func writeAtomic(p string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp, 0o644)
+		err = os.Chmod(tmp, 0o600)
 	}
 	if err == nil {
 		err = os.Rename(tmp, p)
@@ -241,7 +246,7 @@ func (d disk) stageVariant(rev int, leader bool, checksum, member string, render
 		m.Files[n] = fileSum(data)
 	}
 	mdata, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.MkdirAll(filepath.Join(staging, manifestDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(staging, manifestDir), 0o700); err != nil {
 		return err
 	}
 	if err := writeAtomic(filepath.Join(staging, manifestDir, manifestFile), mdata); err != nil {

@@ -42,6 +42,10 @@ type FleetConfig struct {
 	// whether it still runs the overlay (default 1s); no answer within it
 	// counts as not running.
 	TakeoverCheckTimeout time.Duration
+	// UntrustedRecordWait bounds how long an elected member waits on a
+	// leader record anyone could have written (an open cluster) before it
+	// takes over (default 30s).
+	UntrustedRecordWait time.Duration
 }
 
 // fleet ties the shards and the HA candidacy to the agent.
@@ -61,12 +65,24 @@ type fleet struct {
 	mu      sync.Mutex
 	jobs    map[string]configstore.ShardJobStatus
 	members int
+	ignored map[string]int // member nodes ignored now, by reason
+}
+
+// setIgnored records the member nodes the shards ignore (key => reason).
+func (f *fleet) setIgnored(nodes map[string]string) {
+	by := map[string]int{}
+	for _, r := range nodes {
+		by[r]++
+	}
+	f.mu.Lock()
+	f.ignored = by
+	f.mu.Unlock()
 }
 
 func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 	cfg := a.cfg.Fleet
-	if cfg.Weight < 0 || math.IsNaN(cfg.Weight) || math.IsInf(cfg.Weight, 0) {
-		return nil, fmt.Errorf("agent: shard weight %v: want a positive number (--shard.weight)", cfg.Weight)
+	if cfg.Weight < 0 || cfg.Weight > configstore.MaxWeight || math.IsNaN(cfg.Weight) {
+		return nil, fmt.Errorf("agent: shard weight %v: want a positive number up to %d (--shard.weight)", cfg.Weight, configstore.MaxWeight)
 	}
 	if cfg.Weight == 0 {
 		cfg.Weight = 1
@@ -83,6 +99,9 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 	}
 	if cfg.TakeoverCheckTimeout <= 0 {
 		cfg.TakeoverCheckTimeout = time.Second
+	}
+	if cfg.UntrustedRecordWait <= 0 {
+		cfg.UntrustedRecordWait = 30 * time.Second
 	}
 	if cfg.ZooKeeper.Servers == "" && a.c != nil {
 		// Without the agent's full settings (auth, TLS): the same servers.
@@ -193,6 +212,7 @@ type fleetMetrics struct {
 	shardWriteErrors *prometheus.CounterVec
 	rebalance        prometheus.Histogram
 	haTransitions    prometheus.Counter
+	haUntrusted      prometheus.Counter
 }
 
 var (
@@ -216,6 +236,8 @@ var (
 		"When the HA group's current leader took over (absent while unknown).", []string{"cluster", "member", "group"}, nil)
 	descHAWaiting = prometheus.NewDesc("zkprom_ha_takeover_waiting",
 		"1 while this agent is elected leader of its HA group but does not act as leader yet: the previous leader's Prometheus still runs the overlay (or cannot be read), or the hand-over is not recorded yet.", []string{"cluster", "member", "group"}, nil)
+	descShardIgnored = prometheus.NewDesc("zkprom_shard_ignored_members",
+		"Nodes under the cluster's members that the sharding ignores now because they are not a live agent's (persistent, bad or oversized status, weight out of range), by reason.", []string{"cluster", "member", "reason"}, nil)
 	descHAOverlay = prometheus.NewDesc("zkprom_ha_overlay_applied",
 		"1 while the leader overlay is on disk for this Prometheus (DIR/current is a leader variant), else 0.", []string{"cluster", "member", "group"}, nil)
 )
@@ -232,9 +254,11 @@ func newFleetMetrics(reg prometheus.Registerer, f *fleet) (*fleetMetrics, error)
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
 		haTransitions: prometheus.NewCounter(prometheus.CounterOpts{Name: "zkprom_ha_leaderships_total",
 			Help: "Times this agent became leader of its HA group.", ConstLabels: cl}),
+		haUntrusted: prometheus.NewCounter(prometheus.CounterOpts{Name: "zkprom_ha_untrusted_takeovers_total",
+			Help: "Takeovers past a leader record not written by the cluster's agents: one whose ACL is not the model's, or, in an open cluster, after the longest wait allowed on it.", ConstLabels: cl}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.shardWrites, m.shardWriteErrors, m.rebalance, m.haTransitions, fleetCollector{f}} {
+		for _, c := range []prometheus.Collector{m.shardWrites, m.shardWriteErrors, m.rebalance, m.haTransitions, m.haUntrusted, fleetCollector{f}} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register fleet metrics: %w", err)
 			}
@@ -248,7 +272,7 @@ type fleetCollector struct{ f *fleet }
 
 func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descShardTargets, descShardAssigned, descShardDiscovered, descShardMoves,
-		descShardMembers, descShardWeight, descHALeader, descHATerm, descHAHandover, descHAWaiting, descHAOverlay} {
+		descShardMembers, descShardWeight, descShardIgnored, descHALeader, descHATerm, descHAHandover, descHAWaiting, descHAOverlay} {
 		ch <- d
 	}
 }
@@ -257,8 +281,11 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	f := c.f
 	cl, mb := f.a.cfg.Cluster, f.a.cfg.Member
 	f.mu.Lock()
-	jobs, members := maps.Clone(f.jobs), f.members
+	jobs, members, ignored := maps.Clone(f.jobs), f.members, maps.Clone(f.ignored)
 	f.mu.Unlock()
+	for reason, n := range ignored {
+		ch <- prometheus.MustNewConstMetric(descShardIgnored, prometheus.GaugeValue, float64(n), cl, mb, reason)
+	}
 	for job, st := range jobs {
 		ch <- prometheus.MustNewConstMetric(descShardTargets, prometheus.GaugeValue, float64(st.Owned), cl, mb, job)
 		ch <- prometheus.MustNewConstMetric(descShardAssigned, prometheus.GaugeValue, float64(st.Assigned), cl, mb, job)
@@ -300,6 +327,7 @@ func (f *fleet) documentFleet() {
 	f.mu.Lock()
 	f.jobs = map[string]configstore.ShardJobStatus{"example": {}}
 	f.members = 1
+	f.ignored = map[string]int{"persistent": 1}
 	f.mu.Unlock()
 	if f.ha != nil {
 		f.ha.mu.Lock()

@@ -162,7 +162,7 @@ func startFleetAgentVia(t testing.TB, servers, cluster, member, dir string, time
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	zc := zk.Config{Servers: servers, SessionTimeout: timeout}
+	zc := agentZK(servers, timeout)
 	c, err := zk.Connect(ctx, zc, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -473,7 +473,7 @@ func metricValue(text, name string) string {
 // startHAAgent runs an in-process agent of Prometheus i in HA group
 // "pair", reaching ZooKeeper through servers.
 func startHAAgent(t testing.TB, servers, cluster string, i int, timeout time.Duration) *runningAgent {
-	return startHAAgentWith(t, zk.Config{Servers: servers, SessionTimeout: timeout}, cluster, i)
+	return startHAAgentWith(t, agentZK(servers, timeout), cluster, i)
 }
 
 func startHAAgentWith(t testing.TB, zc zk.Config, cluster string, i int) *runningAgent {
@@ -636,40 +636,38 @@ func TestHALeadershipWonWhilePrometheusAway(t *testing.T) {
 	})
 }
 
-// A cluster made by a writer with credentials; the HA pair's agents have
-// different credentials (one none): whoever creates the group's nodes,
-// the other can stand, win and record the hand-over.
+// TestHAMixedCredentials: the two members of an HA group run with
+// different agent identities (both named at push): whoever creates the
+// group's nodes, the other can stand, win and record the hand-over.
 func TestHAMixedCredentials(t *testing.T) {
 	skipShort(t)
 	reset(t)
 	cluster := clusterName(t)
 	dir := t.TempDir()
-	writerAuth, agentAuth := filepath.Join(dir, "writer"), filepath.Join(dir, "agent")
-	os.WriteFile(writerAuth, []byte("writer:s3cret\n"), 0o600)
-	os.WriteFile(agentAuth, []byte("agent-0:other\n"), 0o600)
+	auths := []string{filepath.Join(dir, "agent-a"), filepath.Join(dir, "agent-b")}
+	var ids []string
+	for i, user := range []string{"agent-a", "agent-b"} {
+		pass := randomPassword()
+		os.WriteFile(auths[i], []byte(user+":"+pass+"\n"), 0o600)
+		ids = append(ids, zk.DigestIdentity(user, pass).String())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The clusters' root stays open to the other tests' anonymous writers;
-	// this cluster's node is the writer's.
-	if err := connect(t).CreateAll(ctx, configstore.DefaultRoot, nil); err != nil {
-		t.Fatal(err)
-	}
-	writer, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), AuthFile: writerAuth}, nil, nil)
+	writer := connect(t)
+	base := "/" + cluster + "/services"
+	registerTargets(t, writer, base, 4)
+	s, err := configstore.New(writer, configstore.Options{Cluster: cluster, Access: &configstore.Access{Agents: ids}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer writer.Close()
-	base := "/" + cluster + "/services"
-	registerTargets(t, writer, base, 4)
-	s := newStore(t, writer, cluster)
 	push(t, s, fleetBundle(base, 1, true), "ha")
 
-	first := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second, AuthFile: agentAuth}, cluster, 0)
-	waitFor(t, 30*time.Second, "agent-0 (with credentials) leading", func() (bool, string) {
+	first := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second, AuthFile: auths[0]}, cluster, 0)
+	waitFor(t, 30*time.Second, "agent-0 (identity a) leading", func() (bool, string) {
 		return first.a.fleet.leading() && overlayOn(env.dirs[0]), "not yet"
 	})
-	second := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, cluster, 1)
-	waitFor(t, 30*time.Second, "agent-1 (without credentials) standing", func() (bool, string) {
+	second := startHAAgentWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second, AuthFile: auths[1]}, cluster, 1)
+	waitFor(t, 30*time.Second, "agent-1 (identity b) standing", func() (bool, string) {
 		st := second.a.Status()
 		return st.Fleet != nil && st.Revision > 0, "no revision yet"
 	})

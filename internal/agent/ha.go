@@ -249,8 +249,9 @@ type ha struct {
 
 	// The member in the leader record, and how long its Prometheus has
 	// not answered (kept by watchHolder).
-	holder  configstore.HALeader
-	silence silence
+	holder        configstore.HALeader
+	holderTrusted bool
+	silence       silence
 }
 
 // silence counts the probes in a row that found nothing serving at one
@@ -285,7 +286,9 @@ func (h *ha) leading() bool {
 // lost (or fails Check) it wakes the agent to remove it.
 func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
-	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace, ACL: groupACL, Logger: h.logger})
+	acc := h.f.a.Access()
+	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace,
+		ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
 	go h.follow(ctx, e)
 	go h.watchHolder(ctx)
 	resign := func(l *zk.Leadership) {
@@ -300,7 +303,7 @@ func (h *ha) run(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, zk.ErrNoAuth) {
-				h.logger.Warn("election failed; standing again: agents need the cluster's ha node open to them; a push with the writer's credentials creates it (zkprom config push)", "err", err)
+				h.logger.Warn("election failed; standing again: the cluster's ha node admits only its agents (their identity is named at push; zkprom config status shows it)", "err", err)
 			} else {
 				h.logger.Warn("election failed; standing again", "err", err)
 			}
@@ -382,15 +385,40 @@ func (h *ha) hold(ctx context.Context, l *zk.Leadership) {
 func (h *ha) takeOver(ctx context.Context, l *zk.Leadership) bool {
 	defer h.setWaiting("")
 	var warned time.Time
+	start := time.Now()
 	for {
 		if err := l.Check(); err != nil || ctx.Err() != nil {
 			return false
 		}
 		prev, exists, err := h.readRecord(ctx)
+		trusted := false
+		if err == nil && exists {
+			trusted, err = h.trusted(ctx)
+		}
+		if err == nil && exists && !trusted && !h.f.a.Access().Open {
+			// In a closed cluster only agents write the record with the
+			// model's ACL: this one was not written that way. Its URL is
+			// not asked; the record is replaced.
+			h.f.m.haUntrusted.Inc()
+			h.logger.Warn("the leader record's ACL is not the model's (someone else wrote it): taking over without asking the Prometheus it names", "previous", prev.Member, "url", prev.Prometheus)
+			prev = configstore.HALeader{}
+		}
 		if err == nil {
-			if why := h.previousRunsOverlay(ctx, prev); why != "" {
+			why := h.previousRunsOverlay(ctx, prev)
+			if why != "" && !trusted {
+				// Anyone may have written this record (an open cluster):
+				// wait on it, but not for long.
+				if left := h.f.cfg.UntrustedRecordWait - time.Since(start); left > 0 {
+					why += fmt.Sprintf(" (the leader record is not protected by ACLs: taking over in %s at the latest)", left.Round(time.Second))
+				} else {
+					h.f.m.haUntrusted.Inc()
+					h.logger.Warn("taking over: waited the longest allowed for a leader record anyone could have written", "waited", time.Since(start).Round(time.Millisecond), "previous", prev.Member, "reason", why)
+					why = ""
+				}
+			}
+			if why != "" {
 				err = errors.New(why)
-			} else if err = h.record(ctx, l, prev, exists); err == nil {
+			} else if err = h.record(ctx, l, prev, exists, trusted); err == nil {
 				return true
 			}
 		}
@@ -409,10 +437,21 @@ func (h *ha) takeOver(ctx context.Context, l *zk.Leadership) bool {
 	}
 }
 
-// groupACL is the ACL of an HA group's nodes (the group, its election
-// node, the leader record): every member creates and writes them, whatever
-// credentials it has, like the members node.
-var groupACL = []zk.ACL{{Perms: zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete, Scheme: "world", ID: "anyone"}}
+// trusted reports whether the group's leader record can only have been
+// written by the cluster's agents or writers (its ACL is the model's, in a
+// cluster that is not open).
+func (h *ha) trusted(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
+	defer cancel()
+	ok, err := h.f.a.store.RecordTrusted(ctx, h.f.a.Access(), h.group)
+	if errors.Is(err, zk.ErrNoNode) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the leader record's ACL: %w", err)
+	}
+	return ok, nil
+}
 
 // takeoverRetry is how often an elected member looks again at the
 // previous leader's Prometheus.
@@ -451,7 +490,7 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 	if prev.Member == "" {
 		return "" // no leader before
 	}
-	if prev.Member == h.f.a.cfg.Member && prev.Prometheus == h.f.cfg.AdvertiseURL && prev.Host == hostname() {
+	if prev.Member == h.f.a.cfg.Member && prev.Prometheus == redactURL(h.f.cfg.AdvertiseURL) && prev.Host == hostname() {
 		return "" // this agent's own Prometheus: its own apply decides
 	}
 	if prev.Prometheus == "" {
@@ -543,10 +582,12 @@ func (h *ha) watchHolder(ctx context.Context) {
 	hc := &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}
 	for {
 		h.mu.Lock()
-		rec, leading := h.holder, h.lead != nil
+		rec, trusted, leading := h.holder, h.holderTrusted, h.lead != nil
 		h.mu.Unlock()
 		url := rec.Prometheus
-		if leading || rec.Member == "" || rec.Member == h.f.a.cfg.Member || url == "" || !reachable(rec) {
+		// Only a URL an agent of the cluster recorded is probed: a record
+		// anyone could write must not send the followers anywhere.
+		if leading || !trusted || rec.Member == "" || rec.Member == h.f.a.cfg.Member || url == "" || !reachable(rec) {
 			url = ""
 		}
 		var failed bool
@@ -608,21 +649,27 @@ func hostname() string {
 
 // record writes the group's leader record, fenced by the election node:
 // it fails once another member can have taken over.
-func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALeader, exists bool) error {
+// A record whose ACL is not the model's is replaced (deleted and created
+// again) in the same transaction.
+func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALeader, exists, trusted bool) error {
 	p := zk.Join(h.path, "leader")
 	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
 	defer cancel()
 	rec := configstore.HALeader{Member: h.f.a.cfg.Member, Term: l.Term(), Since: time.Now().UTC(),
-		Prometheus: h.f.cfg.AdvertiseURL, Host: hostname()}
+		Prometheus: redactURL(h.f.cfg.AdvertiseURL), Host: hostname()}
 	if prev.Member != "" && prev.Term != l.Term() {
 		rec.Previous, rec.PreviousTerm = prev.Member, prev.Term
 	}
 	out, _ := json.Marshal(rec)
-	op := zk.SetOp(p, out, -1)
-	if !exists {
-		op = zk.CreateOp(p, out, zk.Persistent, groupACL)
+	acc := h.f.a.Access()
+	ops := []zk.Op{zk.SetOp(p, out, -1)}
+	switch {
+	case !exists:
+		ops = []zk.Op{zk.CreateOp(p, out, zk.Persistent, acc.ACL(configstore.KindAgentNode))}
+	case !trusted && !acc.Open:
+		ops = []zk.Op{zk.DeleteOp(p, -1), zk.CreateOp(p, out, zk.Persistent, acc.ACL(configstore.KindAgentNode))}
 	}
-	if _, err := l.Multi(ctx, op); err != nil {
+	if _, err := l.Multi(ctx, ops...); err != nil {
 		return fmt.Errorf("record the leadership: %w", err)
 	}
 	h.mu.Lock()
@@ -653,8 +700,9 @@ func (h *ha) follow(ctx context.Context, e *zk.Election) {
 			h.mu.Unlock()
 		}
 		if rerr == nil {
+			trusted, terr := h.trusted(ctx)
 			h.mu.Lock()
-			h.holder = rec
+			h.holder, h.holderTrusted = rec, trusted && terr == nil
 			h.mu.Unlock()
 		}
 		select {
@@ -822,6 +870,9 @@ func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (config
 		if b, err := configstore.LoadDir(a.disk.revDir(rev)); err == nil {
 			return configstore.Meta{Revision: rev, Checksum: checksum}, b, nil
 		}
+	}
+	if _, err := a.checkAccess(ctx); err != nil {
+		return configstore.Meta{}, nil, err
 	}
 	return a.store.Revision(ctx, rev)
 }

@@ -82,7 +82,7 @@ func TestAgentKill9DuringApply(t *testing.T) {
 	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(env.binary, "agent",
-			"--zookeeper.servers="+env.ens.Connect(), "--zookeeper.session-timeout=4s",
+			"--zookeeper.servers="+env.ens.Connect(), "--zookeeper.session-timeout=4s", "--zookeeper.auth-file="+env.agentAuth,
 			"--cluster="+cluster, "--member=agent-0", "--config-dir="+env.dirs[0],
 			"--prometheus.url="+env.proms[0].URL, "--retry.interval=200ms",
 			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--log.level=warn")

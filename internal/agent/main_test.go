@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,10 @@ var env struct {
 	dirs   []string // agent config dirs; Prometheus runs DIR/current/prometheus.yml
 	tmp    string
 	binary string // built zkprom, for the kill -9 test
+	// Credentials: tests push as the writer and run agents as the agents'
+	// identity, as in production (docs/security.md).
+	writerAuth, agentAuth string
+	agentID               zk.Identity
 }
 
 const nProm = 3
@@ -54,6 +60,9 @@ func setup(m *testing.M) (int, error) {
 	}
 	env.tmp = tmp
 	defer os.RemoveAll(tmp)
+	if err := writeCredentials(tmp); err != nil {
+		return 0, err
+	}
 	// A tick of 500 ms: ZooKeeper expires sessions on tick boundaries, so a
 	// dead agent's node goes at most half a second after its session
 	// timeout (docs/fleet.md, "Takeover time").
@@ -80,6 +89,32 @@ func setup(m *testing.M) (int, error) {
 		return 0, fmt.Errorf("build zkprom: %v: %s", err, out)
 	}
 	return m.Run(), nil
+}
+
+// writeCredentials writes the writer's and the agents' auth files with
+// random passwords.
+func writeCredentials(dir string) error {
+	env.writerAuth, env.agentAuth = filepath.Join(dir, "writer.auth"), filepath.Join(dir, "agent.auth")
+	agentPass := randomPassword()
+	if err := os.WriteFile(env.writerAuth, []byte("writer:"+randomPassword()+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(env.agentAuth, []byte("agent:"+agentPass+"\n"), 0o600); err != nil {
+		return err
+	}
+	env.agentID = zk.DigestIdentity("agent", agentPass)
+	return nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// agentZK is how agents reach ZooKeeper: with the agents' credentials.
+func agentZK(servers string, timeout time.Duration) zk.Config {
+	return zk.Config{Servers: servers, SessionTimeout: timeout, AuthFile: env.agentAuth}
 }
 
 // bootstrap (re)creates an agent directory whose current link points at a
@@ -122,11 +157,17 @@ func promClient(t testing.TB, i int) *prom.Client {
 	return pc
 }
 
+// connect returns a session with the writer's credentials.
 func connect(t testing.TB) *zk.Client {
+	t.Helper()
+	return connectWith(t, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second, AuthFile: env.writerAuth})
+}
+
+func connectWith(t testing.TB, cfg zk.Config) *zk.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, nil, nil)
+	c, err := zk.Connect(ctx, cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +186,10 @@ func clusterName(t testing.TB) string {
 	return strings.NewReplacer("/", "-", "_", "-").Replace(strings.ToLower(t.Name()))
 }
 
+// newStore is the cluster's store for c; a push through it names the
+// test agents' identity.
 func newStore(t testing.TB, c *zk.Client, cluster string) *configstore.Store {
-	s, err := configstore.New(c, configstore.Options{Cluster: cluster}, testLogger(t))
+	s, err := configstore.New(c, configstore.Options{Cluster: cluster, Access: &configstore.Access{Agents: []string{env.agentID.String()}}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +218,7 @@ func startAgent(t testing.TB, cluster string, i int, mod func(*Config)) *running
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := zk.Connect(ctx, zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}, nil, nil)
+	c, err := zk.Connect(ctx, agentZK(env.ens.Connect(), 6*time.Second), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,18 +212,19 @@ type shards struct {
 	updates chan groupUpdate
 	members []shard.Member
 	viewed  bool
+	ignored map[string]string // member node (name and creation zxid) => reason, as last reported
 	pending time.Time // first change not yet written (for the rebalance duration)
 	gen     int
 }
 
 func newShards(f *fleet) *shards {
 	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir),
-		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16)}
+		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16), ignored: map[string]string{}}
 }
 
 // run loops until ctx ends.
 func (s *shards) run(ctx context.Context) {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		s.logger.Error("cannot create the share directory; sharding is off", "dir", s.dir, "err", err)
 		return
 	}
@@ -280,19 +281,30 @@ func (s *shards) setView(v zk.GroupView) {
 		return // ZooKeeper away: the view is the last one; change nothing
 	}
 	byName := map[string]float64{}
+	ignored := map[string]string{}
 	for _, m := range v.Members {
+		st, err := configstore.ParseMember(s.f.a.cfg.Cluster, m.Name, m.Data, &m.Stat)
+		if err != nil {
+			key := fmt.Sprintf("%s@%d", m.Name, m.Stat.Czxid)
+			var me *configstore.MemberError
+			reason := "bad_data"
+			if errors.As(err, &me) {
+				reason = me.Reason
+			}
+			ignored[key] = reason
+			if _, seen := s.ignored[key]; !seen {
+				s.logger.Warn("ignoring a node under members that is not a live agent's", "node", s.f.a.store.MemberPath(m.Name), "reason", reason, "err", err)
+			}
+			continue
+		}
 		name, w := m.Name, 1.0
-		var st configstore.Status
-		if json.Unmarshal(m.Data, &st) == nil && st.Fleet != nil {
-			if st.Fleet.ShardMember != "" {
-				name = st.Fleet.ShardMember
-			}
-			if st.Fleet.Weight > 0 {
-				w = st.Fleet.Weight
-			}
+		if st.Fleet != nil {
+			name, w = st.Fleet.ShardMember, st.Fleet.Weight
 		}
 		byName[name] = max(byName[name], w)
 	}
+	s.ignored = ignored
+	s.f.setIgnored(ignored)
 	byName[s.f.shardMember] = max(byName[s.f.shardMember], s.f.weight)
 	members := make([]shard.Member, 0, len(byName))
 	for n, w := range byName {

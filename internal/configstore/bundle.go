@@ -200,19 +200,20 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 }
 
 // WriteDir writes the bundle's files below dir (which must not exist yet
-// or be empty), every file fsynced, then the directories.
+// or be empty), every file fsynced, then the directories. Files and
+// directories are for their owner only: a bundle holds secrets.
 func (b *Bundle) WriteDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	dirs := map[string]bool{dir: true}
 	for _, n := range b.Names() {
 		p := filepath.Join(dir, filepath.FromSlash(n))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
 		dirs[filepath.Dir(p)] = true
-		if err := writeSynced(p, b.Files[n], 0o644); err != nil {
+		if err := writeSynced(p, b.Files[n], 0o600); err != nil {
 			return err
 		}
 	}

@@ -57,7 +57,7 @@ func (s *Store) checkCanaryReloads(ctx context.Context, c *Canary) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range members {
+	for _, m := range LiveMembers(members) {
 		if !c.Pointer.Has(m.Member) {
 			continue
 		}

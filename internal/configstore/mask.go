@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -116,4 +117,25 @@ func maskValue(text, v string) string {
 		}
 		text = masked // adjacent matches share a delimiter: go again
 	}
+}
+
+// CleanText makes a text from a znode or for one fit to print on a
+// terminal: secrets masked, invalid UTF-8 and control characters other
+// than newline and tab dropped (no escape sequences), length bounded.
+func CleanText(s string) string {
+	s = MaskSecrets(strings.ToValidUTF8(s, ""))
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return r
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return -1
+		}
+		return r
+	}, s)
+	const max = 8 << 10
+	if len(s) > max {
+		s = strings.ToValidUTF8(s[:max], "") + " …(cut)"
+	}
+	return s
 }

@@ -46,14 +46,71 @@ type Status struct {
 	Fleet *FleetStatus `json:"fleet,omitempty"`
 }
 
-// Member is one live agent.
+// Member is one live agent, or a node under members that is not one
+// (Err says why; it is left out of rollouts, canaries and shards).
 type Member struct {
 	Member string // znode name
 	Status Status
-	Err    error // set when the status could not be decoded
+	Err    error
 }
 
-// Members lists the live agents (their ephemeral znodes), sorted by name.
+// MaxWeight bounds a member's shard weight: one member must not be able to
+// take (or, with a tiny weight, refuse) every target.
+const MaxWeight = 1000
+
+// maxMemberData bounds a member node's status.
+const maxMemberData = 64 << 10
+
+// ParseMember decodes and checks the member node name of cluster: it must
+// belong to a live session (ephemeral), carry a status for that member
+// and cluster, and sane fleet fields.
+func ParseMember(cluster, name string, data []byte, st *zk.Stat) (Status, error) {
+	var s Status
+	bad := func(reason, format string, args ...any) (Status, error) {
+		return s, &MemberError{Reason: reason, Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case st != nil && st.EphemeralOwner == 0:
+		return bad("persistent", "not an agent's: a persistent node (an agent's member node goes with its session)")
+	case len(data) > maxMemberData:
+		return bad("too_large", "status of %d bytes (at most %d)", len(data), maxMemberData)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return bad("bad_data", "bad status data: %w", err)
+	}
+	switch {
+	case s.Member != name:
+		return bad("wrong_member", "status names member %q, not %q", s.Member, name)
+	case s.Cluster != cluster:
+		return bad("wrong_cluster", "status names cluster %q, not %q", s.Cluster, cluster)
+	}
+	if f := s.Fleet; f != nil {
+		if !(f.Weight > 0 && f.Weight <= MaxWeight) {
+			return bad("bad_weight", "shard weight %v out of range (0, %d]", f.Weight, MaxWeight)
+		}
+		if err := ValidateName("shard member", f.ShardMember); err != nil {
+			return bad("bad_name", "%w", err)
+		}
+		if f.HAGroup != "" {
+			if err := ValidateName("HA group", f.HAGroup); err != nil {
+				return bad("bad_name", "%w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// MemberError is a node under members that is not a live agent's.
+type MemberError struct {
+	Reason string // for metrics: persistent, too_large, bad_data, wrong_member, wrong_cluster, bad_weight, bad_name
+	Err    error
+}
+
+func (e *MemberError) Error() string { return e.Err.Error() }
+func (e *MemberError) Unwrap() error { return e.Err }
+
+// Members lists the nodes under members, sorted by name: live agents, and
+// with Err set the nodes that are not one.
 func (s *Store) Members(ctx context.Context) ([]Member, error) {
 	names, _, err := s.c.Children(ctx, s.MembersPath())
 	if errors.Is(err, zk.ErrNoNode) {
@@ -65,7 +122,7 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 	sort.Strings(names)
 	out := make([]Member, 0, len(names))
 	for _, n := range names {
-		data, _, err := s.c.Get(ctx, s.MemberPath(n))
+		data, st, err := s.c.Get(ctx, s.MemberPath(n))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
@@ -73,12 +130,23 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 			return nil, fmt.Errorf("read agent %s of cluster %s: %w", n, s.opts.Cluster, err)
 		}
 		m := Member{Member: n}
-		if err := json.Unmarshal(data, &m.Status); err != nil {
-			m.Err = fmt.Errorf("bad status data in %s: %w", s.MemberPath(n), err)
+		if m.Status, err = ParseMember(s.opts.Cluster, n, data, st); err != nil {
+			m.Err = fmt.Errorf("ignored %s: %w", s.MemberPath(n), err)
 		}
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// LiveMembers is Members without the nodes that are not a live agent's.
+func LiveMembers(ms []Member) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		if m.Err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // RolloutError names the agent that refused a revision.
@@ -90,7 +158,7 @@ type RolloutError struct {
 }
 
 func (e *RolloutError) Error() string {
-	return fmt.Sprintf("agent %s failed to apply revision %d at step %s (it rolled back): %s", e.Member, e.Revision, e.Step, MaskSecrets(e.Message))
+	return fmt.Sprintf("agent %s failed to apply revision %d at step %s (it rolled back): %s", e.Member, e.Revision, e.Step, CleanText(e.Message))
 }
 
 // Rollout is the state of a rollout as WaitRollout sees it.
@@ -117,6 +185,7 @@ func (s *Store) WaitRollout(ctx context.Context, target int, only []string, inte
 		if err != nil {
 			return err
 		}
+		members = LiveMembers(members)
 		r := Rollout{Target: target}
 		var failed *RolloutError
 		byName := map[string]bool{}

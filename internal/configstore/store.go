@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ import (
 
 	"github.com/zkprom/zkprom/internal/zk"
 )
+
+// DefaultReaders read the status of a cluster unless its first push says
+// otherwise: everyone (the status holds no secret).
+var DefaultReaders = []string{"world:anyone"}
 
 // Defaults.
 const (
@@ -53,14 +58,14 @@ type Options struct {
 	Cluster      string // required
 	HistoryDepth int    // revisions kept; default DefaultHistoryDepth
 	ChunkSize    int    // default DefaultChunkSize
-	// ACL of the cluster, revisions and pointers. Default: the writer's
-	// credentials (the session's digest auth) may do everything, everyone
-	// may read: zk.ACLCreatorAllWorldRead().
-	ACL []zk.ACL
-	// MembersACL is the ACL of the members and ha nodes, under which
-	// agents create their ephemeral nodes and HA groups. Default: writer
-	// all, everyone read, create and delete.
-	MembersACL []zk.ACL
+	// Access is what a writer's push changes in the cluster's access
+	// settings: nil slices keep the cluster's (the first push must name
+	// the agents; readers default to DefaultReaders), Open opens it. The
+	// writers are always the identities of the pushing session.
+	Access *Access
+	// RepairACLs lets a push set the model's ACL on nodes that grant
+	// more (after the operator checked them).
+	RepairACLs bool
 }
 
 var clusterRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -79,6 +84,7 @@ type Store struct {
 	opts   Options
 	base   string
 	logger *slog.Logger
+	access Access // as a push prepared it
 }
 
 // New returns a store for opts.Cluster on c.
@@ -107,12 +113,10 @@ func New(c *zk.Client, opts Options, logger *slog.Logger) (*Store, error) {
 	if opts.ChunkSize < 1024 || opts.ChunkSize > DefaultChunkSize {
 		return nil, fmt.Errorf("chunk size %d: want 1024..%d", opts.ChunkSize, DefaultChunkSize)
 	}
-	if opts.ACL == nil {
-		opts.ACL = zk.ACLCreatorAllWorldRead()
-	}
-	if opts.MembersACL == nil {
-		opts.MembersACL = append([]zk.ACL{{Perms: zk.PermAll, Scheme: "auth", ID: ""}},
-			zk.ACL{Perms: zk.PermRead | zk.PermCreate | zk.PermDelete, Scheme: "world", ID: "anyone"})
+	if a := opts.Access; a != nil {
+		if _, err := ParseIdentities(append(slices.Clone(a.Agents), a.Readers...)); err != nil {
+			return nil, err
+		}
 	}
 	return &Store{c: c, opts: opts, base: zk.Join(opts.Root, opts.Cluster), logger: logger}, nil
 }
@@ -192,33 +196,152 @@ func (c *CanaryPointer) Has(member string) bool {
 	return false
 }
 
-// Ensure creates the cluster's nodes when they are missing.
+// Ensure prepares the cluster for a writer: it creates the cluster when
+// it is missing, checks every node's ACL against the model (an ACLError
+// names the nodes that grant more), applies changed access settings, and
+// creates missing nodes. Push, StartCanary and Rollback call it.
 func (s *Store) Ensure(ctx context.Context) error {
-	if err := s.c.CreateAll(ctx, s.base, s.opts.ACL); err != nil {
-		return fmt.Errorf("create cluster %s: %w", s.base, err)
+	a, err := s.prepare(ctx)
+	if err != nil {
+		return err
 	}
-	if err := s.c.CreateAll(ctx, s.RevisionsPath(), s.opts.ACL); err != nil {
-		return fmt.Errorf("create cluster %s: %w", s.base, err)
+	s.access = a
+	return nil
+}
+
+func (s *Store) prepare(ctx context.Context) (Access, error) {
+	want := s.opts.Access
+	if want == nil {
+		want = &Access{}
 	}
-	// Agents create below members (their nodes) and ha (HA groups, their
-	// elections and leader records), with or without credentials.
-	for _, p := range []string{s.MembersPath(), s.HAPath()} {
-		if err := s.ensureOpen(ctx, p); err != nil {
-			return err
+	noCredentials := fmt.Errorf("cluster %s: writing needs credentials, so that nobody else can change the cluster: give --zookeeper.auth-file (digest user:password) or a TLS client certificate (--zookeeper.tls.cert-file); for a lab only, --unsafe.open-cluster lets anyone change it", s.opts.Cluster)
+	stored, st, err := s.Access(ctx)
+	if errors.Is(err, ErrNoCluster) {
+		switch {
+		case want.Open:
+		case !s.c.Authenticated():
+			return Access{}, noCredentials
+		case want.Agents == nil:
+			return Access{}, fmt.Errorf("cluster %s does not exist yet: its first push names the agents' identity (--agents.auth-file or --agents.id), or --unsafe.open-cluster for a lab", s.opts.Cluster)
+		}
+		a := *want
+		if a.Readers == nil {
+			a.Readers = DefaultReaders
+		}
+		return s.create(ctx, a)
+	}
+	if errors.Is(err, ErrBadAccess) && want.Agents != nil {
+		// Settings someone else wrote: the nodes are checked against
+		// the ones given now, as for a cluster without settings.
+		s.logger.Warn("ignoring the cluster's access settings", "err", err)
+		stored, err = Access{}, nil
+	}
+	if err != nil {
+		return Access{}, err
+	}
+	next := stored
+	if want.Agents != nil {
+		next.Agents, next.Open = want.Agents, false
+	}
+	if want.Readers != nil {
+		next.Readers = want.Readers
+	}
+	if want.Open {
+		next.Open, next.Writers = true, nil
+	}
+	legacy := len(stored.Writers) == 0 && !stored.Open
+	switch {
+	case next.Open:
+	case !s.c.Authenticated():
+		return Access{}, noCredentials
+	case legacy && next.Agents == nil:
+		return Access{}, fmt.Errorf("cluster %s has no access settings (made by an older zkprom, by someone else, or by a push that did not finish): push once with the agents' identity (--agents.auth-file or --agents.id), and --repair-acls after checking its nodes", s.opts.Cluster)
+	}
+	if legacy && next.Readers == nil {
+		next.Readers = DefaultReaders
+	}
+	if !next.Open && (len(next.Writers) == 0 || stored.Open) {
+		if next.Writers, err = s.whoami(ctx, s.base); err != nil {
+			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
+		}
+	}
+	model := stored
+	if legacy {
+		model = next
+	}
+	problems, err := s.CheckACLs(ctx, model, true)
+	if err != nil {
+		return Access{}, err
+	}
+	if len(problems) > 0 && !s.opts.RepairACLs {
+		return Access{}, &ACLError{Cluster: s.opts.Cluster, Problems: problems}
+	}
+	if !accessEqual(stored, next) || len(problems) > 0 {
+		data, _ := json.Marshal(next)
+		if _, err := s.c.Set(ctx, s.base, data, st.Version); err != nil {
+			return Access{}, fmt.Errorf("cluster %s: record access settings: %w", s.opts.Cluster, err)
+		}
+		if err := s.applyACLs(ctx, next); err != nil {
+			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
+		}
+		s.logger.Info("cluster access settings applied", "cluster", s.opts.Cluster, "writers", next.Writers, "agents", next.Agents, "readers", next.Readers, "open", next.Open)
+	}
+	return next, s.ensureNodes(ctx, next)
+}
+
+// create makes the cluster: the node first open to this session alone,
+// then its access settings (the writers are whoever this session is) and
+// the model's ACL, then the nodes below.
+func (s *Store) create(ctx context.Context, a Access) (Access, error) {
+	if a.Open {
+		a.Writers = nil
+		if err := s.c.CreateAll(ctx, zk.Parent(s.base), zk.ACLOpen()); err != nil {
+			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
+		data, _ := json.Marshal(a)
+		if _, err := s.c.Create(ctx, s.base, data, zk.Persistent, zk.ACLOpen()); err != nil {
+			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
+		return a, s.ensureNodes(ctx, a)
+	}
+	// The clusters' root: writers create clusters there, everyone reads.
+	if err := s.c.CreateAll(ctx, zk.Parent(s.base), zk.ACLCreatorAllWorldRead()); err != nil {
+		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	}
+	if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly()); err != nil {
+		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	}
+	ids, err := s.whoami(ctx, s.base)
+	if err != nil {
+		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	}
+	a.Writers = ids
+	data, _ := json.Marshal(a)
+	if _, err := s.c.Set(ctx, s.base, data, -1); err != nil {
+		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	}
+	if err := s.c.SetACL(ctx, s.base, a.ACL(KindStatus), -1); err != nil {
+		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	}
+	s.logger.Info("created cluster", "cluster", s.opts.Cluster, "writers", a.Writers, "agents", a.Agents, "readers", a.Readers)
+	return a, s.ensureNodes(ctx, a)
+}
+
+// ensureNodes creates the nodes below the cluster node that are missing.
+func (s *Store) ensureNodes(ctx context.Context, a Access) error {
+	for _, n := range []node{{s.RevisionsPath(), KindStatus}, {s.MembersPath(), KindAgentDir}, {s.HAPath(), KindAgentDir}} {
+		if ok, _, err := s.c.Exists(ctx, n.path); err == nil && ok {
+			continue
+		}
+		if _, err := s.c.Create(ctx, n.path, nil, zk.Persistent, a.ACL(n.kind)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create %s of cluster %s: %w", n.path, s.opts.Cluster, err)
 		}
 	}
 	return nil
 }
 
-// ensureOpen creates p, a node agents create below, unless it exists.
-func (s *Store) ensureOpen(ctx context.Context, p string) error {
-	if ok, _, err := s.c.Exists(ctx, p); err == nil && ok {
-		return nil
-	}
-	if _, err := s.c.Create(ctx, p, nil, zk.Persistent, s.opts.MembersACL); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("create %s of cluster %s: %w", p, s.opts.Cluster, err)
-	}
-	return nil
+func accessEqual(a, b Access) bool {
+	return slices.Equal(a.Writers, b.Writers) && slices.Equal(a.Agents, b.Agents) && slices.Equal(a.Readers, b.Readers) && a.Open == b.Open
 }
 
 // Current reads the current pointer; ErrNoRevision when nothing was pushed.
@@ -348,7 +471,7 @@ func (s *Store) createRevision(ctx context.Context, b *Bundle, pm PushMeta, pare
 	if err != nil {
 		return Meta{}, err
 	}
-	created, err := s.c.Create(ctx, zk.Join(s.RevisionsPath(), "r-"), data, zk.PersistentSequential, s.opts.ACL)
+	created, err := s.c.Create(ctx, zk.Join(s.RevisionsPath(), "r-"), data, zk.PersistentSequential, s.access.ACL(KindStatus))
 	if err != nil {
 		return Meta{}, fmt.Errorf("create revision in %s: %w", s.RevisionsPath(), err)
 	}
@@ -368,7 +491,7 @@ func (s *Store) createRevision(ctx context.Context, b *Bundle, pm PushMeta, pare
 	for i := 0; i < m.Chunks; i++ {
 		end := min((i+1)*s.opts.ChunkSize, len(blob))
 		p := zk.Join(created, chunkName(i))
-		if _, err := s.c.Create(ctx, p, blob[i*s.opts.ChunkSize:end], zk.Persistent, s.opts.ACL); err != nil {
+		if _, err := s.c.Create(ctx, p, blob[i*s.opts.ChunkSize:end], zk.Persistent, s.access.ACL(KindBundle)); err != nil {
 			s.deleteRevision(context.WithoutCancel(ctx), rev)
 			return Meta{}, fmt.Errorf("write revision %d chunk %d of %d: %w", rev, i, m.Chunks, err)
 		}
@@ -412,16 +535,12 @@ func (s *Store) conflictErr(ctx context.Context, mine int) error {
 // rollout runs. Two concurrent pushes cannot both win: the loser gets
 // ErrConflict and its revision is deleted. Validate the bundle first.
 func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, error) {
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err
+	}
 	cur, version, exists, err := s.readCurrent(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if !exists {
-		if err := s.Ensure(ctx); err != nil {
-			return nil, err
-		}
-	} else if err := s.ensureOpen(ctx, s.HAPath()); err != nil {
-		return nil, err // a cluster from before the ha node
 	}
 	if c, err := s.Canary(ctx); err != nil {
 		return nil, err
@@ -436,13 +555,13 @@ func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, 
 	ops := []zk.Op{
 		// Creating and deleting the canary node in the same transaction
 		// asserts that no canary rollout started meanwhile.
-		zk.CreateOp(s.CanaryPath(), nil, zk.Persistent, s.opts.ACL),
+		zk.CreateOp(s.CanaryPath(), nil, zk.Persistent, s.access.ACL(KindStatus)),
 		zk.DeleteOp(s.CanaryPath(), -1),
 	}
 	if exists {
 		ops = append(ops, zk.SetOp(s.CurrentPath(), ptr, version))
 	} else {
-		ops = append(ops, zk.CreateOp(s.CurrentPath(), ptr, zk.Persistent, s.opts.ACL))
+		ops = append(ops, zk.CreateOp(s.CurrentPath(), ptr, zk.Persistent, s.access.ACL(KindStatus)))
 	}
 	if _, err := s.c.Multi(ctx, ops...); err != nil {
 		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
@@ -493,6 +612,9 @@ func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) 
 	if n < 1 {
 		return nil, fmt.Errorf("canary count %d: want at least 1", n)
 	}
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err
+	}
 	cur, version, exists, err := s.readCurrent(ctx)
 	if err != nil {
 		return nil, err
@@ -504,6 +626,7 @@ func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) 
 	if err != nil {
 		return nil, err
 	}
+	members = LiveMembers(members)
 	if len(members) < n {
 		return nil, fmt.Errorf("canary push to cluster %s: %d canaries asked for, %d agents live", s.opts.Cluster, n, len(members))
 	}
@@ -520,7 +643,7 @@ func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) 
 	curData, _ := json.Marshal(cur)
 	res, err := s.c.Multi(ctx,
 		zk.SetOp(s.CurrentPath(), curData, version),
-		zk.CreateOp(s.CanaryPath(), cdata, zk.Ephemeral, s.opts.ACL),
+		zk.CreateOp(s.CanaryPath(), cdata, zk.Ephemeral, s.access.ACL(KindStatus)),
 	)
 	if err != nil {
 		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
@@ -664,7 +787,7 @@ func (s *Store) Prune(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range members {
+	for _, m := range LiveMembers(members) {
 		keep[m.Status.Revision] = true
 	}
 	revs, err := s.Revisions(ctx)

@@ -18,12 +18,27 @@ import (
 
 var ens *zktest.Ensemble
 
+// Credentials of the tests' writer and agents (random passwords).
+var (
+	writerAuth, agentAuth string
+	agentID               zk.Identity
+)
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
-	var err error
+	dir, err := os.MkdirTemp("", "zkprom-configstore-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	writerAuth, agentAuth = filepath.Join(dir, "writer"), filepath.Join(dir, "agent")
+	agentPass := randomText(12)
+	os.WriteFile(writerAuth, []byte("writer:"+randomText(12)+"\n"), 0o600)
+	os.WriteFile(agentAuth, []byte("agent:"+agentPass+"\n"), 0o600)
+	agentID = zk.DigestIdentity("agent", agentPass)
 	ens, err = zktest.StartEnsemble(zktest.Options{Servers: 1})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -31,6 +46,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	ens.Close()
+	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -54,6 +70,9 @@ func newStore(t *testing.T, c *zk.Client, opts Options) *Store {
 	if opts.Cluster == "" {
 		opts.Cluster = strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	}
+	if opts.Access == nil {
+		opts.Access = &Access{Agents: []string{agentID.String()}}
+	}
 	s, err := New(c, opts, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +85,7 @@ func small(tag string) *Bundle {
 }
 
 func TestChunkedRevisions(t *testing.T) {
-	c := connect(t, "")
+	c := connect(t, writerAuth)
 	ctx := context.Background()
 	// Small chunks: many children.
 	s := newStore(t, c, Options{ChunkSize: 1024})
@@ -107,7 +126,7 @@ func TestChunkedRevisions(t *testing.T) {
 }
 
 func TestHistoryAndPrune(t *testing.T) {
-	c := connect(t, "")
+	c := connect(t, writerAuth)
 	ctx := context.Background()
 	s := newStore(t, c, Options{HistoryDepth: 3})
 	var revs []int
@@ -133,7 +152,7 @@ func TestHistoryAndPrune(t *testing.T) {
 		t.Errorf("pruned revision: %v", err)
 	}
 	// A revision a live agent still runs is kept.
-	st, _ := json.Marshal(Status{Member: "m", Revision: revs[3], State: StateApplied})
+	st, _ := json.Marshal(Status{Member: "m", Cluster: s.Cluster(), Revision: revs[3], State: StateApplied})
 	if _, err := c.Create(ctx, s.MemberPath("m"), st, zk.Ephemeral, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +185,7 @@ func TestHistoryAndPrune(t *testing.T) {
 }
 
 func TestCanaryBlocksPushes(t *testing.T) {
-	c := connect(t, "")
+	c := connect(t, writerAuth)
 	ctx := context.Background()
 	s := newStore(t, c, Options{})
 	if _, err := s.StartCanary(ctx, small("a"), PushMeta{}, 1); err == nil {
@@ -182,7 +201,7 @@ func TestCanaryBlocksPushes(t *testing.T) {
 	if _, err := s.StartCanary(ctx, small("b"), PushMeta{}, 1); err == nil || !strings.Contains(err.Error(), "0 agents live") {
 		t.Errorf("canary without agents: %v", err)
 	}
-	st, _ := json.Marshal(Status{Member: "m1", Revision: base.Meta.Revision, State: StateApplied})
+	st, _ := json.Marshal(Status{Member: "m1", Cluster: s.Cluster(), Revision: base.Meta.Revision, State: StateApplied})
 	if _, err := c.Create(ctx, s.MemberPath("m1"), st, zk.Ephemeral, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +231,7 @@ func TestCanaryBlocksPushes(t *testing.T) {
 		t.Errorf("push after the canary: %v", err)
 	}
 	// A canary ends with its session.
-	c2 := connect(t, "")
+	c2 := connect(t, writerAuth)
 	s2 := newStore(t, c2, Options{Cluster: s.Cluster()})
 	if _, err := s2.StartCanary(ctx, small("f"), PushMeta{}, 1); err != nil {
 		t.Fatal(err)
@@ -220,57 +239,6 @@ func TestCanaryBlocksPushes(t *testing.T) {
 	c2.Close()
 	if cp, err := s.Canary(ctx); err != nil || cp != nil {
 		t.Errorf("canary of a closed session: %+v %v", cp, err)
-	}
-}
-
-// Only holders of the writer's credentials can push; everyone can read;
-// agents (without credentials) can still register.
-func TestWriterACL(t *testing.T) {
-	dir := t.TempDir()
-	auth := filepath.Join(dir, "auth")
-	os.WriteFile(auth, []byte("writer:s3cret\n"), 0o600)
-	writer := connect(t, auth)
-	anon := connect(t, "")
-	ctx := context.Background()
-	ws := newStore(t, writer, Options{Cluster: "acl"})
-	if _, err := ws.Push(ctx, small("a"), PushMeta{Author: "w"}); err != nil {
-		t.Fatal(err)
-	}
-	as := newStore(t, anon, Options{Cluster: "acl"})
-	if _, err := as.Push(ctx, small("b"), PushMeta{Author: "anon"}); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("push without credentials: %v", err)
-	}
-	if _, _, err := as.Revision(ctx, 1); err != nil {
-		t.Errorf("read without credentials: %v", err)
-	}
-	if _, err := anon.Create(ctx, as.MemberPath("agent"), []byte("{}"), zk.Ephemeral, zk.ACLCreatorAllWorldRead()); err != nil {
-		t.Errorf("agent registration without credentials: %v", err)
-	}
-	// A cluster from before the ha node gets it at the next push.
-	if err := writer.Delete(ctx, ws.HAPath(), -1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ws.Push(ctx, small("c"), PushMeta{Author: "w"}); err != nil {
-		t.Fatal(err)
-	}
-	// An HA group, its election and leader record, as an agent without
-	// credentials creates them.
-	group := as.HAGroupPath("pair")
-	if err := anon.CreateAll(ctx, zk.Join(group, "election"), nil); err != nil {
-		t.Errorf("HA election without credentials: %v", err)
-	} else if _, err := anon.Create(ctx, zk.Join(group, "election", "n_"), nil, zk.EphemeralSequential, nil); err != nil {
-		t.Errorf("HA candidacy without credentials: %v", err)
-	}
-	if _, err := anon.Create(ctx, zk.Join(group, "leader"), []byte("{}"), zk.Persistent, nil); err != nil {
-		t.Errorf("HA leader record without credentials: %v", err)
-	}
-	// Explicit digest ACL.
-	ds := newStore(t, writer, Options{Cluster: "acl-digest", ACL: append(zk.DigestACL(zk.PermAll, "writer", "s3cret"), zk.ACL{Perms: zk.PermRead, Scheme: "world", ID: "anyone"})})
-	if _, err := ds.Push(ctx, small("a"), PushMeta{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := newStore(t, anon, Options{Cluster: "acl-digest"}).Push(ctx, small("b"), PushMeta{}); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("push without credentials (digest ACL): %v", err)
 	}
 }
 

@@ -36,6 +36,7 @@ var (
 	ErrConnectionClosed        = gozk.ErrConnectionClosed
 	ErrClosing                 = gozk.ErrClosing
 	ErrNoChildrenForEphemerals = gozk.ErrNoChildrenForEphemerals
+	ErrInvalidACL              = gozk.ErrInvalidACL
 )
 
 // Config says how to reach a ZooKeeper ensemble. It is what the common
@@ -58,7 +59,8 @@ type Client struct {
 	chroot  string
 	cs      ConnectString
 	timeout time.Duration
-	authed  bool // digest credentials were added
+	authed  bool // digest credentials were added, or a client certificate is presented
+	ids     []Identity // the digest identities of the credentials
 	logger  *slog.Logger
 	m       *clientMetrics
 
@@ -138,8 +140,10 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		c.Close()
 		return nil, err
 	}
-	c.authed = len(creds) > 0
+	c.authed = len(creds) > 0 || cfg.TLS.CertFile != ""
 	for _, cr := range creds {
+		u, p, _ := strings.Cut(cr, ":")
+		c.ids = append(c.ids, DigestIdentity(u, p))
 		if err := conn.AddAuth("digest", []byte(cr)); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("add digest credentials from %s: %w", cfg.AuthFile, err)
@@ -229,6 +233,15 @@ func (c *Client) noteNegotiated(d time.Duration) {
 			"asked", c.timeout, "granted", d, "servers", c.cs.String())
 	}
 }
+
+// Authenticated reports whether the session proves an identity: digest
+// credentials from the auth file, or a TLS client certificate (ZooKeeper
+// maps it to x509:<subject>).
+func (c *Client) Authenticated() bool { return c.authed }
+
+// DigestIdentities returns the identities of the session's digest
+// credentials (none for a session with only a client certificate).
+func (c *Client) DigestIdentities() []Identity { return c.ids }
 
 // SessionID returns the current session's id (0 when there is none).
 func (c *Client) SessionID() int64 { return c.conn.SessionID() }
@@ -568,6 +581,19 @@ func (c *Client) GetACL(ctx context.Context, p string) ([]ACL, *Stat, error) {
 	return r.v, r.stat, c.pathErr("get_acl", p, err)
 }
 
+// SetACL replaces a node's ACL if its ACL version matches (-1 matches any).
+func (c *Client) SetACL(ctx context.Context, p string, acl []ACL, aversion int32) error {
+	if err := check(p); err != nil {
+		return err
+	}
+	acl, err := c.resolveACL(acl)
+	if err != nil {
+		return fmt.Errorf("zookeeper set_acl %s: %w", p, err)
+	}
+	_, err = call(ctx, c, "set_acl", func() (*Stat, error) { return c.conn.SetACL(c.full(p), acl, aversion) })
+	return c.pathErr("set_acl", p, err)
+}
+
 // Op is one operation of a Multi transaction.
 type Op struct {
 	kind    string
@@ -686,34 +712,25 @@ func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
 	return ok, c.pathErr("exists", p, err)
 }
 
-// resolveACL turns the default (nil) into creator-all + world-read, and
-// makes "auth" ACLs usable by a session without credentials: ZooKeeper
-// rejects them there, so creator-all + world-read becomes world-all, and
-// creator-only is refused rather than silently made public.
+// resolveACL turns the default (nil) into creator-all + world-read, or,
+// for a session without credentials, into world-all (service
+// registrations from anonymous clients). An explicit ACL is used as given:
+// an "auth" entry without credentials is refused here with a clear
+// message, never silently widened.
 func (c *Client) resolveACL(acl []ACL) ([]ACL, error) {
 	if acl == nil {
-		acl = ACLCreatorAllWorldRead()
+		if !c.authed {
+			return ACLOpen(), nil
+		}
+		return ACLCreatorAllWorldRead(), nil
 	}
 	if c.authed {
 		return acl, nil
 	}
-	var out []ACL
-	hasAuth, hasWorld := false, false
 	for _, a := range acl {
-		switch {
-		case a.Scheme == "auth":
-			hasAuth = true
-		case a.Scheme == "world" && a.ID == "anyone":
-			hasWorld = true
-		default:
-			out = append(out, a)
+		if a.Scheme == "auth" {
+			return nil, fmt.Errorf("an ACL for the creator needs credentials: give --zookeeper.auth-file (digest user:password) or a TLS client certificate (--zookeeper.tls.cert-file)")
 		}
 	}
-	if !hasAuth {
-		return acl, nil
-	}
-	if !hasWorld {
-		return nil, fmt.Errorf("a creator-only ACL needs credentials: give --zookeeper.auth-file")
-	}
-	return append(out, ACL{Perms: PermAll, Scheme: "world", ID: "anyone"}), nil
+	return acl, nil
 }

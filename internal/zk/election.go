@@ -27,8 +27,11 @@ type ElectionOptions struct {
 	DisconnectGrace time.Duration
 	// ACL of the election's path when the election creates it (and its
 	// missing parents); nil: the client's default.
-	ACL    []ACL
-	Logger *slog.Logger
+	ACL []ACL
+	// CandidateACL is the ACL of the candidates' nodes; nil: the client's
+	// default.
+	CandidateACL []ACL
+	Logger       *slog.Logger
 }
 
 // Election is ZooKeeper's leader election recipe: candidates create
@@ -176,7 +179,7 @@ func (e *Election) candidacy(ctx context.Context, session int64) (string, error)
 			return p, nil
 		}
 	}
-	return e.c.Create(ctx, Join(e.path, electionPrefix), e.candidate, EphemeralSequential, nil)
+	return e.c.Create(ctx, Join(e.path, electionPrefix), e.candidate, EphemeralSequential, e.opts.CandidateACL)
 }
 
 type candidateNode struct {

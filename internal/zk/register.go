@@ -37,6 +37,7 @@ type Registration struct {
 
 	stop chan struct{}
 	done chan struct{}
+	poke chan struct{} // Resume: watch the node again
 }
 
 // Register creates the node and keeps it until Close.
@@ -53,6 +54,7 @@ func Register(ctx context.Context, c *Client, path string, data []byte, opts Reg
 		sessions: map[int64]bool{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		poke:     make(chan struct{}, 1),
 	}
 	sub := c.Subscribe()
 	if err := r.ensure(ctx); err != nil {
@@ -71,13 +73,15 @@ func (r *Registration) Path() string {
 	return r.actual
 }
 
-// keep re-creates the node after reconnects and session changes.
+// keep re-creates the node after reconnects and session changes, and at
+// once when someone else deletes it (a watch on the node).
 func (r *Registration) keep(sub *Subscription) {
 	defer close(r.done)
 	defer sub.Close()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	backoff := 100 * time.Millisecond
+	watch := r.watch()
 	for {
 		select {
 		case <-r.stop:
@@ -88,6 +92,12 @@ func (r *Registration) keep(sub *Subscription) {
 			if ev.State != StateConnected {
 				continue
 			}
+		case ev := <-watch:
+			watch = nil
+			if ev.Type == NodeDeleted && r.deletedByOther(ev.Path) {
+				r.logger.Warn("the registration's node was deleted by another client; re-creating it", "node", ev.Path)
+			}
+		case <-r.poke:
 		case <-retry.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), r.c.SessionTimeout())
@@ -100,7 +110,38 @@ func (r *Registration) keep(sub *Subscription) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if watch == nil {
+			watch = r.watch()
+		}
 	}
+}
+
+// watch leaves a watch on the registered node; nil when not registered.
+func (r *Registration) watch() <-chan WatchEvent {
+	p := r.Path()
+	if p == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.c.SessionTimeout())
+	defer cancel()
+	ok, _, w, err := r.c.ExistsW(ctx, p)
+	if err != nil {
+		return nil // the next session event re-arms it
+	}
+	if !ok {
+		ch := make(chan WatchEvent, 1)
+		ch <- WatchEvent{Type: NodeDeleted, Path: p}
+		return ch
+	}
+	return w
+}
+
+// deletedByOther reports whether the node at p vanished while this
+// registration meant to hold it (not a Suspend or Close of its own).
+func (r *Registration) deletedByOther(p string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.closed && !r.suspended && r.actual == p
 }
 
 // ensure makes sure the node exists and belongs to the current session.
@@ -240,7 +281,12 @@ func (r *Registration) Resume(ctx context.Context) error {
 	r.mu.Lock()
 	r.suspended = false
 	r.mu.Unlock()
-	return r.ensure(ctx)
+	err := r.ensure(ctx)
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 // Suspended reports whether the registration is suspended.
