@@ -213,7 +213,7 @@ type shards struct {
 	members []shard.Member
 	viewed  bool
 	ignored map[string]string // member node (name and creation zxid) => reason, as last reported
-	pending time.Time // first change not yet written (for the rebalance duration)
+	pending time.Time         // first change not yet written (for the rebalance duration)
 	gen     int
 }
 

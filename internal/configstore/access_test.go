@@ -433,4 +433,3 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
-

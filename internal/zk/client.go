@@ -59,7 +59,7 @@ type Client struct {
 	chroot  string
 	cs      ConnectString
 	timeout time.Duration
-	authed  bool // digest credentials were added, or a client certificate is presented
+	authed  bool       // digest credentials were added, or a client certificate is presented
 	ids     []Identity // the digest identities of the credentials
 	logger  *slog.Logger
 	m       *clientMetrics
