@@ -1,14 +1,19 @@
 // Command demo runs zkprom's local demo on 127.0.0.1: a 3-node ZooKeeper
 // ensemble; zkprom exporter watching it; services registered in ZooKeeper
 // (zkprom register, plus sample Curator/Spring, Dubbo and Kafka
-// registrations) found by zkprom sd; and two Prometheus servers in one
+// registrations) found by zkprom sd; and three Prometheus servers in one
 // cluster, each kept on the cluster's configuration by a zkprom agent. The
 // configuration (scrape jobs over http_sd, ZooKeeper alert rules) is pushed
-// to ZooKeeper with zkprom config. `make demo` runs it; Ctrl-C stops all.
+// to ZooKeeper with zkprom config. The cluster is closed: the demo makes
+// credentials for its writer and for its agents (writer.auth, agent.auth in
+// the demo directory); pushes use the writer's and name the agents', the
+// agents run with theirs. `make demo` runs it; Ctrl-C stops all.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -61,6 +66,10 @@ type demo struct {
 	procs   []*exec.Cmd
 	exited  map[string]chan struct{} // by log name: closed when that zkprom exits
 	lines   []string                 // what runs where
+
+	// The ZooKeeper auth files (user:password) of the cluster's writer
+	// (its pushes) and of its agents.
+	writerAuth, agentAuth string
 }
 
 func run(zkprom, dir string) error {
@@ -81,6 +90,14 @@ func run(zkprom, dir string) error {
 	d := &demo{zkprom: zkprom, dir: dir, exited: map[string]chan struct{}{}}
 	defer d.stopAll()
 	if err := portsFree(); err != nil {
+		return err
+	}
+	// New credentials each run: the demo directory was just emptied, and
+	// the ensemble (the cluster and its ACLs) is new each run too.
+	if d.writerAuth, err = writeCredentials(dir, "writer"); err != nil {
+		return err
+	}
+	if d.agentAuth, err = writeCredentials(dir, "agent"); err != nil {
 		return err
 	}
 
@@ -136,6 +153,7 @@ func run(zkprom, dir string) error {
 		return err
 	}
 	if err := d.zkprom1("push", "config", "push", bundle, "--zookeeper.servers="+d.connect,
+		"--zookeeper.auth-file="+d.writerAuth, "--agents.auth-file="+d.agentAuth,
 		"--cluster="+cluster, "-m", "demo: scrape jobs over zkprom sd, ZooKeeper alert rules"); err != nil {
 		return err
 	}
@@ -143,7 +161,8 @@ func run(zkprom, dir string) error {
 	for _, m := range members {
 		step("starting zkprom agent and Prometheus " + m.name)
 		cfgDir := filepath.Join(dir, m.name)
-		args := []string{"agent", "--zookeeper.servers=" + d.connect, "--zookeeper.session-timeout=4s",
+		args := []string{"agent", "--zookeeper.servers=" + d.connect, "--zookeeper.auth-file=" + d.agentAuth,
+			"--zookeeper.session-timeout=4s",
 			"--cluster=" + cluster, "--member=" + m.name, "--config-dir=" + cfgDir,
 			"--prometheus.url=http://" + m.promAddr, "--web.listen-address=" + m.agentAddr}
 		if m.haGroup != "" {
@@ -195,6 +214,8 @@ func run(zkprom, dir string) error {
 	}
 	fmt.Printf("  ZooKeeper connect string: %s\n", d.connect)
 	fmt.Printf("  files and logs: %s\n", dir)
+	fmt.Printf("  cluster %s is closed: pushes, rollbacks, config get and diff need the writer's credentials,\n", cluster)
+	fmt.Printf("    --zookeeper.auth-file=%s (the agents': %s); status, history and shards need none\n", rel(d.writerAuth), rel(d.agentAuth))
 	fmt.Println()
 	fmt.Println("Try (see README.md, 'The demo'):")
 	fmt.Printf("  %s config status --zookeeper.servers=%s --cluster=%s\n", rel(zkprom), d.connect, cluster)
@@ -210,6 +231,26 @@ func run(zkprom, dir string) error {
 }
 
 func step(s string) { fmt.Println("==> " + s) }
+
+// writeCredentials writes dir/<user>.auth, "user:password" with a random
+// password, readable by its owner alone, and returns its path. The
+// password is never printed.
+func writeCredentials(dir, user string) (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("credentials for %s: %w", user, err)
+	}
+	path := filepath.Join(dir, user+".auth")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = fmt.Fprintf(f, "%s:%s\n", user, hex.EncodeToString(b))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
+}
 
 func rel(p string) string {
 	if wd, err := os.Getwd(); err == nil {

@@ -102,7 +102,7 @@ type configPushCommand struct {
 	promtool                string
 	valConfigDir, valMember string
 	dryRun, force           bool
-	access                  accessFlags
+	access                  *accessFlags
 }
 
 // accessFlags say who may do what in a cluster (docs/security.md).
@@ -186,7 +186,7 @@ func newConfigPushCommand(parent *kingpin.CmdClause, out io.Writer) *configPushC
 	cmd.Flag("validate.member", "Value of ${ZKPROM_MEMBER} during validation.").Default("validation").StringVar(&c.valMember)
 	cmd.Flag("dry-run", "Validate only.").BoolVar(&c.dryRun)
 	cmd.Flag("force", "Push even when the bundle is identical to the current revision.").BoolVar(&c.force)
-	c.access = *addAccessFlags(cmd)
+	c.access = addAccessFlags(cmd)
 	return c
 }
 
@@ -233,7 +233,7 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	client, s, err := c.open(tctx, logger, &c.access)
+	client, s, err := c.open(tctx, logger, c.access)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -625,6 +625,10 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 // nothing is).
 func writeAccess(ctx context.Context, out io.Writer, s *configstore.Store) (string, error) {
 	acc, _, err := s.Access(ctx)
+	if errors.Is(err, zk.ErrNoAuth) {
+		fmt.Fprintln(out, "access: closed (who may write is readable by the cluster's writers and agents only; give their credentials to see it and check every node's ACL)")
+		return "", nil
+	}
 	if err != nil {
 		return "", err
 	}

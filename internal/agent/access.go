@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/zkprom/zkprom/internal/configstore"
@@ -59,15 +58,4 @@ func anyAgent(acc configstore.Access, ids []zk.Identity) bool {
 		}
 	}
 	return false
-}
-
-// redactURL removes the user info (basic-auth credentials) from a URL
-// before it is shown, logged or written to ZooKeeper.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -158,7 +158,7 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 	now := time.Now().UTC()
 	a.status = configstore.Status{
 		Member: cfg.Member, Cluster: cfg.Cluster, State: configstore.StateStarting,
-		PrometheusURL: redactURL(pc.URL()), Started: now, Updated: now, Version: version.Version,
+		PrometheusURL: pc.URL(), Started: now, Updated: now, Version: version.Version,
 	}
 	if a.fleet, err = newFleet(a, reg); err != nil {
 		return nil, err
@@ -237,7 +237,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.status.FailedStep = st.FailedStep
 	a.status.Error = st.FailedError
 	a.mu.Unlock()
-	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", redactURL(a.prom.URL()))
+	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
 	a.dropOverlay("starting") // when the link is a leader variant: never leader yet
 
 	sub := a.c.Subscribe()

@@ -94,8 +94,10 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 	}
 	if cfg.AdvertiseURL == "" {
 		cfg.AdvertiseURL = a.prom.URL()
-	} else if _, err := prom.New(prom.Config{URL: cfg.AdvertiseURL}); err != nil {
+	} else if pc, err := prom.New(prom.Config{URL: cfg.AdvertiseURL}); err != nil {
 		return nil, fmt.Errorf("agent: %w (--ha.advertise-url)", err)
+	} else {
+		cfg.AdvertiseURL = pc.URL() // recorded in ZooKeeper: without credentials
 	}
 	if cfg.TakeoverCheckTimeout <= 0 {
 		cfg.TakeoverCheckTimeout = time.Second

@@ -277,7 +277,7 @@ func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Dura
 		t.Fatal(err)
 	}
 	args := append([]string{"agent",
-		"--zookeeper.servers=" + env.ens.Connect(), "--zookeeper.session-timeout=" + timeout.String(),
+		"--zookeeper.servers=" + env.ens.Connect(), "--zookeeper.session-timeout=" + timeout.String(), "--zookeeper.auth-file=" + env.agentAuth,
 		"--cluster=" + cluster, "--member=" + member, "--config-dir=" + dir,
 		"--prometheus.url=" + promURL, "--retry.interval=200ms", "--verify.timeout=10s",
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--log.level=info"}, extra...)

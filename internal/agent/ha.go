@@ -490,7 +490,7 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 	if prev.Member == "" {
 		return "" // no leader before
 	}
-	if prev.Member == h.f.a.cfg.Member && prev.Prometheus == redactURL(h.f.cfg.AdvertiseURL) && prev.Host == hostname() {
+	if prev.Member == h.f.a.cfg.Member && prev.Prometheus == h.f.cfg.AdvertiseURL && prev.Host == hostname() {
 		return "" // this agent's own Prometheus: its own apply decides
 	}
 	if prev.Prometheus == "" {
@@ -656,7 +656,7 @@ func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALe
 	ctx, cancel := context.WithTimeout(ctx, h.f.a.c.SessionTimeout())
 	defer cancel()
 	rec := configstore.HALeader{Member: h.f.a.cfg.Member, Term: l.Term(), Since: time.Now().UTC(),
-		Prometheus: redactURL(h.f.cfg.AdvertiseURL), Host: hostname()}
+		Prometheus: h.f.cfg.AdvertiseURL, Host: hostname()}
 	if prev.Member != "" && prev.Term != l.Term() {
 		rec.Previous, rec.PreviousTerm = prev.Member, prev.Term
 	}

@@ -11,8 +11,10 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
-// Access is who may do what in a cluster: the data of the cluster's node,
-// written by the writers' pushes. docs/security.md explains the model.
+// Access is who may do what in a cluster: the data of the cluster's
+// access node (NAME/access, readable by writers and agents only: it names
+// their digest identities), written by the writers' pushes.
+// docs/security.md explains the model.
 //
 //   - writers push, roll back and run canaries: every right on every node;
 //   - agents read the pointers and the revisions (the bundles included),
@@ -34,8 +36,9 @@ const (
 	// KindStatus: the cluster node, revisions, a revision's metadata,
 	// current, canary. Writers all, agents and readers read.
 	KindStatus NodeKind = iota
-	// KindBundle: a revision's chunks. Writers all, agents read.
-	KindBundle
+	// KindPrivate: a revision's chunks (the bundle) and the access
+	// settings. Writers all, agents read.
+	KindPrivate
 	// KindAgentDir: members, ha, an HA group, its election node: agents
 	// create and delete below, readers read.
 	KindAgentDir
@@ -99,7 +102,7 @@ func (a Access) ACL(kind NodeKind) []zk.ACL {
 	switch kind {
 	case KindStatus:
 		acl = zk.MergeACL(acl, zk.Grant(zk.PermRead, ag...), zk.Grant(zk.PermRead, r...))
-	case KindBundle:
+	case KindPrivate:
 		acl = zk.MergeACL(acl, zk.Grant(zk.PermRead, ag...))
 	case KindAgentDir:
 		acl = zk.MergeACL(acl, zk.Grant(zk.PermRead|zk.PermCreate|zk.PermDelete, ag...), zk.Grant(zk.PermRead, r...))
@@ -156,29 +159,67 @@ func (e *ACLError) Error() string {
 	return b.String()
 }
 
-// Access reads the cluster's access settings and the cluster node's stat;
+// AccessPath is the node of the cluster's access settings.
+func (s *Store) AccessPath() string { return zk.Join(s.base, "access") }
+
+// Access reads the cluster's access settings and their node's stat;
 // ErrNoCluster when the cluster does not exist. A cluster made before
-// access settings has zero settings.
+// access settings has zero settings and a nil stat. Status readers may
+// not read them (an error wrapping zk.ErrNoAuth).
 func (s *Store) Access(ctx context.Context) (Access, *zk.Stat, error) {
-	data, st, err := s.c.Get(ctx, s.base)
-	if errors.Is(err, zk.ErrNoNode) {
+	if ok, _, err := s.c.Exists(ctx, s.base); err != nil {
+		return Access{}, nil, fmt.Errorf("read cluster %s: %w", s.opts.Cluster, err)
+	} else if !ok {
 		return Access{}, nil, fmt.Errorf("cluster %s: %w", s.opts.Cluster, ErrNoCluster)
 	}
+	data, st, err := s.c.Get(ctx, s.AccessPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		return Access{}, nil, nil
+	}
 	if err != nil {
-		return Access{}, nil, fmt.Errorf("read cluster %s: %w", s.opts.Cluster, err)
+		return Access{}, nil, fmt.Errorf("read access settings of cluster %s: %w", s.opts.Cluster, err)
 	}
 	var a Access
-	if len(data) == 0 {
-		return a, st, nil
-	}
 	err = json.Unmarshal(data, &a)
 	if err == nil {
 		err = a.Check()
 	}
 	if err != nil {
-		return Access{}, st, fmt.Errorf("read cluster %s: %w in %s: %w", s.opts.Cluster, ErrBadAccess, s.base, err)
+		return Access{}, st, fmt.Errorf("read cluster %s: %w in %s: %w", s.opts.Cluster, ErrBadAccess, s.AccessPath(), err)
 	}
 	return a, st, nil
+}
+
+// writeAccess records a as the cluster's settings (st: the access node's
+// stat; nil when it does not exist yet).
+func (s *Store) writeAccess(ctx context.Context, a Access, st *zk.Stat) error {
+	data, _ := json.Marshal(a)
+	var err error
+	if st == nil {
+		_, err = s.c.Create(ctx, s.AccessPath(), data, zk.Persistent, a.ACL(KindPrivate))
+	} else {
+		_, err = s.c.Set(ctx, s.AccessPath(), data, st.Version)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster %s: record access settings: %w", s.opts.Cluster, err)
+	}
+	return nil
+}
+
+// checkRoot refuses a clusters' root in which anyone may create: someone
+// could make a cluster there before its first push.
+func (s *Store) checkRoot(ctx context.Context) error {
+	acl, _, err := s.c.GetACL(ctx, s.opts.Root)
+	if err != nil {
+		return fmt.Errorf("check the clusters' root %s: %w", s.opts.Root, err)
+	}
+	for _, e := range acl {
+		if (e.Scheme == "world" || e.Scheme == "ip") && e.Perms&^zk.PermRead != 0 {
+			return fmt.Errorf("the clusters' root %s has ACL %s: anyone may create or change clusters there, so a cluster can be made by someone else before its first push. Narrow it to the writers (zkCli.sh setAcl %s world:anyone:r,digest:<writer>:cdrwa), or use another --root",
+				s.opts.Root, zk.FormatACL(acl), s.opts.Root)
+		}
+	}
+	return nil
 }
 
 // node is one node of the layout with its kind.
@@ -190,7 +231,7 @@ type node struct {
 // layout lists the cluster's nodes that exist: the top ones, and with
 // deep every revision, chunk, member and HA node too.
 func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
-	nodes := []node{{s.base, KindStatus}, {s.RevisionsPath(), KindStatus}, {s.CurrentPath(), KindStatus},
+	nodes := []node{{s.base, KindStatus}, {s.AccessPath(), KindPrivate}, {s.RevisionsPath(), KindStatus}, {s.CurrentPath(), KindStatus},
 		{s.CanaryPath(), KindStatus}, {s.MembersPath(), KindAgentDir}, {s.HAPath(), KindAgentDir}}
 	if !deep {
 		return nodes, nil
@@ -215,7 +256,7 @@ func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
 			return nil, err
 		}
 		for _, c := range chunks {
-			nodes = append(nodes, node{zk.Join(rp, c), KindBundle})
+			nodes = append(nodes, node{zk.Join(rp, c), KindPrivate})
 		}
 	}
 	members, err := children(s.MembersPath())
@@ -280,7 +321,7 @@ func (s *Store) checkNodes(ctx context.Context, a Access, nodes []node) ([]ACLPr
 	var out []ACLProblem
 	for _, n := range nodes {
 		acl, _, err := s.c.GetACL(ctx, n.path)
-		if errors.Is(err, zk.ErrNoNode) || (errors.Is(err, zk.ErrNoAuth) && n.kind == KindBundle) {
+		if errors.Is(err, zk.ErrNoNode) || (errors.Is(err, zk.ErrNoAuth) && n.kind == KindPrivate) {
 			continue
 		}
 		if errors.Is(err, zk.ErrNoAuth) {

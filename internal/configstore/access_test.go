@@ -101,7 +101,15 @@ func TestOpenCluster(t *testing.T) {
 		t.Errorf("anonymous push to an open cluster: %v", err)
 	}
 	// A writer closes it by naming the agents: anonymous pushes stop.
-	ws := newStore(t, connect(t, writerAuth), Options{Root: root, Cluster: "lab"})
+	// The open root is refused until it is narrowed.
+	writer := connect(t, writerAuth)
+	ws := newStore(t, writer, Options{Root: root, Cluster: "lab"})
+	if _, err := ws.Push(ctx, small("c"), PushMeta{}); err == nil || !strings.Contains(err.Error(), "anyone may create") {
+		t.Fatalf("closing push under an open root: %v", err)
+	}
+	if err := writer.SetACL(ctx, root, zk.ACLCreatorAllWorldRead(), -1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ws.Push(ctx, small("c"), PushMeta{}); err != nil {
 		t.Fatalf("closing push: %v", err)
 	}
@@ -139,6 +147,9 @@ func TestModelACLs(t *testing.T) {
 		if got := aclOf(t, writer, p); got != status {
 			t.Errorf("%s: ACL %s, want %s", p, got, status)
 		}
+	}
+	if got, want := aclOf(t, writer, s.AccessPath()), sorted(w, ag+":r"); got != want {
+		t.Errorf("%s: ACL %s, want %s", s.AccessPath(), got, want)
 	}
 	for i := 0; i < res.Meta.Chunks; i++ {
 		p := zk.Join(s.RevisionPath(res.Meta.Revision), chunkName(i))
@@ -195,8 +206,14 @@ func TestAnonymousAttacks(t *testing.T) {
 			t.Errorf("anonymous set ACL of %s: %v", p, err)
 		}
 	}
-	if _, _, err := anon.Get(ctx, chunk); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("anonymous read of a bundle chunk: %v", err)
+	for _, p := range []string{chunk, s.AccessPath()} {
+		if _, _, err := anon.Get(ctx, p); !errors.Is(err, zk.ErrNoAuth) {
+			t.Errorf("anonymous read of %s: %v", p, err)
+		}
+	}
+	// What anonymous clients do see of ACLs hides the digest hashes.
+	if acl := aclOf(t, anon, s.CurrentPath()); strings.Contains(acl, strings.SplitN(agentID.ID, ":", 2)[1]) {
+		t.Errorf("anonymous getAcl shows the agents' digest hash: %s", acl)
 	}
 	if _, _, err := newStore(t, anon, Options{Cluster: s.Cluster()}).Revision(ctx, res.Meta.Revision); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("anonymous read of a revision: %v", err)
@@ -248,31 +265,42 @@ func TestSquattedCluster(t *testing.T) {
 	anon := connect(t, "")
 	ctx := ctxT(t)
 	wid := zk.DigestIdentity("writer", strings.TrimSpace(strings.TrimPrefix(readFile(t, writerAuth), "writer:")))
-	// A root anyone may create in (made by someone else).
+	// A root anyone may create in (made by someone else): squatters make
+	// clusters there before their first push.
 	root := "/shared-" + randomText(6)
 	if _, err := anon.Create(ctx, root, nil, zk.Persistent, zk.ACLOpen()); err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		// Such a root is refused as long as it stays open.
+		s := newStore(t, writer, Options{Root: root, Cluster: "late-" + randomText(4)})
+		if err := writer.SetACL(ctx, root, zk.ACLOpen(), -1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Push(ctx, small("a"), PushMeta{}); err == nil || !strings.Contains(err.Error(), "anyone may create") || !strings.Contains(err.Error(), root) {
+			t.Errorf("push under a root anyone may create in: %v", err)
+		}
+	}()
 	for i, squat := range []struct {
 		name  string
 		nodes map[string][]zk.ACL // below the cluster node ("" is the cluster node)
 		data  []byte
 	}{
 		{"open cluster node", map[string][]zk.ACL{"": zk.ACLOpen()}, nil},
-		{"planted settings", map[string][]zk.ACL{"": zk.ACLOpen()}, []byte(`{"writers":["world:anyone"],"agents":["world:anyone"]}`)},
+		{"planted settings", map[string][]zk.ACL{"": zk.ACLOpen(), "/access": zk.ACLOpen()}, []byte(`{"writers":["world:anyone"],"agents":["world:anyone"]}`)},
 		{"writer's digest plus anyone", map[string][]zk.ACL{"": zk.MergeACL(zk.Grant(zk.PermAll, wid), zk.Grant(zk.PermAll, zk.World))}, nil},
 		{"open members and ha", map[string][]zk.ACL{"": zk.ACLOpen(), "/members": zk.ACLOpen(), "/ha": zk.ACLOpen(), "/revisions": zk.ACLOpen()}, nil},
-		{"planted current", map[string][]zk.ACL{"": zk.ACLOpen(), "/current": zk.Grant(zk.PermAll, zk.World)}, []byte(`{"writers":["` + wid.String() + `"],"agents":["digest:evil:aGFja2Vy"]}`)},
+		{"planted current", map[string][]zk.ACL{"": zk.ACLOpen(), "/access": zk.ACLOpen(), "/current": zk.Grant(zk.PermAll, zk.World)}, []byte(`{"writers":["` + wid.String() + `"],"agents":["digest:evil:aGFja2Vy"]}`)},
 	} {
 		cluster := fmt.Sprintf("squat-%d-%s", i, randomText(4))
 		base := zk.Join(root, cluster)
-		for _, rel := range []string{"", "/revisions", "/members", "/ha", "/current"} {
+		for _, rel := range []string{"", "/access", "/revisions", "/members", "/ha", "/current"} {
 			acl, ok := squat.nodes[rel]
 			if !ok {
 				continue
 			}
 			data := []byte(nil)
-			if rel == "" {
+			if rel == "/access" {
 				data = squat.data
 			} else if rel == "/current" {
 				data = []byte(`{"revision":7}`)
@@ -283,6 +311,14 @@ func TestSquattedCluster(t *testing.T) {
 		}
 		s := newStore(t, writer, Options{Root: root, Cluster: cluster})
 		_, err := s.Push(ctx, small("a"), PushMeta{})
+		if err == nil || !strings.Contains(err.Error(), "anyone may create") {
+			t.Errorf("%s: push under an open root: %v", squat.name, err)
+		}
+		// The operator narrows the root; the squatted nodes stay.
+		if err := writer.SetACL(ctx, root, zk.MergeACL(zk.Grant(zk.PermAll, wid), zk.Grant(zk.PermRead, zk.World)), -1); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Push(ctx, small("a"), PushMeta{})
 		var ae *ACLError
 		if !errors.As(err, &ae) || !strings.Contains(err.Error(), base) || !strings.Contains(err.Error(), "world:anyone") || !strings.Contains(err.Error(), "--repair-acls") {
 			t.Errorf("%s: push into a squatted cluster: %v, want an ACL error naming %s and its ACL", squat.name, err, base)
@@ -305,6 +341,10 @@ func TestSquattedCluster(t *testing.T) {
 		}
 		if _, err := anon.Set(ctx, s.CurrentPath(), []byte(`{"revision":1}`), -1); !errors.Is(err, zk.ErrNoAuth) {
 			t.Errorf("%s: anonymous write after repair: %v", squat.name, err)
+		}
+		// Open again for the next squatter.
+		if err := writer.SetACL(ctx, root, zk.ACLOpen(), -1); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -254,6 +254,13 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 	case next.Open:
 	case !s.c.Authenticated():
 		return Access{}, noCredentials
+	default:
+		if err := s.checkRoot(ctx); err != nil {
+			return Access{}, err
+		}
+	}
+	switch {
+	case next.Open:
 	case legacy && next.Agents == nil:
 		return Access{}, fmt.Errorf("cluster %s has no access settings (made by an older zkprom, by someone else, or by a push that did not finish): push once with the agents' identity (--agents.auth-file or --agents.id), and --repair-acls after checking its nodes", s.opts.Cluster)
 	}
@@ -277,9 +284,8 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 		return Access{}, &ACLError{Cluster: s.opts.Cluster, Problems: problems}
 	}
 	if !accessEqual(stored, next) || len(problems) > 0 {
-		data, _ := json.Marshal(next)
-		if _, err := s.c.Set(ctx, s.base, data, st.Version); err != nil {
-			return Access{}, fmt.Errorf("cluster %s: record access settings: %w", s.opts.Cluster, err)
+		if err := s.writeAccess(ctx, next, st); err != nil {
+			return Access{}, err
 		}
 		if err := s.applyACLs(ctx, next); err != nil {
 			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
@@ -298,15 +304,30 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 		if err := s.c.CreateAll(ctx, zk.Parent(s.base), zk.ACLOpen()); err != nil {
 			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 		}
-		data, _ := json.Marshal(a)
-		if _, err := s.c.Create(ctx, s.base, data, zk.Persistent, zk.ACLOpen()); err != nil {
+		if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLOpen()); err != nil {
 			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
+		if err := s.writeAccess(ctx, a, nil); err != nil {
+			return Access{}, err
 		}
 		return a, s.ensureNodes(ctx, a)
 	}
 	// The clusters' root: writers create clusters there, everyone reads.
-	if err := s.c.CreateAll(ctx, zk.Parent(s.base), zk.ACLCreatorAllWorldRead()); err != nil {
+	// Above it (/zkprom), others may create their own nodes (service
+	// registrations under /zkprom/targets).
+	if ok, _, err := s.c.Exists(ctx, s.opts.Root); err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	} else if !ok {
+		shared := append(zk.ACLCreatorOnly(), zk.ACL{Perms: zk.PermRead | zk.PermCreate, Scheme: "world", ID: "anyone"})
+		if err := s.c.CreateAll(ctx, zk.Parent(s.opts.Root), shared); err != nil {
+			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
+		if _, err := s.c.Create(ctx, s.opts.Root, nil, zk.Persistent, zk.ACLCreatorAllWorldRead()); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+		}
+	}
+	if err := s.checkRoot(ctx); err != nil {
+		return Access{}, err
 	}
 	if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly()); err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
@@ -316,9 +337,8 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
 	a.Writers = ids
-	data, _ := json.Marshal(a)
-	if _, err := s.c.Set(ctx, s.base, data, -1); err != nil {
-		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
+	if err := s.writeAccess(ctx, a, nil); err != nil {
+		return Access{}, err
 	}
 	if err := s.c.SetACL(ctx, s.base, a.ACL(KindStatus), -1); err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
@@ -491,7 +511,7 @@ func (s *Store) createRevision(ctx context.Context, b *Bundle, pm PushMeta, pare
 	for i := 0; i < m.Chunks; i++ {
 		end := min((i+1)*s.opts.ChunkSize, len(blob))
 		p := zk.Join(created, chunkName(i))
-		if _, err := s.c.Create(ctx, p, blob[i*s.opts.ChunkSize:end], zk.Persistent, s.access.ACL(KindBundle)); err != nil {
+		if _, err := s.c.Create(ctx, p, blob[i*s.opts.ChunkSize:end], zk.Persistent, s.access.ACL(KindPrivate)); err != nil {
 			s.deleteRevision(context.WithoutCancel(ctx), rev)
 			return Meta{}, fmt.Errorf("write revision %d chunk %d of %d: %w", rev, i, m.Chunks, err)
 		}

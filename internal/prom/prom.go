@@ -65,8 +65,16 @@ func New(cfg Config) (*Client, error) {
 	return &Client{base: u, cfg: cfg, http: hc}, nil
 }
 
-// URL returns the base URL.
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the base URL without its user info.
+func (c *Client) URL() string { return shownURL(c.base) }
+
+// shownURL is u without its user info: credentials in --prometheus.url
+// never reach a log, an error or a znode.
+func shownURL(u *url.URL) string {
+	v := *u
+	v.User = nil
+	return v.String()
+}
 
 func (c *Client) endpoint(p string) string { return c.base.String() + p }
 
@@ -103,7 +111,7 @@ func (c *Client) Reload(ctx context.Context) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w: %w", req.URL, ErrUnreachable, err)
+		return fmt.Errorf("POST %s: %w: %w", shownURL(req.URL), ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -112,7 +120,7 @@ func (c *Client) Reload(ctx context.Context) error {
 	}
 	msg := strings.TrimSpace(string(body))
 	if resp.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("POST %s: %s (start Prometheus with --web.enable-lifecycle, or give the agent its pid for SIGHUP)", req.URL, msg)
+		return fmt.Errorf("POST %s: %s (start Prometheus with --web.enable-lifecycle, or give the agent its pid for SIGHUP)", shownURL(req.URL), msg)
 	}
 	return &ReloadError{Status: resp.StatusCode, Message: msg}
 }
@@ -166,18 +174,18 @@ func (c *Client) getJSON(ctx context.Context, p string, v any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w: %w", req.URL, ErrUnreachable, err)
+		return fmt.Errorf("GET %s: %w: %w", shownURL(req.URL), ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL, err)
+		return fmt.Errorf("GET %s: %w", shownURL(req.URL), err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d: %s", req.URL, resp.StatusCode, strings.TrimSpace(string(body)))
+		return fmt.Errorf("GET %s: HTTP %d: %s", shownURL(req.URL), resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", req.URL, err)
+		return fmt.Errorf("GET %s: decode: %w", shownURL(req.URL), err)
 	}
 	return nil
 }
@@ -192,24 +200,24 @@ func (c *Client) ReloadMetrics(ctx context.Context) (successful bool, lastSucces
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return false, time.Time{}, fmt.Errorf("GET %s: %w: %w", req.URL, ErrUnreachable, err)
+		return false, time.Time{}, fmt.Errorf("GET %s: %w: %w", shownURL(req.URL), ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, time.Time{}, fmt.Errorf("GET %s: HTTP %d", req.URL, resp.StatusCode)
+		return false, time.Time{}, fmt.Errorf("GET %s: HTTP %d", shownURL(req.URL), resp.StatusCode)
 	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return false, time.Time{}, fmt.Errorf("GET %s: parse: %w", req.URL, err)
+		return false, time.Time{}, fmt.Errorf("GET %s: parse: %w", shownURL(req.URL), err)
 	}
 	ok, found := gauge(fams, "prometheus_config_last_reload_successful")
 	if !found {
-		return false, time.Time{}, fmt.Errorf("GET %s: no prometheus_config_last_reload_successful", req.URL)
+		return false, time.Time{}, fmt.Errorf("GET %s: no prometheus_config_last_reload_successful", shownURL(req.URL))
 	}
 	ts, found := gauge(fams, "prometheus_config_last_reload_success_timestamp_seconds")
 	if !found {
-		return false, time.Time{}, fmt.Errorf("GET %s: no prometheus_config_last_reload_success_timestamp_seconds", req.URL)
+		return false, time.Time{}, fmt.Errorf("GET %s: no prometheus_config_last_reload_success_timestamp_seconds", shownURL(req.URL))
 	}
 	return ok == 1, time.Unix(0, int64(ts*1e9)), nil
 }
@@ -222,12 +230,12 @@ func (c *Client) Ready(ctx context.Context) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w: %w", req.URL, ErrUnreachable, err)
+		return fmt.Errorf("GET %s: %w: %w", shownURL(req.URL), ErrUnreachable, err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d (Prometheus is starting up)", req.URL, resp.StatusCode)
+		return fmt.Errorf("GET %s: HTTP %d (Prometheus is starting up)", shownURL(req.URL), resp.StatusCode)
 	}
 	return nil
 }
