@@ -20,6 +20,16 @@ var errNotAllowed = errors.New("not allowed")
 // model, and, unless the cluster is open, it is one of the agents.
 func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 	acc, _, err := a.store.Access(ctx)
+	if errors.Is(err, zk.ErrNoAuth) {
+		who := "an anonymous agent (no --zookeeper.auth-file)"
+		if own := a.c.DigestIdentities(); len(own) > 0 {
+			who = "identity " + own[0].String()
+		} else if a.c.Authenticated() {
+			who = "this agent's client certificate"
+		}
+		return acc, fmt.Errorf("%w: cluster %s admits only its agents, and %s is not one of them (it may not read the cluster's access settings): run the agent with --zookeeper.auth-file holding the agents' credentials, or have the writer name this identity (zkprom config push --agents.id)",
+			errNotAllowed, a.cfg.Cluster, who)
+	}
 	if err != nil {
 		return acc, err
 	}

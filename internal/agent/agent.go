@@ -545,7 +545,7 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	}); err != nil {
 		a.m.failures.WithLabelValues(StepFetch).Inc()
 		a.logger.Warn("could not fetch revision; retrying", "revision", rev, "err", err)
-		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState() })
+		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState(s) })
 		return true
 	}
 	if _, ok := bundle.Files[configstore.LeaderFile]; !ok {
@@ -568,7 +568,7 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		// Leadership ended during the apply: never switch to the overlay
 		// without it; the next step applies the follower variant.
 		a.logger.Info("lost HA leadership before the switch; not applying the overlay", "revision", rev)
-		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState() })
+		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState(s) })
 		return true
 	}
 	if err := timed(StepSwitch, func() error { return a.disk.linkTo(relVariantDir(rev, leader)) }); err != nil {
@@ -611,11 +611,10 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	return false
 }
 
-// restState is the state to show while an apply cannot proceed.
-func (a *Agent) restState() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state.FailedRevision != 0 && a.state.FailedRevision == a.status.Target {
+// restState is the state to show while an apply cannot proceed; it runs
+// inside setStatus (a.mu held), on the status s.
+func (a *Agent) restState(s *configstore.Status) string {
+	if a.state.FailedRevision != 0 && a.state.FailedRevision == s.Target {
 		return configstore.StateFailed
 	}
 	if a.state.Applied != 0 {

@@ -57,9 +57,9 @@ func TestAgentSecurityIdentity(t *testing.T) {
 		name, creds, want string
 	}{
 		{"anonymous", "", "--zookeeper.auth-file"},
-		{"agents' user, other password", "agent:" + randomPassword(), "not one of cluster"},
-		{"another user", "intruder-" + randomPassword()[:4] + ":" + randomPassword(), "not one of cluster"},
-		{"the writer", string(must(os.ReadFile(env.writerAuth))), "not one of cluster"},
+		{"agents' user, other password", "agent:" + randomPassword(), "is not one of them"},
+		{"another user", "intruder-" + randomPassword()[:4] + ":" + randomPassword(), "is not one of them"},
+		{"the writer", string(must(os.ReadFile(env.writerAuth))), "is not one of cluster"},
 	} {
 		zc := zk.Config{Servers: env.ens.Connect(), SessionTimeout: 6 * time.Second}
 		if tc.creds != "" {
@@ -435,6 +435,11 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	u, _ := url.Parse(env.proms[0].URL)
 	u.User = url.UserPassword("scraper", pass)
 	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
 	c := connectWith(t, agentZK(env.ens.Connect(), 6*time.Second))
 	cfg := Config{Cluster: cluster, Member: "agent-0", ConfigDir: env.dirs[0], Prometheus: prom.Config{URL: u.String()},
 		VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond, Fleet: FleetConfig{HAGroup: "solo"}}
@@ -498,16 +503,17 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	// unknown top-level key named with escape sequences).
 	for _, key := range []string{"\"\\e[2J\\e[31mowned\"", "\"\\a\\e]0;title\\a\"", "\"\u202eevil\"", "\"\\x9b31m\""} {
 		bad := bundle([]string{"job_a"}, nil, key+": 1\n", nil)
-		if _, err := s.Push(ctx, bad, configstore.PushMeta{Author: "test", Message: "bad"}); err != nil {
+		res, err := s.Push(ctx, bad, configstore.PushMeta{Author: "test", Message: "bad"})
+		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "the bad revision refused", func() (bool, string) {
-			st := a.Status()
-			return st.State == configstore.StateFailed && st.Error != "", st.State
-		})
-		data, _, _ := w.Get(ctx, s.MemberPath("agent-0"))
 		var st configstore.Status
-		json.Unmarshal(data, &st)
+		waitFor(t, 30*time.Second, "the bad revision refused in the member node", func() (bool, string) {
+			data, _, _ := w.Get(ctx, s.MemberPath("agent-0"))
+			st = configstore.Status{}
+			json.Unmarshal(data, &st)
+			return st.State == configstore.StateFailed && st.FailedRevision == res.Meta.Revision, st.State
+		})
 		if !strings.Contains(st.Error, "owned") && !strings.Contains(st.Error, "title") && !strings.Contains(st.Error, "evil") && !strings.Contains(st.Error, "31m") {
 			t.Errorf("key %s: error text lost its content: %q", key, st.Error)
 		}
@@ -517,6 +523,9 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 				break
 			}
 		}
-		push(t, s, bundle([]string{"job_a"}, nil, "", nil), "good again")
+		good := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "good again")
+		if err := waitRollout(t, s, good.Meta.Revision); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
