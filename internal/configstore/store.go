@@ -4,13 +4,16 @@
 // moved only with a version check, an optional canary pointer, pruned
 // history, and one ephemeral member znode per agent carrying its status.
 //
-// Layout below the root (default /zkprom/clusters) for cluster NAME:
+// Layout below the root (default /zkprom/clusters) for cluster NAME, each
+// node with the ACL of the trust model (access.go, docs/security.md):
 //
+//	NAME/access                       who may do what (JSON), writers and agents only
 //	NAME/revisions/r-0000000012       revision metadata (JSON)
 //	NAME/revisions/r-0000000012/c-0000 compressed bundle, chunk 0 (…/c-0001, …)
 //	NAME/current                      {"revision":12,…}, moved with a version check
 //	NAME/canary                       ephemeral, while a canary rollout runs
 //	NAME/members/<member>             ephemeral, one per agent, its status (JSON)
+//	NAME/ha/<group>/…                 HA groups: election and leader record (fleet.go)
 package configstore
 
 import (
