@@ -213,3 +213,48 @@ func TestShardsCLIUnknownCluster(t *testing.T) {
 		t.Errorf("cluster without agents: exit %d, want 0 and 'no live agents'\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
+
+// The access flags from the command line: an anonymous push is refused
+// saying what to do; a lab cluster opened by the loudly named flag says so
+// in its status; `config identity` prints the agents' digest identity
+// without the password; status without credentials tells a closed cluster
+// and with the writer's names who may do what.
+func TestAccessCLI(t *testing.T) {
+	skipShort(t)
+	cluster := clusterName(t)
+	dir := writeBundle(t, bundle([]string{"job_a"}, nil, "", nil))
+	zkFlags := []string{"--zookeeper.servers=" + env.ens.Connect(), "--cluster=" + cluster, "--log.level=warn"}
+	_, errOut, code := zkprom(t, append([]string{"config", "push", dir, "-m", "anon", "--agents.auth-file=" + env.agentAuth}, zkFlags...)...)
+	if code != 1 || !strings.Contains(errOut, "--zookeeper.auth-file") || !strings.Contains(errOut, "--unsafe.open-cluster") {
+		t.Errorf("anonymous push: exit %d\n%s", code, errOut)
+	}
+
+	lab := append([]string{"--root=/lab-" + cluster}, zkFlags...)
+	out, errOut, code := zkprom(t, append([]string{"config", "push", dir, "-m", "lab", "--unsafe.open-cluster"}, lab...)...)
+	if code != 0 || !strings.Contains(out, "WARNING") || !strings.Contains(out, "open") {
+		t.Errorf("open push: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = zkprom(t, append([]string{"config", "status"}, lab...)...)
+	if !strings.Contains(out, "access: OPEN") {
+		t.Errorf("status of an open cluster: exit %d\n%s%s", code, out, errOut)
+	}
+
+	out, _, code = zkprom(t, "config", "identity", env.agentAuth)
+	pass := strings.TrimSpace(strings.SplitN(string(must(os.ReadFile(env.agentAuth))), ":", 2)[1])
+	if code != 0 || strings.TrimSpace(out) != env.agentID.String() || strings.Contains(out, pass) {
+		t.Errorf("config identity: exit %d: %q, want %s", code, out, env.agentID)
+	}
+
+	writer := append([]string{"--zookeeper.auth-file=" + env.writerAuth}, zkFlags...)
+	if out, errOut, code = zkprom(t, append([]string{"config", "push", dir, "-m", "first", "--agents.id=" + env.agentID.String()}, writer...)...); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = zkprom(t, append([]string{"config", "status"}, zkFlags...)...)
+	if !strings.Contains(out, "access: closed") {
+		t.Errorf("anonymous status of a closed cluster:\n%s", out)
+	}
+	out, _, _ = zkprom(t, append([]string{"config", "status"}, writer...)...)
+	if !strings.Contains(out, "access: writers digest:writer:") || !strings.Contains(out, "agents "+env.agentID.String()) {
+		t.Errorf("writer's status of a closed cluster:\n%s", out)
+	}
+}
