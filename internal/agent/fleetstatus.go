@@ -183,6 +183,11 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 	for _, l := range waiting {
 		fmt.Fprintln(w, l)
 	}
+	for _, m := range members {
+		if m.Err != nil {
+			fmt.Fprintf(w, "not an agent, left out: %s\n", configstore.CleanText(m.Err.Error()))
+		}
+	}
 	for _, g := range groups {
 		fmt.Fprintln(w, haGroupLine(g))
 	}

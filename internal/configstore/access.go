@@ -127,6 +127,7 @@ type ACLProblem struct {
 	Path   string
 	ACL    []zk.ACL
 	Excess []zk.ACL
+	remove string // an agent's node: the subtree a writer removes
 }
 
 func (p ACLProblem) String() string {
@@ -222,17 +223,20 @@ func (s *Store) checkRoot(ctx context.Context) error {
 	return nil
 }
 
-// node is one node of the layout with its kind.
+// node is one node of the layout with its kind. remove is set for what
+// agents create (member nodes and HA groups): a node of theirs outside the
+// model is removed rather than adopted, and the agent makes it again.
 type node struct {
-	path string
-	kind NodeKind
+	path   string
+	kind   NodeKind
+	remove string // the subtree to delete when this node is outside the model
 }
 
 // layout lists the cluster's nodes that exist: the top ones, and with
 // deep every revision, chunk, member and HA node too.
 func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
-	nodes := []node{{s.base, KindStatus}, {s.AccessPath(), KindPrivate}, {s.RevisionsPath(), KindStatus}, {s.CurrentPath(), KindStatus},
-		{s.CanaryPath(), KindStatus}, {s.MembersPath(), KindAgentDir}, {s.HAPath(), KindAgentDir}}
+	nodes := []node{{s.base, KindStatus, ""}, {s.AccessPath(), KindPrivate, ""}, {s.RevisionsPath(), KindStatus, ""}, {s.CurrentPath(), KindStatus, ""},
+		{s.CanaryPath(), KindStatus, ""}, {s.MembersPath(), KindAgentDir, ""}, {s.HAPath(), KindAgentDir, ""}}
 	if !deep {
 		return nodes, nil
 	}
@@ -250,13 +254,13 @@ func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
 	}
 	for _, r := range revs {
 		rp := zk.Join(s.RevisionsPath(), r)
-		nodes = append(nodes, node{rp, KindStatus})
+		nodes = append(nodes, node{rp, KindStatus, ""})
 		chunks, err := children(rp)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range chunks {
-			nodes = append(nodes, node{zk.Join(rp, c), KindPrivate})
+			nodes = append(nodes, node{zk.Join(rp, c), KindPrivate, ""})
 		}
 	}
 	members, err := children(s.MembersPath())
@@ -264,7 +268,7 @@ func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
 		return nil, err
 	}
 	for _, m := range members {
-		nodes = append(nodes, node{s.MemberPath(m), KindAgentNode})
+		nodes = append(nodes, node{s.MemberPath(m), KindAgentNode, s.MemberPath(m)})
 	}
 	groups, err := children(s.HAPath())
 	if err != nil {
@@ -284,14 +288,15 @@ func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
 // and candidacies, and its leader record.
 func (s *Store) haGroupLayout(ctx context.Context, group string) ([]node, error) {
 	gp := s.HAGroupPath(group)
-	nodes := []node{{gp, KindAgentDir}, {zk.Join(gp, "election"), KindAgentDir}, {zk.Join(gp, "leader"), KindAgentNode}}
+	nodes := []node{{gp, KindAgentDir, gp}, {zk.Join(gp, "election"), KindAgentDir, gp}, {zk.Join(gp, "leader"), KindAgentNode, zk.Join(gp, "leader")}}
 	cands, _, err := s.c.Children(ctx, zk.Join(gp, "election"))
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return nil, err
 	}
 	slices.Sort(cands)
 	for _, c := range cands {
-		nodes = append(nodes, node{zk.Join(gp, "election", c), KindAgentNode})
+		p := zk.Join(gp, "election", c)
+		nodes = append(nodes, node{p, KindAgentNode, p})
 	}
 	return nodes, nil
 }
@@ -305,7 +310,7 @@ func (s *Store) CheckACLs(ctx context.Context, a Access, deep bool) ([]ACLProble
 	if err != nil {
 		return nil, fmt.Errorf("check ACLs of cluster %s: %w", s.opts.Cluster, err)
 	}
-	return s.checkNodes(ctx, a, nodes)
+	return s.checkNodes(ctx, a, nodes, false)
 }
 
 // CheckGroupACLs is CheckACLs for one HA group's nodes.
@@ -314,35 +319,47 @@ func (s *Store) CheckGroupACLs(ctx context.Context, a Access, group string) ([]A
 	if err != nil {
 		return nil, fmt.Errorf("check ACLs of HA group %s: %w", group, err)
 	}
-	return s.checkNodes(ctx, a, nodes)
+	return s.checkNodes(ctx, a, nodes, false)
 }
 
-func (s *Store) checkNodes(ctx context.Context, a Access, nodes []node) ([]ACLProblem, error) {
+// checkNodes checks nodes against the model. With writer (a writer's
+// session, which the model gives the admin right everywhere), a digest
+// entry whose hash ZooKeeper hides is a problem too: the writers lack the
+// admin right there, so the entry is not theirs.
+func (s *Store) checkNodes(ctx context.Context, a Access, nodes []node, writer bool) ([]ACLProblem, error) {
 	var out []ACLProblem
 	for _, n := range nodes {
 		acl, _, err := s.c.GetACL(ctx, n.path)
-		if errors.Is(err, zk.ErrNoNode) || (errors.Is(err, zk.ErrNoAuth) && n.kind == KindPrivate) {
+		if errors.Is(err, zk.ErrNoNode) || (errors.Is(err, zk.ErrNoAuth) && n.kind == KindPrivate && !writer) {
 			continue
 		}
 		if errors.Is(err, zk.ErrNoAuth) {
 			// The model lets writers, agents and readers read every
-			// node but the bundle's.
-			out = append(out, ACLProblem{Path: n.path})
+			// node but the private ones.
+			out = append(out, ACLProblem{Path: n.path, remove: n.remove})
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("check ACL of %s: %w", n.path, err)
 		}
-		if ex := zk.Excess(acl, a.ACL(n.kind)); len(ex) > 0 {
-			out = append(out, ACLProblem{Path: n.path, ACL: acl, Excess: ex})
+		ex := zk.Excess(acl, a.ACL(n.kind))
+		if writer && !a.Open {
+			for _, e := range acl {
+				if user, hash, _ := strings.Cut(e.ID, ":"); e.Scheme == "digest" && hash == "x" {
+					ex = zk.MergeACL(ex, []zk.ACL{{Perms: e.Perms, Scheme: e.Scheme, ID: user + ":x"}})
+				}
+			}
+		}
+		if len(ex) > 0 {
+			out = append(out, ACLProblem{Path: n.path, ACL: acl, Excess: ex, remove: n.remove})
 		}
 	}
 	return out, nil
 }
 
 // RecordTrusted reports whether an HA group's leader record can only have
-// been written by the cluster's writers or agents: its ACL is within the
-// model, and the model does not let everyone write it (an open cluster).
+// been written by the cluster's writers or agents: the cluster is closed,
+// the record's ACL is within the model and gives the agents write.
 func (s *Store) RecordTrusted(ctx context.Context, a Access, group string) (bool, error) {
 	if a.Open {
 		return false, nil
@@ -352,22 +369,47 @@ func (s *Store) RecordTrusted(ctx context.Context, a Access, group string) (bool
 	if err != nil {
 		return false, err
 	}
-	return len(zk.Excess(acl, a.ACL(KindAgentNode))) == 0, nil
+	if len(zk.Excess(acl, a.ACL(KindAgentNode))) > 0 {
+		return false, nil
+	}
+	agents := zk.Grant(zk.PermAll, identities(a.Agents)...)
+	for _, e := range acl {
+		if e.Perms&zk.PermWrite != 0 && len(zk.Excess([]zk.ACL{e}, agents)) == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
-// applyACLs sets the model's ACL on every node of the cluster.
-func (s *Store) applyACLs(ctx context.Context, a Access) error {
+// applyACLs sets the model's ACL on the cluster's nodes, and removes what
+// agents made outside it (problems): their member nodes, candidacies,
+// leader records and HA groups are made again by the agents themselves.
+// It goes on past errors and returns them all.
+func (s *Store) applyACLs(ctx context.Context, a Access, problems []ACLProblem) error {
+	var errs []error
+	removed := map[string]bool{}
+	for _, p := range problems {
+		if p.remove == "" || removed[p.remove] {
+			continue
+		}
+		if err := s.c.DeleteAll(ctx, p.remove); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", p.remove, err))
+			continue
+		}
+		removed[p.remove] = true
+		s.logger.Warn("removed an agent's node outside zkprom's model; agents make theirs again", "node", p.remove, "problem", p.String())
+	}
 	nodes, err := s.layout(ctx, true)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	for _, n := range nodes {
 		err := s.c.SetACL(ctx, n.path, a.ACL(n.kind), -1)
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return fmt.Errorf("set the model's ACL: %w", err)
+			errs = append(errs, fmt.Errorf("set the model's ACL: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // whoami returns the identities ZooKeeper gives this session: it creates

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -110,6 +111,13 @@ func TestOpenCluster(t *testing.T) {
 	if err := writer.SetACL(ctx, root, zk.ACLCreatorAllWorldRead(), -1); err != nil {
 		t.Fatal(err)
 	}
+	// Anyone may have planted anything meanwhile: the nodes are checked
+	// against the closed model, and taken over only after a look.
+	var ae *ACLError
+	if _, err := ws.Push(ctx, small("c"), PushMeta{}); !errors.As(err, &ae) {
+		t.Fatalf("closing push without --repair-acls: %v", err)
+	}
+	ws.opts.RepairACLs = true
 	if _, err := ws.Push(ctx, small("c"), PushMeta{}); err != nil {
 		t.Fatalf("closing push: %v", err)
 	}
@@ -233,8 +241,13 @@ func TestAnonymousAttacks(t *testing.T) {
 	if _, err := agent.Set(ctx, s.CurrentPath(), []byte(`{"revision":1}`), -1); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("agent move of current: %v", err)
 	}
-	if _, err := as.Push(ctx, small("agent"), PushMeta{}); !errors.Is(err, zk.ErrNoAuth) {
+	if _, err := as.Push(ctx, small("agent"), PushMeta{}); err == nil || !strings.Contains(err.Error(), "not one of the cluster's writers") {
 		t.Errorf("agent push: %v", err)
+	}
+	// Nor can an anonymous client create a cluster under the root a
+	// writer's push made.
+	if _, err := anon.Create(ctx, zk.Join(DefaultRoot, "evil-"+randomText(4)), nil, zk.Persistent, zk.ACLOpen()); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("anonymous cluster under the root: %v", err)
 	}
 }
 
@@ -472,4 +485,148 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A cluster as the previous zkprom made it (no access settings, members
+// and HA nodes open to everyone, the HA group's nodes without any admin
+// right, member nodes of agents with and without credentials, a leader
+// record with a password in its URL) is refused until its writer names
+// the agents and repairs it; the repair removes what agents made outside
+// the model and leaves every node with the model's ACL.
+func TestLegacyClusterUpgrade(t *testing.T) {
+	writer := connect(t, writerAuth)
+	oldAgent := connect(t, agentAuth)
+	anon := connect(t, "")
+	ctx := ctxT(t)
+	cluster := "legacy-" + randomText(5)
+	base := zk.Join(DefaultRoot, cluster)
+	creatorWorldRead := zk.ACLCreatorAllWorldRead()
+	oldMembers := append(zk.ACLCreatorOnly(), zk.ACL{Perms: zk.PermRead | zk.PermCreate | zk.PermDelete, Scheme: "world", ID: "anyone"})
+	oldGroup := []zk.ACL{{Perms: zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete, Scheme: "world", ID: "anyone"}}
+	for _, n := range []struct {
+		path string
+		data string
+		acl  []zk.ACL
+	}{
+		{base, "", creatorWorldRead},
+		{base + "/revisions", "", creatorWorldRead},
+		{base + "/current", `{"revision":1}`, creatorWorldRead},
+		{base + "/members", "", oldMembers},
+		{base + "/ha", "", oldMembers},
+	} {
+		if err := writer.CreateAll(ctx, zk.Parent(n.path), creatorWorldRead); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := writer.Create(ctx, n.path, []byte(n.data), zk.Persistent, n.acl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Revision 1 (sequence 0 is skipped, as a push does).
+	rev, err := writer.Create(ctx, base+"/revisions/r-", nil, zk.PersistentSequential, creatorWorldRead)
+	if err == nil {
+		err = writer.Delete(ctx, rev, -1)
+	}
+	if err == nil {
+		rev, err = writer.Create(ctx, base+"/revisions/r-", []byte(`{"chunks":1}`), zk.PersistentSequential, creatorWorldRead)
+	}
+	if err != nil || !strings.HasSuffix(rev, "r-0000000001") {
+		t.Fatal(rev, err)
+	}
+	chunk := rev + "/c-0000"
+	if _, err := writer.Create(ctx, chunk, []byte("bundle"), zk.Persistent, creatorWorldRead); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{base + "/ha/pair", base + "/ha/pair/election"} {
+		if _, err := anon.Create(ctx, p, nil, zk.Persistent, oldGroup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := "pw-" + randomText(8)
+	if _, err := anon.Create(ctx, base+"/ha/pair/leader", []byte(`{"member":"a","term":1,"prometheus":"http://u:`+secret+`@127.0.0.1:9090"}`), zk.Persistent, oldGroup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.Create(ctx, base+"/ha/pair/election/n_0000000001", nil, zk.Ephemeral, zk.ACLOpen()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.Create(ctx, base+"/members/old-anon", []byte(`{"member":"old-anon"}`), zk.Ephemeral, zk.ACLOpen()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oldAgent.Create(ctx, base+"/members/old-creds", []byte(`{"member":"old-creds"}`), zk.Ephemeral, creatorWorldRead); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newStore(t, writer, Options{Cluster: cluster})
+	s.opts.Access = nil
+	if _, err := s.Push(ctx, small("a"), PushMeta{}); err == nil || !strings.Contains(err.Error(), "no access settings") || !strings.Contains(err.Error(), "--repair-acls") {
+		t.Errorf("push without agents to a legacy cluster: %v", err)
+	}
+	s.opts.Access = &Access{Agents: []string{agentID.String()}}
+	var ae *ACLError
+	if _, err := s.Push(ctx, small("a"), PushMeta{}); !errors.As(err, &ae) || !strings.Contains(err.Error(), "c-0000") {
+		t.Errorf("push with agents to a legacy cluster: %v, want the chunks named as too open", err)
+	}
+	s.opts.RepairACLs = true
+	if _, err := s.Push(ctx, small("a"), PushMeta{}); err != nil {
+		t.Fatalf("repair push: %v", err)
+	}
+	for _, p := range []string{base + "/ha/pair", base + "/members/old-anon", base + "/members/old-creds"} {
+		if ok, _, _ := writer.Exists(ctx, p); ok {
+			t.Errorf("%s outside the model survived the repair", p)
+		}
+	}
+	a, _, err := s.Access(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := s.CheckACLs(ctx, a, true); err != nil || len(problems) > 0 {
+		t.Errorf("after the repair: %v %v", problems, err)
+	}
+	if _, _, err := anon.Get(ctx, chunk); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("anonymous read of an old chunk after the repair: %v", err)
+	}
+}
+
+// Nodes the agents' identity (or anyone in an earlier open phase) made
+// under members and ha with an ACL outside the model are removed by the
+// writer's next push, which goes on: such a node takes nothing over and
+// blocks nothing. The hash hidden from non-admins does not fool the
+// writer: an entry naming the writer's user with another password is not
+// the writer's.
+func TestPushRemovesForeignAgentNodes(t *testing.T) {
+	writer := connect(t, writerAuth)
+	ctx := ctxT(t)
+	s := newStore(t, writer, Options{})
+	if _, err := s.Push(ctx, small("a"), PushMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	// Someone holding the agents' credentials.
+	dir := t.TempDir()
+	mallory := filepath.Join(dir, "m")
+	os.WriteFile(mallory, []byte(readFile(t, agentAuth)), 0o600)
+	m := connect(t, mallory)
+	fakeWriter := zk.DigestIdentity("writer", "guess-"+randomText(6))
+	planted := []string{s.MemberPath("evil"), zk.Join(s.HAGroupPath("pair"), "leader")}
+	acls := [][]zk.ACL{
+		zk.MergeACL(zk.Grant(zk.PermAll, fakeWriter), zk.Grant(zk.PermRead, zk.World)),
+		zk.Grant(zk.PermRead|zk.PermWrite, zk.World),
+	}
+	if err := m.CreateAll(ctx, s.HAGroupPath("pair"), s.access.ACL(KindAgentDir)); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range planted {
+		if _, err := m.Create(ctx, p, []byte(`{"member":"evil","cluster":"`+s.Cluster()+`"}`), zk.Persistent, acls[i]); err != nil {
+			t.Fatalf("plant %s: %v", p, err)
+		}
+	}
+	if ok, err := s.RecordTrusted(ctx, s.access, "pair"); err != nil || ok {
+		t.Errorf("a record with a foreign ACL is trusted: %t %v", ok, err)
+	}
+	if _, err := s.Push(ctx, small("b"), PushMeta{}); err != nil {
+		t.Fatalf("push with foreign agent nodes: %v", err)
+	}
+	for _, p := range planted {
+		if ok, _, _ := writer.Exists(ctx, p); ok {
+			t.Errorf("%s survived the push", p)
+		}
+	}
 }

@@ -219,7 +219,8 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 	}
 	noCredentials := fmt.Errorf("cluster %s: writing needs credentials, so that nobody else can change the cluster: give --zookeeper.auth-file (digest user:password) or a TLS client certificate (--zookeeper.tls.cert-file); for a lab only, --unsafe.open-cluster lets anyone change it", s.opts.Cluster)
 	stored, st, err := s.Access(ctx)
-	if errors.Is(err, ErrNoCluster) {
+	switch {
+	case errors.Is(err, ErrNoCluster):
 		switch {
 		case want.Open:
 		case !s.c.Authenticated():
@@ -232,8 +233,11 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 			a.Readers = DefaultReaders
 		}
 		return s.create(ctx, a)
-	}
-	if errors.Is(err, ErrBadAccess) && want.Agents != nil {
+	case errors.Is(err, zk.ErrNoAuth) && !s.c.Authenticated():
+		return Access{}, noCredentials
+	case errors.Is(err, zk.ErrNoAuth):
+		return Access{}, fmt.Errorf("cluster %s: this session is not one of the cluster's writers (it may not read %s): use the writers' credentials", s.opts.Cluster, s.AccessPath())
+	case errors.Is(err, ErrBadAccess) && want.Agents != nil:
 		// Settings someone else wrote: the nodes are checked against
 		// the ones given now, as for a cluster without settings.
 		s.logger.Warn("ignoring the cluster's access settings", "err", err)
@@ -257,43 +261,69 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 	case next.Open:
 	case !s.c.Authenticated():
 		return Access{}, noCredentials
+	case legacy && next.Agents == nil:
+		return Access{}, fmt.Errorf("cluster %s has no access settings (made by an older zkprom, by someone else, or by a push that did not finish): push once with the agents' identity (--agents.auth-file or --agents.id), and --repair-acls after checking its nodes", s.opts.Cluster)
 	default:
 		if err := s.checkRoot(ctx); err != nil {
 			return Access{}, err
 		}
 	}
-	switch {
-	case next.Open:
-	case legacy && next.Agents == nil:
-		return Access{}, fmt.Errorf("cluster %s has no access settings (made by an older zkprom, by someone else, or by a push that did not finish): push once with the agents' identity (--agents.auth-file or --agents.id), and --repair-acls after checking its nodes", s.opts.Cluster)
-	}
 	if legacy && next.Readers == nil {
 		next.Readers = DefaultReaders
 	}
-	if !next.Open && (len(next.Writers) == 0 || stored.Open) {
-		if next.Writers, err = s.whoami(ctx, s.base); err != nil {
+	if !next.Open {
+		ids, err := s.whoami(ctx, s.base)
+		if errors.Is(err, zk.ErrNoAuth) {
+			return Access{}, fmt.Errorf("cluster %s: this session is not one of the cluster's writers (%s): use the writers' credentials", s.opts.Cluster, strings.Join(stored.Writers, ", "))
+		}
+		if err != nil {
 			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
 		}
+		switch {
+		case len(next.Writers) == 0 || stored.Open:
+			next.Writers = ids // the session that gives the cluster its settings
+		case !slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(stored.Writers, id) }):
+			return Access{}, fmt.Errorf("cluster %s: this session (%s) is not one of the cluster's writers (%s): use the writers' credentials", s.opts.Cluster, strings.Join(ids, ", "), strings.Join(stored.Writers, ", "))
+		}
 	}
+	// Nodes are checked against the settings they were made under; a
+	// cluster without settings, or one being closed, against the new ones
+	// (an open cluster's model allows anything).
 	model := stored
-	if legacy {
+	if legacy || (stored.Open && !next.Open) {
 		model = next
 	}
-	problems, err := s.CheckACLs(ctx, model, true)
+	nodes, err := s.layout(ctx, true)
+	if err != nil {
+		return Access{}, fmt.Errorf("check ACLs of cluster %s: %w", s.opts.Cluster, err)
+	}
+	problems, err := s.checkNodes(ctx, model, nodes, !model.Open)
 	if err != nil {
 		return Access{}, err
 	}
-	if len(problems) > 0 && !s.opts.RepairACLs {
-		return Access{}, &ACLError{Cluster: s.opts.Cluster, Problems: problems}
-	}
-	if !accessEqual(stored, next) || len(problems) > 0 {
-		if err := s.writeAccess(ctx, next, st); err != nil {
-			return Access{}, err
+	// The writers' own nodes wider than the model stop the push; the
+	// agents' are removed (apply below), and they make them again.
+	var writers []ACLProblem
+	for _, p := range problems {
+		if p.remove == "" {
+			writers = append(writers, p)
 		}
-		if err := s.applyACLs(ctx, next); err != nil {
+	}
+	if len(writers) > 0 && !s.opts.RepairACLs {
+		return Access{}, &ACLError{Cluster: s.opts.Cluster, Problems: writers}
+	}
+	if !accessEqual(stored, next) || len(problems) > 0 || s.opts.RepairACLs {
+		// The ACLs first, the settings last: a push cut off between them
+		// finds the old settings and applies again.
+		if err := s.applyACLs(ctx, next, problems); err != nil {
 			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
 		}
-		s.logger.Info("cluster access settings applied", "cluster", s.opts.Cluster, "writers", next.Writers, "agents", next.Agents, "readers", next.Readers, "open", next.Open)
+		if !accessEqual(stored, next) || st == nil {
+			if err := s.writeAccess(ctx, next, st); err != nil {
+				return Access{}, err
+			}
+			s.logger.Debug("cluster access settings applied", "cluster", s.opts.Cluster, "writers", next.Writers, "agents", next.Agents, "readers", next.Readers, "open", next.Open)
+		}
 	}
 	return next, s.ensureNodes(ctx, next)
 }
@@ -332,7 +362,9 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 	if err := s.checkRoot(ctx); err != nil {
 		return Access{}, err
 	}
-	if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly()); err != nil {
+	if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly()); errors.Is(err, zk.ErrNodeExists) {
+		return s.prepare(ctx) // another push made it meanwhile
+	} else if err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
 	ids, err := s.whoami(ctx, s.base)
@@ -340,19 +372,19 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
 	a.Writers = ids
-	if err := s.writeAccess(ctx, a, nil); err != nil {
-		return Access{}, err
-	}
 	if err := s.c.SetACL(ctx, s.base, a.ACL(KindStatus), -1); err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
-	s.logger.Info("created cluster", "cluster", s.opts.Cluster, "writers", a.Writers, "agents", a.Agents, "readers", a.Readers)
+	if err := s.writeAccess(ctx, a, nil); err != nil {
+		return Access{}, err
+	}
+	s.logger.Debug("created cluster", "cluster", s.opts.Cluster, "writers", a.Writers, "agents", a.Agents, "readers", a.Readers)
 	return a, s.ensureNodes(ctx, a)
 }
 
 // ensureNodes creates the nodes below the cluster node that are missing.
 func (s *Store) ensureNodes(ctx context.Context, a Access) error {
-	for _, n := range []node{{s.RevisionsPath(), KindStatus}, {s.MembersPath(), KindAgentDir}, {s.HAPath(), KindAgentDir}} {
+	for _, n := range []node{{s.RevisionsPath(), KindStatus, ""}, {s.MembersPath(), KindAgentDir, ""}, {s.HAPath(), KindAgentDir, ""}} {
 		if ok, _, err := s.c.Exists(ctx, n.path); err == nil && ok {
 			continue
 		}
