@@ -17,7 +17,9 @@ var errNotAllowed = errors.New("not allowed")
 
 // checkAccess reads the cluster's access settings and checks that this
 // agent may run there: the nodes it relies on grant no more than the
-// model, and, unless the cluster is open, it is one of the agents.
+// model, and, unless the cluster is open, it is one of the agents. The
+// settings it admits the agent under are kept (Agent.Access): the nodes
+// the agent makes get their ACL from them.
 func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 	acc, _, err := a.store.Access(ctx)
 	if errors.Is(err, zk.ErrNoAuth) {
@@ -35,7 +37,8 @@ func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 	}
 	if !acc.Open {
 		if len(acc.Writers) == 0 {
-			return acc, fmt.Errorf("%w: cluster %s has no access settings (made by an older zkprom): its writer must push once with --agents.auth-file or --agents.id and --repair-acls", errNotAllowed, a.cfg.Cluster)
+			// Retried: the agent starts once the writer upgraded the cluster.
+			return acc, fmt.Errorf("cluster %s has no access settings (made by an older zkprom): its writer must push once with --agents.auth-file or --agents.id and --repair-acls", a.cfg.Cluster)
 		}
 		if !a.c.Authenticated() {
 			return acc, fmt.Errorf("%w: cluster %s admits only its agents (%s): run the agent with --zookeeper.auth-file holding the agents' credentials, or a client certificate ZooKeeper maps to one of them",
@@ -58,6 +61,9 @@ func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 	if len(problems) > 0 {
 		return acc, fmt.Errorf("%w: %w", errNotAllowed, &configstore.ACLError{Cluster: a.cfg.Cluster, Problems: problems})
 	}
+	a.mu.Lock()
+	a.access = acc
+	a.mu.Unlock()
 	return acc, nil
 }
 

@@ -235,7 +235,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.status.Checksum = st.Checksum
 	a.status.FailedRevision = st.FailedRevision
 	a.status.FailedStep = st.FailedStep
-	a.status.Error = st.FailedError
+	a.status.Error = configstore.CleanText(st.FailedError)
 	a.mu.Unlock()
 	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
 	a.dropOverlay("starting") // when the link is a leader variant: never leader yet
@@ -284,6 +284,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			w.current = nil
 		case <-w.canary:
 			w.canary = nil
+		case <-w.access:
+			// The writer changed who may do what: the nodes this agent
+			// makes from now on follow (checkAccess keeps the settings).
+			w.access = nil
+			if _, err := a.checkAccess(ctx); err != nil {
+				a.logger.Error("the cluster's access settings changed and no longer admit this agent", "err", err)
+				a.setStatus(ctx, func(s *configstore.Status) { s.Error = err.Error() })
+			}
 		case ev := <-sub.C:
 			if ev.State == zk.StateConnected {
 				// Back: report the status we have, then look again.
@@ -304,7 +312,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // channel is re-armed at the next read. Each is armed at most once at a
 // time, so waiting long (ZooKeeper or Prometheus away) piles nothing up.
 type watches struct {
-	current, canary <-chan zk.WatchEvent
+	current, canary, access <-chan zk.WatchEvent
 }
 
 // register checks the cluster's access settings and creates the member
@@ -319,11 +327,11 @@ func (a *Agent) register(ctx context.Context) error {
 		acc, err := a.checkAccess(rctx)
 		if err == nil {
 			a.mu.Lock()
-			a.access = acc
 			data, _ := json.Marshal(a.status)
 			a.mu.Unlock()
 			var reg *zk.Registration
-			reg, err = zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{ACL: acc.ACL(configstore.KindAgentNode), Logger: a.logger})
+			reg, err = zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{
+				ACLFunc: func() []zk.ACL { return a.Access().ACL(configstore.KindAgentNode) }, Logger: a.logger})
 			if err == nil {
 				cancel()
 				a.mu.Lock()
@@ -425,6 +433,11 @@ func (a *Agent) step(ctx context.Context, w *watches) bool {
 func (a *Agent) target(ctx context.Context, w *watches) (int, bool, error) {
 	var ok bool
 	var err error
+	if w.access == nil {
+		if _, _, ch, err := a.c.GetW(ctx, a.store.AccessPath()); err == nil {
+			w.access = ch
+		}
+	}
 	if w.canary == nil {
 		var ch <-chan zk.WatchEvent
 		ok, _, ch, err = a.c.ExistsW(ctx, a.store.CanaryPath())
@@ -545,7 +558,12 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	}); err != nil {
 		a.m.failures.WithLabelValues(StepFetch).Inc()
 		a.logger.Warn("could not fetch revision; retrying", "revision", rev, "err", err)
-		a.setStatus(ctx, func(s *configstore.Status) { s.State = a.restState(s) })
+		a.setStatus(ctx, func(s *configstore.Status) {
+			s.State = a.restState(s)
+			if errors.Is(err, errNotAllowed) {
+				s.Error = err.Error() // for the writer's push --wait and status
+			}
+		})
 		return true
 	}
 	if _, ok := bundle.Files[configstore.LeaderFile]; !ok {

@@ -131,7 +131,7 @@ func (d disk) writeState(s State) error {
 // rename; the file is readable by its owner only.
 func writeAtomic(p string, data []byte) error {
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(data) {
-		return nil
+		return os.Chmod(p, 0o600) // a file from an older agent may be wider
 	}
 	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-")
 	if err != nil {

@@ -64,6 +64,8 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 		if rdata, _, err := c.Get(ctx, zk.Join(s.HAGroupPath(g), "leader")); err == nil {
 			var rec configstore.HALeader
 			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
+				// Written by agents, or by anyone in an open cluster.
+				rec.Member, rec.Previous, rec.Host = configstore.CleanText(rec.Member), configstore.CleanText(rec.Previous), configstore.CleanText(rec.Host)
 				hg.Record = &rec
 			}
 		}
@@ -153,7 +155,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 				role = fmt.Sprintf("leader (term %d)", f.Term)
 			} else if f.Waiting != "" {
 				role = "elected, waiting"
-				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, f.Waiting))
+				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, configstore.CleanText(f.Waiting)))
 			}
 			if f.Overlay {
 				role += ", overlay on"

@@ -286,10 +286,14 @@ func (h *ha) leading() bool {
 // lost (or fails Check) it wakes the agent to remove it.
 func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.f.a.cfg.Member})
-	acc := h.f.a.Access()
-	e := zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace,
-		ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
-	go h.follow(ctx, e)
+	// A new election per campaign: its nodes get the ACL of the access
+	// settings as they are then.
+	election := func() *zk.Election {
+		acc := h.f.a.Access()
+		return zk.NewElection(h.f.a.c, zk.Join(h.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.f.cfg.DisconnectGrace,
+			ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
+	}
+	go h.follow(ctx, election())
 	go h.watchHolder(ctx)
 	resign := func(l *zk.Leadership) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -297,7 +301,7 @@ func (h *ha) run(ctx context.Context) {
 		cancel()
 	}
 	for ctx.Err() == nil {
-		l, err := e.Campaign(ctx)
+		l, err := election().Campaign(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -458,6 +462,7 @@ func (h *ha) trusted(ctx context.Context) (bool, error) {
 const takeoverRetry = 250 * time.Millisecond
 
 func (h *ha) setWaiting(why string) {
+	why = configstore.CleanText(why) // it may quote a record anyone could write
 	h.mu.Lock()
 	changed := h.waiting != why
 	h.waiting = why
@@ -507,7 +512,7 @@ func (h *ha) previousRunsOverlay(ctx context.Context, prev configstore.HALeader)
 			"previous", prev.Member, "url", prev.Prometheus, "silent_for", since.Round(time.Millisecond))
 		return ""
 	}
-	pc, err := prom.New(prom.Config{URL: prev.Prometheus, HTTPClient: &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}})
+	pc, err := prom.New(prom.Config{URL: h.peerURL(prev.Prometheus), HTTPClient: &http.Client{Timeout: h.f.cfg.TakeoverCheckTimeout}})
 	if err != nil {
 		h.logger.Warn("taking over without checking the previous leader's Prometheus: its URL is unusable", "previous", prev.Member, "err", err)
 		return ""
@@ -593,7 +598,7 @@ func (h *ha) watchHolder(ctx context.Context) {
 		var failed bool
 		if url != "" {
 			start := time.Now()
-			pc, err := prom.New(prom.Config{URL: url, HTTPClient: hc})
+			pc, err := prom.New(prom.Config{URL: h.peerURL(url), HTTPClient: hc})
 			if err == nil {
 				err = pc.Ready(ctx) // any HTTP answer (even "starting up") is an answer
 			}
@@ -622,6 +627,19 @@ func (h *ha) watchHolder(ctx context.Context) {
 		case <-time.After(takeoverRetry):
 		}
 	}
+}
+
+// peerURL is a recorded Prometheus URL (stored without credentials) with
+// the user info of this agent's own --prometheus.url: the members of a
+// group reach each other's Prometheus as they reach their own.
+func (h *ha) peerURL(recorded string) string {
+	own, err1 := url.Parse(h.f.a.cfg.Prometheus.URL)
+	u, err2 := url.Parse(recorded)
+	if err1 != nil || err2 != nil || own.User == nil || u.User != nil {
+		return recorded
+	}
+	u.User = own.User
+	return u.String()
 }
 
 // reachable reports whether the Prometheus URL of a record can mean the

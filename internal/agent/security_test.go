@@ -324,6 +324,9 @@ func TestAgentSecurityForgedLeaderRecord(t *testing.T) {
 	if acl := must2(p.c.GetACL(ctx, rec)); strings.Contains(zk.FormatACL(acl), "world:anyone:cdrwa") {
 		t.Errorf("the forged record's ACL stayed: %s", zk.FormatACL(acl))
 	}
+	if v := metricValue(agentMetrics(p.procs[other].web), "zkprom_ha_untrusted_takeovers_total"); v != "1" {
+		t.Errorf("untrusted takeovers: %q, want 1", v)
+	}
 }
 
 func must2[T, U any](v T, _ U, err error) T {
@@ -472,6 +475,15 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	}
 	if !strings.Contains(string(member), u.Host) {
 		t.Errorf("member node lost the Prometheus address too: %s", member)
+	}
+	// The agent's own nodes carry the model's ACL.
+	access := a.Access()
+	for p, kind := range map[string]configstore.NodeKind{s.MemberPath("agent-0"): configstore.KindAgentNode, rec: configstore.KindAgentNode,
+		s.HAGroupPath("solo"): configstore.KindAgentDir, zk.Join(s.HAGroupPath("solo"), "election"): configstore.KindAgentDir} {
+		got := must2(w.GetACL(ctx, p))
+		if zk.FormatACL(got) != zk.FormatACL(access.ACL(kind)) {
+			t.Errorf("%s: ACL %s, want the model's %s", p, zk.FormatACL(got), zk.FormatACL(access.ACL(kind)))
+		}
 	}
 
 	// Files: the state, the rendered revision and its secret, the share

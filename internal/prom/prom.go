@@ -52,10 +52,11 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("parse Prometheus URL %q: %w", cfg.URL, err)
+		// url's error quotes the whole URL, credentials included.
+		return nil, errors.New("parse Prometheus URL: not a URL: want http(s)://[user:password@]host:port[/prefix]")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("Prometheus URL %q: want http(s)://host:port[/prefix]", cfg.URL)
+		return nil, fmt.Errorf("Prometheus URL %q: want http(s)://host:port[/prefix]", shownURL(u))
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	hc := cfg.HTTPClient

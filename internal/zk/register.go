@@ -16,7 +16,17 @@ type RegisterOptions struct {
 	// prefix such as /services/api/member_.
 	Sequential bool
 	ACL        []ACL
-	Logger     *slog.Logger
+	// ACLFunc, when set, gives the ACL at each creation instead of ACL
+	// (settings that may change while the registration lives).
+	ACLFunc func() []ACL
+	Logger  *slog.Logger
+}
+
+func (o RegisterOptions) acl() []ACL {
+	if o.ACLFunc != nil {
+		return o.ACLFunc()
+	}
+	return o.ACL
 }
 
 // Registration is an ephemeral node kept present for as long as it is
@@ -94,6 +104,11 @@ func (r *Registration) keep(sub *Subscription) {
 			}
 		case ev := <-watch:
 			watch = nil
+			if ev.Type == WatchLost && ev.Err != nil {
+				retry.Reset(backoff) // the watch could not be set: look again later
+				backoff = min(2*backoff, 10*time.Second)
+				continue
+			}
 			if ev.Type == NodeDeleted && r.deletedByOther(ev.Path) {
 				r.logger.Warn("the registration's node was deleted by another client; re-creating it", "node", ev.Path)
 			}
@@ -116,17 +131,23 @@ func (r *Registration) keep(sub *Subscription) {
 	}
 }
 
-// watch leaves a watch on the registered node; nil when not registered.
+// watch leaves a watch on the registered node. It returns nil while the
+// registration is suspended or closed, and a channel that has fired when
+// the node is already gone.
 func (r *Registration) watch() <-chan WatchEvent {
-	p := r.Path()
-	if p == "" {
+	r.mu.Lock()
+	p, idle := r.actual, r.closed || r.suspended
+	r.mu.Unlock()
+	if p == "" || idle {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.c.SessionTimeout())
 	defer cancel()
 	ok, _, w, err := r.c.ExistsW(ctx, p)
 	if err != nil {
-		return nil // the next session event re-arms it
+		ch := make(chan WatchEvent, 1) // look again through ensure
+		ch <- WatchEvent{Type: WatchLost, Path: p, Err: err}
+		return ch
 	}
 	if !ok {
 		ch := make(chan WatchEvent, 1)
@@ -177,7 +198,7 @@ func (r *Registration) ensure(ctx context.Context) error {
 			r.actual = own
 			return err
 		}
-		p, err := r.c.Create(ctx, r.path, r.data, EphemeralSequential, r.opts.ACL)
+		p, err := r.c.Create(ctx, r.path, r.data, EphemeralSequential, r.opts.acl())
 		if err != nil {
 			return err
 		}
@@ -185,7 +206,7 @@ func (r *Registration) ensure(ctx context.Context) error {
 		r.logger.Info("registered", "node", p)
 		return nil
 	}
-	_, err := r.c.Create(ctx, r.path, r.data, Ephemeral, r.opts.ACL)
+	_, err := r.c.Create(ctx, r.path, r.data, Ephemeral, r.opts.acl())
 	if errors.Is(err, ErrNodeExists) {
 		ok, st, serr := r.c.Exists(ctx, r.path)
 		if serr != nil {
@@ -200,7 +221,7 @@ func (r *Registration) ensure(ctx context.Context) error {
 				return err
 			}
 		}
-		_, err = r.c.Create(ctx, r.path, r.data, Ephemeral, r.opts.ACL)
+		_, err = r.c.Create(ctx, r.path, r.data, Ephemeral, r.opts.acl())
 	}
 	if err != nil {
 		return err
