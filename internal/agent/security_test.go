@@ -93,6 +93,8 @@ func TestAgentSecurityWideACL(t *testing.T) {
 	skipShort(t)
 	w := connect(t)
 	ctx := context.Background()
+	group := func(s *configstore.Store) string { return s.HAGroupPath("pair") }
+	election := func(s *configstore.Store) string { return zk.Join(s.HAGroupPath("pair"), "election") }
 	for i, tc := range []struct {
 		node  func(*configstore.Store) string
 		extra zk.ACL
@@ -101,10 +103,19 @@ func TestAgentSecurityWideACL(t *testing.T) {
 		{(*configstore.Store).CurrentPath, zk.ACL{Perms: zk.PermWrite, Scheme: "world", ID: "anyone"}},
 		{(*configstore.Store).HAPath, zk.ACL{Perms: zk.PermCreate | zk.PermDelete, Scheme: "digest", ID: "intruder:" + randomPassword()}},
 		{(*configstore.Store).Path, zk.ACL{Perms: zk.PermAll, Scheme: "ip", ID: "127.0.0.1"}},
+		{group, zk.ACL{Perms: zk.PermWrite | zk.PermCreate, Scheme: "world", ID: "anyone"}},
+		{election, zk.ACL{Perms: zk.PermAll, Scheme: "digest", ID: "agent:" + randomPassword()}},
 	} {
 		cluster := fmt.Sprintf("%s-%d", clusterName(t), i)
 		s := newStore(t, w, cluster)
 		push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+		access, _, err := s.Access(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.CreateAll(ctx, election(s), access.ACL(configstore.KindAgentDir)); err != nil {
+			t.Fatal(err)
+		}
 		p := tc.node(s)
 		acl, _, err := w.GetACL(ctx, p)
 		if err != nil {
@@ -113,7 +124,7 @@ func TestAgentSecurityWideACL(t *testing.T) {
 		if err := w.SetACL(ctx, p, append(acl, tc.extra), -1); err != nil {
 			t.Fatal(err)
 		}
-		err = runOnce(t, agentZK(env.ens.Connect(), 6*time.Second), cluster, nil)
+		err = runOnce(t, agentZK(env.ens.Connect(), 6*time.Second), cluster, func(c *Config) { c.Fleet.HAGroup = "pair" })
 		if err == nil || !strings.Contains(err.Error(), p+" has ACL") || !strings.Contains(err.Error(), tc.extra.Scheme+":"+strings.SplitN(tc.extra.ID, ":", 2)[0]) {
 			t.Errorf("agent in a cluster whose %s is wider: %v", p, err)
 		}

@@ -67,8 +67,20 @@ func TestPushNeedsCredentials(t *testing.T) {
 			t.Errorf("anonymous push created %s", s.Path())
 		}
 	}
-	// A writer's first push must name the agents.
+	// Nor to a cluster a writer made.
 	writer := connect(t, writerAuth)
+	made := newStore(t, writer, Options{Cluster: "made-" + randomText(6)})
+	if _, err := made.Push(ctx, small("a"), PushMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, access := range []*Access{nil, {Agents: []string{agentID.String()}}} {
+		s := newStore(t, anon, Options{Cluster: made.Cluster()})
+		s.opts.Access = access
+		if _, err := s.Push(ctx, small("b"), PushMeta{}); err == nil || !strings.Contains(err.Error(), "--zookeeper.auth-file") {
+			t.Errorf("anonymous push to an existing cluster (settings %+v): %v", access, err)
+		}
+	}
+	// A writer's first push must name the agents.
 	s, err := New(writer, Options{Cluster: "no-agents-" + randomText(6)}, nil)
 	if err != nil {
 		t.Fatal(err)

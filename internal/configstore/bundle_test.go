@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestBundleRoundTrip(t *testing.T) {
@@ -274,4 +275,23 @@ func TestDeployBadExample(t *testing.T) {
 		t.Fatalf("bad example: %v", err)
 	}
 	t.Log(ve.Output)
+}
+
+// CleanText: secrets masked, no control characters or invalid UTF-8 left,
+// newlines and tabs kept, the length bounded.
+func TestCleanText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"password: hunter2\n\tnext", "password: " + Masked + "\n\tnext"},
+		{"red \x1b[31mtext\x1b[0m \a", "red [31mtext[0m "},
+		{"\u202eevil\u2066", "evil"},
+		{"bad \xff\xfe utf8 \u009b2J", "bad  utf8 2J"},
+	} {
+		if got := CleanText(tc.in); got != tc.want {
+			t.Errorf("CleanText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	long := CleanText(strings.Repeat("é", 10_000))
+	if len(long) > 8<<10+20 || !strings.HasSuffix(long, "…(cut)") || !utf8.ValidString(long) {
+		t.Errorf("long text: %d bytes, suffix %q", len(long), long[len(long)-12:])
+	}
 }
