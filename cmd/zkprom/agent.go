@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,7 +84,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		}
 		fmt.Fprintln(w, "zkprom agent: /metrics, /status, /-/healthy")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(mux)
 	webErr := make(chan error, 1)
 	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()
 	runErr := make(chan error, 1)

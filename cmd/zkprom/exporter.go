@@ -32,6 +32,7 @@ type exporterCommand struct {
 	web          *web.FlagConfig
 	readTimeout  time.Duration
 	ensembleName string
+	probe        exporter.ProbePolicy
 }
 
 func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterCommand {
@@ -58,6 +59,12 @@ func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterComman
 	cmd.Flag("collect.wchs", "Watch summary from wchs.").BoolVar(&e.Wchs)
 	cmd.Flag("collect.znode-children", "Export the number of children of this znode (repeatable), read through a ZooKeeper session.").
 		StringsVar(&e.ZnodePaths)
+	cmd.Flag("probe.allow", "Host pattern (zk-*.example.com) or CIDR (10.0.0.0/8) that /probe?target= may ask besides the servers of the configured ensembles (repeatable; adds to probe.allow of the config file).").
+		StringsVar(&c.probe.Allow)
+	cmd.Flag("probe.allow-any-target", "Let /probe?target= ask ANY host:port, as the blackbox exporter does: only where nobody untrusted reaches this port (see docs/exporter.md).").
+		BoolVar(&c.probe.AllowAny)
+	cmd.Flag("probe.max-concurrent", "Probes served at once; more get HTTP 503 (default: the config file's, else 16).").
+		IntVar(&c.probe.MaxConcurrent)
 	cmd.Flag("config.file", "YAML file with named ensembles (see docs/exporter.md); reloaded on SIGHUP and POST /-/reload.").
 		StringVar(&c.configFile)
 	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
@@ -117,6 +124,11 @@ func (c *exporterCommand) load() (*exporter.Config, error) {
 	}
 	if fe != nil {
 		cfg.Ensembles = append(cfg.Ensembles, *fe)
+	}
+	cfg.Probe.Allow = append(cfg.Probe.Allow, c.probe.Allow...)
+	cfg.Probe.AllowAny = cfg.Probe.AllowAny || c.probe.AllowAny
+	if c.probe.MaxConcurrent != 0 {
+		cfg.Probe.MaxConcurrent = c.probe.MaxConcurrent
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

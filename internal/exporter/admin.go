@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"time"
@@ -23,7 +22,9 @@ func newAdminClient(tlsConf *tls.Config) *http.Client {
 		IdleConnTimeout:     50 * time.Second, // below the AdminServer's idle timeout
 		ForceAttemptHTTP2:   false,
 	}
-	return &http.Client{Transport: t}
+	// A redirect is an answer, never followed: the exporter asks the
+	// AdminServers it was given, and no other URL.
+	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // adminAnswer is one AdminServer command's answer.
@@ -43,7 +44,7 @@ func adminCommand(ctx context.Context, c *http.Client, base, name string) (admin
 		return adminAnswer{}, fmt.Errorf("AdminServer %s at %s: %w", name, base, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	b, err := readAnswer(resp.Body, name)
 	if err != nil {
 		return adminAnswer{Status: resp.StatusCode}, fmt.Errorf("AdminServer %s at %s: read answer: %w", name, base, ctxErr(ctx, err))
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,13 +30,16 @@ type Exporter struct {
 
 	mu        sync.RWMutex
 	ensembles []*ensemble
-	probe     *ensemble // settings for /probe?target= of unconfigured servers
+	probe     *ensemble // settings for /probe?target= of unconfigured servers: no client certificate
+	policy    ProbePolicy
+	probing   chan struct{} // one token per /probe being served
 
 	downMu sync.Mutex
 	down   map[string]bool // servers last seen unreachable, to log changes only
 
-	errMu     sync.Mutex
-	errSeries map[errKey]bool // (ensemble, server) pairs with scrape error series
+	errMu       sync.Mutex
+	errSeries   map[errKey]bool // (ensemble, server) pairs with scrape error series
+	probeSeries int             // of them, servers outside the configured ensembles
 }
 
 // errKey names the series of one server in the scrape error counter:
@@ -45,7 +49,9 @@ type errKey struct{ ensemble, server string }
 
 // New builds an exporter for cfg. probeDefaults gives the settings
 // (timeout, TLS, AdminServer port) used for /probe?target= servers that
-// are in no configured ensemble; its Name and Servers are ignored.
+// are in no configured ensemble; its Name and Servers are ignored, and so
+// is its client certificate: it is presented only to the servers of the
+// ensemble it is configured for.
 func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg prometheus.Registerer) (*Exporter, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -55,7 +61,7 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 		descs:  newDescCache(),
 		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "scrape_errors_total",
-			Help: "Commands to a ZooKeeper server that failed, by source (admin, fourletter) and reason (timeout, connection_refused, connection_reset, tls, http_status, parse, canceled, other).",
+			Help: "Commands to a ZooKeeper server that failed, by source (admin, fourletter) and reason (timeout, connection_refused, connection_reset, tls, http_status, parse, too_large, canceled, other).",
 		}, []string{"ensemble", "server", "source", "reason"}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "config_last_reload_successful",
@@ -67,6 +73,7 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 		}),
 	}
 	probeDefaults.Name, probeDefaults.Servers = "probe", "localhost:2181"
+	probeDefaults.TLS.CertFile, probeDefaults.TLS.KeyFile = "", ""
 	probe, err := newEnsemble(probeDefaults, logger)
 	if err != nil {
 		return nil, fmt.Errorf("probe settings: %w", err)
@@ -113,6 +120,10 @@ func (x *Exporter) ApplyConfig(cfg *Config) error {
 	x.mu.Lock()
 	old := x.ensembles
 	x.ensembles = ens
+	if x.probing == nil || cap(x.probing) != cfg.Probe.MaxConcurrent {
+		x.probing = make(chan struct{}, cfg.Probe.MaxConcurrent)
+	}
+	x.policy = cfg.Probe
 	x.mu.Unlock()
 	for _, e := range old {
 		e.close()
@@ -175,21 +186,35 @@ func (x *Exporter) EnsembleCollector(ctx context.Context, names ...string) (prom
 		}
 		ens = append(ens, e)
 	}
-	return &collector{ctx: ctx, x: x, ensembles: ens}, nil
+	return &collector{ctx: ctx, x: x, ensembles: ens, descs: x.descs}, nil
 }
 
 // TargetCollector collects one server, with the settings of the
 // configured ensemble that lists it (or of module, when given), else the
-// probe defaults. Its series carry only the server label. AdminServer
-// connections are kept alive between probes.
+// probe defaults. A server outside the configured ensembles must be
+// allowed by the probe policy (else ErrNotAllowed), and never gets a
+// configured client certificate. Its series carry only the server label.
 func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (prometheus.Collector, error) {
-	src := x.probe
+	host, err := parseTarget(server)
+	if err != nil {
+		return nil, err
+	}
+	src := x.ensembleOf(server)
+	listed := src != x.probe
 	if module != "" {
-		if src = x.ensemble(module); src == nil {
+		m := x.ensemble(module)
+		if m == nil {
 			return nil, fmt.Errorf("%w %q given as module (configured: %s)", ErrUnknownEnsemble, module, strings.Join(x.Ensembles(), ", "))
 		}
-	} else {
-		src = x.ensembleOf(server)
+		listed = slices.Contains(m.servers, server)
+		src = m
+	}
+	x.mu.RLock()
+	policy := x.policy
+	x.mu.RUnlock()
+	if !listed && !policy.allows(host) {
+		return nil, fmt.Errorf("%w: %s is no server of a configured ensemble (%s) and not in the probe allow-list (probe.allow in the config file, --probe.allow); see docs/exporter.md",
+			ErrNotAllowed, server, strings.Join(x.Ensembles(), ", "))
 	}
 	cfg := src.cfg
 	cfg.Name, cfg.Servers, cfg.ZnodePaths = "probe", server, nil
@@ -205,13 +230,23 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 	if len(servers) != 1 {
 		return nil, fmt.Errorf("probe target %q: give one host:port", server)
 	}
-	e := &ensemble{cfg: cfg, servers: servers, tls: src.tls, http: src.http, logger: src.logger,
+	tlsConf, hc := src.tls, src.http
+	if !listed {
+		tlsConf, hc = x.probe.tls, x.probe.http // no client certificate outside its ensemble
+	}
+	e := &ensemble{cfg: cfg, servers: servers, tls: tlsConf, http: hc, logger: src.logger,
 		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{}}
 	origin := ""
-	if src != x.probe {
+	if listed {
 		origin = src.cfg.Name
 	}
-	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin}, nil
+	// A server outside the configured ensembles names its own metrics: they
+	// are described per scrape, never kept.
+	descs := newDescCache()
+	if listed {
+		descs = x.descs
+	}
+	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin, descs: descs}, nil
 }
 
 // ensembleOf returns the first configured ensemble that lists server,
@@ -237,6 +272,7 @@ type collector struct {
 	single     bool // one /probe?target= server: no ensemble label, no view
 	closeAfter bool
 	origin     string // single: the configured ensemble whose settings are used, "" none
+	descs      *descCache
 }
 
 // Describe sends nothing: families follow what the servers answer, so
@@ -264,7 +300,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	parallel(fns...)
 	for i, e := range c.ensembles {
-		base := &emitter{ch: ch, cache: c.x.descs}
+		base := &emitter{ch: ch, cache: c.descs}
 		if !c.single {
 			base = base.with("ensemble", e.cfg.Name)
 		}
@@ -283,39 +319,57 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// maxProbeSeries bounds the servers outside the configured ensembles that
+// get their own scrape error series (a /probe allow-list, or any target):
+// beyond, their errors are counted under server="other".
+const maxProbeSeries = 100
+
 // countErrors counts the failed commands of one server, scraped with the
 // settings of the ensemble named ens ("" for the probe defaults).
 func (x *Exporter) countErrors(ens string, r *ServerResult) {
 	var first error
+	server := r.Server
 	for _, cmd := range r.Commands {
-		if cmd.Err != nil {
-			x.errMu.Lock()
-			if x.errSeries == nil {
-				x.errSeries = map[errKey]bool{}
-			}
-			x.errSeries[errKey{ens, r.Server}] = true
-			x.scrapeErrors.WithLabelValues(ens, r.Server, cmd.Source, errorReason(cmd.Err)).Inc()
-			x.errMu.Unlock()
-			x.logger.Debug("command failed", "ensemble", ens, "server", r.Server, "command", cmd.Command, "source", cmd.Source, "err", cmd.Err)
-			if first == nil {
-				first = cmd.Err
-			}
+		if cmd.Err == nil {
+			continue
 		}
+		x.errMu.Lock()
+		if x.errSeries == nil {
+			x.errSeries = map[errKey]bool{}
+		}
+		key := errKey{ens, server}
+		if !x.errSeries[key] && ens == "" && x.probeSeries >= maxProbeSeries {
+			key.server = "other"
+		} else if !x.errSeries[key] && ens == "" {
+			x.probeSeries++
+		}
+		x.errSeries[key] = true
+		x.errMu.Unlock()
+		if c, err := x.scrapeErrors.GetMetricWithLabelValues(key.ensemble, key.server, cmd.Source, errorReason(cmd.Err)); err == nil {
+			c.Inc()
+		}
+		x.logger.Debug("command failed", "ensemble", ens, "server", server, "command", cmd.Command, "source", cmd.Source, "err", cmd.Err)
+		if first == nil {
+			first = cmd.Err
+		}
+	}
+	if ens == "" {
+		return // only configured servers are followed for the log below
 	}
 	// Say why a server is unreachable once, when it goes, and when it is
 	// back, rather than on every scrape.
 	x.downMu.Lock()
-	was := x.down[r.Server]
+	was := x.down[server]
 	if x.down == nil {
 		x.down = map[string]bool{}
 	}
-	x.down[r.Server] = !r.Up
+	x.down[server] = !r.Up
 	x.downMu.Unlock()
 	switch {
 	case !r.Up && !was:
-		x.logger.Warn("ZooKeeper server unreachable", "server", r.Server, "reason", errorReason(first), "err", first)
+		x.logger.Warn("ZooKeeper server unreachable", "server", server, "reason", errorReason(first), "err", first)
 	case r.Up && was:
-		x.logger.Info("ZooKeeper server reachable again", "server", r.Server)
+		x.logger.Info("ZooKeeper server reachable again", "server", server)
 	}
 }
 
@@ -338,6 +392,7 @@ func (x *Exporter) dropErrorSeries(ens []*ensemble) {
 			delete(x.errSeries, k)
 		}
 	}
+	x.probeSeries = 0
 }
 
 // scrapeTimeout is the deadline for a scrape: Prometheus's

@@ -28,6 +28,8 @@ const (
 // Config is the exporter's configuration file: named ensembles.
 type Config struct {
 	Ensembles []EnsembleConfig `yaml:"ensembles"`
+	// Probe says which other servers /probe?target= may ask.
+	Probe ProbePolicy `yaml:"probe,omitempty"`
 }
 
 // EnsembleConfig says how to reach one ZooKeeper ensemble and what to
@@ -100,6 +102,9 @@ func LoadConfig(path string) (*Config, error) {
 
 // Validate fills in defaults and checks every ensemble.
 func (c *Config) Validate() error {
+	if err := c.Probe.Validate(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i := range c.Ensembles {
 		e := &c.Ensembles[i]

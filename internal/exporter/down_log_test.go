@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// A server that goes away is logged once with the reason, and once when
-// it is back: not on every scrape.
+// A server of a configured ensemble that goes away is logged once with
+// the reason, and once when it is back: not on every scrape. Servers
+// asked through /probe only are not logged (anyone may name them).
 func TestUnreachableLoggedOnChange(t *testing.T) {
 	var buf bytes.Buffer
 	x, err := New(&Config{}, EnsembleConfig{}, slog.New(slog.NewTextHandler(&buf, nil)), nil)
@@ -18,11 +19,15 @@ func TestUnreachableLoggedOnChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := &ServerResult{Server: "zk1:2181", Commands: []CommandResult{{Command: "mntr", Err: fmt.Errorf("dial: %w", syscall.ECONNREFUSED)}}}
-	x.countErrors("", down)
-	x.countErrors("", down)
-	x.countErrors("", &ServerResult{Server: "zk1:2181", Up: true})
-	x.countErrors("", &ServerResult{Server: "zk1:2181", Up: true})
+	x.countErrors("main", down)
+	x.countErrors("main", down)
+	x.countErrors("main", &ServerResult{Server: "zk1:2181", Up: true})
+	x.countErrors("main", &ServerResult{Server: "zk1:2181", Up: true})
+	x.countErrors("", &ServerResult{Server: "probed:2181", Commands: down.Commands})
 	out := buf.String()
+	if strings.Contains(out, "probed:2181") {
+		t.Errorf("a probed server is logged:\n%s", out)
+	}
 	if n := strings.Count(out, "ZooKeeper server unreachable"); n != 1 || !strings.Contains(out, "reason=connection_refused") {
 		t.Errorf("want one unreachable line with its reason, got:\n%s", out)
 	}

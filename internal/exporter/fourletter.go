@@ -11,9 +11,33 @@ import (
 	"time"
 )
 
-// maxAnswer bounds what is read from one four-letter word or AdminServer
-// command (a leader's mntr is about 25 KB; cons grows with connections).
-const maxAnswer = 16 << 20
+// Bounds of what is read from one four-letter word or AdminServer
+// command: a leader's mntr is about 25 KB (more with many namespaces);
+// cons grows with the connections. A longer answer is an error, never
+// silently cut.
+const (
+	maxAnswer     = 1 << 20
+	maxConsAnswer = 16 << 20
+)
+
+var errTooLarge = errors.New("answer too long")
+
+func answerLimit(cmd string) int64 {
+	if cmd == "cons" || cmd == "connections" {
+		return maxConsAnswer
+	}
+	return maxAnswer
+}
+
+// readAnswer reads a whole answer to cmd, at most its limit.
+func readAnswer(r io.Reader, cmd string) ([]byte, error) {
+	limit := answerLimit(cmd)
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes (not a ZooKeeper answer, or more than the exporter reads)", errTooLarge, limit)
+	}
+	return b, err
+}
 
 // safeWords are the only four-letter words the exporter sends: none of
 // them changes the server's state (srst, crst, ... are never sent).
@@ -54,8 +78,8 @@ func fourLetterWord(ctx context.Context, addr, cmd string, tlsConf *tls.Config) 
 	if _, err := conn.Write([]byte(cmd)); err != nil {
 		return "", fmt.Errorf("%s to %s: send: %w", cmd, addr, ctxErr(ctx, err))
 	}
-	b, err := io.ReadAll(io.LimitReader(conn, maxAnswer))
-	if err != nil && !(len(b) > 0 && isClosed(err)) {
+	b, err := readAnswer(conn, cmd)
+	if b == nil && err != nil || err != nil && !(len(b) > 0 && isClosed(err)) {
 		return "", fmt.Errorf("%s to %s: read answer: %w", cmd, addr, ctxErr(ctx, err))
 	}
 	return string(b), nil

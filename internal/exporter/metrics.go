@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -133,11 +134,14 @@ func isDigits(s string) bool {
 }
 
 // descCache keeps one Desc per family and label set: families come from
-// the keys servers send, so they are built on the fly, once.
+// the keys servers send, so they are built on the fly, once. It keeps at
+// most maxDescs; beyond, Descs are built for the scrape and not kept.
 type descCache struct {
 	mu sync.Mutex
 	m  map[string]*prometheus.Desc
 }
+
+const maxDescs = 4096
 
 func newDescCache() *descCache { return &descCache{m: map[string]*prometheus.Desc{}} }
 
@@ -148,7 +152,9 @@ func (c *descCache) get(name, help string, labels []string) *prometheus.Desc {
 	d, ok := c.m[key]
 	if !ok {
 		d = prometheus.NewDesc(name, help, labels, nil)
-		c.m[key] = d
+		if len(c.m) < maxDescs {
+			c.m[key] = d
+		}
 	}
 	return d
 }
@@ -178,9 +184,17 @@ func (e *emitter) labels(extra []string) ([]string, []string) {
 	return names, values
 }
 
+// emit sends one sample. A label value that is not valid UTF-8 (from a
+// server's answer) makes it an invalid metric: a scrape error for that
+// series, never a panic.
 func (e *emitter) emit(name, help string, t prometheus.ValueType, v float64, extra ...string) {
 	names, values := e.labels(extra)
-	e.ch <- prometheus.MustNewConstMetric(e.cache.get(name, help, names), t, v, values...)
+	d := e.cache.get(name, help, names)
+	m, err := prometheus.NewConstMetric(d, t, v, values...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	e.ch <- m
 }
 
 func (e *emitter) gauge(name, help string, v float64, extra ...string) {
@@ -189,7 +203,12 @@ func (e *emitter) gauge(name, help string, v float64, extra ...string) {
 
 func (e *emitter) summary(name, help string, count uint64, sum float64, q map[float64]float64, extra ...string) {
 	names, values := e.labels(extra)
-	e.ch <- prometheus.MustNewConstSummary(e.cache.get(name, help, names), count, sum, q, values...)
+	d := e.cache.get(name, help, names)
+	m, err := prometheus.NewConstSummary(d, count, sum, q, values...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	e.ch <- m
 }
 
 func boolValue(b bool) float64 {
@@ -205,8 +224,26 @@ type group struct {
 	stats map[string]float64
 }
 
-// emitStats sends every numeric key of mntr/monitor.
+// maxKeys bounds the numeric mntr/monitor keys exported per server: a
+// real server sends a few hundred (more with many namespaces); an answer
+// with more is cut, in key order, and says how many keys it dropped.
+const maxKeys = 2000
+
+// emitStats sends every numeric key of mntr/monitor, at most maxKeys.
 func emitStats(e *emitter, s Stats) {
+	if n := len(s.Numbers); n > maxKeys {
+		keys := make([]string, 0, n)
+		for k := range s.Numbers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		kept := make(map[string]float64, maxKeys)
+		for _, k := range keys[:maxKeys] {
+			kept[k] = s.Numbers[k]
+		}
+		s.Numbers = kept
+		e.gauge("zookeeper_exporter_keys_dropped", fmt.Sprintf("Numeric keys of the server's mntr/monitor answer left out in this scrape (more than %d).", maxKeys), float64(n-maxKeys))
+	}
 	groups := make(map[string]*group, len(s.Numbers)/4)
 	for k, v := range s.Numbers {
 		for _, p := range statPrefixes {

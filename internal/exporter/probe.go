@@ -38,8 +38,20 @@ func (x *Exporter) MetricsHandler(own prometheus.Gatherer) http.Handler {
 //
 //	/probe?target=host:port[&module=ENSEMBLE]  one server
 //	/probe?ensemble=NAME                       a configured ensemble, with its view
+//
+// At most the policy's MaxConcurrent probes run at once; more get 503.
 func (x *Exporter) ProbeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x.mu.RLock()
+		tokens := x.probing
+		x.mu.RUnlock()
+		select {
+		case tokens <- struct{}{}:
+			defer func() { <-tokens }()
+		default:
+			http.Error(w, fmt.Sprintf("too many probes at once (at most %d): try again later", cap(tokens)), http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := requestContext(r)
 		defer cancel()
 		q := r.URL.Query()
@@ -60,8 +72,11 @@ func (x *Exporter) ProbeHandler() http.Handler {
 		}
 		if err != nil {
 			status := http.StatusBadRequest
-			if errors.Is(err, ErrUnknownEnsemble) {
+			switch {
+			case errors.Is(err, ErrUnknownEnsemble):
 				status = http.StatusNotFound
+			case errors.Is(err, ErrNotAllowed):
+				status = http.StatusForbidden
 			}
 			http.Error(w, err.Error(), status)
 			return

@@ -100,6 +100,8 @@ func errorReason(err error) string {
 		return "http_status"
 	case errors.Is(err, errParse):
 		return "parse"
+	case errors.Is(err, errTooLarge):
+		return "too_large"
 	case isReset(err):
 		return "connection_reset"
 	}

@@ -55,7 +55,7 @@ func TestScrapeErrorsPerServer(t *testing.T) {
 	cfg := &Config{Ensembles: []EnsembleConfig{
 		{Name: "both", Servers: a + "," + b, Timeout: 5 * time.Second},
 		{Name: "words", Servers: a, Timeout: 5 * time.Second, Admin: AdminConfig{Disabled: true}},
-	}}
+	}, Probe: ProbePolicy{Allow: []string{"127.0.0.0/8"}}}
 	ts := newTestServer(t, cfg, nil)
 	ts.scrape(t, "/metrics")
 	ts.scrape(t, "/probe?target="+c)
