@@ -45,6 +45,7 @@ func knownFamilies(t *testing.T) map[string]bool {
 	reg.MustRegister(resultsCollector{results: results, cache: newDescCache()})
 	znodes := prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
 		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+		emitDroppedKeys((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x").with("server", "zk1:2181"), 1)
 	})
 	reg.MustRegister(znodes)
 	x, err := New(nil, EnsembleConfig{}, nil, reg)
@@ -232,6 +233,7 @@ func metricsDoc(t *testing.T) string {
 	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newDescCache()})
 	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
 		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+		emitDroppedKeys((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x").with("server", "zk1:2181"), 1)
 	}))
 	x, err := New(nil, EnsembleConfig{}, nil, reg)
 	if err != nil {

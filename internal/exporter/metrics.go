@@ -229,6 +229,10 @@ type group struct {
 // with more is cut, in key order, and says how many keys it dropped.
 const maxKeys = 2000
 
+func emitDroppedKeys(e *emitter, n int) {
+	e.gauge("zookeeper_exporter_keys_dropped", fmt.Sprintf("Numeric keys of the server's mntr/monitor answer left out in this scrape (more than %d).", maxKeys), float64(n))
+}
+
 // emitStats sends every numeric key of mntr/monitor, at most maxKeys.
 func emitStats(e *emitter, s Stats) {
 	if n := len(s.Numbers); n > maxKeys {
@@ -242,7 +246,7 @@ func emitStats(e *emitter, s Stats) {
 			kept[k] = s.Numbers[k]
 		}
 		s.Numbers = kept
-		e.gauge("zookeeper_exporter_keys_dropped", fmt.Sprintf("Numeric keys of the server's mntr/monitor answer left out in this scrape (more than %d).", maxKeys), float64(n-maxKeys))
+		emitDroppedKeys(e, n-maxKeys)
 	}
 	groups := make(map[string]*group, len(s.Numbers)/4)
 	for k, v := range s.Numbers {
