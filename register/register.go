@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/zkprom/zkprom/internal/targetgroup"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -156,12 +157,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("id %q must not contain /", c.ID)
 	}
 	for k, v := range c.Labels {
-		if !model.LabelName(k).IsValidLegacy() || strings.HasPrefix(k, model.MetaLabelPrefix) {
-			if c.Format == FormatZkprom {
-				return fmt.Errorf("label name %q is not allowed", k)
+		if c.Format == FormatZkprom {
+			if err := targetgroup.CheckLabel(k, v); err != nil {
+				return err // the rule discovery reads by
 			}
-		}
-		if !model.LabelValue(v).IsValid() {
+		} else if !model.LabelValue(v).IsValid() {
 			return fmt.Errorf("label %q: value is not valid UTF-8", k)
 		}
 	}
@@ -246,10 +246,7 @@ func (c *Config) Data(now time.Time) ([]byte, error) {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	return json.Marshal(struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}{[]string{c.MetricsAddress}, labels})
+	return json.Marshal(targetgroup.Group{Targets: []string{c.MetricsAddress}, Labels: labels})
 }
 
 func uuid() string {

@@ -32,6 +32,45 @@ type JobConfig struct {
 	Metrics   MetricsConfig     `yaml:"metrics,omitempty"`
 	Filter    FilterConfig      `yaml:"filter,omitempty"`
 	Labels    map[string]string `yaml:"labels,omitempty"`
+	Limits    LimitsConfig      `yaml:"limits,omitempty"`
+}
+
+// LimitsConfig bounds what registrations can make a job hold: any service
+// may write any bytes into its znode. A znode over a limit is refused
+// whole, with reason too_large; the rest of the job is unaffected. Zero
+// takes the default.
+type LimitsConfig struct {
+	TargetsPerZnode     int   `yaml:"targets_per_znode,omitempty"`      // default 1,000
+	LabelBytesPerTarget int   `yaml:"label_bytes_per_target,omitempty"` // default 16 KiB
+	LabelBytesPerZnode  int   `yaml:"label_bytes_per_znode,omitempty"`  // default 1 MiB
+	TargetsPerJob       int   `yaml:"targets_per_job,omitempty"`        // default 1,000,000
+	LabelBytesPerJob    int64 `yaml:"label_bytes_per_job,omitempty"`    // default 1 GiB
+}
+
+// DefaultLimits are the limits of a job that sets none.
+var DefaultLimits = LimitsConfig{TargetsPerZnode: 1000, LabelBytesPerTarget: 16 << 10, LabelBytesPerZnode: 1 << 20,
+	TargetsPerJob: 1_000_000, LabelBytesPerJob: 1 << 30}
+
+func (l *LimitsConfig) fill() error {
+	d := DefaultLimits
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{{&l.TargetsPerZnode, d.TargetsPerZnode}, {&l.LabelBytesPerTarget, d.LabelBytesPerTarget}, {&l.LabelBytesPerZnode, d.LabelBytesPerZnode}, {&l.TargetsPerJob, d.TargetsPerJob}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 0 {
+			return fmt.Errorf("limits: %d is negative", *f.v)
+		}
+	}
+	if l.LabelBytesPerJob == 0 {
+		l.LabelBytesPerJob = d.LabelBytesPerJob
+	}
+	if l.LabelBytesPerJob < 0 {
+		return fmt.Errorf("limits: label_bytes_per_job %d is negative", l.LabelBytesPerJob)
+	}
+	return nil
 }
 
 // MetricsConfig says where a member's metrics are: the address (at most
@@ -186,6 +225,9 @@ func (j *JobConfig) validate(formats map[string]Format, top zk.Config) error {
 		if k == "" {
 			return fmt.Errorf("job %q: metrics.params has an empty name", j.Name)
 		}
+	}
+	if err := j.Limits.fill(); err != nil {
+		return fmt.Errorf("job %q: %w", j.Name, err)
 	}
 	if len(j.Filter.Status) > 0 && j.Format != "serverset" && j.Format != "curator" {
 		return fmt.Errorf("job %q: filter.status applies to the serverset and curator formats only", j.Name)

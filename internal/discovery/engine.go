@@ -35,6 +35,7 @@ type job struct {
 	// counters and state read by the collector
 	invalidTotal map[string]float64 // by reason
 	nTargets     int
+	labelBytes   int64 // of the targets held
 	synced       bool
 	stale        bool
 	started      time.Time
@@ -71,6 +72,7 @@ type group struct {
 
 func newJob(cfg JobConfig, logger *slog.Logger) *job {
 	f := Formats()[cfg.Format]
+	cfg.Limits.fill() // validated configs have them filled; tests build jobs directly
 	j := &job{
 		cfg:          cfg,
 		format:       f,
@@ -404,11 +406,17 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		delete(j.invalid, ev.Path)
 		return
 	}
+	lim := j.cfg.Limits
+	if len(ms) > lim.TargetsPerZnode {
+		j.markInvalid(ev.Path, invalid(ReasonTooLarge, "%d targets in one znode (at most %d: limits.targets_per_znode)", len(ms), lim.TargetsPerZnode))
+		return
+	}
 	ps := &pathState{}
 	var built []struct {
 		id, src string
 		entry   []byte
 	}
+	znodeBytes := 0
 	for i, m := range ms {
 		if m.Key != "" {
 			ps.keyed = append(ps.keyed, m)
@@ -422,9 +430,21 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 			j.markInvalid(ev.Path, err)
 			return
 		}
+		entry := render(l)
+		znodeBytes += len(entry)
+		switch {
+		case len(entry) > lim.LabelBytesPerTarget:
+			j.markInvalid(ev.Path, invalid(ReasonTooLarge, "a target of %d bytes (at most %d: limits.label_bytes_per_target)", len(entry), lim.LabelBytesPerTarget))
+			return
+		case znodeBytes > lim.LabelBytesPerZnode:
+			j.markInvalid(ev.Path, invalid(ReasonTooLarge, "targets of more than %d bytes in one znode (limits.label_bytes_per_znode)", lim.LabelBytesPerZnode))
+			return
+		}
+		// A NUL never occurs in a znode path: ids of one znode's targets
+		// cannot collide with another znode's, whatever its name.
 		id := ev.Path
 		if len(ms) > 1 {
-			id += "#" + strconv.Itoa(i)
+			id += "\x00" + strconv.Itoa(i)
 		}
 		src := m.Group
 		if src == "" {
@@ -433,7 +453,13 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		built = append(built, struct {
 			id, src string
 			entry   []byte
-		}{id, src, render(l)})
+		}{id, src, entry})
+	}
+	// The job's totals, counting what this znode held before as gone.
+	oldTargets, oldBytes := j.pathTotals(ev.Path)
+	if j.nTargets-oldTargets+len(built) > lim.TargetsPerJob || j.labelBytes-oldBytes+int64(znodeBytes) > lim.LabelBytesPerJob {
+		j.markInvalid(ev.Path, invalid(ReasonTooLarge, "the job would hold more than %d targets or %d bytes of them (limits.targets_per_job, label_bytes_per_job)", lim.TargetsPerJob, lim.LabelBytesPerJob))
+		return
 	}
 	delete(j.invalid, ev.Path)
 	for _, b := range built {
@@ -502,10 +528,13 @@ func (j *job) putTarget(id, src string, entry []byte) {
 		g = &group{targets: map[string][]byte{}}
 		j.groups[src] = g
 	}
-	if _, ok := g.targets[id]; !ok {
+	if old, ok := g.targets[id]; !ok {
 		j.nTargets++
 		g.ids = nil
+	} else {
+		j.labelBytes -= int64(len(old))
 	}
+	j.labelBytes += int64(len(entry))
 	g.targets[id] = entry
 	g.dirty = true
 	j.srcOf[id] = src
@@ -518,13 +547,36 @@ func (j *job) dropTarget(id string) {
 	}
 	delete(j.srcOf, id)
 	if g := j.groups[src]; g != nil {
-		if _, ok := g.targets[id]; ok {
+		if old, ok := g.targets[id]; ok {
+			j.labelBytes -= int64(len(old))
 			delete(g.targets, id)
 			g.ids = nil
 			j.nTargets--
 			g.dirty = true
 		}
 	}
+}
+
+// pathTotals returns the targets and bytes path holds now.
+func (j *job) pathTotals(path string) (int, int64) {
+	ps, ok := j.paths[path]
+	if !ok {
+		return 0, 0
+	}
+	ids := []string{path}
+	if ps != nil {
+		ids = ps.ids
+	}
+	n, b := 0, int64(0)
+	for _, id := range ids {
+		if g := j.groups[j.srcOf[id]]; g != nil {
+			if e, ok := g.targets[id]; ok {
+				n++
+				b += int64(len(e))
+			}
+		}
+	}
+	return n, b
 }
 
 func (j *job) markInvalid(path string, err error) {

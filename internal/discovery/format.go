@@ -108,7 +108,8 @@ type TreeNeeds struct {
 const (
 	ReasonMalformed = "malformed"  // the data or name does not decode
 	ReasonNoAddress = "no_address" // it decodes but names no usable host and port
-	ReasonBadLabel  = "bad_label"  // a label name or value Prometheus would reject
+	ReasonBadLabel  = "bad_label"  // a label name or value Prometheus would reject, or one a registration may not set
+	ReasonTooLarge  = "too_large"  // over one of the job's limits (targets, label bytes)
 )
 
 // Reasons lists every reason, for documentation.

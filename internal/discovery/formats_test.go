@@ -422,15 +422,23 @@ func TestDruid(t *testing.T) {
 
 func TestZkprom(t *testing.T) {
 	runCases(t, zkpromFormat{}, []parseCase{
-		{name: "group", node: node("/zkprom/targets/api/i-1", []byte(`{"targets":["10.0.0.1:9100","10.0.0.2:9100"],"labels":{"env":"prod","__metrics_path__":"/m"}}`)),
+		{name: "group", node: node("/zkprom/targets/api/i-1", []byte(`{"targets":["10.0.0.1:9100","10.0.0.2:9100"],"labels":{"env":"prod","team":"x"}}`)),
 			want: []model.LabelSet{
-				{"__address__": "10.0.0.1:9100", "env": "prod", "__metrics_path__": "/m", "__meta_zookeeper_path": "/zkprom/targets/api/i-1", "__meta_zookeeper_format": "zkprom"},
-				{"__address__": "10.0.0.2:9100", "env": "prod", "__metrics_path__": "/m", "__meta_zookeeper_path": "/zkprom/targets/api/i-1", "__meta_zookeeper_format": "zkprom"}}},
+				{"__address__": "10.0.0.1:9100", "env": "prod", "team": "x", "__meta_zookeeper_path": "/zkprom/targets/api/i-1", "__meta_zookeeper_format": "zkprom"},
+				{"__address__": "10.0.0.2:9100", "env": "prod", "team": "x", "__meta_zookeeper_path": "/zkprom/targets/api/i-1", "__meta_zookeeper_format": "zkprom"}}},
 		{name: "list, no port", node: node("/zkprom/targets/x", []byte(`[{"targets":["db.example.com"]}]`)),
 			want: []model.LabelSet{{"__address__": "db.example.com", "__meta_zookeeper_path": "/zkprom/targets/x", "__meta_zookeeper_format": "zkprom"}}},
 		{name: "no targets", node: node("/zkprom/targets/x", []byte(`{"labels":{"a":"b"}}`)), reason: ReasonNoAddress},
 		{name: "bad label", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"a-b":"c"}}`)), reason: ReasonBadLabel},
 		{name: "address label", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"__address__":"c:2"}}`)), reason: ReasonBadLabel},
+		// What a registration may not set: Prometheus's own and discovery's.
+		{name: "job", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"job":"other"}}`)), reason: ReasonBadLabel},
+		{name: "instance", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"instance":"i"}}`)), reason: ReasonBadLabel},
+		{name: "scheme", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"__scheme__":"https"}}`)), reason: ReasonBadLabel},
+		{name: "metrics path", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"__metrics_path__":"/m"}}`)), reason: ReasonBadLabel},
+		{name: "param", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"__param_target":"evil:1"}}`)), reason: ReasonBadLabel},
+		{name: "interval", node: node("/zkprom/targets/x", []byte(`{"targets":["h:1"],"labels":{"__scrape_interval__":"1ms"}}`)), reason: ReasonBadLabel},
+		{name: "forged serverset meta", node: node("/zkprom/targets/x", []byte(`[{"targets":["h:1"]},{"targets":["h:2"],"labels":{"__meta_serverset_shard":"0"}}]`)), reason: ReasonBadLabel},
 		{name: "port 0", node: node("/zkprom/targets/x", []byte(`{"targets":["h:0"]}`)), reason: ReasonNoAddress},
 		{name: "null", node: node("/zkprom/targets/x", []byte(`null`)), reason: ReasonNoAddress},
 		{name: "junk", node: node("/zkprom/targets/x", []byte{0x1f, 0x8b}), reason: ReasonMalformed},

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // zkpromFormat reads znodes holding a file_sd-style target group
@@ -18,40 +20,31 @@ type zkpromFormat struct{}
 func (zkpromFormat) Name() string    { return "zkprom" }
 func (zkpromFormat) Tree() TreeNeeds { return TreeNeeds{MaxDepth: 0, Data: true} }
 
-type zkpromGroup struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-}
-
 func (f zkpromFormat) Parse(n Node) ([]Member, error) {
 	if isEmpty(n.Data) {
 		return nil, nil
 	}
-	var groups []zkpromGroup
+	var groups []targetgroup.Group
 	d := bytes.TrimSpace(n.Data)
 	if len(d) > 0 && d[0] == '[' {
 		if err := json.Unmarshal(d, &groups); err != nil {
 			return nil, invalid(ReasonMalformed, "decode target groups: %w", err)
 		}
 	} else {
-		var g zkpromGroup
+		var g targetgroup.Group
 		if err := json.Unmarshal(d, &g); err != nil {
 			return nil, invalid(ReasonMalformed, "decode target group: %w", err)
 		}
-		groups = []zkpromGroup{g}
+		groups = []targetgroup.Group{g}
 	}
 	var out []Member
 	for _, g := range groups {
 		l := model.LabelSet{}
 		for k, v := range g.Labels {
-			ln := model.LabelName(k)
-			if !ln.IsValidLegacy() || ln == model.AddressLabel || strings.HasPrefix(k, model.MetaLabelPrefix+"zookeeper_") {
-				return nil, invalid(ReasonBadLabel, "label name %q is not allowed", k)
+			if err := targetgroup.CheckLabel(k, v); err != nil {
+				return nil, invalid(ReasonBadLabel, "%w", err)
 			}
-			if !model.LabelValue(v).IsValid() {
-				return nil, invalid(ReasonBadLabel, "value of label %q is not valid UTF-8", k)
-			}
-			l[ln] = model.LabelValue(v)
+			l[model.LabelName(k)] = model.LabelValue(v)
 		}
 		for k, v := range commonLabels(f.Name(), n.Path) {
 			l[k] = v
