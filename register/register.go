@@ -44,6 +44,10 @@ const (
 	FormatZkprom    = "zkprom"
 	FormatServerset = "serverset"
 	FormatCurator   = "curator"
+
+	// Payloads of the curator format (Config.CuratorPayload).
+	CuratorPayloadMap    = "map"
+	CuratorPayloadSpring = "spring"
 )
 
 // ZooKeeper says how to reach the ensemble.
@@ -85,9 +89,15 @@ type Config struct {
 	Address string
 	// MetricsAddress is where its metrics are (default: Address).
 	MetricsAddress string
-	// Labels go in the zkprom group's labels, or the Curator payload's
-	// metadata.
+	// Labels go in the zkprom group's labels, or the Curator payload.
 	Labels map[string]string
+	// CuratorPayload is the payload a curator registration carries:
+	// "map" (default) a plain JSON object of the labels, what any Curator
+	// consumer reads (ServiceDiscoveryBuilder.builder(Map.class) and
+	// untyped ones); "spring" a Spring Cloud Zookeeper ZookeeperInstance
+	// with the labels as metadata, for Spring consumers (others cannot
+	// resolve its class).
+	CuratorPayload string
 	// Shard is the serverset shard number.
 	Shard int
 	Check HealthCheck
@@ -137,6 +147,13 @@ func (c *Config) Validate() error {
 		}
 		if c.Service == "" {
 			return errors.New("curator format: give the service name (--service)")
+		}
+		switch c.CuratorPayload {
+		case "":
+			c.CuratorPayload = CuratorPayloadMap
+		case CuratorPayloadMap, CuratorPayloadSpring:
+		default:
+			return fmt.Errorf("curator payload %q: want %s or %s", c.CuratorPayload, CuratorPayloadMap, CuratorPayloadSpring)
 		}
 		if strings.Contains(c.Service, "/") {
 			return fmt.Errorf("service name %q must not contain /", c.Service)
@@ -217,12 +234,24 @@ func (c *Config) Data(now time.Time) ([]byte, error) {
 			Shard               int           `json:"shard"`
 		}{ep{host, port}, map[string]ep{"metrics": {mhost, mport}}, "ALIVE", c.Shard})
 	case FormatCurator:
-		md := map[string]string{"instance_status": "UP"}
+		md := map[string]string{}
 		for k, v := range c.Labels {
 			md[k] = v
 		}
 		if c.MetricsAddress != c.Address {
 			md["metrics.port"] = strconv.Itoa(mport)
+		}
+		// Curator types the payload by its "@class" (defaultImpl Object):
+		// without one, every consumer reads it as a map.
+		var payload any = md
+		if c.CuratorPayload == CuratorPayloadSpring {
+			md["instance_status"] = "UP"
+			payload = map[string]any{
+				"@class":   "org.springframework.cloud.zookeeper.discovery.ZookeeperInstance",
+				"id":       c.ID,
+				"name":     c.Service,
+				"metadata": md,
+			}
 		}
 		return json.Marshal(map[string]any{
 			"name":    c.Service,
@@ -230,12 +259,7 @@ func (c *Config) Data(now time.Time) ([]byte, error) {
 			"address": host,
 			"port":    port,
 			"sslPort": nil,
-			"payload": map[string]any{
-				"@class":   "org.springframework.cloud.zookeeper.discovery.ZookeeperInstance",
-				"id":       c.ID,
-				"name":     c.Service,
-				"metadata": md,
-			},
+			"payload": payload,
 			"registrationTimeUTC": now.UnixMilli(),
 			"serviceType":         "DYNAMIC",
 			"uriSpec":             map[string]any{"parts": []map[string]any{{"value": "scheme", "variable": true}, {"value": "://", "variable": false}, {"value": "address", "variable": true}, {"value": ":", "variable": false}, {"value": "port", "variable": true}}},

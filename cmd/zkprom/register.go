@@ -32,7 +32,9 @@ func newRegisterCommand(app *kingpin.Application) *registerCommand {
 	cmd.Flag("id", "Instance id (default: the address for zkprom, a random UUID for curator).").StringVar(&r.ID)
 	cmd.Flag("address", "host:port of the instance.").Required().StringVar(&r.Address)
 	cmd.Flag("metrics-address", "host:port of its metrics (default: --address).").StringVar(&r.MetricsAddress)
-	cmd.Flag("label", "A label name=value (zkprom: target label; curator: payload metadata); repeatable.").StringsVar(&c.labels)
+	cmd.Flag("label", "A label name=value (zkprom: target label; curator: a payload field, or metadata with --curator.payload=spring); repeatable.").StringsVar(&c.labels)
+	cmd.Flag("curator.payload", "Payload of a curator registration: map (the labels as a plain JSON object: what every Curator consumer reads) or spring (a Spring Cloud Zookeeper ZookeeperInstance with the labels as metadata: only for Spring consumers).").
+		Default(register.CuratorPayloadMap).EnumVar(&r.CuratorPayload, register.CuratorPayloadMap, register.CuratorPayloadSpring)
 	cmd.Flag("shard", "Serverset shard number.").IntVar(&r.Shard)
 	cmd.Flag("check.http", "Health check: URL that answers 2xx/3xx while the instance is healthy.").StringVar(&r.Check.HTTP)
 	cmd.Flag("check.tcp", "Health check: host:port that accepts connections while the instance is healthy.").StringVar(&r.Check.TCP)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -196,17 +197,22 @@ func (f curatorFormat) Parse(n Node) ([]Member, error) {
 			}
 			l[curatorPrefix+"payload_class"] = model.LabelValue(class)
 			kind = curatorKind(class)
-			for k, raw := range payload {
-				if s, ok := scalar(raw); ok && k != "@class" && k != "metadata" {
+			// A generic payload (ServiceDiscoveryBuilder.builder(Map.class)):
+			// its scalar fields; Spring's and Dubbo's: their metadata.
+			for _, k := range sortedKeys(payload) {
+				if s, ok := scalar(payload[k]); ok && k != "@class" && k != "metadata" {
 					m.Fields[k] = s
+					if kind == "curator" {
+						setOnce(l, curatorPrefix+"payload_"+sanitize(k), s)
+					}
 				}
 			}
 			var md map[string]json.RawMessage
 			if raw, ok := payload["metadata"]; ok && json.Unmarshal(raw, &md) == nil {
-				for k, raw := range md {
-					if s, ok := scalar(raw); ok {
+				for _, k := range sortedKeys(md) {
+					if s, ok := scalar(md[k]); ok {
 						m.Fields[k] = s
-						l[model.LabelName(curatorPrefix+"metadata_"+sanitize(k))] = model.LabelValue(s)
+						setOnce(l, curatorPrefix+"metadata_"+sanitize(k), s)
 					}
 				}
 			}
@@ -238,6 +244,24 @@ func (f curatorFormat) Parse(n Node) ([]Member, error) {
 		}
 	}
 	return []Member{m}, nil
+}
+
+// sortedKeys are m's keys in order: keys that sanitize to one label name
+// give the same winner on every parse (the first).
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// setOnce sets a label unless an earlier key set it.
+func setOnce(l model.LabelSet, name, value string) {
+	if _, ok := l[model.LabelName(name)]; !ok {
+		l[model.LabelName(name)] = model.LabelValue(value)
+	}
 }
 
 // scalar renders a JSON string, number or boolean as a label value.

@@ -59,6 +59,7 @@ var formatDocs = []struct {
 			{"__meta_zookeeper_curator_payload_class", "payload.@class"},
 			{"__meta_zookeeper_curator_uri_spec", "the uriSpec rendered as Curator does (`{scheme}` is https when sslPort is set; unknown variables empty), when set; a uriSpec of another shape is left out"},
 			{"__meta_zookeeper_curator_metadata_<key>", "each payload.metadata entry (Spring's instance_status, Dubbo's dubbo.endpoints, ...); Spring's instance_status is what `filter.status` checks"},
+			{"__meta_zookeeper_curator_payload_<key>", "each scalar field of a generic payload (a JSON object without a Spring or Dubbo class, as ServiceDiscoveryBuilder.builder(Map.class) writes); keys that sanitize to one name: the first in sorted order wins"},
 		}},
 	{"dubbo", "Dubbo 2 interface-level `/dubbo/<interface>/providers/<URL-encoded dubbo:// URL>`; one target per process (host + application).",
 		"host:22222 (QoS port), path `/metrics`; `metrics.endpoint: dubbo` for the service port",

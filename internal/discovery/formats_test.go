@@ -444,3 +444,37 @@ func TestZkprom(t *testing.T) {
 		{name: "junk", node: node("/zkprom/targets/x", []byte{0x1f, 0x8b}), reason: ReasonMalformed},
 	})
 }
+
+// A generic Curator payload (ServiceDiscoveryBuilder.builder(Map.class)):
+// its scalar fields are labels, keys that sanitize to one name give the
+// same winner on every parse, and port_field reads them.
+func TestCuratorGenericPayload(t *testing.T) {
+	data := []byte(`{"name":"orders","id":"i-1","address":"10.0.0.4","port":8080,"sslPort":null,
+		"payload":{"team":"payments","metrics.port":9101,"weight":1.5,"canary":true,"nested":{"x":1},"a.b":"dot","a_b":"underscore","a-b":"dash"},
+		"registrationTimeUTC":1700000000000,"serviceType":"DYNAMIC"}`)
+	var first model.LabelSet
+	for i := 0; i < 30; i++ {
+		ms, err := curatorFormat{}.Parse(node("/services/orders/i-1", data))
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("parse: %v %v", ms, err)
+		}
+		l := ms[0].Labels
+		if i == 0 {
+			first = l
+			for k, want := range map[string]string{"team": "payments", "metrics_port": "9101", "weight": "1.5", "canary": "true", "a_b": "dash"} {
+				if got := l[model.LabelName("__meta_zookeeper_curator_payload_"+k)]; string(got) != want {
+					t.Errorf("payload_%s = %q, want %q", k, got, want)
+				}
+			}
+			if _, ok := l["__meta_zookeeper_curator_payload_nested"]; ok {
+				t.Error("a nested payload value became a label")
+			}
+			r := newRules(JobConfig{Metrics: MetricsConfig{PortField: "metrics.port"}})
+			if a := r.address(ms[0]); a != "10.0.0.4:9101" {
+				t.Errorf("port_field metrics.port: address %s", a)
+			}
+		} else if !first.Equal(l) {
+			t.Fatalf("parse %d gave other labels: %v vs %v", i, l, first)
+		}
+	}
+}
