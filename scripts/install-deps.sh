@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what zkprom's tests and demo need on a Debian machine, if missing:
-# ZooKeeper and Prometheus from Debian's packages, and a Java runtime.
+# ZooKeeper and Prometheus from Debian's packages, a JDK and Apache Curator.
 set -eu
 need=""
 # The server's classpath also needs the servlet API (AdminServer), an slf4j
@@ -11,7 +11,10 @@ for pair in zookeeper.jar:zookeeper servlet-api.jar:libservlet-api-java \
 done
 command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
-command -v java >/dev/null 2>&1 || need="$need default-jre-headless"
+# A JDK (the Curator interop test runs a single-file Java program) and
+# Apache Curator's service discovery, the real client zkprom must work with.
+command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
+[ -f /usr/share/java/curator-x-discovery.jar ] || need="$need libcurator-discovery-java"
 [ -n "$need" ] || exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
