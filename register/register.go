@@ -254,12 +254,12 @@ func (c *Config) Data(now time.Time) ([]byte, error) {
 			}
 		}
 		return json.Marshal(map[string]any{
-			"name":    c.Service,
-			"id":      c.ID,
-			"address": host,
-			"port":    port,
-			"sslPort": nil,
-			"payload": payload,
+			"name":                c.Service,
+			"id":                  c.ID,
+			"address":             host,
+			"port":                port,
+			"sslPort":             nil,
+			"payload":             payload,
 			"registrationTimeUTC": now.UnixMilli(),
 			"serviceType":         "DYNAMIC",
 			"uriSpec":             map[string]any{"parts": []map[string]any{{"value": "scheme", "variable": true}, {"value": "://", "variable": false}, {"value": "address", "variable": true}, {"value": ":", "variable": false}, {"value": "port", "variable": true}}},
