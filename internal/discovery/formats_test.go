@@ -361,6 +361,11 @@ func TestHBase(t *testing.T) {
 	// Master{master: ServerName{host_name "hm1", port 16000, start_code 17}, rpc_version 0, info_port 16010}
 	sn := []byte{0x0a, 0x03, 'h', 'm', '1', 0x10, 0x80, 0x7d, 0x18, 0x11}
 	master := hbaseData("master:16000", append(append([]byte{0x0a, byte(len(sn))}, sn...), 0x10, 0x00, 0x18, 0x8a, 0x7d))
+	// The same master without its port, and with port -1 (a 10-byte varint).
+	snNoPort := []byte{0x0a, 0x03, 'h', 'm', '1', 0x18, 0x11}
+	masterNoPort := hbaseData("master:16000", append(append([]byte{0x0a, byte(len(snNoPort))}, snNoPort...), 0x18, 0x8a, 0x7d))
+	snMinus := append([]byte{0x0a, 0x03, 'h', 'm', '1', 0x10}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x18, 0x11)
+	masterMinus := hbaseData("master:16000", append(append([]byte{0x0a, byte(len(snMinus))}, snMinus...), 0x18, 0x8a, 0x7d))
 	rsName := "/hbase/rs/rs1.example.com,16020,1700000000000"
 	runCases(t, hbaseFormat{}, []parseCase{
 		{name: "region server", node: node(rsName, rs), want: []model.LabelSet{{
@@ -381,6 +386,8 @@ func TestHBase(t *testing.T) {
 			"__meta_zookeeper_hbase_role": "regionserver", "__meta_zookeeper_hbase_host": "rs1.example.com",
 			"__meta_zookeeper_hbase_rpc_port": "16020", "__meta_zookeeper_hbase_info_port": "16030",
 			"__meta_zookeeper_hbase_start_code": "1700000000000", "__meta_zookeeper_hbase_server_name": "rs1.example.com,16020,1700000000000"}}},
+		{name: "master without RPC port", node: node("/hbase/master", masterNoPort), reason: ReasonNoAddress},
+		{name: "master with RPC port -1", node: node("/hbase/master", masterMinus), reason: ReasonNoAddress},
 		{name: "other znode", node: node("/hbase/table/t1", []byte{1})},
 		{name: "truncated id", node: node(rsName, []byte{0xFF, 0, 0, 0, 9, 'x'}), reason: ReasonMalformed},
 		{name: "truncated varint", node: node(rsName, hbaseData("x", []byte{0x08, 0x9e})), reason: ReasonMalformed},

@@ -165,6 +165,9 @@ func (f hbaseFormat) Parse(n Node) ([]Member, error) {
 	if !validHost(host) {
 		return nil, invalid(ReasonNoAddress, "HBase %s at %s names no host", role, n.Path)
 	}
+	if !validPort(rpc) {
+		return nil, invalid(ReasonNoAddress, "HBase %s at %s names no RPC port (%d)", role, n.Path, rpc)
+	}
 	if !validPort(info) {
 		info = 16030
 		if role != "regionserver" {
