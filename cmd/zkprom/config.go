@@ -238,9 +238,6 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 		return fail("%v", err)
 	}
 	defer client.Close()
-	if c.access.open {
-		fmt.Fprintf(c.out, "WARNING: cluster %s is open: anyone who reaches ZooKeeper can change its configuration\n", c.cluster)
-	}
 	if cur, _, err := s.Current(tctx); err == nil && cur.Checksum == b.Checksum() && !c.force {
 		if !c.access.unchanged() {
 			if err := s.Ensure(tctx); err != nil {
@@ -270,6 +267,9 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 			return fail("%v", err)
 		}
 		fmt.Fprintf(c.out, "pushed revision %d (was %d) to cluster %s\n", res.Meta.Revision, res.Previous, c.cluster)
+		if c.access.open {
+			fmt.Fprintf(c.out, "WARNING: cluster %s is open: anyone who reaches ZooKeeper can change its configuration\n", c.cluster)
+		}
 	}
 	if !c.wait {
 		return 0
@@ -573,7 +573,7 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 		if canary != nil {
 			fmt.Fprintf(c.out, "canary: revision %d on %s\n", canary.Revision, strings.Join(canary.Members, ", "))
 		}
-		accessBad, err := writeAccess(ctx, c.out, s)
+		accessBad, err := writeAccess(ctx, c.out, client, s)
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -623,10 +623,14 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 // writeAccess prints who may do what in the cluster and checks every
 // node's ACL against that model. It returns what is wrong ("" when
 // nothing is).
-func writeAccess(ctx context.Context, out io.Writer, s *configstore.Store) (string, error) {
+func writeAccess(ctx context.Context, out io.Writer, c *zk.Client, s *configstore.Store) (string, error) {
 	acc, _, err := s.Access(ctx)
 	if errors.Is(err, zk.ErrNoAuth) {
-		fmt.Fprintln(out, "access: closed (who may write is readable by the cluster's writers and agents only; give their credentials to see it and check every node's ACL)")
+		who := "give their credentials to see it and check every node's ACL"
+		if len(c.DigestIdentities()) > 0 {
+			who = "the credentials given are neither a writer's nor an agent's"
+		}
+		fmt.Fprintf(out, "access: closed (who may write is readable by the cluster's writers and agents only; %s)\n", who)
 		return "", nil
 	}
 	if err != nil {

@@ -257,4 +257,23 @@ func TestAccessCLI(t *testing.T) {
 	if !strings.Contains(out, "access: writers digest:writer:") || !strings.Contains(out, "agents "+env.agentID.String()) {
 		t.Errorf("writer's status of a closed cluster:\n%s", out)
 	}
+	// Anonymous writes to the closed cluster say what is wrong: a rollback
+	// needs credentials, opening it is the writers' call.
+	if _, errOut, code = zkprom(t, append([]string{"config", "rollback"}, zkFlags...)...); code != 1 || !strings.Contains(errOut, "--zookeeper.auth-file") {
+		t.Errorf("anonymous rollback: exit %d: %s", code, errOut)
+	}
+	out, errOut, code = zkprom(t, append([]string{"config", "push", dir, "-m", "open it", "--force", "--unsafe.open-cluster"}, zkFlags...)...)
+	if code != 1 || !strings.Contains(errOut, "only its writers may open it") || strings.Contains(out, "WARNING") {
+		t.Errorf("anonymous push opening a closed cluster: exit %d\n%s%s", code, out, errOut)
+	}
+	// Credentials of neither a writer nor an agent.
+	other := filepath.Join(t.TempDir(), "other.auth")
+	writeFile(t, other, "intruder:"+randomPassword()+"\n")
+	out, _, _ = zkprom(t, append([]string{"config", "status", "--zookeeper.auth-file=" + other}, zkFlags...)...)
+	if !strings.Contains(out, "neither a writer's nor an agent's") {
+		t.Errorf("status with foreign credentials:\n%s", out)
+	}
+	if _, errOut, code = zkprom(t, append([]string{"config", "push", dir, "-m", "x", "--force", "--zookeeper.auth-file=" + other}, zkFlags...)...); code != 1 || !strings.Contains(errOut, "digest:intruder:") || !strings.Contains(errOut, "not one of the cluster's writers") {
+		t.Errorf("push with foreign credentials: exit %d: %s", code, errOut)
+	}
 }

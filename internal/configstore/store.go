@@ -233,10 +233,12 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 			a.Readers = DefaultReaders
 		}
 		return s.create(ctx, a)
+	case errors.Is(err, zk.ErrNoAuth) && want.Open:
+		return Access{}, fmt.Errorf("cluster %s is closed: only its writers may open it (with their credentials and --unsafe.open-cluster)", s.opts.Cluster)
 	case errors.Is(err, zk.ErrNoAuth) && !s.c.Authenticated():
 		return Access{}, noCredentials
 	case errors.Is(err, zk.ErrNoAuth):
-		return Access{}, fmt.Errorf("cluster %s: this session is not one of the cluster's writers (it may not read %s): use the writers' credentials", s.opts.Cluster, s.AccessPath())
+		return Access{}, fmt.Errorf("cluster %s: this session (%s) is not one of the cluster's writers (it may not even read %s): use the writers' credentials", s.opts.Cluster, s.sessionIDs(), s.AccessPath())
 	case errors.Is(err, ErrBadAccess) && want.Agents != nil:
 		// Settings someone else wrote: the nodes are checked against
 		// the ones given now, as for a cluster without settings.
@@ -274,7 +276,7 @@ func (s *Store) prepare(ctx context.Context) (Access, error) {
 	if !next.Open {
 		ids, err := s.whoami(ctx, s.base)
 		if errors.Is(err, zk.ErrNoAuth) {
-			return Access{}, fmt.Errorf("cluster %s: this session is not one of the cluster's writers (%s): use the writers' credentials", s.opts.Cluster, strings.Join(stored.Writers, ", "))
+			return Access{}, fmt.Errorf("cluster %s: this session (%s) is not one of the cluster's writers (%s): use the writers' credentials", s.opts.Cluster, s.sessionIDs(), strings.Join(stored.Writers, ", "))
 		}
 		if err != nil {
 			return Access{}, fmt.Errorf("cluster %s: %w", s.opts.Cluster, err)
@@ -393,6 +395,19 @@ func (s *Store) ensureNodes(ctx context.Context, a Access) error {
 		}
 	}
 	return nil
+}
+
+// sessionIDs names this session's digest identities for messages (a
+// client certificate's x509 identity only ZooKeeper knows).
+func (s *Store) sessionIDs() string {
+	var ids []string
+	for _, id := range s.c.DigestIdentities() {
+		ids = append(ids, id.String())
+	}
+	if len(ids) == 0 {
+		return "a client certificate's identity"
+	}
+	return strings.Join(ids, ", ")
 }
 
 func accessEqual(a, b Access) bool {
@@ -738,6 +753,9 @@ func (c *Canary) Abort(ctx context.Context) error {
 // (history stays linear; agents see a newer revision). to=0 means the
 // parent of the current revision.
 func (s *Store) Rollback(ctx context.Context, to int, pm PushMeta) (*PushResult, error) {
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err // a writer's work: say so before reading bundles
+	}
 	cur, _, err := s.Current(ctx)
 	if err != nil {
 		return nil, err
