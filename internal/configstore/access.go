@@ -117,11 +117,6 @@ func (a Access) IsAgent(id zk.Identity) bool {
 	return slices.Contains(a.Agents, id.String())
 }
 
-// WorldReadable reports whether anonymous clients read the status.
-func (a Access) WorldReadable() bool {
-	return a.Open || slices.Contains(a.Readers, zk.World.String())
-}
-
 // ACLProblem is a node whose ACL grants more than the model allows.
 type ACLProblem struct {
 	Path   string

@@ -35,11 +35,6 @@ func ACLCreatorOnly() []ACL { return []ACL{{Perms: PermAll, Scheme: "auth", ID: 
 // ACLOpen lets everyone do everything (ZooKeeper's OPEN_ACL_UNSAFE).
 func ACLOpen() []ACL { return gozk.WorldACL(PermAll) }
 
-// DigestACL gives user (with password) the permissions perms.
-func DigestACL(perms int32, user, password string) []ACL {
-	return gozk.DigestACL(perms, user, password)
-}
-
 // Identity is whom an ACL entry names: digest:user:hash, x509:<subject>,
 // sasl:<principal>, ip:<address>, or world:anyone.
 type Identity struct{ Scheme, ID string }
@@ -154,13 +149,13 @@ func maskedDigest(got, want string) bool {
 func FormatACL(acl []ACL) string {
 	parts := make([]string, len(acl))
 	for i, a := range acl {
-		parts[i] = fmt.Sprintf("%s:%s:%s", a.Scheme, a.ID, FormatPerms(a.Perms))
+		parts[i] = fmt.Sprintf("%s:%s:%s", a.Scheme, a.ID, formatPerms(a.Perms))
 	}
 	return strings.Join(parts, ",")
 }
 
-// FormatPerms renders permission bits as ZooKeeper's CLI does (cdrwa).
-func FormatPerms(p int32) string {
+// formatPerms renders permission bits as ZooKeeper's CLI does (cdrwa).
+func formatPerms(p int32) string {
 	var b strings.Builder
 	for _, x := range []struct {
 		bit int32
