@@ -120,3 +120,19 @@ func TestDiskStageLinkPrune(t *testing.T) {
 		t.Error("corrupt state accepted")
 	}
 }
+
+// HA members reach each other's Prometheus with the basic-auth
+// credentials of their own --prometheus.url: records hold none.
+func TestPeerURL(t *testing.T) {
+	for _, tc := range []struct{ own, recorded, want string }{
+		{"http://scraper:pw@127.0.0.1:9090", "http://10.0.0.2:9090", "http://scraper:pw@10.0.0.2:9090"},
+		{"http://127.0.0.1:9090", "http://10.0.0.2:9090", "http://10.0.0.2:9090"},
+		{"https://a:b@p1:9090/prom", "https://p2:9090/prom", "https://a:b@p2:9090/prom"},
+		{"http://a:b@p1:9090", "http://c:d@p2:9090", "http://c:d@p2:9090"},
+	} {
+		h := &ha{f: &fleet{a: &Agent{cfg: Config{Prometheus: prom.Config{URL: tc.own}}}}}
+		if got := h.peerURL(tc.recorded); got != tc.want {
+			t.Errorf("own %s, recorded %s: %s, want %s", tc.own, tc.recorded, got, tc.want)
+		}
+	}
+}
