@@ -186,7 +186,7 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 		Links: []web.LandingLinks{
 			{Address: "/metrics", Text: "Metrics", Description: "every configured ensemble and the exporter itself"},
 			{Address: "/probe?ensemble=" + firstEnsemble(cfg), Text: "Probe an ensemble", Description: "/probe?ensemble=NAME"},
-			{Address: "/probe?target=127.0.0.1:2181", Text: "Probe a server", Description: "/probe?target=host:port"},
+			{Address: "/probe?target=" + firstServer(cfg), Text: "Probe a server", Description: "/probe?target=host:port (a configured server, or one of --probe.allow)"},
 		},
 	})
 	if err != nil {
@@ -195,6 +195,15 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 	}
 	mux.Handle("/", landing)
 	return serveWeb(ctx, mux, c.web, logger)
+}
+
+func firstServer(cfg *exporter.Config) string {
+	if len(cfg.Ensembles) > 0 {
+		if servers, err := cfg.Ensembles[0].ServerList(); err == nil && len(servers) > 0 {
+			return servers[0]
+		}
+	}
+	return "127.0.0.1:2181"
 }
 
 func firstEnsemble(cfg *exporter.Config) string {
