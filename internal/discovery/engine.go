@@ -419,6 +419,16 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 	znodeBytes := 0
 	for i, m := range ms {
 		if m.Key != "" {
+			// Kept until merged: its labels count against this
+			// znode's bounds now (the merged target's, when built).
+			if l, err := j.rules.target(m); err == nil {
+				n := len(render(l))
+				znodeBytes += n
+				if n > lim.LabelBytesPerTarget || znodeBytes > lim.LabelBytesPerZnode {
+					j.markInvalid(ev.Path, invalid(ReasonTooLarge, "a member of %d bytes (limits.label_bytes_per_target, label_bytes_per_znode)", n))
+					return
+				}
+			}
 			ps.keyed = append(ps.keyed, m)
 			continue
 		}
@@ -515,11 +525,21 @@ func (j *job) rebuildKey(key string) {
 		j.markInvalid(paths[0], err)
 		return
 	}
+	// The merged target counts against the limits like any other.
+	entry, lim := render(l), j.cfg.Limits
+	switch {
+	case len(entry) > lim.LabelBytesPerTarget:
+		j.markInvalid(paths[0], invalid(ReasonTooLarge, "the target merged from %d znodes takes %d bytes (at most %d: limits.label_bytes_per_target)", len(paths), len(entry), lim.LabelBytesPerTarget))
+		return
+	case j.nTargets+1 > lim.TargetsPerJob || j.labelBytes+int64(len(entry)) > lim.LabelBytesPerJob:
+		j.markInvalid(paths[0], invalid(ReasonTooLarge, "the job would hold more than %d targets or %d bytes of them (limits.targets_per_job, label_bytes_per_job)", lim.TargetsPerJob, lim.LabelBytesPerJob))
+		return
+	}
 	src := m.Group
 	if src == "" {
 		src = zk.Parent(paths[0])
 	}
-	j.putTarget(id, src, render(l))
+	j.putTarget(id, src, entry)
 }
 
 func (j *job) putTarget(id, src string, entry []byte) {

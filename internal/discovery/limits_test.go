@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -95,5 +96,38 @@ func TestTargetIdentities(t *testing.T) {
 		if got := outputAddrs(t, j); len(got) != 3 {
 			t.Errorf("znodes %v: targets %v, want 3", names, got)
 		}
+	}
+}
+
+// De-duplicated members (a Dubbo 2 process registers one znode per
+// interface) count against the limits too: the merged target and the
+// job's totals.
+func TestJobLimitsMerged(t *testing.T) {
+	provider := func(host, iface string) string {
+		return "/dubbo/" + iface + "/providers/" + url.QueryEscape("dubbo://"+host+":20880/"+iface+"?application=app&side=provider")
+	}
+	// Too many processes for the job.
+	j := newJob(JobConfig{Name: "d", Format: "dubbo", Paths: []string{"/dubbo"}, Limits: LimitsConfig{TargetsPerJob: 5}}, slog.New(slog.DiscardHandler))
+	var evs []zk.CacheEvent
+	for i := 0; i < 8; i++ {
+		evs = append(evs, ev(zk.Added, provider(fmt.Sprintf("10.0.0.%d", i+1), "com.example.Svc"), ""))
+	}
+	j.apply(zk.CacheBatch{Events: evs})
+	j.markSynced()
+	if got := outputAddrs(t, j); len(got) != 5 || j.invalidTotal[ReasonTooLarge] != 3 {
+		t.Errorf("8 processes, at most 5 targets: %d targets, invalid %v", len(got), j.invalidTotal)
+	}
+	// One process under many long interface names: its merged target is
+	// too large.
+	j = newJob(JobConfig{Name: "d", Format: "dubbo", Paths: []string{"/dubbo"}, Limits: LimitsConfig{LabelBytesPerTarget: 2000}}, slog.New(slog.DiscardHandler))
+	evs = nil
+	for i := 0; i < 40; i++ {
+		evs = append(evs, ev(zk.Added, provider("10.0.1.1", fmt.Sprintf("com.example.I%02d%s", i, strings.Repeat("x", 100))), ""))
+	}
+	evs = append(evs, ev(zk.Added, provider("10.0.1.2", "com.example.Small"), ""))
+	j.apply(zk.CacheBatch{Events: evs})
+	j.markSynced()
+	if got := outputAddrs(t, j); len(got) != 1 || j.invalidTotal[ReasonTooLarge] == 0 {
+		t.Errorf("merged target over the bound: targets %v, invalid %v", got, j.invalidTotal)
 	}
 }

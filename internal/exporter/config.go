@@ -218,5 +218,9 @@ func (e *EnsembleConfig) AdminURL(server string) string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s://%s", e.Admin.Scheme, net.JoinHostPort(host, fmt.Sprint(e.Admin.Port)))
+	u := url.URL{Scheme: e.Admin.Scheme, Host: net.JoinHostPort(host, fmt.Sprint(e.Admin.Port))}
+	if p, err := url.Parse(u.String()); err != nil || p.Hostname() != host {
+		return "" // a host that is not one (user info, a query...): no AdminServer
+	}
+	return u.String()
 }

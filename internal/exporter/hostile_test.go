@@ -97,7 +97,8 @@ func wordsEnsemble(name string, servers ...string) EnsembleConfig {
 func TestProbeInvalidTargets(t *testing.T) {
 	down := closedAddr(t)
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{wordsEnsemble("main", down)}, Probe: ProbePolicy{AllowAny: true}}, nil)
-	for _, target := range []string{"%FF:2181", "%FF%FE%FD:1", "h%C3%28:2181", "a%1B%5B2J:2181", "%00:2181", "host-without-port", "h:99999", "h:0", strings.Repeat("a", 400) + ":1"} {
+	for _, target := range []string{"%FF:2181", "%FF%FE%FD:1", "h%C3%28:2181", "a%1B%5B2J:2181", "%00:2181", "host-without-port", "h:99999", "h:0", strings.Repeat("a", 400) + ":1",
+		"u%40h:2181", "h%3Fx:2181", "h%23x:2181", "[fe80::1%25eth0]:2181", "h:+80", "h:0080", "h%20:2181"} {
 		code, body := ts.get(t, "/probe?target="+target, "5")
 		if code != http.StatusBadRequest || strings.Contains(body, "goroutine") {
 			t.Errorf("target %q: HTTP %d: %s", target, code, body)
@@ -158,6 +159,13 @@ func TestProbeAllowList(t *testing.T) {
 		{ProbePolicy{Allow: []string{"zk-*.example.com"}}, "zk-1.example.com:2181", 200},
 		{ProbePolicy{Allow: []string{"zk-*.example.com"}}, "zk-1.example.com.evil.net:2181", 403},
 		{ProbePolicy{AllowAny: true}, other.addr, 200},
+		// A pattern's * must not reach past the host: user info, a
+		// query or a fragment would send the AdminServer request
+		// elsewhere.
+		{ProbePolicy{Allow: []string{"zk-*"}}, "zk-a@" + other.addr, 400},
+		{ProbePolicy{Allow: []string{"zk-*.example.com"}}, "zk-1@127.0.0.1?.example.com:2181", 400},
+		{ProbePolicy{Allow: []string{"*.example.com"}}, "127.0.0.1#.example.com:2181", 400},
+		{ProbePolicy{Allow: []string{"*"}}, "a/b:2181", 400},
 	} {
 		before := other.conns.Load()
 		ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{wordsEnsemble("main", listed.addr)}, Probe: tc.policy}, nil)

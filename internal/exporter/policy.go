@@ -77,18 +77,31 @@ func (p ProbePolicy) allows(host string) bool {
 	return false
 }
 
-// parseTarget checks a /probe?target= value: valid UTF-8, printable, one
-// host:port with a port in range. It returns the host.
+// parseTarget checks a /probe?target= value: one host:port whose host is
+// a literal IP address (no zone) or a DNS name of letters, digits, '.',
+// '-' and '_' (nothing a URL or a pattern could read otherwise: '@', '?',
+// '#', '/', '*'), and a port in range. It returns the host, lower case.
 func parseTarget(t string) (string, error) {
-	if len(t) > 300 || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if len(t) > 300 || !utf8.ValidString(t) {
 		return "", fmt.Errorf("probe target %q: not a host:port", t)
 	}
 	host, port, err := net.SplitHostPort(t)
 	if err != nil || host == "" {
 		return "", fmt.Errorf("probe target %q: give one host:port", t)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 		return "", fmt.Errorf("probe target %q: port %q out of range", t, port)
 	}
-	return host, nil
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return "", fmt.Errorf("probe target %q: an address with a zone", t)
+		}
+		return strings.ToLower(host), nil
+	}
+	if len(host) > 253 || strings.ContainsFunc(host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) {
+		return "", fmt.Errorf("probe target %q: the host is neither an IP address nor a DNS name", t)
+	}
+	return strings.ToLower(host), nil
 }
