@@ -329,3 +329,11 @@ func TestProbeConcurrency(t *testing.T) {
 		t.Errorf("probe after the others finished: HTTP %d", code)
 	}
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	for h, want := range map[string]bool{"gzip": true, "deflate, gzip;q=1.0, *;q=0.5": true, "GZIP": true, "gzip;q=0": false, "identity": false, "": false, "x-gzip": false} {
+		if got := acceptsGzip(h); got != want {
+			t.Errorf("acceptsGzip(%q) = %t", h, got)
+		}
+	}
+}

@@ -1,10 +1,14 @@
 package exporter
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -91,8 +95,47 @@ func registryWith(c prometheus.Collector) *prometheus.Registry {
 	return reg
 }
 
+// serve writes what g gathers, gzipped at the fastest level when the
+// client takes gzip: a scrape's answer is large (about 170 KB for three
+// servers) and the default level costs several milliseconds of CPU for a
+// few percent less.
 func serve(w http.ResponseWriter, r *http.Request, g prometheus.Gatherer) {
-	promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, DisableCompression: true})
+	if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		h.ServeHTTP(w, r)
+		return
+	}
+	gz := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(gz)
+	gz.Reset(w)
+	w.Header().Set("Content-Encoding", "gzip")
+	w.Header().Add("Vary", "Accept-Encoding")
+	h.ServeHTTP(gzipResponseWriter{ResponseWriter: w, w: gz}, r)
+	gz.Close()
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return gz
+}}
+
+type gzipResponseWriter struct {
+	http.ResponseWriter
+	w io.Writer
+}
+
+func (g gzipResponseWriter) Write(b []byte) (int, error) { return g.w.Write(b) }
+
+// acceptsGzip reads an Accept-Encoding header: gzip listed, not with q=0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }
 
 // Reload loads a new configuration with load and applies it; on any error
