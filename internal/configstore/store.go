@@ -488,6 +488,9 @@ func (s *Store) Revision(ctx context.Context, rev int) (Meta, *Bundle, error) {
 	for i := 0; i < m.Chunks; i++ {
 		p := zk.Join(s.RevisionPath(rev), chunkName(i))
 		d, _, err := s.c.Get(ctx, p)
+		if errors.Is(err, zk.ErrNoAuth) {
+			return Meta{}, nil, fmt.Errorf("read cluster %s revision %d: bundles hold secrets and only the cluster's writers and agents may read them: give their credentials (--zookeeper.auth-file): %w", s.opts.Cluster, rev, err)
+		}
 		if err != nil {
 			return Meta{}, nil, fmt.Errorf("read cluster %s revision %d chunk %d of %d: %w", s.opts.Cluster, rev, i, m.Chunks, err)
 		}
