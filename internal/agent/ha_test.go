@@ -28,16 +28,31 @@ type haPair struct {
 	store   *configstore.Store
 	procs   []*agentProc
 	dirs    []string
-	leader  int // whose Prometheus runs the overlay
+	leader  int      // whose Prometheus runs the overlay
+	extra   []string // more agent flags
 }
 
 func startHAPair(t *testing.T) *haPair {
+	return startHAPairWith(t, nil)
+}
+
+// startHAPairWith is startHAPair in a cluster with the given access
+// settings (nil: the test agents'), the agents run with extra flags.
+func startHAPairWith(t *testing.T, access *configstore.Access, extra ...string) *haPair {
 	reset(t)
-	p := &haPair{cluster: clusterName(t), c: connect(t), dirs: env.dirs[:2]}
+	p := &haPair{cluster: clusterName(t), c: connect(t), dirs: env.dirs[:2], extra: extra}
 	base := "/" + p.cluster + "/services"
 	targets := registerTargets(t, p.c, base, 20)
 	p.store = newStore(t, p.c, p.cluster)
-	ensureCluster(t, p.cluster)
+	if access != nil {
+		var err error
+		if p.store, err = configstore.New(p.c, configstore.Options{Cluster: p.cluster, Access: access}, testLogger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.store.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	res := push(t, p.store, fleetBundle(base, 1, true), "ha")
 	for i := range 2 {
 		p.procs = append(p.procs, p.start(t, i))
@@ -72,7 +87,7 @@ func startHAPair(t *testing.T) *haPair {
 // start runs agent-i beside Prometheus i.
 func (p *haPair) start(t *testing.T, i int) *agentProc {
 	return startAgentProc(t, p.cluster, fmt.Sprintf("agent-%d", i), env.dirs[i], haTimeout, env.proms[i].URL,
-		"--ha.group=pair", "--ha.takeover-check-timeout=500ms")
+		append([]string{"--ha.group=pair", "--ha.takeover-check-timeout=500ms"}, p.extra...)...)
 }
 
 func overlayOn(dir string) bool {

@@ -352,37 +352,8 @@ func must2[T, U any](v T, _ U, err error) T {
 // and says so while it waits; the followers never probe it.
 func TestAgentSecurityOpenClusterBoundedWait(t *testing.T) {
 	skipShort(t)
-	reset(t)
-	cluster := clusterName(t)
-	c := connect(t)
-	base := "/" + cluster + "/services"
-	registerTargets(t, c, base, 10)
-	s, err := configstore.New(c, configstore.Options{Cluster: cluster, Access: &configstore.Access{Open: true}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := push(t, s, fleetBundle(base, 1, true), "open ha")
-	var procs []*agentProc
-	for i := range 2 {
-		procs = append(procs, startAgentProc(t, cluster, fmt.Sprintf("agent-%d", i), env.dirs[i], haTimeout, env.proms[i].URL,
-			"--ha.group=pair", "--ha.takeover-check-timeout=500ms", "--ha.untrusted-record-wait=4s"))
-	}
-	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
-		t.Fatal(err)
-	}
-	leader := -1
-	waitFor(t, 30*time.Second, "one Prometheus running the overlay", func() (bool, string) {
-		a, b := promRunsOverlay(0), promRunsOverlay(1)
-		switch {
-		case a && !b:
-			leader = 0
-		case b && !a:
-			leader = 1
-		default:
-			return false, fmt.Sprintf("overlay %t %t", a, b)
-		}
-		return true, ""
-	})
+	p := startHAPairWith(t, &configstore.Access{Open: true}, "--ha.untrusted-record-wait=4s")
+	s, procs, leader := p.store, p.procs, p.leader
 	other := 1 - leader
 	srv, hits := fakeProm(t)
 	anon := connectWith(t, zk.Config{Servers: env.ens.Connect()})
