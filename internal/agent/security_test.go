@@ -384,6 +384,9 @@ func TestAgentSecurityOpenClusterBoundedWait(t *testing.T) {
 	if hits.Load() == 0 {
 		t.Error("the new leader did not ask the record's Prometheus at all (it should, within the bound)")
 	}
+	if log, _ := os.ReadFile(filepath.Join(env.tmp, "fleet-agent-"+fmt.Sprint(other)+".log")); !strings.Contains(string(log), "the cluster is open") {
+		t.Error("the agent did not warn that its cluster is open")
+	}
 	if text := agentMetrics(procs[other].web); metricValue(text, "zkprom_ha_untrusted_takeovers_total") != "1" {
 		t.Errorf("untrusted takeovers: %q", metricValue(text, "zkprom_ha_untrusted_takeovers_total"))
 	}

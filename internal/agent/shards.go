@@ -23,6 +23,7 @@ import (
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/discovery"
 	"github.com/zkprom/zkprom/internal/shard"
+	"github.com/zkprom/zkprom/internal/targetgroup"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -158,13 +159,9 @@ func ShardTargetKey(job string, l model.LabelSet) string {
 // RenderShareFile is the file_sd content for a share: one group per
 // target, sorted by key, "[]" when empty.
 func RenderShareFile(targets []shard.Target) []byte {
-	type entry struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}
-	out := make([]entry, 0, len(targets))
+	out := make([]targetgroup.Group, 0, len(targets))
 	for _, t := range targets {
-		e := entry{Labels: map[string]string{}}
+		e := targetgroup.Group{Labels: map[string]string{}}
 		for k, v := range t.Labels {
 			if k == model.AddressLabel {
 				e.Targets = []string{v}

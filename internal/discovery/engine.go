@@ -467,8 +467,8 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 	}
 	// The job's totals, counting what this znode held before as gone.
 	oldTargets, oldBytes := j.pathTotals(ev.Path)
-	if j.nTargets-oldTargets+len(built) > lim.TargetsPerJob || j.labelBytes-oldBytes+int64(znodeBytes) > lim.LabelBytesPerJob {
-		j.markInvalid(ev.Path, invalid(ReasonTooLarge, "the job would hold more than %d targets or %d bytes of them (limits.targets_per_job, label_bytes_per_job)", lim.TargetsPerJob, lim.LabelBytesPerJob))
+	if err := j.overTotals(len(built)-oldTargets, int64(znodeBytes)-oldBytes); err != nil {
+		j.markInvalid(ev.Path, err)
 		return
 	}
 	delete(j.invalid, ev.Path)
@@ -527,12 +527,12 @@ func (j *job) rebuildKey(key string) {
 	}
 	// The merged target counts against the limits like any other.
 	entry, lim := render(l), j.cfg.Limits
-	switch {
-	case len(entry) > lim.LabelBytesPerTarget:
-		j.markInvalid(paths[0], invalid(ReasonTooLarge, "the target merged from %d znodes takes %d bytes (at most %d: limits.label_bytes_per_target)", len(paths), len(entry), lim.LabelBytesPerTarget))
-		return
-	case j.nTargets+1 > lim.TargetsPerJob || j.labelBytes+int64(len(entry)) > lim.LabelBytesPerJob:
-		j.markInvalid(paths[0], invalid(ReasonTooLarge, "the job would hold more than %d targets or %d bytes of them (limits.targets_per_job, label_bytes_per_job)", lim.TargetsPerJob, lim.LabelBytesPerJob))
+	err = j.overTotals(1, int64(len(entry)))
+	if len(entry) > lim.LabelBytesPerTarget {
+		err = invalid(ReasonTooLarge, "the target merged from %d znodes takes %d bytes (at most %d: limits.label_bytes_per_target)", len(paths), len(entry), lim.LabelBytesPerTarget)
+	}
+	if err != nil {
+		j.markInvalid(paths[0], err)
 		return
 	}
 	src := m.Group
@@ -575,6 +575,16 @@ func (j *job) dropTarget(id string) {
 			g.dirty = true
 		}
 	}
+}
+
+// overTotals says whether adding targets and bytes (either may be
+// negative) would take the job past its totals.
+func (j *job) overTotals(targets int, bytes int64) error {
+	lim := j.cfg.Limits
+	if j.nTargets+targets > lim.TargetsPerJob || j.labelBytes+bytes > lim.LabelBytesPerJob {
+		return invalid(ReasonTooLarge, "the job would hold more than %d targets or %d bytes of them (limits.targets_per_job, label_bytes_per_job)", lim.TargetsPerJob, lim.LabelBytesPerJob)
+	}
+	return nil
 }
 
 // pathTotals returns the targets and bytes path holds now.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/zkprom/zkprom/internal/targetgroup"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -54,7 +55,7 @@ func outputAddrs(t *testing.T, j *job) []string {
 	if !ok {
 		t.Fatal("not synced")
 	}
-	var es []fileSDEntry
+	var es []targetgroup.Group
 	if err := json.Unmarshal(b, &es); err != nil {
 		t.Fatalf("output %s: %v", b, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"sort"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // Group is a target group as Prometheus's discovery defines it: a stable,
@@ -134,7 +136,7 @@ func (g *group) labelSets() []model.LabelSet {
 	sort.Strings(ids)
 	out := make([]model.LabelSet, 0, len(ids))
 	for _, id := range ids {
-		var e fileSDEntry
+		var e targetgroup.Group
 		if json.Unmarshal(g.targets[id], &e) != nil || len(e.Targets) != 1 {
 			continue
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // TestFormatsEndToEnd writes each format's registrations into the real
@@ -78,7 +80,7 @@ jobs:
 			if err != nil {
 				return err.Error()
 			}
-			var fes []fileSDEntry
+			var fes []targetgroup.Group
 			if err := json.Unmarshal(b, &fes); err != nil {
 				return err.Error()
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zkprom/zkprom/internal/targetgroup"
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
@@ -123,7 +124,7 @@ func startManager(t testing.TB, cfgYAML, fileDir string) (*Manager, *httptest.Se
 }
 
 // fetch GETs /sd/<job>.
-func fetch(t testing.TB, srv *httptest.Server, job string) (int, []fileSDEntry) {
+func fetch(t testing.TB, srv *httptest.Server, job string) (int, []targetgroup.Group) {
 	t.Helper()
 	resp, err := http.Get(srv.URL + "/sd/" + job)
 	if err != nil {
@@ -137,7 +138,7 @@ func fetch(t testing.TB, srv *httptest.Server, job string) (int, []fileSDEntry) 
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("content type %q", ct)
 	}
-	var out []fileSDEntry
+	var out []targetgroup.Group
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
 	}
@@ -148,7 +149,7 @@ func fetch(t testing.TB, srv *httptest.Server, job string) (int, []fileSDEntry) 
 }
 
 // addresses lists the targets of an http_sd answer, sorted.
-func addresses(es []fileSDEntry) []string {
+func addresses(es []targetgroup.Group) []string {
 	var out []string
 	for _, e := range es {
 		out = append(out, e.Targets...)
@@ -171,9 +172,9 @@ func eventually(t testing.TB, d time.Duration, f func() string) {
 	t.Fatalf("not reached within %s: %s", d, last)
 }
 
-func waitTargets(t testing.TB, srv *httptest.Server, job string, want []string) []fileSDEntry {
+func waitTargets(t testing.TB, srv *httptest.Server, job string, want []string) []targetgroup.Group {
 	t.Helper()
-	var got []fileSDEntry
+	var got []targetgroup.Group
 	eventually(t, 30*time.Second, func() string {
 		code, es := fetch(t, srv, job)
 		if code != 200 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // rules are a job's metrics and filter settings, applied to members.
@@ -114,15 +116,9 @@ func (r rules) target(m Member) (model.LabelSet, error) {
 	return l, nil
 }
 
-// fileSDEntry is one element of a file_sd / http_sd list.
-type fileSDEntry struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-}
-
 // render encodes one target as a file_sd list element.
 func render(l model.LabelSet) []byte {
-	e := fileSDEntry{Targets: []string{string(l[model.AddressLabel])}, Labels: make(map[string]string, len(l))}
+	e := targetgroup.Group{Targets: []string{string(l[model.AddressLabel])}, Labels: make(map[string]string, len(l))}
 	for k, v := range l {
 		if k != model.AddressLabel {
 			e.Labels[string(k)] = string(v)

@@ -1,8 +1,6 @@
 package zk
 
 import (
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -70,8 +68,8 @@ func ParseIdentity(s string) (Identity, error) {
 // DigestIdentity is the identity ZooKeeper gives a session that added
 // digest credentials user:password.
 func DigestIdentity(user, password string) Identity {
-	h := sha1.Sum([]byte(user + ":" + password))
-	return Identity{Scheme: "digest", ID: user + ":" + base64.StdEncoding.EncodeToString(h[:])}
+	a := gozk.DigestACL(PermRead, user, password)[0]
+	return Identity{Scheme: a.Scheme, ID: a.ID}
 }
 
 // AuthFileIdentities returns the digest identities of an auth file's

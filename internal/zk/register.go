@@ -109,6 +109,10 @@ func (r *Registration) keep(sub *Subscription) {
 				backoff = min(2*backoff, 10*time.Second)
 				continue
 			}
+			if ev.Type == NodeDataChanged {
+				watch = r.watch() // an Update: the node is there
+				continue
+			}
 			if ev.Type == NodeDeleted && r.deletedByOther(ev.Path) {
 				r.logger.Warn("the registration's node was deleted by another client; re-creating it", "node", ev.Path)
 			}
