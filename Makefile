@@ -7,7 +7,7 @@ BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown
 LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) \
              -X $(PKG).BuildUser=$(shell id -un 2>/dev/null)@$(shell uname -n 2>/dev/null) -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build deps test unit bench demo docs fmt vet clean
+.PHONY: all build deps test unit bench fuzz demo docs fmt vet clean
 
 all: build
 
@@ -29,8 +29,18 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 # Benchmarks: long runs and scale tests, with baselines side by side.
-bench: deps build
+bench: deps build fuzz
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# Every fuzz target for FUZZTIME each (the seeds alone run in make test).
+FUZZTIME ?= 1m
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -short -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -short -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
 
 # A local ZooKeeper ensemble, Prometheus and zkprom wired together.
 demo: deps build

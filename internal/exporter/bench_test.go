@@ -280,7 +280,7 @@ func procRSS(b *testing.B, pid int) float64 {
 // monitor answer (parse, build metrics, gather), without any network.
 func BenchmarkParseAndGather(b *testing.B) {
 	body := []byte(fixture(b, "leader_admin_monitor.json"))
-	cache := newDescCache()
+	cache := newSeriesCache()
 	for b.Loop() {
 		s, err := ParseMonitor(body)
 		if err != nil {

@@ -22,7 +22,7 @@ import (
 // long-lived metrics. Scrapes build their metrics fresh.
 type Exporter struct {
 	logger *slog.Logger
-	descs  *descCache
+	series *seriesCache
 
 	scrapeErrors    *prometheus.CounterVec
 	reloadSuccess   prometheus.Gauge
@@ -58,7 +58,7 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 	}
 	x := &Exporter{
 		logger: logger,
-		descs:  newDescCache(),
+		series: newSeriesCache(),
 		scrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "scrape_errors_total",
 			Help: "Commands to a ZooKeeper server that failed, by source (admin, fourletter) and reason (timeout, connection_refused, connection_reset, tls, http_status, parse, too_large, canceled, other).",
@@ -186,7 +186,7 @@ func (x *Exporter) EnsembleCollector(ctx context.Context, names ...string) (prom
 		}
 		ens = append(ens, e)
 	}
-	return &collector{ctx: ctx, x: x, ensembles: ens, descs: x.descs}, nil
+	return &collector{ctx: ctx, x: x, ensembles: ens, series: x.series}, nil
 }
 
 // TargetCollector collects one server, with the settings of the
@@ -242,11 +242,11 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 	}
 	// A server outside the configured ensembles names its own metrics: they
 	// are described per scrape, never kept.
-	descs := newDescCache()
+	series := newSeriesCache()
 	if listed {
-		descs = x.descs
+		series = x.series
 	}
-	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin, descs: descs}, nil
+	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin, series: series}, nil
 }
 
 // ensembleOf returns the first configured ensemble that lists server,
@@ -272,7 +272,7 @@ type collector struct {
 	single     bool // one /probe?target= server: no ensemble label, no view
 	closeAfter bool
 	origin     string // single: the configured ensemble whose settings are used, "" none
-	descs      *descCache
+	series     *seriesCache
 }
 
 // Describe sends nothing: families follow what the servers answer, so
@@ -300,7 +300,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	parallel(fns...)
 	for i, e := range c.ensembles {
-		base := &emitter{ch: ch, cache: c.descs}
+		base := &emitter{ch: ch, cache: c.series}
 		if !c.single {
 			base = base.with("ensemble", e.cfg.Name)
 		}

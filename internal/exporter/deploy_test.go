@@ -42,10 +42,10 @@ func knownFamilies(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	results := fixtureResults(t)
-	reg.MustRegister(resultsCollector{results: results, cache: newDescCache()})
+	reg.MustRegister(resultsCollector{results: results, cache: newSeriesCache()})
 	znodes := prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
-		emitDroppedKeys((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x").with("server", "zk1:2181"), 1)
+		emitZnodes((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+		emitDroppedKeys((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x").with("server", "zk1:2181"), droppedTooMany, 1)
 	})
 	reg.MustRegister(znodes)
 	x, err := New(nil, EnsembleConfig{}, nil, reg)
@@ -230,10 +230,10 @@ const docPath = "../../docs/exporter.md"
 func metricsDoc(t *testing.T) string {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newDescCache()})
+	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newSeriesCache()})
 	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitZnodes((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
-		emitDroppedKeys((&emitter{ch: ch, cache: newDescCache()}).with("ensemble", "x").with("server", "zk1:2181"), 1)
+		emitZnodes((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+		emitDroppedKeys((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x").with("server", "zk1:2181"), droppedTooMany, 1)
 	}))
 	x, err := New(nil, EnsembleConfig{}, nil, reg)
 	if err != nil {

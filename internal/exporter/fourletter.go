@@ -41,7 +41,7 @@ func readAnswer(r io.Reader, cmd string) ([]byte, error) {
 
 // safeWords are the only four-letter words the exporter sends: none of
 // them changes the server's state (srst, crst, ... are never sent).
-var safeWords = map[string]bool{"mntr": true, "srvr": true, "ruok": true, "isro": true, "cons": true, "wchs": true}
+var safeWords = map[string]bool{"mntr": true, "srvr": true, "cons": true, "wchs": true}
 
 // fourLetterWord sends cmd to addr and reads the whole answer, within
 // ctx's deadline for the connection, the write and every read. tlsConf

@@ -78,10 +78,6 @@ func mntrAnswer(extra string) func(string) string {
 			return "zk_version\t3.8.0-fake\nzk_server_state\tstandalone\nzk_avg_latency\t0\nzk_znode_count\t5\n" + extra
 		case "srvr":
 			return "Zookeeper version: 3.8.0-fake\nZxid: 0x100000002\nMode: standalone\n"
-		case "ruok":
-			return "imok"
-		case "isro":
-			return "rw"
 		}
 		return ""
 	}
@@ -267,22 +263,18 @@ func TestUnboundedKeys(t *testing.T) {
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{wordsEnsemble("main", configured.addr)}, Probe: ProbePolicy{Allow: []string{"127.0.0.1/32"}}}, nil)
 	for i := 0; i < 3; i++ {
 		p := ts.scrape(t, "/probe?target="+url.QueryEscape(probed.addr))
-		p.want(t, 502, "zookeeper_exporter_keys_dropped", "server="+probed.addr)
+		p.want(t, 502, "zookeeper_exporter_keys_dropped", "server="+probed.addr, "reason=too_many")
 	}
-	ts.x.descs.mu.Lock()
-	n := len(ts.x.descs.m)
-	ts.x.descs.mu.Unlock()
+	n := ts.x.series.size()
 	if n != 0 {
-		t.Errorf("probing kept %d descriptors", n)
+		t.Errorf("probing kept %d cached descriptors, label pairs or keys", n)
 	}
 	for i := 0; i < 4; i++ {
 		ts.scrape(t, "/metrics")
 	}
-	ts.x.descs.mu.Lock()
-	n = len(ts.x.descs.m)
-	ts.x.descs.mu.Unlock()
-	if n > maxDescs {
-		t.Errorf("%d descriptors kept, at most %d", n, maxDescs)
+	n = ts.x.series.size()
+	if n > 3*maxCached {
+		t.Errorf("%d descriptors, label pairs and keys kept, at most %d", n, 3*maxCached)
 	}
 }
 

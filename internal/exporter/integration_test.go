@@ -98,7 +98,6 @@ func TestHealthyEnsemble(t *testing.T) {
 		for i, s := range ens.Servers {
 			sl := "server=" + s.ClientAddr
 			second.want(t, 1, "zookeeper_up", l, sl)
-			second.want(t, 1, "zookeeper_ruok", l, sl)
 			second.want(t, 1, "zookeeper_serving", l, sl)
 			second.want(t, 0, "zookeeper_read_only", l, sl)
 			second.want(t, 1, "zookeeper_exporter_source", l, sl, "source="+source)
@@ -228,7 +227,7 @@ func TestKillFollower(t *testing.T) {
 			return v == 0
 		})
 		s.want(t, 0, "zookeeper_up", l, "server="+ens.Servers[f].ClientAddr)
-		s.absent(t, "zookeeper_ruok", l, "server="+ens.Servers[f].ClientAddr)
+		s.absent(t, "zookeeper_serving", l, "server="+ens.Servers[f].ClientAddr)
 		s.want(t, 2, "zookeeper_ensemble_servers_up", l)
 		s.want(t, 1, "zookeeper_ensemble_leaders", l)
 		if v := errorsCounted(ts, "connection_refused", l, "server="+ens.Servers[f].ClientAddr); v == 0 {
@@ -260,8 +259,8 @@ func TestKillTwo(t *testing.T) {
 			return ok && v == 0
 		})
 		s.want(t, 1, "zookeeper_up", l, sl)
-		s.want(t, 1, "zookeeper_ruok", l, sl)
 		s.want(t, 0, "zookeeper_serving", l, sl)
+		s.absent(t, "zookeeper_read_only", l, sl)
 		s.want(t, 0, "zookeeper_ensemble_leaders", l)
 		s.want(t, 1, "zookeeper_ensemble_servers_up", l)
 		s.want(t, 0, "zookeeper_ensemble_servers_serving", l)
@@ -342,7 +341,6 @@ func TestDefaultWhitelist(t *testing.T) {
 	al := []string{"ensemble=admin", "server=" + a.ClientAddr}
 	s.want(t, 1, "zookeeper_exporter_source", append(al, "source="+SourceAdmin)...)
 	s.want(t, 1, "zookeeper_serving", al...)
-	s.want(t, 1, "zookeeper_ruok", al...)
 	s.want(t, 1, "zookeeper_server_state", append(al, "state=standalone")...)
 	if _, ok := s.value("zookeeper_packets_received_total", al...); !ok {
 		t.Error("default whitelist + AdminServer: no mntr data")
@@ -356,12 +354,10 @@ func TestDefaultWhitelist(t *testing.T) {
 	bl := []string{"ensemble=noadmin", "server=" + b.ClientAddr}
 	s.want(t, 1, "zookeeper_up", bl...)
 	s.want(t, 1, "zookeeper_exporter_source", append(bl, "source="+SourceFourLetter)...)
-	for _, cmd := range []string{"mntr", "ruok", "isro"} {
-		s.want(t, 1, "zookeeper_exporter_command_refused", append(bl, "command="+cmd)...)
-	}
+	s.want(t, 1, "zookeeper_exporter_command_refused", append(bl, "command=mntr")...)
 	s.absent(t, "zookeeper_exporter_command_refused", append(bl, "command=srvr")...)
 	// srvr is allowed: state, zxid and its counters still come through;
-	// what only mntr/ruok/isro know is absent, not zero.
+	// what only mntr knows is absent, not zero.
 	s.want(t, 1, "zookeeper_serving", bl...)
 	s.want(t, 1, "zookeeper_server_state", append(bl, "state=standalone")...)
 	if _, ok := s.value("zookeeper_packets_received_total", bl...); !ok {
@@ -370,8 +366,7 @@ func TestDefaultWhitelist(t *testing.T) {
 	if _, ok := s.value("zookeeper_zxid_epoch", bl...); !ok {
 		t.Error("srvr zxid missing")
 	}
-	s.absent(t, "zookeeper_ruok", bl...)
-	s.absent(t, "zookeeper_read_only", bl...)
+	s.want(t, 0, "zookeeper_read_only", bl...)
 	s.absent(t, "zookeeper_watches", bl...)
 	promtoolCheckMetrics(t, s.text)
 }
@@ -397,7 +392,6 @@ func TestTLS(t *testing.T) {
 	for _, name := range []string{"cert", "nocert"} {
 		l := []string{"ensemble=" + name, "server=" + srv.SecureAddr}
 		s.want(t, 1, "zookeeper_up", l...)
-		s.want(t, 1, "zookeeper_ruok", l...)
 		s.want(t, 1, "zookeeper_serving", l...)
 		if _, ok := s.value("zookeeper_packets_received_total", l...); !ok {
 			t.Errorf("%s: no mntr data over TLS", name)
@@ -432,5 +426,41 @@ func TestAdminNotZooKeeper(t *testing.T) {
 	}
 	if v := errorsCounted(ts, "http_status", "ensemble=x", "source="+SourceAdmin); v == 0 {
 		t.Error("HTTP 404 from the AdminServer address not counted")
+	}
+}
+
+// A server with read-only mode enabled that loses its quorum serves reads:
+// both sources say read-only from mntr's state and srvr (no isro asked).
+func TestReadOnlyServer(t *testing.T) {
+	needZooKeeper(t)
+	t.Parallel()
+	ro, err := zktest.StartEnsemble(zktest.Options{ReadOnlyMode: true, TickTime: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ro.Close)
+	survivor := (ro.Leader() + 1) % 3
+	for i := range ro.Servers {
+		if i != survivor {
+			if err := ro.Kill(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	srv := ro.Servers[survivor]
+	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{
+		{Name: "admin", Servers: srv.ClientAddr, Admin: AdminConfig{URLs: map[string]string{srv.ClientAddr: srv.AdminURL}}},
+		{Name: "words", Servers: srv.ClientAddr, Admin: AdminConfig{Disabled: true}},
+	}}, nil)
+	for _, name := range []string{"admin", "words"} {
+		l := []string{"ensemble=" + name, "server=" + srv.ClientAddr}
+		s := waitFor(t, ts, "/probe?ensemble="+name, "read-only mode", func(s scraped) bool {
+			v, ok := s.value("zookeeper_read_only", l...)
+			return ok && v == 1
+		})
+		s.want(t, 1, "zookeeper_up", l...)
+		s.want(t, 1, "zookeeper_serving", l...)
+		s.want(t, 1, "zookeeper_server_state", append(l, "state=other")...)
+		s.absent(t, "zookeeper_exporter_command_refused", l...)
 	}
 }

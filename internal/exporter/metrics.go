@@ -3,11 +3,12 @@ package exporter
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const namespace = "zookeeper"
@@ -65,9 +66,7 @@ func reserved(name string) bool {
 
 // statPrefixes are the parts ZooKeeper splits a summary into:
 // zk_<stat>_<name>. min and max become quantiles 0 and 1.
-var statPrefixes = []string{"avg", "min", "max", "cnt", "sum", "p50", "p95", "p99", "p999", "last"}
-
-var quantileOf = map[string]float64{"min": 0, "p50": 0.5, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1}
+var statPrefixes = [...]string{"avg", "min", "max", "cnt", "sum", "p50", "p95", "p99", "p999", "last"}
 
 // gaugeRenames give plain names to gauges that ZooKeeper calls *_count
 // (a _count suffix is reserved for summaries and histograms).
@@ -133,84 +132,6 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// descCache keeps one Desc per family and label set: families come from
-// the keys servers send, so they are built on the fly, once. It keeps at
-// most maxDescs; beyond, Descs are built for the scrape and not kept.
-type descCache struct {
-	mu sync.Mutex
-	m  map[string]*prometheus.Desc
-}
-
-const maxDescs = 4096
-
-func newDescCache() *descCache { return &descCache{m: map[string]*prometheus.Desc{}} }
-
-func (c *descCache) get(name, help string, labels []string) *prometheus.Desc {
-	key := name + "\xff" + strings.Join(labels, "\xff")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d, ok := c.m[key]
-	if !ok {
-		d = prometheus.NewDesc(name, help, labels, nil)
-		if len(c.m) < maxDescs {
-			c.m[key] = d
-		}
-	}
-	return d
-}
-
-// emitter sends metrics that share a set of leading labels (ensemble,
-// server) to a channel.
-type emitter struct {
-	ch     chan<- prometheus.Metric
-	cache  *descCache
-	names  []string
-	values []string
-}
-
-func (e *emitter) with(name, value string) *emitter {
-	return &emitter{ch: e.ch, cache: e.cache,
-		names:  append(append([]string{}, e.names...), name),
-		values: append(append([]string{}, e.values...), value)}
-}
-
-func (e *emitter) labels(extra []string) ([]string, []string) {
-	names := append([]string{}, e.names...)
-	values := append([]string{}, e.values...)
-	for i := 0; i+1 < len(extra); i += 2 {
-		names = append(names, extra[i])
-		values = append(values, extra[i+1])
-	}
-	return names, values
-}
-
-// emit sends one sample. A label value that is not valid UTF-8 (from a
-// server's answer) makes it an invalid metric: a scrape error for that
-// series, never a panic.
-func (e *emitter) emit(name, help string, t prometheus.ValueType, v float64, extra ...string) {
-	names, values := e.labels(extra)
-	d := e.cache.get(name, help, names)
-	m, err := prometheus.NewConstMetric(d, t, v, values...)
-	if err != nil {
-		m = prometheus.NewInvalidMetric(d, err)
-	}
-	e.ch <- m
-}
-
-func (e *emitter) gauge(name, help string, v float64, extra ...string) {
-	e.emit(name, help, prometheus.GaugeValue, v, extra...)
-}
-
-func (e *emitter) summary(name, help string, count uint64, sum float64, q map[float64]float64, extra ...string) {
-	names, values := e.labels(extra)
-	d := e.cache.get(name, help, names)
-	m, err := prometheus.NewConstSummary(d, count, sum, q, values...)
-	if err != nil {
-		m = prometheus.NewInvalidMetric(d, err)
-	}
-	e.ch <- m
-}
-
 func boolValue(b bool) float64 {
 	if b {
 		return 1
@@ -218,91 +139,224 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// group is one summary-like set of keys zk_<stat>_<base>.
-type group struct {
-	base  string
-	stats map[string]float64
-}
-
 // maxKeys bounds the numeric mntr/monitor keys exported per server: a
 // real server sends a few hundred (more with many namespaces); an answer
 // with more is cut, in key order, and says how many keys it dropped.
 const maxKeys = 2000
 
-func emitDroppedKeys(e *emitter, n int) {
-	e.gauge("zookeeper_exporter_keys_dropped", fmt.Sprintf("Numeric keys of the server's mntr/monitor answer left out in this scrape (more than %d).", maxKeys), float64(n))
+// Reasons a key of a server's answer is left out.
+const (
+	droppedTooMany   = "too_many"   // beyond maxKeys
+	droppedNameClash = "name_clash" // its series would be named like another key's, or like the exporter's own
+)
+
+func emitDroppedKeys(e *emitter, reason string, n int) {
+	e.gauge("zookeeper_exporter_keys_dropped", fmt.Sprintf("Numeric keys of the server's mntr/monitor answer left out in this scrape: too_many beyond %d, name_clash when its series would be named like another key's or the exporter's own.", maxKeys),
+		float64(n), "reason", reason)
 }
 
+// family is how a key (or a summary-like group of keys) is exported.
+type family struct {
+	name         string
+	help         string // as a gauge or counter
+	summaryHelp  string // a group with cnt and sum
+	statHelp     string // a group without: a gauge with a stat label
+	scale        float64
+	counter      bool
+	label, value string // a namespace or server id taken out of the key
+	reserved     bool   // would clash with a family the exporter builds
+}
+
+// keyInfo is what one mntr key means, worked out once per key.
+type keyInfo struct {
+	key   string
+	stat  int // index in statPrefixes, -1 when the key has no stat prefix
+	base  string
+	plain family  // the key as a series of its own
+	group *family // the family of base, when stat >= 0
+}
+
+func newKeyInfo(k string) *keyInfo {
+	info := &keyInfo{key: k, stat: -1, plain: newFamily(k, counterKeys[k])}
+	for i, p := range statPrefixes {
+		if base, ok := strings.CutPrefix(k, p+"_"); ok && base != "" {
+			g := newFamily(base, false)
+			info.stat, info.base, info.group = i, base, &g
+			break
+		}
+	}
+	return info
+}
+
+func newFamily(key string, counter bool) family {
+	name, label, value := splitKey(key)
+	n, scale := familyName(name, counter)
+	pattern, unit := keyPattern(name, label), unitNote(scale)
+	help := "ZooKeeper's zk_" + pattern + "." + unit
+	if counter {
+		help = "ZooKeeper's zk_" + pattern + " (a counter since the server started)." + unit
+	}
+	return family{name: n, help: help,
+		summaryHelp: "ZooKeeper's zk_{min,max,cnt,sum,p50,...}_" + pattern + " as a summary (quantile 0 is the minimum, 1 the maximum)." + unit,
+		statHelp:    "ZooKeeper's zk_{min,avg,max,last}_" + pattern + ", by stat." + unit,
+		scale:       scale, counter: counter, label: label, value: value, reserved: reserved(n)}
+}
+
+// group is one summary-like set of keys zk_<stat>_<base>.
+type group struct {
+	base string
+	f    *family
+	has  uint16 // bit i: statPrefixes[i] is present
+	v    [len(statPrefixes)]float64
+}
+
+func (g *group) get(stat string) (float64, bool) {
+	i := statIndex[stat]
+	return g.v[i], g.has&(1<<i) != 0
+}
+
+// hasCount says whether the group is a summary: it has cnt and sum.
+func (g *group) hasCount() bool {
+	_, cnt := g.get("cnt")
+	_, sum := g.get("sum")
+	return cnt && sum
+}
+
+// summarizes says whether the keys form a group: two stats or more, one
+// of them min, max or avg.
+func (g *group) summarizes() bool {
+	const minMaxAvg = 1<<0 | 1<<1 | 1<<2
+	return g.has&(g.has-1) != 0 && g.has&minMaxAvg != 0
+}
+
+var statIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, p := range statPrefixes {
+		m[p] = i
+	}
+	return m
+}()
+
 // emitStats sends every numeric key of mntr/monitor, at most maxKeys.
+// Keys are taken in order, so that of two keys whose series would share a
+// name (zk_x and zk_min_x, zk_x_count and zk_x, ...) the same one wins
+// every scrape; the other is left out and counted.
 func emitStats(e *emitter, s Stats) {
-	if n := len(s.Numbers); n > maxKeys {
+	nums := s.Numbers
+	if n := len(nums); n > maxKeys {
 		keys := make([]string, 0, n)
-		for k := range s.Numbers {
+		for k := range nums {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		kept := make(map[string]float64, maxKeys)
+		nums = make(map[string]float64, maxKeys)
 		for _, k := range keys[:maxKeys] {
-			kept[k] = s.Numbers[k]
+			nums[k] = s.Numbers[k]
 		}
-		s.Numbers = kept
-		emitDroppedKeys(e, n-maxKeys)
+		emitDroppedKeys(e, droppedTooMany, n-maxKeys)
 	}
-	groups := make(map[string]*group, len(s.Numbers)/4)
-	for k, v := range s.Numbers {
-		for _, p := range statPrefixes {
-			if base, ok := strings.CutPrefix(k, p+"_"); ok && base != "" {
-				g := groups[base]
-				if g == nil {
-					g = &group{base: base, stats: map[string]float64{}}
-					groups[base] = g
-				}
-				g.stats[p] = v
-				break
+	type keyValue struct {
+		info *keyInfo
+		v    float64
+	}
+	kvs := make([]keyValue, 0, len(nums))
+	groups := make(map[string]*group, len(nums)/4)
+	for k, v := range nums {
+		info := e.cache.key(k, newKeyInfo)
+		kvs = append(kvs, keyValue{info, v})
+		if info.stat < 0 {
+			continue
+		}
+		g := groups[info.base]
+		if g == nil {
+			g = &group{base: info.base, f: info.group}
+			groups[info.base] = g
+		}
+		g.has |= 1 << info.stat
+		g.v[info.stat] = v
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].info.key < kvs[j].info.key })
+	var summarized []*group
+	for _, g := range groups {
+		if g.summarizes() {
+			summarized = append(summarized, g)
+		}
+	}
+	sort.Slice(summarized, func(i, j int) bool { return summarized[i].base < summarized[j].base })
+	names := make(familyNames, len(kvs)/2)
+	clashes := 0
+	for _, g := range summarized {
+		kind, help := familyGauge, g.f.statHelp
+		if g.hasCount() {
+			kind, help = familySummary, g.f.summaryHelp
+		}
+		if g.f.reserved || !names.claim(g.f.name, help, kind) {
+			clashes += bits.OnesCount16(g.has)
+			continue
+		}
+		emitGroup(e, g)
+	}
+	for _, kv := range kvs {
+		f := &kv.info.plain
+		if kv.info.stat >= 0 && groups[kv.info.base].summarizes() {
+			continue
+		}
+		t, kind := prometheus.GaugeValue, familyGauge
+		if f.counter {
+			t, kind = prometheus.CounterValue, familyCounter
+		}
+		if f.reserved || !names.claim(f.name, f.help, kind) {
+			clashes++
+			continue
+		}
+		if f.label != "" {
+			e.emit(f.name, f.help, t, kv.v*f.scale, f.label, f.value)
+		} else {
+			e.emit(f.name, f.help, t, kv.v*f.scale)
+		}
+	}
+	if clashes > 0 {
+		emitDroppedKeys(e, droppedNameClash, clashes)
+	}
+}
+
+type familyKind int
+
+const (
+	familyGauge familyKind = iota
+	familyCounter
+	familySummary
+)
+
+// familyNames are the families one server's keys made in this scrape.
+type familyNames map[string]struct {
+	help string
+	kind familyKind
+}
+
+// claim reports whether a series of family name may be sent: a new name
+// (that is not a summary's _sum or _count, nor has one), or one already
+// made with the same help and kind (keys that differ in a namespace or
+// server id share a family).
+func (n familyNames) claim(name, help string, kind familyKind) bool {
+	if f, ok := n[name]; ok {
+		return f.help == help && f.kind == kind
+	}
+	for _, suffix := range []string{"_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			if f, ok := n[base]; ok && f.kind == familySummary {
+				return false
 			}
 		}
-	}
-	inGroup := make(map[string]bool, len(s.Numbers))
-	var bases []string
-	for base, g := range groups {
-		_, hasMin := g.stats["min"]
-		_, hasMax := g.stats["max"]
-		_, hasAvg := g.stats["avg"]
-		if len(g.stats) < 2 || !(hasMin || hasMax || hasAvg) {
-			continue
-		}
-		bases = append(bases, base)
-		for p := range g.stats {
-			inGroup[p+"_"+base] = true
+		if _, ok := n[name+suffix]; ok && kind == familySummary {
+			return false
 		}
 	}
-	sort.Strings(bases)
-	for _, base := range bases {
-		emitGroup(e, groups[base])
-	}
-	keys := make([]string, 0, len(s.Numbers))
-	for k := range s.Numbers {
-		if !inGroup[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		name, label, value := splitKey(k)
-		var extra []string
-		if label != "" {
-			extra = []string{label, value}
-		}
-		n, scale := familyName(name, counterKeys[k])
-		if reserved(n) {
-			continue
-		}
-		if counterKeys[k] {
-			e.emit(n, "ZooKeeper's zk_"+keyPattern(name, label)+" (a counter since the server started)."+unitNote(scale), prometheus.CounterValue, s.Numbers[k]*scale, extra...)
-			continue
-		}
-		e.gauge(n, "ZooKeeper's zk_"+keyPattern(name, label)+"."+unitNote(scale), s.Numbers[k]*scale, extra...)
-	}
+	n[name] = struct {
+		help string
+		kind familyKind
+	}{help, kind}
+	return true
 }
 
 // unitNote tells that milliseconds became seconds.
@@ -323,43 +377,54 @@ func keyPattern(name, label string) string {
 	return name
 }
 
+// quantileStats are the stats that become a summary's quantiles, in
+// increasing order.
+var quantileStats = []struct {
+	stat string
+	q    float64
+}{{"min", 0}, {"p50", 0.5}, {"p95", 0.95}, {"p99", 0.99}, {"p999", 0.999}, {"max", 1}}
+
 // emitGroup sends one summary-like family: a summary (quantile 0 = min,
 // 1 = max) when ZooKeeper gives a count and a sum, else a gauge with a
 // "stat" label (min, avg, max, last).
 func emitGroup(e *emitter, g *group) {
-	name, label, value := splitKey(g.base)
+	f := g.f
 	var extra []string
-	if label != "" {
-		extra = []string{label, value}
+	if f.label != "" {
+		extra = []string{f.label, f.value}
 	}
-	n, scale := familyName(name, false)
-	if reserved(n) {
-		return
-	}
-	cnt, hasCnt := g.stats["cnt"]
-	sum, hasSum := g.stats["sum"]
-	pattern := keyPattern(name, label)
-	if hasCnt && hasSum {
-		q := map[float64]float64{}
-		for p, v := range g.stats {
-			if qq, ok := quantileOf[p]; ok {
-				if cnt == 0 {
-					v = math.NaN()
-				}
-				q[qq] = v * scale
+	if g.hasCount() {
+		cnt, _ := g.get("cnt")
+		sum, _ := g.get("sum")
+		var (
+			qs   = make([]*dto.Quantile, 0, len(quantileStats))
+			buf  = make([]dto.Quantile, len(quantileStats))
+			vals = make([]float64, len(quantileStats))
+		)
+		for i := range quantileStats {
+			v, ok := g.get(quantileStats[i].stat)
+			if !ok {
+				continue
 			}
+			if cnt == 0 {
+				v = math.NaN()
+			}
+			vals[i] = v * f.scale
+			buf[i] = dto.Quantile{Quantile: &quantileStats[i].q, Value: &vals[i]}
+			qs = append(qs, &buf[i])
 		}
-		e.summary(n, "ZooKeeper's zk_{min,max,cnt,sum,p50,...}_"+pattern+" as a summary (quantile 0 is the minimum, 1 the maximum)."+unitNote(scale),
-			uint64(cnt), sum*scale, q, extra...)
+		e.summary(f.name, f.summaryHelp, uint64(cnt), sum*f.scale, qs, extra...)
 		return
 	}
-	stats := make([]string, 0, len(g.stats))
-	for p := range g.stats {
-		stats = append(stats, p)
-	}
-	sort.Strings(stats)
-	for _, p := range stats {
-		e.gauge(n, "ZooKeeper's zk_{min,avg,max,last}_"+pattern+", by stat."+unitNote(scale), g.stats[p]*scale, append([]string{"stat", p}, extra...)...)
+	for i, p := range statPrefixes {
+		if g.has&(1<<i) == 0 {
+			continue
+		}
+		if f.label != "" {
+			e.gauge(f.name, f.statHelp, g.v[i]*f.scale, "stat", p, f.label, f.value)
+		} else {
+			e.gauge(f.name, f.statHelp, g.v[i]*f.scale, "stat", p)
+		}
 	}
 }
 
@@ -368,9 +433,6 @@ var serverStates = []string{"leader", "follower", "observer", "standalone", "loo
 // emitServer sends one server's series; unknown facts send nothing.
 func emitServer(e *emitter, r *ServerResult, consLimit int) {
 	e.gauge("zookeeper_up", "Whether the server answered at all (AdminServer or four-letter words).", boolValue(r.Up))
-	if r.Ruok != nil {
-		e.gauge("zookeeper_ruok", "Whether the server answered ruok with imok.", boolValue(*r.Ruok))
-	}
 	if r.Serving != nil {
 		e.gauge("zookeeper_serving", "Whether the server serves requests (0: up but without a quorum).", boolValue(*r.Serving))
 	}

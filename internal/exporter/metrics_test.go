@@ -25,7 +25,7 @@ func fixtureResults(t testing.TB) []*ServerResult {
 	}
 	var out []*ServerResult
 
-	leader := &ServerResult{Server: "zk1:2181", Source: SourceAdmin, Up: true, Ruok: ptr(true), Serving: ptr(true), ReadOnly: ptr(false)}
+	leader := &ServerResult{Server: "zk1:2181", Source: SourceAdmin, Up: true, Serving: ptr(true), ReadOnly: ptr(false)}
 	s, err := ParseMonitor([]byte(fixture(t, "leader_admin_monitor.json")))
 	must(err)
 	leader.Stats = &s
@@ -40,7 +40,7 @@ func fixtureResults(t testing.TB) []*ServerResult {
 	leader.Commands = []CommandResult{{Command: "monitor", Source: SourceAdmin}, {Command: "srvr", Source: SourceAdmin}}
 	out = append(out, leader)
 
-	follower := &ServerResult{Server: "zk2:2181", Source: SourceFourLetter, Up: true, Ruok: ptr(true), Serving: ptr(true), ReadOnly: ptr(false)}
+	follower := &ServerResult{Server: "zk2:2181", Source: SourceFourLetter, Up: true, Serving: ptr(true), ReadOnly: ptr(false)}
 	fs, err := ParseMntr(fixture(t, "follower_mntr.txt"))
 	must(err)
 	follower.Stats = &fs
@@ -67,7 +67,7 @@ func fixtureResults(t testing.TB) []*ServerResult {
 
 type resultsCollector struct {
 	results []*ServerResult
-	cache   *descCache
+	cache   *seriesCache
 }
 
 func (c resultsCollector) Describe(chan<- *prometheus.Desc) {}
@@ -97,7 +97,7 @@ func gatherText(t testing.TB, g prometheus.Gatherer) string {
 
 func TestFixtureMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newDescCache()})
+	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newSeriesCache()})
 	text := gatherText(t, reg)
 	for _, want := range []string{
 		`zookeeper_packets_received_total{ensemble="fixture",server="zk1:2181"} 370`,
@@ -124,7 +124,7 @@ func TestFixtureMetrics(t *testing.T) {
 			t.Errorf("output lacks %s", want)
 		}
 	}
-	for _, bad := range []string{"zookeeper_demo0", "zookeeper_1_", "zookeeper_p99_", "zookeeper_avg_", `zookeeper_ruok{ensemble="fixture",server="down:2181"}`} {
+	for _, bad := range []string{"zookeeper_demo0", "zookeeper_1_", "zookeeper_p99_", "zookeeper_avg_", `zookeeper_serving{ensemble="fixture",server="down:2181"}`} {
 		if strings.Contains(text, bad) {
 			t.Errorf("output holds %s", bad)
 		}
@@ -216,7 +216,7 @@ func TestConsLimit(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitConns((&emitter{ch: ch, cache: newDescCache()}).with("server", "zk1:2181"), conns, 2)
+		emitConns((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), conns, 2)
 	}))
 	s := parseExposition(t, gatherText(t, reg))
 	s.want(t, 500, "zookeeper_connection_packets_received_total", "client=10.0.0.2:1")
@@ -229,11 +229,51 @@ func TestReservedNames(t *testing.T) {
 	s := Stats{Numbers: map[string]float64{"ensemble_leaders": 7, "up": 3, "exporter_source": 1, "ensemble_auth_fail": 2}, Strings: map[string]string{}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitStats((&emitter{ch: ch, cache: newDescCache()}).with("server", "zk1:2181"), s)
+		emitStats((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), s)
 	}))
 	out := parseExposition(t, gatherText(t, reg))
 	for _, n := range []string{"zookeeper_ensemble_leaders", "zookeeper_up", "zookeeper_exporter_source"} {
 		out.absent(t, n)
 	}
 	out.want(t, 2, "zookeeper_ensemble_auth_fail_total")
+}
+
+// Keys whose series would share a name (a plain key and a stat group, a
+// _count gauge and its base, a summary and a key named like its _sum, a
+// key in milliseconds and one in seconds) make one family, the same one
+// every scrape, and the others are counted as name clashes: the scrape
+// never fails.
+func TestNameClashes(t *testing.T) {
+	for _, tc := range []struct {
+		keys    map[string]float64
+		want    string // the family that survives
+		clashes float64
+	}{
+		{map[string]float64{"latency": 1, "min_latency": 0, "max_latency": 2}, "zookeeper_latency", 1},
+		{map[string]float64{"foo_count": 1, "foo": 2}, "zookeeper_foo", 1},
+		{map[string]float64{"cnt_x": 1, "sum_x": 2, "max_x": 3, "x_sum": 9}, "zookeeper_x", 1},
+		{map[string]float64{"cnt_y": 1, "sum_y": 2, "min_y": 3, "y_count": 9}, "zookeeper_y", 1},
+		{map[string]float64{"wait_ms": 1, "wait_seconds": 2}, "zookeeper_wait_seconds", 1},
+		{map[string]float64{"up": 1, "ensemble_leaders": 2, "a": 1}, "zookeeper_a", 2},
+	} {
+		s := Stats{Numbers: tc.keys, Strings: map[string]string{}}
+		var first string
+		for range 5 { // map order differs between runs; the outcome must not
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+				emitStats((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), s)
+			}))
+			text := gatherText(t, reg) // fails the test on a registry error
+			out := parseExposition(t, text)
+			out.want(t, tc.clashes, "zookeeper_exporter_keys_dropped", "reason=name_clash")
+			if !strings.Contains(text, "\n"+tc.want+"{") && !strings.Contains(text, "\n"+tc.want+" ") {
+				t.Errorf("%v: no %s in\n%s", tc.keys, tc.want, text)
+			}
+			if first == "" {
+				first = text
+			} else if text != first {
+				t.Errorf("%v: the outcome changes between scrapes:\n%s\n---\n%s", tc.keys, first, text)
+			}
+		}
+	}
 }

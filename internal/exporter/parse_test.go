@@ -166,25 +166,7 @@ func TestParseAdmin(t *testing.T) {
 	}
 }
 
-func TestParseSmallWords(t *testing.T) {
-	if ok, err := ParseRuok(fixture(t, "leader_ruok.txt")); err != nil || !ok {
-		t.Errorf("ruok = %v, %v", ok, err)
-	}
-	if ok, err := ParseRuok(""); err != nil || ok {
-		t.Errorf("empty ruok = %v, %v", ok, err)
-	}
-	if ro, err := ParseIsro(fixture(t, "leader_isro.txt")); err != nil || ro {
-		t.Errorf("isro = %v, %v", ro, err)
-	}
-	if ro, err := ParseIsro("ro"); err != nil || !ro {
-		t.Errorf("isro ro = %v, %v", ro, err)
-	}
-	if _, err := ParseIsro("null"); !errors.Is(err, ErrNotServing) {
-		t.Errorf("isro null: err = %v", err)
-	}
-	if _, err := ParseIsro("what"); err == nil {
-		t.Error("isro garbage: no error")
-	}
+func TestParseWchs(t *testing.T) {
 	w, err := ParseWchs(fixture(t, "follower_wchs.txt"))
 	if err != nil || w.Connections != 1 || w.Paths != 20 || w.Watches != 20 {
 		t.Errorf("wchs = %+v, %v", w, err)

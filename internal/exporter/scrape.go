@@ -35,7 +35,6 @@ type ServerResult struct {
 	Server   string
 	Source   string // SourceAdmin, SourceFourLetter, "" when nothing answered
 	Up       bool
-	Ruok     *bool
 	Serving  *bool
 	ReadOnly *bool
 	State    string // leader, follower, observer, standalone, looking, other; "" unknown
@@ -184,9 +183,9 @@ func parallel(fns ...func()) {
 // scrapeAdmin asks the AdminServer; it reports whether it answered at all.
 func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	// monitor carries mntr's keys, srvr the zxid, state and read-only
-	// mode; the voters change rarely and are asked once a minute. A JSON
-	// answer to any command is the AdminServer's "imok" (its ruok command
-	// answers exactly when the others do), so ruok is not asked apart.
+	// mode; the voters change rarely and are asked once a minute. ruok
+	// and is_read_only are not asked: ZooKeeper answers ruok whenever it
+	// answers at all, and srvr carries read_only.
 	cmds := []string{"monitor", "srvr"}
 	voters, fresh := t.ens.cachedVoters(t.server, time.Now())
 	if fresh {
@@ -259,8 +258,6 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	if !answered {
 		return false
 	}
-	// A ZooKeeper answer is the AdminServer's "imok".
-	r.Ruok = ptr(true)
 	applyStatus(r, st)
 	return true
 }
@@ -280,11 +277,15 @@ func applyStatus(r *ServerResult, st ServerStatus) {
 	if st.HasZxid {
 		r.Zxid, r.HasZxid = st.Zxid, true
 	}
-	if r.ReadOnly == nil && st.ReadOnly != nil {
-		r.ReadOnly = st.ReadOnly
+	mode := st.Mode
+	if r.Stats != nil && r.Stats.Strings["server_state"] != "" {
+		mode = r.Stats.Strings["server_state"]
 	}
-	if r.ReadOnly == nil && strings.EqualFold(st.Mode, "read-only") {
-		r.ReadOnly = ptr(true)
+	switch {
+	case st.ReadOnly != nil:
+		r.ReadOnly = st.ReadOnly
+	case mode != "":
+		r.ReadOnly = ptr(strings.EqualFold(mode, "read-only"))
 	}
 	if r.Stats == nil && len(st.Numbers) > 0 {
 		// mntr refused: srvr still gives packets, connections, latency.
@@ -293,9 +294,12 @@ func applyStatus(r *ServerResult, st ServerStatus) {
 }
 
 // scrapeFourLetter asks with four-letter words; it reports whether the
-// server answered at all (a refusal is an answer).
+// server answered at all (a refusal is an answer). mntr and srvr say all
+// that ruok and isro would: ZooKeeper answers ruok with imok whenever it
+// answers at all, and a read-only server's state (mntr's server_state,
+// srvr's Mode) is "read-only", which is all isro tells.
 func scrapeFourLetter(ctx context.Context, t target, r *ServerResult) bool {
-	cmds := []string{"mntr", "srvr", "ruok", "isro"}
+	cmds := []string{"mntr", "srvr"}
 	if t.ens.cfg.Cons {
 		cmds = append(cmds, "cons")
 	}
@@ -333,18 +337,6 @@ func scrapeFourLetter(ctx context.Context, t target, r *ServerResult) bool {
 		case "srvr":
 			if st, err = ParseSrvr(a); err == nil && r.Serving == nil {
 				r.Serving = ptr(true)
-			}
-		case "ruok":
-			var ok bool
-			if ok, err = ParseRuok(a); err == nil {
-				r.Ruok = &ok
-			}
-		case "isro":
-			var ro bool
-			if ro, err = ParseIsro(a); err == nil {
-				r.ReadOnly = &ro
-			} else if errors.Is(err, ErrNotServing) {
-				err = nil // "null": read-only mode unknown, not a failure
 			}
 		case "cons":
 			if r.Conns, err = ParseCons(a); err == nil {

@@ -52,6 +52,9 @@ type Options struct {
 	TickTime  time.Duration // default 2s (session timeouts 4s–40s)
 	// Extra lines for every zoo.cfg.
 	Extra []string
+	// ReadOnlyMode lets a server that loses its quorum serve reads
+	// (readonlymode.enabled, a JVM property).
+	ReadOnlyMode bool
 }
 
 // Server is one ZooKeeper server of an ensemble.
@@ -224,10 +227,12 @@ func (e *Ensemble) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("java", "-Xmx256m", "-XX:+UseSerialGC",
-		"-Dzookeeper.admin.idleTimeout=60000",
-		"-cp", zookeeperClasspath,
-		"org.apache.zookeeper.server.quorum.QuorumPeerMain", filepath.Join(s.Dir, "zoo.cfg"))
+	args := []string{"-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.idleTimeout=60000"}
+	if e.opts.ReadOnlyMode {
+		args = append(args, "-Dreadonlymode.enabled=true")
+	}
+	args = append(args, "-cp", zookeeperClasspath, "org.apache.zookeeper.server.quorum.QuorumPeerMain", filepath.Join(s.Dir, "zoo.cfg"))
+	cmd := exec.Command("java", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
