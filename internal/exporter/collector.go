@@ -235,7 +235,7 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 		tlsConf, hc = x.probe.tls, x.probe.http // no client certificate outside its ensemble
 	}
 	e := &ensemble{cfg: cfg, servers: servers, tls: tlsConf, http: hc, logger: src.logger,
-		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{}}
+		adminSkip: map[string]time.Time{}, srvrAdmin: map[string]time.Time{}, voters: map[string]cachedVoters{}}
 	origin := ""
 	if listed {
 		origin = src.cfg.Name

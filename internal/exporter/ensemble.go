@@ -28,8 +28,9 @@ type ensemble struct {
 	ownHTTP bool // close idle connections on close
 	logger  *slog.Logger
 
-	mu        sync.Mutex // guards adminSkip and voters
+	mu        sync.Mutex // guards adminSkip, srvrAdmin and voters
 	adminSkip map[string]time.Time
+	srvrAdmin map[string]time.Time // until then, srvr is asked of the AdminServer
 	voters    map[string]cachedVoters
 	zkMu      sync.Mutex // guards zk; held while connecting
 	zk        *zk.Client
@@ -47,7 +48,7 @@ func newEnsemble(cfg EnsembleConfig, logger *slog.Logger) (*ensemble, error) {
 	return &ensemble{
 		cfg: cfg, servers: servers, tls: tlsConf, http: newAdminClient(tlsConf), ownHTTP: true,
 		logger:    logger.With("ensemble", cfg.Name),
-		adminSkip: map[string]time.Time{}, voters: map[string]cachedVoters{},
+		adminSkip: map[string]time.Time{}, srvrAdmin: map[string]time.Time{}, voters: map[string]cachedVoters{},
 	}, nil
 }
 
@@ -74,6 +75,24 @@ func (e *ensemble) skipAdmin(server string, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.adminSkip[server] = now.Add(adminRetry)
+}
+
+// srvrRetry is how long a server whose client port did not answer srvr
+// (refused by its whitelist, or unreachable) is asked srvr over the
+// AdminServer, before the four-letter word is tried again.
+const srvrRetry = 10 * time.Minute
+
+func (e *ensemble) srvrOverAdmin(server string, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	until, ok := e.srvrAdmin[server]
+	return ok && now.Before(until)
+}
+
+func (e *ensemble) askSrvrOverAdmin(server string, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.srvrAdmin[server] = now.Add(srvrRetry)
 }
 
 // votersTTL is how long a server's voting view is reused.

@@ -327,13 +327,15 @@ func TestDefaultWhitelist(t *testing.T) {
 	t.Parallel()
 	withAdmin := startStandalone(t, zktest.Options{PerServer: map[int]zktest.ServerOptions{0: {Whitelist: "-"}}})
 	noAdmin := startStandalone(t, zktest.Options{PerServer: map[int]zktest.ServerOptions{0: {Whitelist: "-", DisableAdmin: true}}})
-	ports, err := zktest.FreePorts(1)
+	ports, err := zktest.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := withAdmin.Servers[0], noAdmin.Servers[0]
+	closed := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{
 		{Name: "admin", Servers: a.ClientAddr, Admin: AdminConfig{URLs: map[string]string{a.ClientAddr: a.AdminURL}}},
+		{Name: "nosrvr", Servers: closed, Admin: AdminConfig{URLs: map[string]string{closed: a.AdminURL}}},
 		{Name: "noadmin", Servers: b.ClientAddr, Admin: AdminConfig{URLs: map[string]string{b.ClientAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}}},
 	}}, nil)
 	s := ts.scrape(t, "/metrics")
@@ -349,7 +351,23 @@ func TestDefaultWhitelist(t *testing.T) {
 		t.Error("default whitelist + AdminServer: no latency summary")
 	}
 	s.absent(t, "zookeeper_exporter_command_refused", al...)
+	s.want(t, 1, "zookeeper_exporter_command_success", append(al, "command=srvr", "source="+SourceFourLetter)...)
 	s.want(t, 1, "zookeeper_ensemble_leaders", "ensemble=admin")
+
+	// No srvr on the client port (here: nothing listens there): the
+	// AdminServer's srvr gives the zxid, and nothing is reported missing,
+	// in this scrape and the next.
+	cl := []string{"ensemble=nosrvr", "server=" + closed}
+	for _, s := range []scraped{s, ts.scrape(t, "/metrics")} {
+		s.want(t, 1, "zookeeper_exporter_source", append(cl, "source="+SourceAdmin)...)
+		s.want(t, 1, "zookeeper_exporter_server_scrape_success", cl...)
+		s.want(t, 1, "zookeeper_exporter_command_success", append(cl, "command=srvr", "source="+SourceAdmin)...)
+		s.absent(t, "zookeeper_exporter_command_refused", cl...)
+		if _, ok := s.value("zookeeper_zxid_epoch", cl...); !ok {
+			t.Error("srvr refused on the client port: no zxid")
+		}
+		s.want(t, 0, "zookeeper_read_only", cl...)
+	}
 
 	bl := []string{"ensemble=noadmin", "server=" + b.ClientAddr}
 	s.want(t, 1, "zookeeper_up", bl...)

@@ -45,7 +45,7 @@ var counterKeys = map[string]bool{
 // reservedNames are families the exporter builds itself; a future mntr key
 // that would map onto one of them is left out rather than clash.
 var reservedNames = map[string]bool{
-	"zookeeper_up": true, "zookeeper_ruok": true, "zookeeper_serving": true,
+	"zookeeper_up": true, "zookeeper_serving": true,
 	"zookeeper_read_only": true, "zookeeper_server_state": true, "zookeeper_server_info": true,
 	"zookeeper_zxid_epoch": true, "zookeeper_zxid_sequence": true,
 	"zookeeper_ensemble_servers": true, "zookeeper_ensemble_servers_up": true,

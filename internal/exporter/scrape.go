@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,7 @@ type ServerResult struct {
 	HasConns bool
 	Commands []CommandResult
 	Duration time.Duration
+	chosen   int // Commands[chosen:] are those of the source used
 }
 
 // Success says whether every command of the chosen source was answered.
@@ -55,8 +57,8 @@ func (r *ServerResult) Success() bool {
 	if r.Source == "" {
 		return false
 	}
-	for _, c := range r.Commands {
-		if c.Source == r.Source && c.Err != nil {
+	for _, c := range r.Commands[r.chosen:] {
+		if c.Err != nil {
 			return false
 		}
 	}
@@ -139,6 +141,7 @@ func scrapeServer(ctx context.Context, t target) *ServerResult {
 		}
 	}
 	if r.Source == "" && ctx.Err() == nil {
+		r.chosen = len(r.Commands)
 		if scrapeFourLetter(ctx, t, r) {
 			r.Source = SourceFourLetter
 		}
@@ -151,13 +154,20 @@ func scrapeServer(ctx context.Context, t target) *ServerResult {
 	return r
 }
 
+// allRefusedConnections says whether the AdminServer refused every
+// connection.
 func allRefusedConnections(cmds []CommandResult) bool {
+	n := 0
 	for _, c := range cmds {
+		if c.Source != SourceAdmin {
+			continue
+		}
 		if c.Err == nil || !errors.Is(c.Err, syscall.ECONNREFUSED) {
 			return false
 		}
+		n++
 	}
-	return len(cmds) > 0
+	return n > 0
 }
 
 func normState(s string) string {
@@ -180,13 +190,19 @@ func parallel(fns ...func()) {
 	wg.Wait()
 }
 
-// scrapeAdmin asks the AdminServer; it reports whether it answered at all.
+// scrapeAdmin asks the AdminServer, and srvr as a four-letter word; it
+// reports whether the AdminServer answered at all.
 func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	// monitor carries mntr's keys, srvr the zxid, state and read-only
 	// mode; the voters change rarely and are asked once a minute. ruok
 	// and is_read_only are not asked: ZooKeeper answers ruok whenever it
-	// answers at all, and srvr carries read_only.
+	// answers at all, and srvr carries read-only mode. srvr is asked on
+	// the client port, where ZooKeeper's default whitelist allows it: it
+	// costs the server far less than an AdminServer request (a scrape
+	// takes 1.3 instead of 2 times the time of monitor alone). Where the
+	// four-letter word fails, the AdminServer's srvr is used for a while.
 	cmds := []string{"monitor", "srvr"}
+	srvrWord := !t.ens.srvrOverAdmin(t.server, time.Now())
 	voters, fresh := t.ens.cachedVoters(t.server, time.Now())
 	if fresh {
 		r.Voters = voters
@@ -198,22 +214,50 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	}
 	answers := make([]adminAnswer, len(cmds))
 	results := make([]CommandResult, len(cmds))
+	var word string
 	fns := make([]func(), len(cmds))
 	for i, name := range cmds {
 		fns[i] = func() {
 			s := time.Now()
+			if name == "srvr" && srvrWord {
+				a, err := fourLetterWord(ctx, t.server, name, t.ens.tls)
+				word = a
+				results[i] = CommandResult{Command: name, Source: SourceFourLetter, Err: err, Duration: time.Since(s)}
+				return
+			}
 			a, err := adminCommand(ctx, t.ens.http, t.adminURL, name)
 			answers[i] = a
 			results[i] = CommandResult{Command: name, Source: SourceAdmin, Err: err, Duration: time.Since(s)}
 		}
 	}
 	parallel(fns...)
-	answered := false
 	var st ServerStatus
+	if srvrWord {
+		i := slices.Index(cmds, "srvr")
+		var err error
+		if results[i].Err == nil {
+			st, err = ParseSrvr(word)
+		}
+		switch {
+		case errors.Is(err, ErrNotServing):
+			r.Serving = ptr(false)
+		case (results[i].Err != nil || err != nil) && results[0].Err == nil:
+			// The AdminServer answers but the client port gave no srvr
+			// (refused by the whitelist, unreachable): the AdminServer's
+			// srvr, now and for a while.
+			t.ens.askSrvrOverAdmin(t.server, time.Now())
+			s := time.Now()
+			a, err := adminCommand(ctx, t.ens.http, t.adminURL, "srvr")
+			answers[i], results[i] = a, CommandResult{Command: "srvr", Source: SourceAdmin, Err: err, Duration: time.Since(s)}
+		case err != nil:
+			results[i].Err = wrapf(errParse, "%v", err)
+		}
+	}
+	answered := false
 	for i, name := range cmds {
 		res := &results[i]
 		a := answers[i]
-		if res.Err != nil {
+		if res.Err != nil || res.Source != SourceAdmin {
 			continue
 		}
 		if name == "monitor" && a.Status == http.StatusInternalServerError {
@@ -257,6 +301,10 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	r.Commands = append(r.Commands, results...)
 	if !answered {
 		return false
+	}
+	if r.Serving != nil && !*r.Serving {
+		// Not serving: what srvr said before the quorum went is not trusted.
+		st = ServerStatus{Version: st.Version}
 	}
 	applyStatus(r, st)
 	return true
