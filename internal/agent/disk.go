@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/atomicfile"
 	"github.com/zkprom/zkprom/internal/configstore"
 )
 
@@ -127,44 +128,10 @@ func (d disk) writeState(s State) error {
 	return writeAtomic(filepath.Join(d.dir, stateFile), data)
 }
 
-// writeAtomic writes via a temporary file in the same folder, fsync and
-// rename; the file is readable by its owner only.
+// writeAtomic writes a file readable by its owner only, atomically.
 func writeAtomic(p string, data []byte) error {
-	if old, err := os.ReadFile(p); err == nil && string(old) == string(data) {
-		return os.Chmod(p, 0o600) // a file from an older agent may be wider
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(d string) error {
-	f, err := os.Open(d)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	_, err := atomicfile.WriteFile(p, data, 0o600)
+	return err
 }
 
 // complete reports whether the revision directory exists with a manifest
@@ -253,14 +220,14 @@ func (d disk) stageVariant(rev int, leader bool, checksum, member string, render
 		os.RemoveAll(staging)
 		return err
 	}
-	if err := syncDir(staging); err != nil {
+	if err := atomicfile.SyncDir(staging); err != nil {
 		return err
 	}
 	if err := os.Rename(staging, final); err != nil {
 		os.RemoveAll(staging)
 		return fmt.Errorf("move revision %d into place: %w", rev, err)
 	}
-	return syncDir(filepath.Join(d.dir, revisionsDir))
+	return atomicfile.SyncDir(filepath.Join(d.dir, revisionsDir))
 }
 
 // link points DIR/current at a revision directory atomically: a new
@@ -273,7 +240,7 @@ func (d disk) linkTo(target string) error {
 		if err := os.Remove(d.current()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		return syncDir(d.dir)
+		return atomicfile.SyncDir(d.dir)
 	}
 	tmp := filepath.Join(d.dir, fmt.Sprintf(".current-%d", os.Getpid()))
 	os.Remove(tmp)
@@ -284,7 +251,7 @@ func (d disk) linkTo(target string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("swap %s to %s: %w", d.current(), target, err)
 	}
-	return syncDir(d.dir)
+	return atomicfile.SyncDir(d.dir)
 }
 
 // prune removes revision directories beyond keep, never the ones in live.

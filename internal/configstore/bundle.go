@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/zkprom/zkprom/internal/atomicfile"
 )
 
 // MainFile is the file of a bundle that Prometheus is started with.
@@ -218,7 +220,7 @@ func (b *Bundle) WriteDir(dir string) error {
 		}
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := atomicfile.SyncDir(d); err != nil {
 			return err
 		}
 	}
@@ -239,15 +241,6 @@ func writeSynced(p string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(d string) error {
-	f, err := os.Open(d)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Placeholders that a bundle may use for what differs between servers.

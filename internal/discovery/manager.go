@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zkprom/zkprom/internal/atomicfile"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -48,10 +48,9 @@ type Manager struct {
 	reloadTime time.Time
 	wg         sync.WaitGroup
 
-	fmu         sync.Mutex // file state; never held while taking mu
-	lastWritten map[string][]byte
-	writes      map[string]float64
-	writeErrs   map[string]float64
+	fmu       sync.Mutex // file counters; never held while taking mu
+	writes    map[string]float64
+	writeErrs map[string]float64
 }
 
 type runningJob struct {
@@ -76,14 +75,13 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		ctx:         ctx,
-		opts:        opts,
-		logger:      opts.Logger.With("component", "discovery"),
-		jobs:        map[string]*runningJob{},
-		clients:     map[string]*clientEntry{},
-		lastWritten: map[string][]byte{},
-		writes:      map[string]float64{},
-		writeErrs:   map[string]float64{},
+		ctx:       ctx,
+		opts:      opts,
+		logger:    opts.Logger.With("component", "discovery"),
+		jobs:      map[string]*runningJob{},
+		clients:   map[string]*clientEntry{},
+		writes:    map[string]float64{},
+		writeErrs: map[string]float64{},
 	}
 	if opts.FileSDDir != "" {
 		st, err := os.Stat(opts.FileSDDir)
@@ -360,89 +358,29 @@ func (m *Manager) filePath(name string) string {
 	return filepath.Join(m.opts.FileSDDir, name+".json")
 }
 
-// writeFile writes atomically (temp file in the same folder, fsync,
-// rename) and only when the content differs from the file's.
+// writeFile writes a job's file atomically, when its content changes.
 func (m *Manager) writeFile(name string, body []byte) error {
+	changed, err := atomicfile.WriteFile(m.filePath(name), body, 0o644)
 	m.fmu.Lock()
-	last, known := m.lastWritten[name]
-	m.fmu.Unlock()
-	path := m.filePath(name)
-	if !known {
-		last, _ = os.ReadFile(path)
-	}
-	if last != nil && bytes.Equal(last, body) {
-		m.setLast(name, body) // the job's list, not a second copy of it
-		return nil
-	}
-	if err := WriteFileAtomic(path, body); err != nil {
-		m.fmu.Lock()
+	defer m.fmu.Unlock()
+	switch {
+	case err != nil:
 		m.writeErrs[name]++
-		m.fmu.Unlock()
-		return err
+	case changed:
+		m.writes[name]++
 	}
-	m.fmu.Lock()
-	m.writes[name]++
-	m.fmu.Unlock()
-	m.setLast(name, body)
-	return nil
-}
-
-func (m *Manager) setLast(name string, b []byte) {
-	m.fmu.Lock()
-	m.lastWritten[name] = b
-	m.fmu.Unlock()
+	return err
 }
 
 // removeFile deletes the file of a job that is gone. The caller holds
 // m.mu.
 func (m *Manager) removeFile(name string) {
-	m.fmu.Lock()
-	delete(m.lastWritten, name)
-	m.fmu.Unlock()
 	if m.opts.FileSDDir == "" {
 		return
 	}
 	if err := os.Remove(m.filePath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.logger.Error("cannot remove the file of a removed job", "job", name, "err", err)
 	}
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the
-// same folder, fsynced and renamed over path.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // Reload reads the config file and applies it; a bad file leaves the
