@@ -71,77 +71,6 @@ func (d disk) pruneVariants(keep int, age time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// MergeOverlay returns prometheus.yml with the leader overlay merged in:
-// mappings key by key, lists and scalars replaced whole (see mergeInto).
-// Comments and order of main are kept.
-func MergeOverlay(main, overlay []byte) ([]byte, error) {
-	var md, od yaml.Node
-	if err := yaml.Unmarshal(main, &md); err != nil {
-		return nil, fmt.Errorf("%s: %w", configstore.MainFile, err)
-	}
-	if err := yaml.Unmarshal(overlay, &od); err != nil {
-		return nil, fmt.Errorf("%s: %w", configstore.LeaderFile, err)
-	}
-	if len(od.Content) == 0 {
-		return main, nil // an empty overlay
-	}
-	om := od.Content[0]
-	if om.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: want a mapping of prometheus.yml top-level keys (such as remote_write, alerting)", configstore.LeaderFile)
-	}
-	if len(md.Content) == 0 {
-		md = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
-	}
-	mm := md.Content[0]
-	if mm.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: not a YAML mapping", configstore.MainFile)
-	}
-	for i := 0; i+1 < len(om.Content); i += 2 {
-		key, val := om.Content[i], om.Content[i+1]
-		if !topLevelKey(key.Value) {
-			return nil, fmt.Errorf("%s line %d: %q is not a top-level key of prometheus.yml", configstore.LeaderFile, key.Line, key.Value)
-		}
-		mergeInto(mm, key, val)
-	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&md); err != nil {
-		return nil, fmt.Errorf("merge %s into %s: %w", configstore.LeaderFile, configstore.MainFile, err)
-	}
-	return buf.Bytes(), nil
-}
-
-// mergeInto sets key to val in the mapping m: when both the old value and
-// val are mappings, key by key (so `global: {external_labels: {a: b}}`
-// adds a label and keeps the scrape interval); anything else (a list, a
-// scalar) replaces the old value whole.
-func mergeInto(m, key, val *yaml.Node) {
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value != key.Value {
-			continue
-		}
-		old := m.Content[k+1]
-		if old.Kind == yaml.MappingNode && val.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(val.Content); i += 2 {
-				mergeInto(old, val.Content[i], val.Content[i+1])
-			}
-		} else {
-			m.Content[k+1] = val
-		}
-		return
-	}
-	m.Content = append(m.Content, key, val)
-}
-
-func topLevelKey(k string) bool {
-	switch k {
-	case "global", "scrape_configs", "scrape_config_files", "rule_files", "alerting", "remote_write", "remote_read", "storage", "tracing":
-		return true
-	}
-	return false
-}
-
 // renderVariant renders a bundle for this member: placeholders filled in,
 // and for the leader variant leader.yml merged into prometheus.yml.
 func renderVariant(b *configstore.Bundle, v configstore.Vars, leader bool) (*configstore.Bundle, error) {
@@ -153,7 +82,7 @@ func renderVariant(b *configstore.Bundle, v configstore.Vars, leader bool) (*con
 	if !ok {
 		return r, nil
 	}
-	merged, err := MergeOverlay(r.Files[configstore.MainFile], overlay)
+	merged, err := configstore.MergeOverlay(r.Files[configstore.MainFile], overlay)
 	if err == nil {
 		merged, err = addRuleFile(merged, markerFile)
 	}

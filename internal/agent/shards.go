@@ -132,7 +132,7 @@ func ValidateFleetFiles(dir string, zc zk.Config) error {
 	if data, err := os.ReadFile(filepath.Join(dir, configstore.LeaderFile)); err == nil {
 		main, err := os.ReadFile(filepath.Join(dir, configstore.MainFile))
 		if err == nil {
-			_, err = MergeOverlay(main, data)
+			_, err = configstore.MergeOverlay(main, data)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -527,7 +527,7 @@ func ValidateFleetBundle(ctx context.Context, b *configstore.Bundle, opts config
 	if !ok {
 		return nil
 	}
-	merged, err := MergeOverlay(b.Files[configstore.MainFile], overlay)
+	merged, err := configstore.MergeOverlay(b.Files[configstore.MainFile], overlay)
 	if err != nil {
 		return err
 	}
