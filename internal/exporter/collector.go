@@ -25,6 +25,7 @@ type Exporter struct {
 	series *seriesCache
 
 	scrapeErrors    *prometheus.CounterVec
+	refusedSeries   prometheus.Counter
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 
@@ -63,6 +64,10 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 			Namespace: namespace, Subsystem: "exporter", Name: "scrape_errors_total",
 			Help: "Commands to a ZooKeeper server that failed, by source (admin, fourletter) and reason (timeout, connection_refused, connection_reset, tls, http_status, parse, too_large, canceled, other).",
 		}, []string{"ensemble", "server", "source", "reason"}),
+		refusedSeries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "exporter", Name: "refused_series_total",
+			Help: "Series of an answer left out of a scrape because the registry refused them (e.g. a label value that is not valid UTF-8).",
+		}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "config_last_reload_successful",
 			Help: "Whether the last configuration reload succeeded (1) or failed (0).",
@@ -83,7 +88,7 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 		return nil, err
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{x.scrapeErrors, x.reloadSuccess, x.reloadTimestamp} {
+		for _, c := range []prometheus.Collector{x.scrapeErrors, x.refusedSeries, x.reloadSuccess, x.reloadTimestamp} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register exporter metrics: %w", err)
 			}
@@ -299,8 +304,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	parallel(fns...)
+	families := familyNames{} // one registry: one meaning per name
 	for i, e := range c.ensembles {
-		base := &emitter{ch: ch, cache: c.series}
+		base := &emitter{ch: ch, cache: c.series, families: families}
 		if !c.single {
 			base = base.with("ensemble", e.cfg.Name)
 		}

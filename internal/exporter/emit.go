@@ -26,6 +26,10 @@ type seriesCache struct {
 
 const maxCached = 4096
 
+// maxCachedLen is the longest key, name or label value kept: real ones
+// are far shorter, and a made-up megabyte key is not kept 4,096 times.
+const maxCachedLen = 256
+
 func newSeriesCache() *seriesCache {
 	return &seriesCache{descs: map[descKey]*prometheus.Desc{}, pairs: map[[2]string]*dto.LabelPair{}, keys: map[string]*keyInfo{}}
 }
@@ -56,7 +60,7 @@ func (c *seriesCache) desc(leading []string, sig, name, help string, extra []str
 		return d
 	}
 	d := newDesc(leading, name, help, extra)
-	if len(c.descs) < maxCached {
+	if len(c.descs) < maxCached && len(name) <= maxCachedLen {
 		c.descs[k] = d
 	}
 	return d
@@ -76,7 +80,7 @@ func (c *seriesCache) pair(name, value string) *dto.LabelPair {
 		return p
 	}
 	p := &dto.LabelPair{Name: &k[0], Value: &k[1]}
-	if len(c.pairs) < maxCached {
+	if len(c.pairs) < maxCached && len(value) <= maxCachedLen {
 		c.pairs[k] = p
 	}
 	return p
@@ -92,7 +96,7 @@ func (c *seriesCache) key(k string, mk func(string) *keyInfo) *keyInfo {
 	}
 	info = mk(k)
 	c.mu.Lock()
-	if len(c.keys) < maxCached {
+	if len(c.keys) < maxCached && len(k) <= maxCachedLen {
 		c.keys[k] = info
 	}
 	c.mu.Unlock()
@@ -133,6 +137,10 @@ type emitter struct {
 	names  []string         // leading label names
 	sig    string           // names, joined
 	leader []*dto.LabelPair // leading label pairs, sorted by name
+	// families are the names the servers' keys made in this scrape, shared
+	// by the emitters of one scrape: servers that disagree on what a name
+	// is (a summary on one, a gauge on the other) cannot fail the family.
+	families familyNames
 }
 
 func (e *emitter) with(name, value string) *emitter {
@@ -140,7 +148,7 @@ func (e *emitter) with(name, value string) *emitter {
 	e.cache.mu.Lock()
 	p := e.cache.pair(name, value)
 	e.cache.mu.Unlock()
-	return &emitter{ch: e.ch, cache: e.cache, names: names, sig: strings.Join(names, "\xff"),
+	return &emitter{ch: e.ch, cache: e.cache, families: e.families, names: names, sig: strings.Join(names, "\xff"),
 		leader: insertSorted(append([]*dto.LabelPair{}, e.leader...), p)}
 }
 

@@ -64,36 +64,25 @@ func (e *ensemble) close() {
 	}
 }
 
-func (e *ensemble) adminSkipped(server string, now time.Time) bool {
+// held says whether server is in hold (adminSkip, srvrAdmin) at now.
+func (e *ensemble) held(hold map[string]time.Time, server string, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	until, ok := e.adminSkip[server]
+	until, ok := hold[server]
 	return ok && now.Before(until)
 }
 
-func (e *ensemble) skipAdmin(server string, now time.Time) {
+// hold puts server in hold until then.
+func (e *ensemble) hold(hold map[string]time.Time, server string, until time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.adminSkip[server] = now.Add(adminRetry)
+	hold[server] = until
 }
 
 // srvrRetry is how long a server whose client port did not answer srvr
 // (refused by its whitelist, or unreachable) is asked srvr over the
 // AdminServer, before the four-letter word is tried again.
 const srvrRetry = 10 * time.Minute
-
-func (e *ensemble) srvrOverAdmin(server string, now time.Time) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	until, ok := e.srvrAdmin[server]
-	return ok && now.Before(until)
-}
-
-func (e *ensemble) askSrvrOverAdmin(server string, now time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.srvrAdmin[server] = now.Add(srvrRetry)
-}
 
 // votersTTL is how long a server's voting view is reused.
 const votersTTL = time.Minute

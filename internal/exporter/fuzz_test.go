@@ -81,6 +81,8 @@ func FuzzParseMonitor(f *testing.F) {
 	f.Add([]byte(`{"a":1,"b":"x","c":{"d":[1,"}"]},"e":true,"f":null,"error":null}`))
 	f.Add([]byte(`{"error":"This ZooKeeper instance is not currently serving requests"}`))
 	f.Add([]byte(` { "k\u0041" : 1e3 , "s":"\ud83d\ude00\"" } `))
+	f.Add([]byte(`{"a":1,"a":"x","b":2}`))
+	f.Add([]byte(`{"a":1,"a":{"x":1},"b":2,"b":null,"c":"y","c":3}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseMonitor(b)
 		want, wantErr := parseMonitorByMap(b)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -102,6 +103,8 @@ type testServer struct {
 	x   *Exporter
 	reg *prometheus.Registry
 	srv *httptest.Server
+	// refusalsExpected: the test feeds series the registry must refuse.
+	refusalsExpected bool
 }
 
 func newTestServer(t testing.TB, cfg *Config, load func() (*Config, error)) *testServer {
@@ -146,9 +149,13 @@ func (ts *testServer) get(t testing.TB, path, timeout string) (int, string) {
 
 func (ts *testServer) scrape(t testing.TB, path string) scraped {
 	t.Helper()
+	before := testutil.ToFloat64(ts.x.refusedSeries)
 	code, body := ts.get(t, path, "30")
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: HTTP %d: %s", path, code, body)
+	}
+	if n := testutil.ToFloat64(ts.x.refusedSeries) - before; n > 0 && !ts.refusalsExpected {
+		t.Errorf("GET %s: %v series refused by the registry", path, n)
 	}
 	return parseExposition(t, body)
 }

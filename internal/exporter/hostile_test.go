@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
@@ -326,6 +328,37 @@ func TestAcceptsGzip(t *testing.T) {
 	for h, want := range map[string]bool{"gzip": true, "deflate, gzip;q=1.0, *;q=0.5": true, "GZIP": true, "gzip;q=0": false, "identity": false, "": false, "x-gzip": false} {
 		if got := acceptsGzip(h); got != want {
 			t.Errorf("acceptsGzip(%q) = %t", h, got)
+		}
+	}
+}
+
+// Keys and label values far longer than real ones are used for the
+// scrape and never kept: the cache cannot hold 4,096 made-up megabytes.
+func TestLongKeysNotCached(t *testing.T) {
+	for _, n := range []int{maxCachedLen + 1, 10_000, 1 << 20} {
+		c := newSeriesCache()
+		long := strings.Repeat("k", n)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+			e := (&emitter{ch: ch, cache: c}).with("server", "zk1:2181")
+			emitStats(e, Stats{Numbers: map[string]float64{long: 1, "min_" + long: 0, "max_" + long: 2}, Strings: map[string]string{}})
+			e.gauge("zookeeper_server_info", "info", 1, "build", long)
+		}))
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		for k := range c.keys {
+			t.Errorf("key of %d bytes: key %.20q… kept", n, k)
+		}
+		for k := range c.descs {
+			if len(k.name) > maxCachedLen {
+				t.Errorf("key of %d bytes: descriptor %.20q… kept", n, k.name)
+			}
+		}
+		for k := range c.pairs {
+			if len(k[1]) > maxCachedLen {
+				t.Errorf("key of %d bytes: label %s=%.20q… kept", n, k[0], k[1])
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -333,9 +334,11 @@ func TestDefaultWhitelist(t *testing.T) {
 	}
 	a, b := withAdmin.Servers[0], noAdmin.Servers[0]
 	closed := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	silent := silentListener(t)
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{
 		{Name: "admin", Servers: a.ClientAddr, Admin: AdminConfig{URLs: map[string]string{a.ClientAddr: a.AdminURL}}},
 		{Name: "nosrvr", Servers: closed, Admin: AdminConfig{URLs: map[string]string{closed: a.AdminURL}}},
+		{Name: "silent", Servers: silent, Timeout: 2 * time.Second, Admin: AdminConfig{URLs: map[string]string{silent: a.AdminURL}}},
 		{Name: "noadmin", Servers: b.ClientAddr, Admin: AdminConfig{URLs: map[string]string{b.ClientAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}}},
 	}}, nil)
 	s := ts.scrape(t, "/metrics")
@@ -354,11 +357,18 @@ func TestDefaultWhitelist(t *testing.T) {
 	s.want(t, 1, "zookeeper_exporter_command_success", append(al, "command=srvr", "source="+SourceFourLetter)...)
 	s.want(t, 1, "zookeeper_ensemble_leaders", "ensemble=admin")
 
-	// No srvr on the client port (here: nothing listens there): the
-	// AdminServer's srvr gives the zxid, and nothing is reported missing,
-	// in this scrape and the next.
-	cl := []string{"ensemble=nosrvr", "server=" + closed}
-	for _, s := range []scraped{s, ts.scrape(t, "/metrics")} {
+	// No srvr on the client port (nothing listens there, or it never
+	// answers): the AdminServer's srvr gives the zxid within the deadline,
+	// and nothing is reported missing, in this scrape and the next.
+	next := ts.scrape(t, "/metrics")
+	for _, c := range []struct {
+		s  scraped
+		cl []string
+	}{
+		{s, []string{"ensemble=nosrvr", "server=" + closed}}, {next, []string{"ensemble=nosrvr", "server=" + closed}},
+		{s, []string{"ensemble=silent", "server=" + silent}}, {next, []string{"ensemble=silent", "server=" + silent}},
+	} {
+		s, cl := c.s, c.cl
 		s.want(t, 1, "zookeeper_exporter_source", append(cl, "source="+SourceAdmin)...)
 		s.want(t, 1, "zookeeper_exporter_server_scrape_success", cl...)
 		s.want(t, 1, "zookeeper_exporter_command_success", append(cl, "command=srvr", "source="+SourceAdmin)...)
@@ -481,4 +491,23 @@ func TestReadOnlyServer(t *testing.T) {
 		s.want(t, 1, "zookeeper_server_state", append(l, "state=other")...)
 		s.absent(t, "zookeeper_exporter_command_refused", l...)
 	}
+}
+
+// silentListener accepts connections and never answers.
+func silentListener(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	return ln.Addr().String()
 }

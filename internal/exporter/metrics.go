@@ -283,7 +283,10 @@ func emitStats(e *emitter, s Stats) {
 		}
 	}
 	sort.Slice(summarized, func(i, j int) bool { return summarized[i].base < summarized[j].base })
-	names := make(familyNames, len(kvs)/2)
+	names := e.families
+	if names == nil {
+		names = make(familyNames, len(kvs)/2)
+	}
 	clashes := 0
 	for _, g := range summarized {
 		kind, help := familyGauge, g.f.statHelp

@@ -72,7 +72,7 @@ type resultsCollector struct {
 
 func (c resultsCollector) Describe(chan<- *prometheus.Desc) {}
 func (c resultsCollector) Collect(ch chan<- prometheus.Metric) {
-	base := (&emitter{ch: ch, cache: c.cache}).with("ensemble", "fixture")
+	base := (&emitter{ch: ch, cache: c.cache, families: familyNames{}}).with("ensemble", "fixture")
 	for _, r := range c.results {
 		emitServer(base.with("server", r.Server), r, 1)
 	}
@@ -276,4 +276,20 @@ func TestNameClashes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Servers that disagree on what a family is (a summary on one, a gauge
+// by stat on another, as in a mixed-version ensemble) do not fail it: the
+// first server's meaning wins, the other's keys are counted as clashes.
+func TestNameClashAcrossServers(t *testing.T) {
+	summary := Stats{Numbers: map[string]float64{"cnt_x": 1, "sum_x": 2, "min_x": 0}, Strings: map[string]string{}}
+	gauges := Stats{Numbers: map[string]float64{"min_x": 0, "max_x": 2}, Strings: map[string]string{}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(resultsCollector{cache: newSeriesCache(), results: []*ServerResult{
+		{Server: "zk1:2181", Source: SourceAdmin, Up: true, Stats: &summary},
+		{Server: "zk2:2181", Source: SourceAdmin, Up: true, Stats: &gauges},
+	}})
+	out := parseExposition(t, gatherText(t, reg)) // fails on a registry error
+	out.want(t, 2, "zookeeper_exporter_keys_dropped", "server=zk2:2181", "reason=name_clash")
+	out.absent(t, "zookeeper_exporter_keys_dropped", "server=zk1:2181")
 }

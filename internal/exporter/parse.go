@@ -101,7 +101,7 @@ func ParseMonitor(body []byte) (Stats, error) {
 	if !o.open() {
 		return Stats{}, fmt.Errorf("parse AdminServer monitor: not a JSON object")
 	}
-	s := newStats(bytes.Count(body, []byte{','}) + 1)
+	s := newStats(min(bytes.Count(body, []byte{','})+1, 1024)) // a hint, bounded: commas in strings count too
 	var errField json.RawMessage
 	for o.next() {
 		k, raw := o.key, o.value
@@ -112,6 +112,9 @@ func ParseMonitor(body []byte) (Stats, error) {
 		case k == "command":
 			continue
 		}
+		// A repeated key: the last one counts, as in encoding/json.
+		delete(s.Numbers, k)
+		delete(s.Strings, k)
 		switch raw[0] {
 		case '"':
 			if str, ok := jsonString(raw); ok {

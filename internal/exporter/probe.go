@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // requestContext bounds a scrape by Prometheus's scrape timeout.
@@ -33,7 +34,7 @@ func (x *Exporter) MetricsHandler(own prometheus.Gatherer) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		serve(w, r, prometheus.Gatherers{own, registryWith(c)})
+		x.serve(w, r, prometheus.Gatherers{own, registryWith(c)})
 	})
 }
 
@@ -85,7 +86,7 @@ func (x *Exporter) ProbeHandler() http.Handler {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		serve(w, r, registryWith(c))
+		x.serve(w, r, registryWith(c))
 	})
 }
 
@@ -99,8 +100,26 @@ func registryWith(c prometheus.Collector) *prometheus.Registry {
 // client takes gzip: a scrape's answer is large (about 170 KB for three
 // servers) and the default level costs several milliseconds of CPU for a
 // few percent less.
-func serve(w http.ResponseWriter, r *http.Request, g prometheus.Gatherer) {
-	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, DisableCompression: true})
+// Series the registry refuses are left out, counted and logged; the rest
+// is served.
+func (x *Exporter) serve(w http.ResponseWriter, r *http.Request, g prometheus.Gatherer) {
+	counted := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := g.Gather()
+		if err != nil {
+			n, first := 1, err
+			if me, ok := err.(prometheus.MultiError); ok && len(me) > 0 {
+				n, first = len(me), me[0]
+			}
+			x.refusedSeries.Add(float64(n))
+			msg := first.Error()
+			if len(msg) > 300 { // it quotes the series, which the server made up
+				msg = strings.ToValidUTF8(msg[:300], "") + "…"
+			}
+			x.logger.Warn("series left out of the scrape", "count", n, "first", msg)
+		}
+		return mfs, err
+	})
+	h := promhttp.HandlerFor(counted, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, DisableCompression: true})
 	if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.ServeHTTP(w, r)
 		return

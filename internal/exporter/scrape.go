@@ -133,11 +133,11 @@ func scrapeServer(ctx context.Context, t target) *ServerResult {
 	ctx, cancel := context.WithTimeout(ctx, t.ens.cfg.Timeout)
 	defer cancel()
 	r := &ServerResult{Server: t.server}
-	if t.adminURL != "" && !t.ens.adminSkipped(t.server, start) {
+	if t.adminURL != "" && !t.ens.held(t.ens.adminSkip, t.server, start) {
 		if scrapeAdmin(ctx, t, r) {
 			r.Source = SourceAdmin
 		} else if allRefusedConnections(r.Commands) {
-			t.ens.skipAdmin(t.server, start)
+			t.ens.hold(t.ens.adminSkip, t.server, start.Add(adminRetry))
 		}
 	}
 	if r.Source == "" && ctx.Err() == nil {
@@ -202,7 +202,7 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	// takes 1.3 instead of 2 times the time of monitor alone). Where the
 	// four-letter word fails, the AdminServer's srvr is used for a while.
 	cmds := []string{"monitor", "srvr"}
-	srvrWord := !t.ens.srvrOverAdmin(t.server, time.Now())
+	srvrWord := !t.ens.held(t.ens.srvrAdmin, t.server, time.Now())
 	voters, fresh := t.ens.cachedVoters(t.server, time.Now())
 	if fresh {
 		r.Voters = voters
@@ -220,7 +220,11 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 		fns[i] = func() {
 			s := time.Now()
 			if name == "srvr" && srvrWord {
-				a, err := fourLetterWord(ctx, t.server, name, t.ens.tls)
+				// Half the deadline at most: a client port that never
+				// answers leaves time for the AdminServer's srvr.
+				wctx, cancel := context.WithTimeout(ctx, t.ens.cfg.Timeout/2)
+				defer cancel()
+				a, err := fourLetterWord(wctx, t.server, name, t.ens.tls)
 				word = a
 				results[i] = CommandResult{Command: name, Source: SourceFourLetter, Err: err, Duration: time.Since(s)}
 				return
@@ -232,6 +236,7 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 	}
 	parallel(fns...)
 	var st ServerStatus
+	notServing := false // srvr said so
 	if srvrWord {
 		i := slices.Index(cmds, "srvr")
 		var err error
@@ -240,12 +245,12 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 		}
 		switch {
 		case errors.Is(err, ErrNotServing):
-			r.Serving = ptr(false)
+			notServing = true
 		case (results[i].Err != nil || err != nil) && results[0].Err == nil:
 			// The AdminServer answers but the client port gave no srvr
 			// (refused by the whitelist, unreachable): the AdminServer's
 			// srvr, now and for a while.
-			t.ens.askSrvrOverAdmin(t.server, time.Now())
+			t.ens.hold(t.ens.srvrAdmin, t.server, time.Now().Add(srvrRetry))
 			s := time.Now()
 			a, err := adminCommand(ctx, t.ens.http, t.adminURL, "srvr")
 			answers[i], results[i] = a, CommandResult{Command: "srvr", Source: SourceAdmin, Err: err, Duration: time.Since(s)}
@@ -298,9 +303,18 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 			answered = true
 		}
 	}
-	r.Commands = append(r.Commands, results...)
 	if !answered {
+		// The four-letter words are asked next, srvr again among them.
+		for _, res := range results {
+			if res.Source == SourceAdmin {
+				r.Commands = append(r.Commands, res)
+			}
+		}
 		return false
+	}
+	r.Commands = append(r.Commands, results...)
+	if notServing {
+		r.Serving = ptr(false)
 	}
 	if r.Serving != nil && !*r.Serving {
 		// Not serving: what srvr said before the quorum went is not trusted.
