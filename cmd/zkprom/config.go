@@ -16,7 +16,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/zkprom/zkprom/internal/agent"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/zk"
 )
@@ -202,21 +202,21 @@ func defaultAuthor() string {
 func (c *configPushCommand) run(logger *slog.Logger) int {
 	ctx, stop := signalContext()
 	defer stop()
-	b, err := configstore.LoadDir(c.dir)
+	b, err := bundle.LoadDir(c.dir)
 	if err != nil {
 		return fail("%v", err)
 	}
-	v, err := configstore.Validate(ctx, b, configstore.ValidateOptions{Promtool: c.promtool, Vars: configstore.Vars{
+	v, err := bundle.Validate(ctx, b, bundle.ValidateOptions{Promtool: c.promtool, Vars: bundle.Vars{
 		Member: c.valMember, Cluster: c.cluster, ConfigDir: c.valConfigDir,
 	}})
 	if err != nil {
-		var ve *configstore.ValidationError
+		var ve *bundle.ValidationError
 		if errors.As(err, &ve) {
 			return fail("refused: the bundle in %s is invalid; nothing was pushed.\n%s", c.dir, ve.Output)
 		}
 		return fail("validate %s: %v", c.dir, err)
 	}
-	if err := agent.ValidateFleetBundle(ctx, b, configstore.ValidateOptions{Promtool: c.promtool, Vars: configstore.Vars{
+	if err := bundle.ValidateFleet(ctx, b, bundle.ValidateOptions{Promtool: c.promtool, Vars: bundle.Vars{
 		Member: c.valMember, Cluster: c.cluster, ConfigDir: c.valConfigDir,
 	}}, *c.zk); err != nil {
 		return fail("refused: the bundle in %s is invalid; nothing was pushed.\n%v", c.dir, err)
@@ -312,7 +312,7 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 			}
 			line += ")"
 			if st.State == configstore.StateFailed && st.FailedRevision == r.Target {
-				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, configstore.CleanText(st.Error))
+				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, bundle.CleanText(st.Error))
 			}
 			if seen[m.Member] != line {
 				seen[m.Member] = line
@@ -397,11 +397,11 @@ func (c *configGetCommand) run(logger *slog.Logger) int {
 			fmt.Fprintf(c.out, "revision %d written to %s (%d files)\n", rev, c.outDir, len(b.Files))
 			return 0
 		}
-		fmt.Fprintf(c.out, "# revision %d by %s at %s: %s\n# %s\n", m.Revision, m.Author, m.Time.Format(time.RFC3339), configstore.MaskSecrets(m.Message), m.Checksum)
+		fmt.Fprintf(c.out, "# revision %d by %s at %s: %s\n# %s\n", m.Revision, m.Author, m.Time.Format(time.RFC3339), bundle.MaskSecrets(m.Message), m.Checksum)
 		for _, n := range b.Names() {
 			text := string(b.Files[n])
 			if !c.showSecrets {
-				text = configstore.MaskSecrets(text)
+				text = bundle.MaskSecrets(text)
 			}
 			fmt.Fprintf(c.out, "# ---- %s ----\n%s", n, text)
 			if !strings.HasSuffix(text, "\n") {
@@ -447,7 +447,7 @@ func (c *configDiffCommand) run(logger *slog.Logger) int {
 		if err != nil {
 			return fail("%v", err)
 		}
-		fmt.Fprint(c.out, configstore.UnifiedDiff(b1, b2, fmt.Sprintf("r%d", r1), fmt.Sprintf("r%d", r2), c.showSecrets))
+		fmt.Fprint(c.out, bundle.UnifiedDiff(b1, b2, fmt.Sprintf("r%d", r1), fmt.Sprintf("r%d", r2), c.showSecrets))
 		return 0
 	})
 }
@@ -478,7 +478,7 @@ func (c *configHistoryCommand) run(logger *slog.Logger) int {
 			if i == 0 {
 				mark = " (current)"
 			}
-			msg := configstore.MaskSecrets(m.Message)
+			msg := bundle.MaskSecrets(m.Message)
 			if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
 				msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
 			}
@@ -598,7 +598,7 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 			}
 			errText := ""
 			if st.Error != "" {
-				errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(configstore.CleanText(st.Error)))
+				errText = fmt.Sprintf("revision %d, %s: %s", st.FailedRevision, st.FailedStep, oneLine(bundle.CleanText(st.Error)))
 			}
 			reload := "-"
 			if !st.LastReload.IsZero() {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/version"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
@@ -194,7 +195,7 @@ func (a *Agent) Store() *configstore.Store { return a.store }
 func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
 	a.mu.Lock()
 	f(&a.status)
-	a.status.Error = configstore.CleanText(a.status.Error)
+	a.status.Error = bundle.CleanText(a.status.Error)
 	a.status.Updated = time.Now().UTC()
 	st := a.status
 	reg := a.reg
@@ -235,7 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.status.Checksum = st.Checksum
 	a.status.FailedRevision = st.FailedRevision
 	a.status.FailedStep = st.FailedStep
-	a.status.Error = configstore.CleanText(st.FailedError)
+	a.status.Error = bundle.CleanText(st.FailedError)
 	a.mu.Unlock()
 	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())
 	a.dropOverlay("starting") // when the link is a leader variant: never leader yet
@@ -551,9 +552,9 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 	})
 
 	var meta configstore.Meta
-	var bundle *configstore.Bundle
+	var b *bundle.Bundle
 	if err := timed(StepFetch, func() (err error) {
-		meta, bundle, err = a.fetchRevision(ctx, rev, leader)
+		meta, b, err = a.fetchRevision(ctx, rev, leader)
 		return err
 	}); err != nil {
 		a.m.failures.WithLabelValues(StepFetch).Inc()
@@ -566,19 +567,19 @@ func (a *Agent) apply(ctx context.Context, rev int, canary bool) bool {
 		})
 		return true
 	}
-	if _, ok := bundle.Files[configstore.LeaderFile]; !ok {
+	if _, ok := b.Files[bundle.LeaderFile]; !ok {
 		leader = false // no overlay in this revision: one variant for all
 	}
 	if err := timed(StepStage, func() error {
-		return a.stageRevision(rev, leader, meta.Checksum, bundle)
+		return a.stageRevision(rev, leader, meta.Checksum, b)
 	}); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
 	if err := timed(StepValidate, func() error {
-		if _, err := configstore.ValidateDir(ctx, a.disk.variantDir(rev, leader), a.cfg.Promtool); err != nil {
+		if _, err := bundle.ValidateDir(ctx, a.disk.variantDir(rev, leader), a.cfg.Promtool); err != nil {
 			return err
 		}
-		return ValidateFleetFiles(a.disk.variantDir(rev, leader), a.fleet.cfg.ZooKeeper)
+		return bundle.ValidateFleetDir(a.disk.variantDir(rev, leader), a.fleet.cfg.ZooKeeper)
 	}); err != nil {
 		return a.fail(ctx, rev, canary, prev, prevLink, false, err, start, steps)
 	}
@@ -641,8 +642,8 @@ func (a *Agent) restState(s *configstore.Status) string {
 	return configstore.StateStarting
 }
 
-func (a *Agent) vars(rev int) configstore.Vars {
-	return configstore.Vars{
+func (a *Agent) vars(rev int) bundle.Vars {
+	return bundle.Vars{
 		Member: a.cfg.Member, Cluster: a.cfg.Cluster, ConfigDir: a.cfg.ConfigDir,
 		RevisionDir: a.disk.revDir(rev), Revision: rev,
 	}
@@ -783,7 +784,7 @@ func errorText(err error) string {
 	if errors.As(err, &re) {
 		return re.Message
 	}
-	var ve *configstore.ValidationError
+	var ve *bundle.ValidationError
 	if errors.As(err, &ve) {
 		return ve.Output
 	}
@@ -883,9 +884,9 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 // Describe is for docs: the placeholders a bundle may use.
 func Placeholders() string {
 	return strings.Join([]string{
-		"${" + configstore.PlaceholderMember + "}", "${" + configstore.PlaceholderCluster + "}",
-		"${" + configstore.PlaceholderConfigDir + "}", "${" + configstore.PlaceholderRevisionDir + "}",
-		"${" + configstore.PlaceholderRevision + "}",
+		"${" + bundle.PlaceholderMember + "}", "${" + bundle.PlaceholderCluster + "}",
+		"${" + bundle.PlaceholderConfigDir + "}", "${" + bundle.PlaceholderRevisionDir + "}",
+		"${" + bundle.PlaceholderRevision + "}",
 	}, ", ")
 }
 
@@ -896,7 +897,7 @@ func (a *Agent) checkConfigFile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	want, err := filepath.Abs(filepath.Join(a.cfg.ConfigDir, currentLink, configstore.MainFile))
+	want, err := filepath.Abs(filepath.Join(a.cfg.ConfigDir, currentLink, bundle.MainFile))
 	if err != nil {
 		return err
 	}
@@ -904,7 +905,7 @@ func (a *Agent) checkConfigFile(ctx context.Context) error {
 		// The same directory under another name (a symlinked parent)?
 		g, gerr := filepath.EvalSymlinks(filepath.Dir(filepath.Dir(got)))
 		w, werr := filepath.EvalSymlinks(a.cfg.ConfigDir)
-		if gerr != nil || werr != nil || g != w || filepath.Base(filepath.Dir(got)) != currentLink || filepath.Base(got) != configstore.MainFile {
+		if gerr != nil || werr != nil || g != w || filepath.Base(filepath.Dir(got)) != currentLink || filepath.Base(got) != bundle.MainFile {
 			return fmt.Errorf("Prometheus at %s runs --config.file=%s, not %s: it would never read the revisions this agent lays down (start it with --config.file=%s)", a.prom.URL(), got, want, want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 )
 
@@ -30,7 +31,7 @@ func TestPushRolloutRollbackRestart(t *testing.T) {
 	s := newStore(t, connect(t), cluster)
 	agents := startAgents(t, cluster, nil)
 
-	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestPushRolloutRollbackRestart(t *testing.T) {
 			t.Errorf("prometheus %d config not rendered: %s", i, data)
 		}
 	}
-	r2 := push(t, s, bundle([]string{"job_a", "job_b"}, []string{"group_a", "group_b"}, "", nil), "second")
+	r2 := push(t, s, testBundle([]string{"job_a", "job_b"}, []string{"group_a", "group_b"}, "", nil), "second")
 	if r2.Previous != r1.Meta.Revision {
 		t.Errorf("previous = %d, want %d", r2.Previous, r1.Meta.Revision)
 	}
@@ -99,7 +100,7 @@ func TestPushRolloutRollbackRestart(t *testing.T) {
 	}
 	// Stopped agent, newer revision, restart => applied.
 	a0.stop()
-	r4 := push(t, s, bundle([]string{"job_c"}, nil, "", nil), "while agent 0 is down")
+	r4 := push(t, s, testBundle([]string{"job_c"}, nil, "", nil), "while agent 0 is down")
 	a0 = startAgent(t, cluster, 0, nil)
 	if err := waitRollout(t, s, r4.Meta.Revision); err != nil {
 		t.Fatal(err)
@@ -122,16 +123,16 @@ func TestHostRejectsMissingCredentials(t *testing.T) {
 		writeFile(t, filepath.Join(env.dirs[i], "secrets", "scrape.password"), "s3cret")
 	}
 	agents := startAgents(t, cluster, nil)
-	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
-	main := bundle([]string{"job_a"}, nil, "", nil)
+	main := testBundle([]string{"job_a"}, nil, "", nil)
 	main.Files["prometheus.yml"] = append(main.Files["prometheus.yml"], []byte(
 		"  - job_name: with_auth\n    basic_auth:\n      username: u\n      password_file: ${ZKPROM_CONFIG_DIR}/secrets/scrape.password\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
 	// Validation where it is pushed: this host has the secret.
 	ctx := context.Background()
-	if _, err := configstore.Validate(ctx, main, configstore.ValidateOptions{Vars: configstore.Vars{ConfigDir: env.dirs[0]}}); err != nil {
+	if _, err := bundle.Validate(ctx, main, bundle.ValidateOptions{Vars: bundle.Vars{ConfigDir: env.dirs[0]}}); err != nil {
 		t.Fatalf("validation where the secret exists: %v", err)
 	}
 	r2, err := s.Push(ctx, main, configstore.PushMeta{Author: "test", Message: "needs a secret"})
@@ -176,11 +177,11 @@ func TestReloadRefusedRollsBack(t *testing.T) {
 			c.Promtool = "none"
 		}
 	})
-	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
-	b := bundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
+	b := testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
 	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
 	r2 := push(t, s, b, "host-local rules")
 	err := waitRollout(t, s, r2.Meta.Revision)
@@ -214,7 +215,7 @@ func TestCanary(t *testing.T) {
 		writeFile(t, filepath.Join(env.dirs[i], "secrets", "scrape.password"), "s3cret")
 	}
 	agents := startAgents(t, cluster, nil)
-	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestCanary(t *testing.T) {
 		}
 		before = append(before, ri.LastConfigTime)
 	}
-	bad := bundle([]string{"job_a"}, nil, "", nil)
+	bad := testBundle([]string{"job_a"}, nil, "", nil)
 	bad.Files["prometheus.yml"] = append(bad.Files["prometheus.yml"], []byte(
 		"  - job_name: with_auth\n    basic_auth:\n      username: u\n      password_file: ${ZKPROM_CONFIG_DIR}/secrets/scrape.password\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
 	_, c, err := s.PushCanary(ctx, bad, configstore.PushMeta{Author: "test", Message: "canary"}, 1, time.Minute, nil)
@@ -264,7 +265,7 @@ func TestCanary(t *testing.T) {
 	})
 
 	// A good canary: first the canary, then all.
-	good := bundle([]string{"job_a", "job_b"}, nil, "", nil)
+	good := testBundle([]string{"job_a", "job_b"}, nil, "", nil)
 	res, _, err := s.PushCanary(ctx, good, configstore.PushMeta{Author: "test", Message: "good canary"}, 1, time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +288,7 @@ func TestConcurrentPushes(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		stores = append(stores, newStore(t, connect(t), cluster))
 	}
-	push(t, stores[0], bundle([]string{"job_0"}, nil, "", nil), "base")
+	push(t, stores[0], testBundle([]string{"job_0"}, nil, "", nil), "base")
 	conflicts, wins := 0, 0
 	for round := 0; round < 5; round++ {
 		var wg sync.WaitGroup
@@ -297,7 +298,7 @@ func TestConcurrentPushes(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i], errs[i] = s.Push(ctx, bundle([]string{"job_x"}, nil, "", map[string]string{"who": string(rune('a' + i))}), configstore.PushMeta{Author: "p", Message: "race"})
+				results[i], errs[i] = s.Push(ctx, testBundle([]string{"job_x"}, nil, "", map[string]string{"who": string(rune('a' + i))}), configstore.PushMeta{Author: "p", Message: "race"})
 			}()
 		}
 		wg.Wait()
@@ -354,7 +355,7 @@ func TestZooKeeperOutage(t *testing.T) {
 	cluster := clusterName(t)
 	agents := startAgents(t, cluster, nil)
 	s := newStore(t, connect(t), cluster)
-	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestZooKeeperOutage(t *testing.T) {
 		}
 		return len(ms) == nProm, fmt.Sprintf("%d members", len(ms))
 	})
-	r2 := push(t, s2, bundle([]string{"job_b"}, nil, "", nil), "after the outage")
+	r2 := push(t, s2, testBundle([]string{"job_b"}, nil, "", nil), "after the outage")
 	if err := waitRollout(t, s2, r2.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestPrometheusNotUpYet(t *testing.T) {
 		}
 	}()
 	agents := startAgents(t, cluster, nil)
-	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
 	waitFor(t, 30*time.Second, "agent-1 waiting for Prometheus", func() (bool, string) {
 		st := agents[1].a.Status()
 		return st.State == configstore.StateWaiting, st.State
@@ -448,12 +449,12 @@ func TestReloadBySignal(t *testing.T) {
 			c.Promtool = "none"
 		}
 	})
-	r1 := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, []string{"group_a"}, "", nil), "first")
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
 	waitServed(t, 2, []string{"job_a"}, []string{"group_a"})
-	b := bundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
+	b := testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
 	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
 	r2 := push(t, s, b, "host-local rules")
 	err := waitRollout(t, s, r2.Meta.Revision)
@@ -481,7 +482,7 @@ func TestWrongConfigFile(t *testing.T) {
 	ensureCluster(t, cluster)
 	other := t.TempDir()
 	startAgent(t, cluster, 0, func(c *Config) { c.ConfigDir = other })
-	r1 := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	r1 := push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	err := waitRollout(t, s, r1.Meta.Revision)
 	var re *configstore.RolloutError
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "--config.file="+filepath.Join(env.dirs[0], "current", "prometheus.yml")) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 )
 
@@ -22,7 +23,7 @@ func p50(d []time.Duration) float64 {
 // benchRollout measures push -> all three agents applied and verified,
 // with its breakdown, beside Prometheus's own reload time alone (POST
 // /-/reload of the same configuration) in the same run.
-func benchRollout(b *testing.B, rounds int, mk func(salt string) *configstore.Bundle) {
+func benchRollout(b *testing.B, rounds int, mk func(salt string) *bundle.Bundle) {
 	if testing.Short() {
 		b.Skip("integration benchmark")
 	}
@@ -34,13 +35,13 @@ func benchRollout(b *testing.B, rounds int, mk func(salt string) *configstore.Bu
 	var total, pushValidate, zkWrite, propagate, fetchStage, agentValidate, reload, verify, baseline, baselineAll []time.Duration
 	for n := 0; n < b.N; n++ {
 		for r := 0; r < rounds; r++ {
-			bundle := mk(fmt.Sprint(n, "-", r))
+			bun := mk(fmt.Sprint(n, "-", r))
 			t0 := time.Now()
-			if _, err := configstore.Validate(ctx, bundle, configstore.ValidateOptions{}); err != nil {
+			if _, err := bundle.Validate(ctx, bun, bundle.ValidateOptions{}); err != nil {
 				b.Fatal(err)
 			}
 			t1 := time.Now()
-			res, err := s.Push(ctx, bundle, configstore.PushMeta{Author: "bench", Message: "bench"})
+			res, err := s.Push(ctx, bun, configstore.PushMeta{Author: "bench", Message: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -104,11 +105,11 @@ func benchRollout(b *testing.B, rounds int, mk func(salt string) *configstore.Bu
 }
 
 func BenchmarkRolloutSmall(b *testing.B) {
-	benchRollout(b, 9, func(salt string) *configstore.Bundle {
-		return bundle([]string{"job_a", "job_" + fmt.Sprint(len(salt))}, []string{"group_a"}, "", map[string]string{"salt.txt": salt})
+	benchRollout(b, 9, func(salt string) *bundle.Bundle {
+		return testBundle([]string{"job_a", "job_" + fmt.Sprint(len(salt))}, []string{"group_a"}, "", map[string]string{"salt.txt": salt})
 	})
 }
 
 func BenchmarkRolloutLarge(b *testing.B) {
-	benchRollout(b, 3, func(salt string) *configstore.Bundle { return largeBundle(1000, 5000, salt) })
+	benchRollout(b, 3, func(salt string) *bundle.Bundle { return largeBundle(1000, 5000, salt) })
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
@@ -35,7 +35,7 @@ func zkprom(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func writeBundle(t *testing.T, b *configstore.Bundle) string {
+func writeBundle(t *testing.T, b *bundle.Bundle) string {
 	dir := t.TempDir()
 	if err := b.WriteDir(dir); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestConfigCLI(t *testing.T) {
 	startAgents(t, cluster, nil)
 	s := newStore(t, connect(t), cluster)
 
-	good := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	good := testBundle([]string{"job_a"}, []string{"group_a"}, "", nil)
 	good.Files["prometheus.yml"] = append(good.Files["prometheus.yml"], []byte("  - job_name: remote\n    basic_auth:\n      username: u\n      password: hunter2\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
 	out, errOut, code := zkprom(t, append([]string{"config", "push", writeBundle(t, good), "-m", "first", "--wait"}, common...)...)
 	if code != 0 {
@@ -79,7 +79,7 @@ func TestConfigCLI(t *testing.T) {
 	}
 
 	// Bad PromQL: refused at push with promtool's text; nothing changes.
-	bad := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	bad := testBundle([]string{"job_a"}, []string{"group_a"}, "", nil)
 	bad.Files["rules/main.yml"] = []byte("groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum(rate(up[5m])\n")
 	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, bad), "-m", "bad"}, common...)...)
 	if code == 0 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "parse error") {
@@ -91,7 +91,7 @@ func TestConfigCLI(t *testing.T) {
 
 	// Valid where pushed, but agent-2 has no secret file: --wait fails
 	// naming agent-2.
-	needs := bundle([]string{"job_a"}, []string{"group_a"}, "", nil)
+	needs := testBundle([]string{"job_a"}, []string{"group_a"}, "", nil)
 	needs.Files["prometheus.yml"] = append(needs.Files["prometheus.yml"], []byte("  - job_name: with_auth\n    basic_auth:\n      username: u\n      password_file: ${ZKPROM_CONFIG_DIR}/secrets/scrape.password\n    static_configs:\n      - targets: ['127.0.0.1:1']\n")...)
 	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, needs), "-m", "needs a secret", "--wait", "--wait.timeout=60s", "--validate.config-dir=" + env.dirs[0]}, common...)...)
 	if code == 0 || !strings.Contains(errOut, "agent agent-2 failed") || !strings.Contains(errOut, "scrape.password") {
@@ -138,7 +138,7 @@ func TestConfigCLI(t *testing.T) {
 		waitServed(t, i, []string{"job_a", "remote"}, []string{"group_a"})
 	}
 	// A canary push: first agent-0, then all.
-	canary := bundle([]string{"job_a", "job_c"}, []string{"group_a"}, "", nil)
+	canary := testBundle([]string{"job_a", "job_c"}, []string{"group_a"}, "", nil)
 	out, errOut, code = zkprom(t, append([]string{"config", "push", writeBundle(t, canary), "-m", "canary", "--canary=1", "--wait", "--wait.timeout=60s"}, common...)...)
 	if code != 0 || !strings.Contains(out, "canary passed on agent-0") || !strings.Contains(out, "applied by every live agent") {
 		t.Errorf("canary push: exit %d\n%s\n%s", code, out, errOut)
@@ -202,7 +202,7 @@ func TestShardsCLIUnknownCluster(t *testing.T) {
 	skipShort(t)
 	cluster := clusterName(t)
 	s := newStore(t, connect(t), cluster)
-	push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	out, errOut, code := zkprom(t, "shards", "--zookeeper.servers="+env.ens.Connect(), "--cluster=nope", "--log.level=warn")
 	if code != 1 || !strings.Contains(errOut, "cluster nope") || !strings.Contains(errOut, "nothing was pushed yet") ||
 		!strings.Contains(errOut, "no agent has joined it") || !strings.Contains(errOut, cluster) {
@@ -222,7 +222,7 @@ func TestShardsCLIUnknownCluster(t *testing.T) {
 func TestAccessCLI(t *testing.T) {
 	skipShort(t)
 	cluster := clusterName(t)
-	dir := writeBundle(t, bundle([]string{"job_a"}, nil, "", nil))
+	dir := writeBundle(t, testBundle([]string{"job_a"}, nil, "", nil))
 	zkFlags := []string{"--zookeeper.servers=" + env.ens.Connect(), "--cluster=" + cluster, "--log.level=warn"}
 	_, errOut, code := zkprom(t, append([]string{"config", "push", dir, "-m", "anon", "--agents.auth-file=" + env.agentAuth}, zkFlags...)...)
 	if code != 1 || !strings.Contains(errOut, "--zookeeper.auth-file") || !strings.Contains(errOut, "--unsafe.open-cluster") {

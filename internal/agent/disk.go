@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zkprom/zkprom/internal/atomicfile"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 )
 
@@ -144,7 +145,7 @@ func (d disk) completeVariant(rev int, leader bool, checksum string) bool {
 	if err != nil || m.Revision != rev || m.Checksum != checksum {
 		return false
 	}
-	if _, marked := m.Files[markerFile]; leader && !marked {
+	if _, marked := m.Files[bundle.LeaderMarker]; leader && !marked {
 		return false // laid down by an agent from before the marker
 	}
 	return VerifyDir(d.variantDir(rev, leader), m) == nil
@@ -185,12 +186,12 @@ func fileSum(b []byte) string {
 
 // stage writes the rendered bundle into a staging directory and renames
 // it to its final place, so a revision directory is always whole.
-func (d disk) stage(rev int, checksum, member string, rendered *configstore.Bundle) error {
+func (d disk) stage(rev int, checksum, member string, rendered *bundle.Bundle) error {
 	return d.stageVariant(rev, false, checksum, member, rendered)
 }
 
 // stageVariant is stage for a revision or its leader variant.
-func (d disk) stageVariant(rev int, leader bool, checksum, member string, rendered *configstore.Bundle) error {
+func (d disk) stageVariant(rev int, leader bool, checksum, member string, rendered *bundle.Bundle) error {
 	final := d.variantDir(rev, leader)
 	if _, err := os.Stat(final); err == nil {
 		// Left over from an earlier attempt whose content no longer

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
@@ -56,15 +57,15 @@ func registerTargets(t testing.TB, c *zk.Client, base string, n int) []string {
 
 // fleetBundle is a bundle with one sharded job reading base, its file_sd
 // reference, and (when overlay) a leader overlay.
-func fleetBundle(base string, replicas int, overlay bool) *configstore.Bundle {
+func fleetBundle(base string, replicas int, overlay bool) *bundle.Bundle {
 	main := "global:\n  scrape_interval: 15s\n  external_labels:\n    replica: ${ZKPROM_MEMBER}\n" +
 		"scrape_configs:\n  - job_name: " + fleetJob + "\n    file_sd_configs:\n      - files: ['${ZKPROM_CONFIG_DIR}/shards/" + fleetJob + ".json']\n"
 	shards := fmt.Sprintf("replicas: %d\noverlap: 2s\njoin_delay: 1s\njobs:\n  - name: %s\n    format: zkprom\n    paths: [%s]\n", replicas, fleetJob, base)
-	files := map[string][]byte{"prometheus.yml": []byte(main), configstore.ShardsFile: []byte(shards)}
+	files := map[string][]byte{"prometheus.yml": []byte(main), bundle.ShardsFile: []byte(shards)}
 	if overlay {
-		files[configstore.LeaderFile] = []byte("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:1']\n")
+		files[bundle.LeaderFile] = []byte("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:1']\n")
 	}
-	return &configstore.Bundle{Files: files}
+	return &bundle.Bundle{Files: files}
 }
 
 // readShare returns the targets in one agent's share file (nil when the

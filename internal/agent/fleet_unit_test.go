@@ -15,47 +15,13 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/shard"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
 var unitZK = zk.Config{Servers: "127.0.0.1:2181"}
-
-func TestParseShardsConfig(t *testing.T) {
-	good := "replicas: 2\noverlap: 30s\njob_delay_is_not_a_field: 1\n"
-	if _, err := ParseShardsConfig([]byte(good), unitZK); err == nil || !strings.Contains(err.Error(), "job_delay_is_not_a_field") {
-		t.Errorf("unknown field: got %v", err)
-	}
-	c, err := ParseShardsConfig([]byte("replicas: 2\noverlap: 30s\njoin_delay: 5s\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: b\n    format: kafka\n    replicas: 1\n    overlap: 1m\n"), unitZK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := c.Jobs[0], c.Jobs[1]
-	if a.Replicas != 2 || a.Overlap != model.Duration(30e9) || a.JoinDelay != model.Duration(5e9) {
-		t.Errorf("job a: defaults not applied: %+v", a)
-	}
-	if b.Replicas != 1 || b.Overlap != model.Duration(60e9) || len(b.Paths) != 1 || b.Paths[0] != "/brokers/ids" || b.ZooKeeper.Servers != unitZK.Servers {
-		t.Errorf("job b: %+v", b)
-	}
-	for name, bad := range map[string]string{
-		"no paths":         "jobs:\n  - name: a\n    format: zkprom\n",
-		"unknown format":   "jobs:\n  - name: a\n    format: what\n    paths: [/a]\n",
-		"negative":         "replicas: -1\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n",
-		"negative overlap": "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n    overlap: -1s\n",
-		"duplicate":        "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: a\n    format: zkprom\n    paths: [/b]\n",
-		"no jobs":          "replicas: 1\n",
-		"bad name":         "jobs:\n  - name: a/b\n    format: zkprom\n    paths: [/a]\n",
-		"not yaml":         "jobs: [\n",
-	} {
-		if _, err := ParseShardsConfig([]byte(bad), unitZK); err == nil {
-			t.Errorf("%s: accepted", name)
-		} else if !strings.Contains(err.Error(), "shards.yml") {
-			t.Errorf("%s: error does not name the file: %v", name, err)
-		}
-	}
-}
 
 // The leader variant lists the marker rule file, whatever form
 // rule_files has, and the marker is found in a loaded configuration the
@@ -67,7 +33,7 @@ func TestLeaderMarker(t *testing.T) {
 		"block list": "rule_files:\n  - rules/*.yml\n",
 		"flow list":  "rule_files: [a.yml, b.yml]\n",
 	} {
-		out, err := addRuleFile([]byte(main), markerFile)
+		out, err := addRuleFile([]byte(main), bundle.LeaderMarker)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -75,19 +41,19 @@ func TestLeaderMarker(t *testing.T) {
 		var cfg struct {
 			RuleFiles []string `yaml:"rule_files"`
 		}
-		if err := yaml.Unmarshal(out, &cfg); err != nil || len(cfg.RuleFiles) == 0 || cfg.RuleFiles[len(cfg.RuleFiles)-1] != markerFile {
+		if err := yaml.Unmarshal(out, &cfg); err != nil || len(cfg.RuleFiles) == 0 || cfg.RuleFiles[len(cfg.RuleFiles)-1] != bundle.LeaderMarker {
 			t.Errorf("%s: rule_files %q (%v) in\n%s", name, cfg.RuleFiles, err, out)
 		}
 		if strings.Contains(main, "a.yml") && !strings.Contains(string(out), "a.yml") {
 			t.Errorf("%s: lost the other rule files:\n%s", name, out)
 		}
 	}
-	if _, err := addRuleFile([]byte("rule_files: x.yml\n"), markerFile); err == nil {
+	if _, err := addRuleFile([]byte("rule_files: x.yml\n"), bundle.LeaderMarker); err == nil {
 		t.Error("rule_files that is not a list was accepted")
 	}
 	for loaded, want := range map[string]bool{
-		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n- /srv/p/current/" + markerFile + "\n": true,
-		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n":                                      false,
+		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n- /srv/p/current/" + bundle.LeaderMarker + "\n": true,
+		"global:\n  scrape_interval: 15s\nrule_files:\n- /srv/p/current/rules/a.yml\n":                                               false,
 		"global:\n  scrape_interval: 15s\n": false,
 	} {
 		if got, err := runsOverlay(loaded); err != nil || got != want {
@@ -96,30 +62,6 @@ func TestLeaderMarker(t *testing.T) {
 	}
 	if _, err := runsOverlay("rule_files: [\n"); err == nil {
 		t.Error("a loaded configuration that is not YAML was read")
-	}
-}
-
-func TestValidateFleetFiles(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, data string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("prometheus.yml", "global: {}\n")
-	if err := ValidateFleetFiles(dir, unitZK); err != nil {
-		t.Errorf("no fleet files: %v", err)
-	}
-	write(configstore.ShardsFile, "jobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n")
-	write(configstore.LeaderFile, "remote_write: []\n")
-	if err := ValidateFleetFiles(dir, unitZK); err != nil {
-		t.Errorf("good fleet files: %v", err)
-	}
-	write(configstore.ShardsFile, "jobs: 3\n")
-	write(configstore.LeaderFile, "nope: 1\n")
-	err := ValidateFleetFiles(dir, unitZK)
-	if err == nil || !strings.Contains(err.Error(), "shards.yml") || !strings.Contains(err.Error(), "leader.yml") {
-		t.Errorf("bad fleet files: got %v", err)
 	}
 }
 
@@ -172,16 +114,16 @@ func TestVariantDirs(t *testing.T) {
 	if err := d.init(); err != nil {
 		t.Fatal(err)
 	}
-	leaderFiles := map[string][]byte{"prometheus.yml": []byte("x: 1\n"), markerFile: []byte(markerContent)}
+	leaderFiles := map[string][]byte{"prometheus.yml": []byte("x: 1\n"), bundle.LeaderMarker: []byte(markerContent)}
 	// A leader variant without the marker (laid down by an older agent)
 	// is not complete: it would run the overlay unseen by the next leader.
-	if err := d.stageVariant(3, true, "sum", "m", &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
+	if err := d.stageVariant(3, true, "sum", "m", &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("x: 1\n")}}); err != nil {
 		t.Fatal(err)
 	}
 	if d.completeVariant(3, true, "sum") {
 		t.Error("a leader variant without the marker counts as complete")
 	}
-	if err := d.stageVariant(3, true, "sum", "m", &configstore.Bundle{Files: leaderFiles}); err != nil {
+	if err := d.stageVariant(3, true, "sum", "m", &bundle.Bundle{Files: leaderFiles}); err != nil {
 		t.Fatal(err)
 	}
 	if !d.completeVariant(3, true, "sum") || d.completeVariant(3, false, "sum") {
@@ -199,7 +141,7 @@ func TestVariantDirs(t *testing.T) {
 	if _, err := os.Stat(d.variantDir(3, true)); err != nil {
 		t.Errorf("the live variant was pruned: %v", err)
 	}
-	if err := d.stageVariant(4, true, "sum", "m", &configstore.Bundle{Files: leaderFiles}); err != nil {
+	if err := d.stageVariant(4, true, "sum", "m", &bundle.Bundle{Files: leaderFiles}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.linkTo(relRevDir(4)); err != nil {
@@ -208,28 +150,6 @@ func TestVariantDirs(t *testing.T) {
 	d.pruneVariants(-1, 0)
 	if _, err := os.Stat(d.variantDir(3, true)); !os.IsNotExist(err) {
 		t.Errorf("an old variant was kept: %v", err)
-	}
-}
-
-// The marker's name is the agent's: a bundle that uses it is refused.
-func TestValidateFleetBundleReservesMarker(t *testing.T) {
-	opts := configstore.ValidateOptions{Promtool: "none"}
-	ok := &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "leader.yml": []byte("remote_write: []\n")}}
-	if err := ValidateFleetBundle(context.Background(), ok, opts, unitZK); err != nil {
-		t.Fatalf("a good bundle: %v", err)
-	}
-	for name, files := range map[string]map[string]string{
-		"marker file":           {"prometheus.yml": "global: {}\n", "rules/" + markerFile: "groups: []\n"},
-		"marker in rule_files":  {"prometheus.yml": "rule_files: [" + markerFile + "]\n"},
-		"marker in the overlay": {"prometheus.yml": "global: {}\n", "leader.yml": "rule_files: [" + markerFile + "]\n"},
-	} {
-		b := &configstore.Bundle{Files: map[string][]byte{}}
-		for n, d := range files {
-			b.Files[n] = []byte(d)
-		}
-		if err := ValidateFleetBundle(context.Background(), b, opts, unitZK); err == nil || !strings.Contains(err.Error(), "reserved") {
-			t.Errorf("%s: %v", name, err)
-		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/zk"
 )
@@ -65,7 +66,7 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 			var rec configstore.HALeader
 			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
 				// Written by agents, or by anyone in an open cluster.
-				rec.Member, rec.Previous, rec.Host = configstore.CleanText(rec.Member), configstore.CleanText(rec.Previous), configstore.CleanText(rec.Host)
+				rec.Member, rec.Previous, rec.Host = bundle.CleanText(rec.Member), bundle.CleanText(rec.Previous), bundle.CleanText(rec.Host)
 				hg.Record = &rec
 			}
 		}
@@ -84,7 +85,7 @@ func currentReplicas(ctx context.Context, s *configstore.Store) map[string]int {
 		return nil
 	}
 	_, b, err := s.Revision(ctx, cur.Revision)
-	if err != nil || b.Files[configstore.ShardsFile] == nil {
+	if err != nil || b.Files[bundle.ShardsFile] == nil {
 		return nil
 	}
 	var sc struct {
@@ -94,7 +95,7 @@ func currentReplicas(ctx context.Context, s *configstore.Store) map[string]int {
 			Replicas int    `yaml:"replicas"`
 		} `yaml:"jobs"`
 	}
-	if yaml.Unmarshal(b.Files[configstore.ShardsFile], &sc) != nil {
+	if yaml.Unmarshal(b.Files[bundle.ShardsFile], &sc) != nil {
 		return nil
 	}
 	out := map[string]int{}
@@ -155,7 +156,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 				role = fmt.Sprintf("leader (term %d)", f.Term)
 			} else if f.Waiting != "" {
 				role = "elected, waiting"
-				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, configstore.CleanText(f.Waiting)))
+				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, bundle.CleanText(f.Waiting)))
 			}
 			if f.Overlay {
 				role += ", overlay on"
@@ -187,7 +188,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 	}
 	for _, m := range members {
 		if m.Err != nil {
-			fmt.Fprintf(w, "not an agent, left out: %s\n", configstore.CleanText(m.Err.Error()))
+			fmt.Fprintf(w, "not an agent, left out: %s\n", bundle.CleanText(m.Err.Error()))
 		}
 	}
 	for _, g := range groups {

@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
@@ -73,34 +74,32 @@ func (d disk) pruneVariants(keep int, age time.Duration) error {
 
 // renderVariant renders a bundle for this member: placeholders filled in,
 // and for the leader variant leader.yml merged into prometheus.yml.
-func renderVariant(b *configstore.Bundle, v configstore.Vars, leader bool) (*configstore.Bundle, error) {
+func renderVariant(b *bundle.Bundle, v bundle.Vars, leader bool) (*bundle.Bundle, error) {
 	r, err := b.Render(v)
 	if err != nil || !leader {
 		return r, err
 	}
-	overlay, ok := r.Files[configstore.LeaderFile]
+	overlay, ok := r.Files[bundle.LeaderFile]
 	if !ok {
 		return r, nil
 	}
-	merged, err := configstore.MergeOverlay(r.Files[configstore.MainFile], overlay)
+	merged, err := bundle.MergeOverlay(r.Files[bundle.MainFile], overlay)
 	if err == nil {
-		merged, err = addRuleFile(merged, markerFile)
+		merged, err = addRuleFile(merged, bundle.LeaderMarker)
 	}
 	if err != nil {
 		return nil, err
 	}
-	r.Files[configstore.MainFile] = merged
-	r.Files[markerFile] = []byte(markerContent)
+	r.Files[bundle.MainFile] = merged
+	r.Files[bundle.LeaderMarker] = []byte(markerContent)
 	return r, nil
 }
 
-// markerFile is an empty rule file that the leader variant adds to
-// rule_files. It shows in the configuration a Prometheus has loaded
-// (/api/v1/status/config), which lets the next leader see whether the
-// previous leader's Prometheus still runs the overlay, even when that
-// agent is frozen or dead.
-const markerFile = "zkprom-leader-overlay.rules.yml"
-
+// markerContent is the leader marker (bundle.LeaderMarker) that the leader
+// variant adds to rule_files. It shows in the configuration a Prometheus
+// has loaded (/api/v1/status/config), which lets the next leader see
+// whether the previous leader's Prometheus still runs the overlay, even
+// when that agent is frozen or dead.
 const markerContent = "# Written by zkprom agent: this Prometheus runs its HA group's leader overlay.\n" +
 	"# It holds no rules; the next leader looks for its name (docs/fleet.md).\ngroups: []\n"
 
@@ -108,7 +107,7 @@ const markerContent = "# Written by zkprom agent: this Prometheus runs its HA gr
 func addRuleFile(main []byte, name string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(main, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: not a YAML mapping", configstore.MainFile)
+		return nil, fmt.Errorf("%s: not a YAML mapping", bundle.MainFile)
 	}
 	m := doc.Content[0]
 	entry := &yaml.Node{Kind: yaml.ScalarNode, Value: name}
@@ -124,7 +123,7 @@ func addRuleFile(main []byte, name string) ([]byte, error) {
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
 			m.Content[k+1] = &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{entry}}
 		default:
-			return nil, fmt.Errorf("%s line %d: rule_files is not a list", configstore.MainFile, v.Line)
+			return nil, fmt.Errorf("%s line %d: rule_files is not a list", bundle.MainFile, v.Line)
 		}
 		found = true
 	}
@@ -152,7 +151,7 @@ func runsOverlay(loaded string) (bool, error) {
 		return false, fmt.Errorf("parse the loaded configuration: %w", err)
 	}
 	for _, f := range cfg.RuleFiles {
-		if filepath.Base(f) == markerFile {
+		if filepath.Base(f) == bundle.LeaderMarker {
 			return true, nil
 		}
 	}
@@ -391,7 +390,7 @@ func (h *ha) trusted(ctx context.Context) (bool, error) {
 const takeoverRetry = 250 * time.Millisecond
 
 func (h *ha) setWaiting(why string) {
-	why = configstore.CleanText(why) // it may quote a record anyone could write
+	why = bundle.CleanText(why) // it may quote a record anyone could write
 	h.mu.Lock()
 	changed := h.waiting != why
 	h.waiting = why
@@ -688,7 +687,7 @@ func (h *ha) view() haView {
 }
 
 // variantVars are the placeholder values for a revision's variant.
-func (a *Agent) variantVars(rev int, leader bool) configstore.Vars {
+func (a *Agent) variantVars(rev int, leader bool) bundle.Vars {
 	v := a.vars(rev)
 	v.RevisionDir = a.disk.variantDir(rev, leader)
 	return v
@@ -704,7 +703,7 @@ func (a *Agent) variantChanged(rev int) bool {
 	a.mu.Lock()
 	failed := a.state.FailedRevision == rev
 	a.mu.Unlock()
-	_, err := os.Stat(filepath.Join(a.cfg.ConfigDir, currentLink, configstore.LeaderFile))
+	_, err := os.Stat(filepath.Join(a.cfg.ConfigDir, currentLink, bundle.LeaderFile))
 	leading := a.fleet.leading() && err == nil // without leader.yml there is no overlay
 	// A refused overlay is not tried again; removing one always is.
 	return a.disk.linkedLeader() != leading && !(failed && leading)
@@ -729,15 +728,15 @@ func (a *Agent) dropOverlay(why string) {
 	checksum := a.state.Checksum
 	a.mu.Unlock()
 	if !a.disk.complete(rev, checksum) {
-		meta, bundle, err := a.store.Revision(ctx, rev)
+		meta, b, err := a.store.Revision(ctx, rev)
 		if err == nil {
-			var r *configstore.Bundle
-			if r, err = renderVariant(bundle, a.variantVars(rev, false), false); err == nil {
+			var r *bundle.Bundle
+			if r, err = renderVariant(b, a.variantVars(rev, false), false); err == nil {
 				err = a.disk.stage(rev, meta.Checksum, a.cfg.Member, r)
 			}
 		}
 		if err == nil {
-			_, err = configstore.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
+			_, err = bundle.ValidateDir(ctx, a.disk.revDir(rev), a.cfg.Promtool)
 		}
 		if err != nil {
 			a.logger.Error(why+": could not lay down the revision without the overlay; Prometheus keeps it", "revision", rev, "err", err)
@@ -806,7 +805,7 @@ func (a *Agent) fleetStep(ctx context.Context) {
 // fetchRevision returns revision rev: from the disk when the wanted
 // variant of the applied revision is complete there (no ZooKeeper
 // needed), else from ZooKeeper.
-func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (configstore.Meta, *configstore.Bundle, error) {
+func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (configstore.Meta, *bundle.Bundle, error) {
 	a.mu.Lock()
 	applied, checksum := a.state.Applied, a.state.Checksum
 	a.mu.Unlock()
@@ -814,7 +813,7 @@ func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (config
 	// prometheus.yml has the overlay merged in): nothing to stage.
 	if rev == applied && checksum != "" && a.disk.completeVariant(rev, false, checksum) &&
 		(!leader || a.disk.completeVariant(rev, true, checksum)) {
-		if b, err := configstore.LoadDir(a.disk.revDir(rev)); err == nil {
+		if b, err := bundle.LoadDir(a.disk.revDir(rev)); err == nil {
 			return configstore.Meta{Revision: rev, Checksum: checksum}, b, nil
 		}
 	}
@@ -827,7 +826,7 @@ func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (config
 // stageRevision lays down the wanted variant of rev; with the leader
 // variant it also lays down the plain one, so that stepping down never
 // needs ZooKeeper.
-func (a *Agent) stageRevision(rev int, leader bool, checksum string, bundle *configstore.Bundle) error {
+func (a *Agent) stageRevision(rev int, leader bool, checksum string, bundle *bundle.Bundle) error {
 	for _, v := range []bool{leader, false} {
 		if a.disk.completeVariant(rev, v, checksum) {
 			continue

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 // largeBundle has jobs static scrape jobs and rules recording rules (in
 // groups of 50, spread over 10 files).
-func largeBundle(jobs, rules int, salt string) *configstore.Bundle {
+func largeBundle(jobs, rules int, salt string) *bundle.Bundle {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  scrape_interval: 60s\n  external_labels:\n    replica: ${ZKPROM_MEMBER}\n    salt: %q\nrule_files:\n  - rules/*.yml\nscrape_configs:\n", salt)
 	for j := 0; j < jobs; j++ {
@@ -41,7 +41,7 @@ func largeBundle(jobs, rules int, salt string) *configstore.Bundle {
 		}
 		files[fmt.Sprintf("rules/r%02d.yml", f)] = []byte(r.String())
 	}
-	return &configstore.Bundle{Files: files}
+	return &bundle.Bundle{Files: files}
 }
 
 // checkWhole asserts that DIR/current is the bootstrap or a revision

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
@@ -291,7 +292,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, f func() (bool, s
 
 // bundle builds a bundle: one static scrape job per name in jobs (all
 // scraping Prometheus 0 itself) and one rule group per name in groups.
-func bundle(jobs []string, groups []string, extraMain string, extra map[string]string) *configstore.Bundle {
+func testBundle(jobs []string, groups []string, extraMain string, extra map[string]string) *bundle.Bundle {
 	var b strings.Builder
 	b.WriteString("global:\n  scrape_interval: 15s\n  external_labels:\n    replica: ${ZKPROM_MEMBER}\n")
 	b.WriteString("rule_files:\n  - rules/*.yml\n")
@@ -312,14 +313,14 @@ func bundle(jobs []string, groups []string, extraMain string, extra map[string]s
 	for k, v := range extra {
 		files[k] = []byte(v)
 	}
-	return &configstore.Bundle{Files: files}
+	return &bundle.Bundle{Files: files}
 }
 
-func push(t testing.TB, s *configstore.Store, b *configstore.Bundle, msg string) *configstore.PushResult {
+func push(t testing.TB, s *configstore.Store, b *bundle.Bundle, msg string) *configstore.PushResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := configstore.Validate(ctx, b, configstore.ValidateOptions{}); err != nil {
+	if _, err := bundle.Validate(ctx, b, bundle.ValidateOptions{}); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
 	res, err := s.Push(ctx, b, configstore.PushMeta{Author: "test", Message: msg})

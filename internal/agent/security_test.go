@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
@@ -51,7 +52,7 @@ func runOnce(t *testing.T, zc zk.Config, cluster string, mod func(*Config)) erro
 func TestAgentSecurityIdentity(t *testing.T) {
 	skipShort(t)
 	cluster := clusterName(t)
-	push(t, newStore(t, connect(t), cluster), bundle([]string{"job_a"}, nil, "", nil), "first")
+	push(t, newStore(t, connect(t), cluster), testBundle([]string{"job_a"}, nil, "", nil), "first")
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, creds, want string
@@ -108,7 +109,7 @@ func TestAgentSecurityWideACL(t *testing.T) {
 	} {
 		cluster := fmt.Sprintf("%s-%d", clusterName(t), i)
 		s := newStore(t, w, cluster)
-		push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+		push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 		access, _, err := s.Access(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -242,7 +243,7 @@ func TestAgentSecurityMemberDeleted(t *testing.T) {
 	cluster := clusterName(t)
 	w := connect(t)
 	s := newStore(t, w, cluster)
-	push(t, s, bundle([]string{"job_a"}, nil, "", nil), "first")
+	push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "first")
 	r := startFleetAgent(t, cluster, "agent-0", t.TempDir(), 6*time.Second)
 	defer r.stop()
 	ctx := context.Background()
@@ -276,7 +277,7 @@ func fakeProm(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		if r.URL.Path == "/api/v1/status/config" {
-			json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]string{"yaml": "rule_files:\n- /x/" + markerFile + "\n"}})
+			json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]string{"yaml": "rule_files:\n- /x/" + bundle.LeaderMarker + "\n"}})
 			return
 		}
 		fmt.Fprintln(w, "Prometheus Server is Ready.")
@@ -440,7 +441,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(rctx) }()
 	defer func() { cancel(); <-done }()
-	res := push(t, s, bundle([]string{"job_a"}, []string{"group_a"}, "", map[string]string{"secrets/token": "t0ken-" + pass}), "first")
+	res := push(t, s, testBundle([]string{"job_a"}, []string{"group_a"}, "", map[string]string{"secrets/token": "t0ken-" + pass}), "first")
 	if err := waitRollout(t, s, res.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +500,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	// An error text with control characters: the revision refuses (an
 	// unknown top-level key named with escape sequences).
 	for _, key := range []string{"\"\\e[2J\\e[31mowned\"", "\"\\a\\e]0;title\\a\"", "\"\u202eevil\"", "\"\\x9b31m\""} {
-		bad := bundle([]string{"job_a"}, nil, key+": 1\n", nil)
+		bad := testBundle([]string{"job_a"}, nil, key+": 1\n", nil)
 		res, err := s.Push(ctx, bad, configstore.PushMeta{Author: "test", Message: "bad"})
 		if err != nil {
 			t.Fatal(err)
@@ -520,7 +521,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 				break
 			}
 		}
-		good := push(t, s, bundle([]string{"job_a"}, nil, "", nil), "good again")
+		good := push(t, s, testBundle([]string{"job_a"}, nil, "", nil), "good again")
 		if err := waitRollout(t, s, good.Meta.Revision); err != nil {
 			t.Fatal(err)
 		}

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -18,8 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/discovery"
 	"github.com/zkprom/zkprom/internal/shard"
@@ -32,115 +30,9 @@ import (
 // ${ZKPROM_CONFIG_DIR}/shards/<job>.json.
 const ShardsDir = "shards"
 
-// ShardsConfig is the bundle's shards.yml: zkprom sd job definitions
-// whose targets are split among the cluster's live agents.
-type ShardsConfig struct {
-	// ZooKeeper is the ensemble the jobs read (default: the agent's own).
-	ZooKeeper *zk.Config `yaml:"zookeeper,omitempty"`
-	// Defaults for every job.
-	Replicas  int            `yaml:"replicas,omitempty"`
-	Overlap   model.Duration `yaml:"overlap,omitempty"`
-	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
-	Jobs      []ShardJob     `yaml:"jobs"`
-}
-
-// ShardJob is a zkprom sd job plus how to shard it.
-type ShardJob struct {
-	discovery.JobConfig `yaml:",inline"`
-	// Replicas is how many shard members scrape each target (default 1).
-	Replicas int `yaml:"replicas,omitempty"`
-	// Overlap is how long the old owner keeps a moved target (default
-	// 15s, one scrape interval).
-	Overlap model.Duration `yaml:"overlap,omitempty"`
-	// JoinDelay is how long a new member must stay before it gets targets
-	// (default 2s).
-	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
-}
-
-func (j ShardJob) options() shard.Options {
+// shardOptions are a sharded job's assignment settings.
+func shardOptions(j bundle.ShardJob) shard.Options {
 	return shard.Options{Replicas: j.Replicas, Overlap: time.Duration(j.Overlap), JoinDelay: time.Duration(j.JoinDelay)}
-}
-
-// ParseShardsConfig decodes a shards.yml strictly and validates it; zc is
-// the agent's ensemble, used by jobs that name none.
-func ParseShardsConfig(data []byte, zc zk.Config) (*ShardsConfig, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	c := &ShardsConfig{}
-	if err := dec.Decode(c); err != nil {
-		return nil, fmt.Errorf("%s: decode YAML: %w", configstore.ShardsFile, err)
-	}
-	if c.ZooKeeper == nil {
-		c.ZooKeeper = &zc
-	}
-	var errs []error
-	check := func(where string, replicas int, overlap, join model.Duration) {
-		if replicas < 0 {
-			errs = append(errs, fmt.Errorf("%s: replicas %d: want 1 or more", where, replicas))
-		}
-		if overlap < 0 || join < 0 {
-			errs = append(errs, fmt.Errorf("%s: overlap and join_delay must not be negative", where))
-		}
-	}
-	check("shards.yml", c.Replicas, c.Overlap, c.JoinDelay)
-	dc := discovery.Config{ZooKeeper: *c.ZooKeeper}
-	for i := range c.Jobs {
-		j := &c.Jobs[i]
-		check(fmt.Sprintf("job %q", j.Name), j.Replicas, j.Overlap, j.JoinDelay)
-		if j.Replicas == 0 {
-			j.Replicas = c.Replicas
-		}
-		if j.Overlap == 0 {
-			j.Overlap = c.Overlap
-		}
-		if j.JoinDelay == 0 {
-			j.JoinDelay = c.JoinDelay
-		}
-		dc.Jobs = append(dc.Jobs, j.JobConfig)
-	}
-	if err := dc.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%s: %w", configstore.ShardsFile, errors.Join(errs...))
-	}
-	for i := range c.Jobs {
-		c.Jobs[i].JobConfig = dc.Jobs[i] // with defaults filled in
-	}
-	return c, nil
-}
-
-func (c *ShardsConfig) discoveryConfig() *discovery.Config {
-	dc := &discovery.Config{ZooKeeper: *c.ZooKeeper}
-	for _, j := range c.Jobs {
-		dc.Jobs = append(dc.Jobs, j.JobConfig)
-	}
-	return dc
-}
-
-// ValidateFleetFiles checks the fleet files of a rendered revision
-// directory (shards.yml, leader.yml) when they are there.
-func ValidateFleetFiles(dir string, zc zk.Config) error {
-	var errs []error
-	if data, err := os.ReadFile(filepath.Join(dir, configstore.ShardsFile)); err == nil {
-		if _, err := ParseShardsConfig(data, zc); err != nil {
-			errs = append(errs, err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	if data, err := os.ReadFile(filepath.Join(dir, configstore.LeaderFile)); err == nil {
-		main, err := os.ReadFile(filepath.Join(dir, configstore.MainFile))
-		if err == nil {
-			_, err = configstore.MergeOverlay(main, data)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // ShardTargetKey is the assignment identity of a discovered target: job,
@@ -177,7 +69,7 @@ func RenderShareFile(targets []shard.Target) []byte {
 
 // shardJob is one sharded job on this agent.
 type shardJob struct {
-	cfg     ShardJob
+	cfg     bundle.ShardJob
 	sharder *shard.Sharder
 	groups  map[string][]model.LabelSet
 	synced  bool // the discovery sent its first complete list
@@ -204,7 +96,7 @@ type shards struct {
 	mgr     *discovery.Manager
 	cfgData []byte // the last shards.yml read (good or bad)
 	loaded  bool
-	cfg     *ShardsConfig
+	cfg     *bundle.Shards
 	jobs    map[string]*shardJob
 	updates chan groupUpdate
 	members []shard.Member
@@ -414,7 +306,7 @@ func (s *shards) filePath(job string) string { return filepath.Join(s.dir, job+"
 // loadConfig reads shards.yml of the applied revision (DIR/current) and
 // starts, restarts or stops jobs when it changed (then it returns true).
 func (s *shards) loadConfig(ctx context.Context) bool {
-	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, configstore.ShardsFile))
+	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, bundle.ShardsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		data, err = nil, nil
 	}
@@ -426,9 +318,9 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 		return false // unchanged (a bad file is reported once)
 	}
 	s.loaded = true
-	cfg := &ShardsConfig{}
+	cfg := &bundle.Shards{}
 	if data != nil {
-		cfg, err = ParseShardsConfig(data, s.f.cfg.ZooKeeper)
+		cfg, err = bundle.ParseShards(data, s.f.cfg.ZooKeeper)
 		if err != nil {
 			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
 			s.cfgData = data
@@ -439,11 +331,11 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 	}
 	s.cfgData, s.cfg = data, cfg
 	if len(cfg.Jobs) > 0 {
-		s.mgr.ApplyConfig(cfg.discoveryConfig())
+		s.mgr.ApplyConfig(cfg.DiscoveryConfig())
 	} else {
 		s.mgr.ApplyConfig(&discovery.Config{})
 	}
-	want := map[string]ShardJob{}
+	want := map[string]bundle.ShardJob{}
 	for _, jc := range cfg.Jobs {
 		want[jc.Name] = jc
 	}
@@ -464,12 +356,12 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 		}
 		if j != nil {
 			j.cancel()
-			if j.cfg.options() != jc.options() {
+			if shardOptions(j.cfg) != shardOptions(jc) {
 				j = nil // new sharding options: a new sharder
 			}
 		}
 		if j == nil {
-			j = &shardJob{sharder: shard.NewSharder(s.f.shardMember, jc.options()), groups: map[string][]model.LabelSet{}}
+			j = &shardJob{sharder: shard.NewSharder(s.f.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
 			if s.viewed {
 				j.sharder.SetMembers(s.members, now)
 			}
@@ -502,43 +394,4 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 	}
 	s.logger.Info("sharded jobs", "jobs", len(cfg.Jobs))
 	return true
-}
-
-// ValidateFleetBundle checks a bundle's fleet files before a push:
-// shards.yml parses and validates, and the leader variant (prometheus.yml
-// with leader.yml merged) passes the same validation as the bundle.
-func ValidateFleetBundle(ctx context.Context, b *configstore.Bundle, opts configstore.ValidateOptions, zc zk.Config) error {
-	// The marker must mean "runs the overlay": a bundle may not use it.
-	for name, data := range b.Files {
-		if path.Base(name) == markerFile || (name == configstore.MainFile || name == configstore.LeaderFile) && bytes.Contains(data, []byte(markerFile)) {
-			return fmt.Errorf("%s: the name %s is reserved: the agent adds it to the rule_files of the leader's Prometheus to mark the leader overlay", name, markerFile)
-		}
-	}
-	if data, ok := b.Files[configstore.ShardsFile]; ok {
-		r, err := (&configstore.Bundle{Files: map[string][]byte{configstore.ShardsFile: data}}).Render(opts.Vars)
-		if err != nil {
-			return err
-		}
-		if _, err := ParseShardsConfig(r.Files[configstore.ShardsFile], zc); err != nil {
-			return err
-		}
-	}
-	overlay, ok := b.Files[configstore.LeaderFile]
-	if !ok {
-		return nil
-	}
-	merged, err := configstore.MergeOverlay(b.Files[configstore.MainFile], overlay)
-	if err != nil {
-		return err
-	}
-	lb := &configstore.Bundle{Files: maps.Clone(b.Files)}
-	lb.Files[configstore.MainFile] = merged
-	if _, err := configstore.Validate(ctx, lb, opts); err != nil {
-		var ve *configstore.ValidationError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("the leader variant (prometheus.yml with leader.yml merged) is invalid:\n%s", ve.Output)
-		}
-		return fmt.Errorf("validate the leader variant: %w", err)
-	}
-	return nil
 }

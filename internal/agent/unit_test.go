@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/zkprom/zkprom/internal/configstore"
+	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/prom"
 )
 
@@ -49,7 +49,7 @@ func TestDiskStageLinkPrune(t *testing.T) {
 	if rev, err := d.linked(); err != nil || rev != 0 {
 		t.Fatalf("linked on an empty dir: %d %v", rev, err)
 	}
-	b := &configstore.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "rules/a.yml": []byte("groups: []\n")}}
+	b := &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "rules/a.yml": []byte("groups: []\n")}}
 	for rev := 1; rev <= 4; rev++ {
 		if err := d.stage(rev, "sum", "m", b); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,11 @@
-package configstore
+// Package bundle is what a Prometheus configuration bundle is: its files
+// (prometheus.yml, rule files, the fleet's shards.yml and leader.yml), its
+// placeholders, its encoding and checksum, and how it is validated,
+// masked for printing and diffed. It speaks no ZooKeeper: the configstore
+// keeps bundles there, the agent applies them, and the push validates
+// them here, the fleet files included (shards.yml's jobs are checked as
+// zkprom sd jobs, so bundle reuses discovery's job settings).
+package bundle
 
 import (
 	"archive/tar"
@@ -23,6 +30,15 @@ import (
 
 // MainFile is the file of a bundle that Prometheus is started with.
 const MainFile = "prometheus.yml"
+
+// Bundle files of the fleet part (sharding and HA), read by the agent.
+const (
+	// ShardsFile declares the sharded jobs of a cluster.
+	ShardsFile = "shards.yml"
+	// LeaderFile is the leader-only overlay: its top-level keys replace
+	// those of prometheus.yml on the leader of each HA group.
+	LeaderFile = "leader.yml"
+)
 
 // MaxBundleSize bounds the uncompressed size of a bundle.
 const MaxBundleSize = 64 << 20
@@ -167,8 +183,8 @@ func (b *Bundle) Encode() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// DecodeBundle reverses Encode.
-func DecodeBundle(data []byte) (*Bundle, error) {
+// Decode reverses Encode.
+func Decode(data []byte) (*Bundle, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)

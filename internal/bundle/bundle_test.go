@@ -1,8 +1,7 @@
-package configstore
+package bundle
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ func TestBundleRoundTrip(t *testing.T) {
 	if string(e1) != string(e2) {
 		t.Error("encoding is not deterministic")
 	}
-	d, err := DecodeBundle(e1)
+	d, err := Decode(e1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func TestBundleBadInput(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := DecodeBundle([]byte("not gzip")); err == nil {
+	if _, err := Decode([]byte("not gzip")); err == nil {
 		t.Error("garbage decoded")
 	}
 	dir := t.TempDir()
@@ -219,30 +218,6 @@ func TestPromtoolValidation(t *testing.T) {
 	if v, err := Validate(ctx, b, ValidateOptions{}); err != nil || v.Method != "promtool" {
 		t.Errorf("good bundle: %+v %v", v, err)
 	}
-}
-
-func TestParseRevisionAndNames(t *testing.T) {
-	for in, want := range map[string]int{"12": 12, "r12": 12, "r-0000000012": 12} {
-		if got, err := ParseRevision(in); err != nil || got != want {
-			t.Errorf("ParseRevision(%q) = %d, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "x", "-1", "r-x"} {
-		if _, err := ParseRevision(bad); err == nil {
-			t.Errorf("ParseRevision(%q) accepted", bad)
-		}
-	}
-	for _, bad := range []string{"", "a/b", ".x", "a b"} {
-		if err := ValidateName("cluster", bad); err == nil {
-			t.Errorf("cluster name %q accepted", bad)
-		}
-	}
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
 }
 
 // The example bundle in deploy/config is valid.

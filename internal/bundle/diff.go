@@ -1,4 +1,4 @@
-package configstore
+package bundle
 
 import (
 	"fmt"

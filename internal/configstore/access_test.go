@@ -17,6 +17,8 @@ import (
 
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
+
+	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 func randomText(n int) string {
@@ -148,7 +150,7 @@ func TestModelACLs(t *testing.T) {
 	writer := connect(t, writerAuth)
 	ctx := ctxT(t)
 	s := newStore(t, writer, Options{ChunkSize: 1024})
-	b := &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(3000)}}
+	b := &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(3000)}}
 	res, err := s.Push(ctx, b, PushMeta{Author: "w", Message: "acl"})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 // CanaryError is a canary rollout that failed: nobody else was touched.
@@ -25,7 +27,7 @@ func (e *CanaryError) Unwrap() error { return e.Err }
 // that every agent gets it. If a canary fails, leaves, or the time runs
 // out, the canary is withdrawn (the canaries go back to the current
 // revision) and a *CanaryError says why.
-func (s *Store) PushCanary(ctx context.Context, b *Bundle, pm PushMeta, n int, timeout time.Duration, progress func(Rollout)) (*PushResult, *Canary, error) {
+func (s *Store) PushCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int, timeout time.Duration, progress func(Rollout)) (*PushResult, *Canary, error) {
 	c, err := s.StartCanary(ctx, b, pm, n)
 	if err != nil {
 		return nil, nil, err

@@ -2,15 +2,6 @@ package configstore
 
 import "time"
 
-// Bundle files of the fleet part (sharding and HA), read by the agent.
-const (
-	// ShardsFile declares the sharded jobs of a cluster.
-	ShardsFile = "shards.yml"
-	// LeaderFile is the leader-only overlay: its top-level keys replace
-	// those of prometheus.yml on the leader of each HA group.
-	LeaderFile = "leader.yml"
-)
-
 // FleetStatus is the sharding and HA part of an agent's status.
 type FleetStatus struct {
 	// ShardMember is the name the shard assignment uses for this agent:

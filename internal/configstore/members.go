@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/zkprom/zkprom/internal/zk"
+
+	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 // Agent states, as reported in member znodes.
@@ -158,7 +160,7 @@ type RolloutError struct {
 }
 
 func (e *RolloutError) Error() string {
-	return fmt.Sprintf("agent %s failed to apply revision %d at step %s (it rolled back): %s", e.Member, e.Revision, e.Step, CleanText(e.Message))
+	return fmt.Sprintf("agent %s failed to apply revision %d at step %s (it rolled back): %s", e.Member, e.Revision, e.Step, bundle.CleanText(e.Message))
 }
 
 // Rollout is the state of a rollout as WaitRollout sees it.

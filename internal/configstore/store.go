@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/zkprom/zkprom/internal/zk"
+
+	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 // DefaultReaders read the status of a cluster unless its first push says
@@ -159,7 +161,7 @@ type Meta struct {
 	Author     string    `json:"author"`
 	Message    string    `json:"message"`
 	Time       time.Time `json:"time"`
-	Checksum   string    `json:"checksum"` // Bundle.Checksum
+	Checksum   string    `json:"checksum"` // bundle.Bundle.Checksum
 	Encoding   string    `json:"encoding"` // "tar+gzip"
 	Size       int       `json:"size"`     // uncompressed
 	Compressed int       `json:"compressed_size"`
@@ -479,7 +481,7 @@ func (s *Store) Meta(ctx context.Context, rev int) (Meta, error) {
 
 // Revision reads a revision's metadata and whole bundle, checking its
 // checksum.
-func (s *Store) Revision(ctx context.Context, rev int) (Meta, *Bundle, error) {
+func (s *Store) Revision(ctx context.Context, rev int) (Meta, *bundle.Bundle, error) {
 	m, err := s.Meta(ctx, rev)
 	if err != nil {
 		return Meta{}, nil, err
@@ -499,7 +501,7 @@ func (s *Store) Revision(ctx context.Context, rev int) (Meta, *Bundle, error) {
 	if len(blob) != m.Compressed {
 		return Meta{}, nil, fmt.Errorf("read cluster %s revision %d: %d compressed bytes, metadata says %d", s.opts.Cluster, rev, len(blob), m.Compressed)
 	}
-	b, err := DecodeBundle(blob)
+	b, err := bundle.Decode(blob)
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("read cluster %s revision %d: %w", s.opts.Cluster, rev, err)
 	}
@@ -527,7 +529,7 @@ type PushResult struct {
 
 // createRevision writes a new, not yet referenced revision and returns its
 // number.
-func (s *Store) createRevision(ctx context.Context, b *Bundle, pm PushMeta, parent int) (Meta, error) {
+func (s *Store) createRevision(ctx context.Context, b *bundle.Bundle, pm PushMeta, parent int) (Meta, error) {
 	if err := b.Check(); err != nil {
 		return Meta{}, err
 	}
@@ -607,7 +609,7 @@ func (s *Store) conflictErr(ctx context.Context, mine int) error {
 // one transaction that checks the pointer's version and that no canary
 // rollout runs. Two concurrent pushes cannot both win: the loser gets
 // ErrConflict and its revision is deleted. Validate the bundle first.
-func (s *Store) Push(ctx context.Context, b *Bundle, pm PushMeta) (*PushResult, error) {
+func (s *Store) Push(ctx context.Context, b *bundle.Bundle, pm PushMeta) (*PushResult, error) {
 	if err := s.Ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -681,7 +683,7 @@ type Canary struct {
 // pointer's version is bumped in the same transaction, so a concurrent
 // push conflicts. If this process dies, the canary node goes with its
 // session and the canaries return to the current revision.
-func (s *Store) StartCanary(ctx context.Context, b *Bundle, pm PushMeta, n int) (*Canary, error) {
+func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int) (*Canary, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("canary count %d: want at least 1", n)
 	}

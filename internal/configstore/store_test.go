@@ -14,6 +14,8 @@ import (
 
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
+
+	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 var ens *zktest.Ensemble
@@ -80,8 +82,8 @@ func newStore(t *testing.T, c *zk.Client, opts Options) *Store {
 	return s
 }
 
-func small(tag string) *Bundle {
-	return &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global:\n  external_labels:\n    tag: " + tag + "\n")}}
+func small(tag string) *bundle.Bundle {
+	return &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global:\n  external_labels:\n    tag: " + tag + "\n")}}
 }
 
 func TestChunkedRevisions(t *testing.T) {
@@ -89,7 +91,7 @@ func TestChunkedRevisions(t *testing.T) {
 	ctx := context.Background()
 	// Small chunks: many children.
 	s := newStore(t, c, Options{ChunkSize: 1024})
-	b := &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(10_000)}}
+	b := &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(10_000)}}
 	res, err := s.Push(ctx, b, PushMeta{Author: "t", Message: "chunks"})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +106,7 @@ func TestChunkedRevisions(t *testing.T) {
 	// Default chunk size: a bundle larger than one znode is split, never
 	// truncated.
 	s2 := newStore(t, c, Options{Cluster: "big"})
-	big := &Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(2_500_000)}}
+	big := &bundle.Bundle{Files: map[string][]byte{"prometheus.yml": []byte("global: {}\n"), "blob.bin": randomBytes(2_500_000)}}
 	res, err = s2.Push(ctx, big, PushMeta{Author: "t", Message: "big"})
 	if err != nil {
 		t.Fatal(err)
