@@ -79,6 +79,8 @@ type Client struct {
 	lastDialErr  string // last failed connection attempt
 	lastDialWarn time.Time
 	negotiated   time.Duration // the session timeout the server granted
+	granted      chan struct{} // closed when negotiated is first known
+	grantedOnce  sync.Once
 }
 
 // Connect opens a session and waits, within ctx, until it is established,
@@ -115,6 +117,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		hooks:    map[*nodeHook]struct{}{},
 		closed:   make(chan struct{}),
 		loopDone: make(chan struct{}),
+		granted:  make(chan struct{}),
 	}
 	c.m, err = newClientMetrics(reg, cs.String())
 	if err != nil {
@@ -139,6 +142,14 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 	if err := c.waitSession(ctx, connected); err != nil {
 		c.Close()
 		return nil, err
+	}
+	// The library logs the granted timeout just after it reports the
+	// session: wait for that line, briefly, so that SessionTimeout is the
+	// server's from the start.
+	select {
+	case <-c.granted:
+	case <-time.After(time.Second):
+	case <-ctx.Done():
 	}
 	c.authed = len(creds) > 0 || cfg.TLS.CertFile != ""
 	for _, cr := range creds {
@@ -228,6 +239,7 @@ func (c *Client) noteNegotiated(d time.Duration) {
 	changed := d != c.negotiated
 	c.negotiated = d
 	c.mu.Unlock()
+	c.grantedOnce.Do(func() { close(c.granted) })
 	if changed && d != c.timeout {
 		c.logger.Warn("ZooKeeper granted another session timeout than asked for (it allows 2 to 20 ticks)",
 			"asked", c.timeout, "granted", d, "servers", c.cs.String())
