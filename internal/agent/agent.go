@@ -65,8 +65,8 @@ const (
 	StepRollback = "rollback"
 )
 
-// Report describes the last apply (for benchmarks and logs).
-type Report struct {
+// applyReport describes the last apply (for benchmarks and logs).
+type applyReport struct {
 	Revision int
 	Noticed  time.Time                // when the agent learned about the revision
 	Steps    map[string]time.Duration // by step
@@ -87,7 +87,7 @@ type Agent struct {
 	mu      sync.Mutex
 	status  configstore.Status
 	state   State
-	report  Report
+	report  applyReport
 	reg     *zk.Registration
 	changed chan struct{} // closed and replaced on every status change
 	pending *pendingVerify
@@ -174,15 +174,15 @@ func (a *Agent) Status() configstore.Status {
 	return a.status
 }
 
-// Changed returns a channel closed at the next status change.
-func (a *Agent) Changed() <-chan struct{} {
+// statusChanged returns a channel closed at the next status change.
+func (a *Agent) statusChanged() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.changed
 }
 
-// LastReport returns the report of the last apply.
-func (a *Agent) LastReport() Report {
+// lastReport returns the report of the last apply.
+func (a *Agent) lastReport() applyReport {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.report
@@ -712,7 +712,7 @@ func (a *Agent) succeed(ctx context.Context, rev int, checksum string, canary bo
 	a.mu.Lock()
 	a.state = State{Applied: rev, Checksum: checksum, AppliedAt: time.Now().UTC()}
 	st := a.state
-	a.report = Report{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: total}
+	a.report = applyReport{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: total}
 	a.pending = nil
 	a.mu.Unlock()
 	if err := a.disk.writeState(st); err != nil {
@@ -764,7 +764,7 @@ func (a *Agent) fail(ctx context.Context, rev int, canary bool, prev int, prevLi
 	a.mu.Lock()
 	a.state.FailedRevision, a.state.FailedStep, a.state.FailedError = rev, step, msg
 	st := a.state
-	a.report = Report{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: time.Since(start), Err: errors.New(msg)}
+	a.report = applyReport{Revision: rev, Noticed: a.noticed[rev], Steps: steps, Total: time.Since(start), Err: errors.New(msg)}
 	a.mu.Unlock()
 	if err := a.disk.writeState(st); err != nil {
 		a.logger.Error("could not record the failed revision", "err", err)

@@ -63,7 +63,7 @@ func benchRollout(b *testing.B, rounds int, mk func(salt string) *bundle.Bundle)
 			pushValidate = append(pushValidate, t1.Sub(t0))
 			zkWrite = append(zkWrite, res.Committed.Sub(t1))
 			for _, a := range agents {
-				rep := a.a.LastReport()
+				rep := a.a.lastReport()
 				propagate = append(propagate, rep.Noticed.Sub(res.Committed))
 				fetchStage = append(fetchStage, rep.Steps[StepFetch]+rep.Steps[StepStage])
 				agentValidate = append(agentValidate, rep.Steps[StepValidate])

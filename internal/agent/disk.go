@@ -34,9 +34,9 @@ const (
 	manifestFile = "manifest.json"
 )
 
-// Manifest is written into each revision directory: which revision it is
+// manifest is written into each revision directory: which revision it is
 // and the checksum of every rendered file, so that "whole" can be checked.
-type Manifest struct {
+type manifest struct {
 	Revision int               `json:"revision"`
 	Checksum string            `json:"checksum"` // of the bundle as pushed
 	Member   string            `json:"member"`
@@ -141,19 +141,19 @@ func (d disk) complete(rev int, checksum string) bool { return d.completeVariant
 
 // completeVariant is complete for a revision or its leader variant.
 func (d disk) completeVariant(rev int, leader bool, checksum string) bool {
-	m, err := ReadManifest(d.variantDir(rev, leader))
+	m, err := readManifest(d.variantDir(rev, leader))
 	if err != nil || m.Revision != rev || m.Checksum != checksum {
 		return false
 	}
 	if _, marked := m.Files[bundle.LeaderMarker]; leader && !marked {
 		return false // laid down by an agent from before the marker
 	}
-	return VerifyDir(d.variantDir(rev, leader), m) == nil
+	return verifyDir(d.variantDir(rev, leader), m) == nil
 }
 
-// ReadManifest reads a revision directory's manifest.
-func ReadManifest(dir string) (Manifest, error) {
-	var m Manifest
+// readManifest reads a revision directory's manifest.
+func readManifest(dir string) (manifest, error) {
+	var m manifest
 	data, err := os.ReadFile(filepath.Join(dir, manifestDir, manifestFile))
 	if err != nil {
 		return m, err
@@ -164,9 +164,9 @@ func ReadManifest(dir string) (Manifest, error) {
 	return m, nil
 }
 
-// VerifyDir checks every file of a revision directory against its
+// verifyDir checks every file of a revision directory against its
 // manifest.
-func VerifyDir(dir string, m Manifest) error {
+func verifyDir(dir string, m manifest) error {
 	for name, sum := range m.Files {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
@@ -209,7 +209,7 @@ func (d disk) stageVariant(rev int, leader bool, checksum, member string, render
 		os.RemoveAll(staging)
 		return fmt.Errorf("write revision %d to %s: %w", rev, staging, err)
 	}
-	m := Manifest{Revision: rev, Checksum: checksum, Member: member, Files: map[string]string{}, Written: time.Now().UTC()}
+	m := manifest{Revision: rev, Checksum: checksum, Member: member, Files: map[string]string{}, Written: time.Now().UTC()}
 	for n, data := range rendered.Files {
 		m.Files[n] = fileSum(data)
 	}

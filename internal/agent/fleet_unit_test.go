@@ -68,7 +68,7 @@ func TestLeaderMarker(t *testing.T) {
 func TestShardTargetKey(t *testing.T) {
 	a := model.LabelSet{"__address__": "h:1", "__metrics_path__": "/m", "__param_b": "2", "__param_a": "1", "env": "x"}
 	b := model.LabelSet{"__address__": "h:1", "__metrics_path__": "/m", "__param_a": "1", "__param_b": "2", "env": "y", "__meta_x": "z"}
-	if ShardTargetKey("j", a) != ShardTargetKey("j", b) {
+	if shardTargetKey("j", a) != shardTargetKey("j", b) {
 		t.Error("labels other than address, path and params changed the key")
 	}
 	for _, c := range []model.LabelSet{
@@ -76,20 +76,20 @@ func TestShardTargetKey(t *testing.T) {
 		{"__address__": "h:1", "__metrics_path__": "/n", "__param_a": "1", "__param_b": "2"},
 		{"__address__": "h:1", "__metrics_path__": "/m", "__param_a": "1"},
 	} {
-		if ShardTargetKey("j", a) == ShardTargetKey("j", c) {
+		if shardTargetKey("j", a) == shardTargetKey("j", c) {
 			t.Errorf("%v has the same key as %v", c, a)
 		}
 	}
-	if ShardTargetKey("j", a) == ShardTargetKey("k", a) {
+	if shardTargetKey("j", a) == shardTargetKey("k", a) {
 		t.Error("the job is not part of the key")
 	}
 }
 
 func TestRenderShareFile(t *testing.T) {
-	if got := string(RenderShareFile(nil)); got != "[]\n" {
+	if got := string(renderShareFile(nil)); got != "[]\n" {
 		t.Errorf("empty share: %q", got)
 	}
-	got := string(RenderShareFile([]shard.Target{{Key: "k", Labels: map[string]string{"__address__": "h:1", "env": "x"}}}))
+	got := string(renderShareFile([]shard.Target{{Key: "k", Labels: map[string]string{"__address__": "h:1", "env": "x"}}}))
 	if !strings.Contains(got, `"targets": [`) || !strings.Contains(got, `"h:1"`) || !strings.Contains(got, `"env": "x"`) || strings.Contains(got, "__address__") {
 		t.Errorf("share file:\n%s", got)
 	}

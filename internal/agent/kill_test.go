@@ -56,11 +56,11 @@ func checkWhole(t *testing.T, dir string) int {
 	if target == "bootstrap" {
 		return 0
 	}
-	m, err := ReadManifest(filepath.Join(dir, target))
+	m, err := readManifest(filepath.Join(dir, target))
 	if err != nil {
 		t.Fatalf("current -> %s has no manifest: %v", target, err)
 	}
-	if err := VerifyDir(filepath.Join(dir, target), m); err != nil {
+	if err := verifyDir(filepath.Join(dir, target), m); err != nil {
 		t.Fatalf("current -> %s is not whole: %v", target, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, target, "prometheus.yml")); err != nil {

@@ -35,9 +35,9 @@ func shardOptions(j bundle.ShardJob) shard.Options {
 	return shard.Options{Replicas: j.Replicas, Overlap: time.Duration(j.Overlap), JoinDelay: time.Duration(j.JoinDelay)}
 }
 
-// ShardTargetKey is the assignment identity of a discovered target: job,
+// shardTargetKey is the assignment identity of a discovered target: job,
 // address, metrics path and params (never the other labels).
-func ShardTargetKey(job string, l model.LabelSet) string {
+func shardTargetKey(job string, l model.LabelSet) string {
 	var params []string
 	for k, v := range l {
 		if strings.HasPrefix(string(k), model.ParamLabelPrefix) {
@@ -48,9 +48,9 @@ func ShardTargetKey(job string, l model.LabelSet) string {
 	return shard.TargetKey(job, string(l[model.AddressLabel]), string(l[model.MetricsPathLabel]), strings.Join(params, "&"))
 }
 
-// RenderShareFile is the file_sd content for a share: one group per
+// renderShareFile is the file_sd content for a share: one group per
 // target, sorted by key, "[]" when empty.
-func RenderShareFile(targets []shard.Target) []byte {
+func renderShareFile(targets []shard.Target) []byte {
 	out := make([]targetgroup.Group, 0, len(targets))
 	for _, t := range targets {
 		e := targetgroup.Group{Labels: map[string]string{}}
@@ -131,7 +131,7 @@ func (s *shards) run(ctx context.Context) {
 	defer reread.Stop()
 	s.loadConfig(ctx)
 	for {
-		changed := s.f.a.Changed()
+		changed := s.f.a.statusChanged()
 		select {
 		case <-ctx.Done():
 			return
@@ -238,7 +238,7 @@ func (s *shards) applyUpdate(u groupUpdate) {
 	var targets []shard.Target
 	for src, ls := range j.groups {
 		for _, l := range ls {
-			key := ShardTargetKey(j.cfg.Name, l)
+			key := shardTargetKey(j.cfg.Name, l)
 			if seen[key] {
 				continue
 			}
@@ -267,7 +267,7 @@ func (s *shards) advance(now time.Time) time.Time {
 		if !j.synced {
 			continue // keep the last share until discovery has a complete list
 		}
-		data := RenderShareFile(j.sharder.Owned())
+		data := renderShareFile(j.sharder.Owned())
 		if bytes.Equal(data, j.last) {
 			continue
 		}
