@@ -86,15 +86,15 @@ func (c *seriesCache) pair(name, value string) *dto.LabelPair {
 	return p
 }
 
-// key returns what a mntr key means, made by mk on first sight.
-func (c *seriesCache) key(k string, mk func(string) *keyInfo) *keyInfo {
+// key returns what a mntr key means, worked out on first sight.
+func (c *seriesCache) key(k string) *keyInfo {
 	c.mu.Lock()
 	info, ok := c.keys[k]
 	c.mu.Unlock()
 	if ok {
 		return info
 	}
-	info = mk(k)
+	info = newKeyInfo(k)
 	c.mu.Lock()
 	if len(c.keys) < maxCached && len(k) <= maxCachedLen {
 		c.keys[k] = info

@@ -262,7 +262,7 @@ func emitStats(e *emitter, s Stats) {
 	kvs := make([]keyValue, 0, len(nums))
 	groups := make(map[string]*group, len(nums)/4)
 	for k, v := range nums {
-		info := e.cache.key(k, newKeyInfo)
+		info := e.cache.key(k)
 		kvs = append(kvs, keyValue{info, v})
 		if info.stat < 0 {
 			continue
