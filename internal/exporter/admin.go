@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -44,7 +45,7 @@ func adminCommand(ctx context.Context, c *http.Client, base, name string) (admin
 		return adminAnswer{}, fmt.Errorf("AdminServer %s at %s: %w", name, base, err)
 	}
 	defer resp.Body.Close()
-	b, err := readAnswer(resp.Body, name)
+	b, err := readAnswer(new(bytes.Buffer), resp.Body, name, resp.ContentLength)
 	if err != nil {
 		return adminAnswer{Status: resp.StatusCode}, fmt.Errorf("AdminServer %s at %s: read answer: %w", name, base, ctxErr(ctx, err))
 	}

@@ -1,7 +1,9 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zkprom/zkprom/internal/zktest"
 )
@@ -36,25 +36,31 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func measure(b *testing.B, n int, f func() error) measured {
+// measure runs each of fs n times, interleaved round by round (so that a
+// slow spell of the machine or of ZooKeeper falls on all of them alike),
+// after 10 rounds to warm up connections and the JIT.
+func measure(b *testing.B, n int, fs ...func() error) []measured {
 	b.Helper()
-	for range 10 { // warm up connections and the JIT
-		if err := f(); err != nil {
-			b.Fatal(err)
+	lat := make([][]time.Duration, len(fs))
+	cpu := make([]time.Duration, len(fs))
+	for round := -10; round < n; round++ {
+		for i, f := range fs {
+			c, s := cpuTime(), time.Now()
+			if err := f(); err != nil {
+				b.Fatal(err)
+			}
+			if round >= 0 {
+				lat[i] = append(lat[i], time.Since(s))
+				cpu[i] += cpuTime() - c
+			}
 		}
 	}
-	lat := make([]time.Duration, n)
-	c0 := cpuTime()
-	for i := range lat {
-		s := time.Now()
-		if err := f(); err != nil {
-			b.Fatal(err)
-		}
-		lat[i] = time.Since(s)
+	out := make([]measured, len(fs))
+	for i := range fs {
+		slices.Sort(lat[i])
+		out[i] = measured{p50: lat[i][n/2], p99: lat[i][n*99/100], cpu: cpu[i] / time.Duration(n)}
 	}
-	cpu := (cpuTime() - c0) / time.Duration(n)
-	slices.Sort(lat)
-	return measured{p50: lat[n/2], p99: lat[n*99/100], cpu: cpu}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -68,30 +74,29 @@ func (m measured) report(b *testing.B, prefix string, floor measured) {
 	}
 }
 
-// rawMntr is the floor: mntr to every server at once, nothing parsed.
-func rawMntr(servers []string) error {
+// rawWords sends each of words to every server at once, nothing parsed:
+// mntr alone is the floor of four-letter words; mntr and srvr are what a
+// scrape needs (srvr is the only answer with the zxid).
+func rawWords(servers []string, words ...string) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers)*len(words))
 	for i, s := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			a, err := fourLetterWord(ctx, s, "mntr", nil)
-			if err == nil && !strings.HasPrefix(a, "zk_version") {
-				err = fmt.Errorf("mntr from %s: %q", s, firstLine(a))
-			}
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
+		for j, w := range words {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				a, err := fourLetterWord(ctx, s, w, nil)
+				if err == nil && !strings.HasPrefix(a, "zk_version") && !strings.HasPrefix(a, "Zookeeper version") {
+					err = fmt.Errorf("%s from %s: %q", w, s, firstLine(a))
+				}
+				errs[i*len(words)+j] = err
+			}()
 		}
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // rawMonitor is the AdminServer's floor: GET /commands/monitor from every
@@ -142,20 +147,16 @@ func BenchmarkScrape(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer x.Close()
+	var buf []byte
 	scrape := func(name string) func() error {
 		return func() error {
-			c, err := x.EnsembleCollector(context.Background(), name)
+			sc, err := x.ensembleScrape(context.Background(), name)
 			if err != nil {
 				return err
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(c)
-			mfs, err := reg.Gather()
-			if err != nil {
-				return err
-			}
-			if len(mfs) < 100 {
-				return fmt.Errorf("only %d families", len(mfs))
+			p := sc.run()
+			if buf = p.appendText(buf[:0]); len(p.families) < 100 || len(buf) < 10_000 {
+				return fmt.Errorf("only %d families", len(p.families))
 			}
 			return nil
 		}
@@ -166,21 +167,24 @@ func BenchmarkScrape(b *testing.B) {
 	}
 	hc := newAdminClient(nil)
 	for range b.N {
-		floor := measure(b, benchScrapes, func() error { return rawMntr(servers) })
-		adminFloor := measure(b, benchScrapes, func() error { return rawMonitor(hc, urls) })
-		admin := measure(b, benchScrapes, scrape("main"))
-		words := measure(b, benchScrapes, scrape("words"))
+		m := measure(b, benchScrapes, func() error { return rawWords(servers, "mntr") }, func() error { return rawMonitor(hc, urls) },
+			func() error { return rawWords(servers, "mntr", "srvr") }, scrape("main"), scrape("words"))
+		floor, adminFloor, commands, admin, words := m[0], m[1], m[2], m[3], m[4]
 		floor.report(b, "floor", measured{})
 		adminFloor.report(b, "floor-monitor", measured{})
 		admin.report(b, "admin", floor)
 		b.ReportMetric(float64(admin.p50)/float64(adminFloor.p50), "admin-p50-x-floor-monitor")
 		words.report(b, "4lw", floor)
+		commands.report(b, "floor-mntr-srvr", measured{})
+		b.ReportMetric(float64(words.p50)/float64(commands.p50), "4lw-p50-x-floor-mntr-srvr")
 	}
 }
 
 // BenchmarkExporterProcess runs the real binary against the ensemble and
-// scrapes /metrics over HTTP: latency, CPU per scrape and RSS of the
-// exporter process.
+// scrapes /metrics over HTTP: latency (beside raw monitor and mntr, the
+// floors, interleaved), CPU per scrape and RSS of the exporter process.
+// With ZKPROM_BENCH_BASELINE naming another zkprom binary (an older
+// build, say), that one is scraped too, interleaved, as the baseline.
 func BenchmarkExporterProcess(b *testing.B) {
 	if ens == nil {
 		b.Skip("needs the package's ZooKeeper ensemble")
@@ -194,22 +198,62 @@ func BenchmarkExporterProcess(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build zkprom: %v\n%s", err, out)
 	}
-	ports, err := zktest.FreePorts(1)
-	if err != nil {
-		b.Fatal(err)
-	}
 	var urls []string
 	for _, s := range ens.Servers {
 		urls = append(urls, s.AdminURL)
 	}
+	servers := strings.Split(ens.Connect(), ",")
+	hc := newAdminClient(nil)
+	fs := []func() error{func() error { return rawMonitor(hc, urls) }, func() error { return rawWords(servers, "mntr") }}
+	names := []string{"exporter"}
+	procs := []exporterProcess{startExporter(b, bin, urls)}
+	if base := os.Getenv("ZKPROM_BENCH_BASELINE"); base != "" {
+		names = append(names, "baseline")
+		procs = append(procs, startExporter(b, base, urls))
+	}
+	for _, p := range procs {
+		fs = append(fs, p.get)
+	}
+	for range b.N {
+		cpu0 := make([]time.Duration, len(procs))
+		for i, p := range procs {
+			cpu0[i] = procCPU(b, p.pid)
+		}
+		all := measure(b, benchScrapes, fs...)
+		monitor, mntr := all[0], all[1]
+		for i, p := range procs {
+			m, name := all[2+i], names[i]
+			cpu := (procCPU(b, p.pid) - cpu0[i]) / time.Duration(benchScrapes+10)
+			b.ReportMetric(ms(m.p50), name+"-http-p50-ms")
+			b.ReportMetric(ms(m.p99), name+"-http-p99-ms")
+			b.ReportMetric(float64(m.p50)/float64(monitor.p50), name+"-http-p50-x-floor-monitor")
+			b.ReportMetric(float64(m.p50)/float64(mntr.p50), name+"-http-p50-x-floor")
+			b.ReportMetric(ms(cpu), name+"-cpu-ms/scrape")
+			b.ReportMetric(procRSS(b, p.pid), name+"-rss-MB")
+		}
+	}
+}
+
+type exporterProcess struct {
+	pid int
+	get func() error // one scrape of /metrics
+}
+
+// startExporter runs bin's exporter against the ensemble (AdminServer
+// mode) until the benchmark ends.
+func startExporter(b *testing.B, bin string, adminURLs []string) exporterProcess {
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		b.Fatal(err)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	cmd := exec.Command(bin, "exporter", "--web.listen-address="+addr, "--zookeeper.servers="+ens.Connect(),
-		"--zookeeper.admin.urls="+strings.Join(urls, ","), "--log.level=warn")
+		"--zookeeper.admin.urls="+strings.Join(adminURLs, ","), "--log.level=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func() error {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
@@ -223,7 +267,7 @@ func BenchmarkExporterProcess(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "zookeeper_ensemble_leaders") {
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("zookeeper_ensemble_leaders")) {
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
 		return nil
@@ -231,20 +275,11 @@ func BenchmarkExporterProcess(b *testing.B) {
 	deadline := time.Now().Add(20 * time.Second)
 	for get() != nil {
 		if time.Now().After(deadline) {
-			b.Fatal("exporter did not come up")
+			b.Fatalf("%s exporter did not come up", bin)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	pid := cmd.Process.Pid
-	for range b.N {
-		c0 := procCPU(b, pid)
-		m := measure(b, benchScrapes, get)
-		cpu := (procCPU(b, pid) - c0) / time.Duration(benchScrapes+10)
-		b.ReportMetric(ms(m.p50), "http-p50-ms")
-		b.ReportMetric(ms(m.p99), "http-p99-ms")
-		b.ReportMetric(ms(cpu), "exporter-cpu-ms/scrape")
-		b.ReportMetric(procRSS(b, pid), "exporter-rss-MB")
-	}
+	return exporterProcess{pid: cmd.Process.Pid, get: get}
 }
 
 // procCPU is a process's user+system time from /proc/<pid>/stat.
@@ -276,21 +311,20 @@ func procRSS(b *testing.B, pid int) float64 {
 	return 0
 }
 
-// BenchmarkParseAndGather: the exporter's own work for one 3.8 leader's
-// monitor answer (parse, build metrics, gather), without any network.
-func BenchmarkParseAndGather(b *testing.B) {
+// BenchmarkParseAndWrite: the exporter's own work for one 3.8 leader's
+// monitor answer (parse, make the series, write them), without any network.
+func BenchmarkParseAndWrite(b *testing.B) {
 	body := []byte(fixture(b, "leader_admin_monitor.json"))
 	cache := newSeriesCache()
+	var buf []byte
 	for b.Loop() {
 		s, err := ParseMonitor(body)
 		if err != nil {
 			b.Fatal(err)
 		}
 		r := &ServerResult{Server: "zk1:2181", Source: SourceAdmin, Up: true, Stats: &s}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(resultsCollector{results: []*ServerResult{r}, cache: cache})
-		if _, err := reg.Gather(); err != nil {
-			b.Fatal(err)
+		if buf = resultsPage([]*ServerResult{r}, cache).appendText(buf[:0]); len(buf) == 0 {
+			b.Fatal("nothing written")
 		}
 	}
 }

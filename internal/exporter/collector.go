@@ -66,7 +66,7 @@ func New(cfg *Config, probeDefaults EnsembleConfig, logger *slog.Logger, reg pro
 		}, []string{"ensemble", "server", "source", "reason"}),
 		refusedSeries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "refused_series_total",
-			Help: "Series of an answer left out of a scrape because the registry refused them (e.g. a label value that is not valid UTF-8).",
+			Help: "Series of an answer left out of a scrape because a label value is not valid UTF-8.",
 		}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "exporter", Name: "config_last_reload_successful",
@@ -175,9 +175,9 @@ func (x *Exporter) ensemble(name string) *ensemble {
 // ErrUnknownEnsemble is a /probe?ensemble= name that is not configured.
 var ErrUnknownEnsemble = errors.New("unknown ensemble")
 
-// EnsembleCollector collects the given configured ensembles (all when
-// names is empty), with the ensemble view. The scrape honours ctx.
-func (x *Exporter) EnsembleCollector(ctx context.Context, names ...string) (prometheus.Collector, error) {
+// ensembleScrape scrapes the given configured ensembles (all when names
+// is empty), with the ensemble view. The scrape honours ctx.
+func (x *Exporter) ensembleScrape(ctx context.Context, names ...string) (*scrape, error) {
 	var ens []*ensemble
 	if len(names) == 0 {
 		x.mu.RLock()
@@ -191,15 +191,15 @@ func (x *Exporter) EnsembleCollector(ctx context.Context, names ...string) (prom
 		}
 		ens = append(ens, e)
 	}
-	return &collector{ctx: ctx, x: x, ensembles: ens, series: x.series}, nil
+	return &scrape{ctx: ctx, x: x, ensembles: ens, series: x.series}, nil
 }
 
-// TargetCollector collects one server, with the settings of the
+// targetScrape scrapes one server, with the settings of the
 // configured ensemble that lists it (or of module, when given), else the
 // probe defaults. A server outside the configured ensembles must be
 // allowed by the probe policy (else ErrNotAllowed), and never gets a
 // configured client certificate. Its series carry only the server label.
-func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (prometheus.Collector, error) {
+func (x *Exporter) targetScrape(ctx context.Context, server, module string) (*scrape, error) {
 	host, err := parseTarget(server)
 	if err != nil {
 		return nil, err
@@ -251,7 +251,7 @@ func (x *Exporter) TargetCollector(ctx context.Context, server, module string) (
 	if listed {
 		series = x.series
 	}
-	return &collector{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin, series: series}, nil
+	return &scrape{ctx: ctx, x: x, ensembles: []*ensemble{e}, single: true, closeAfter: true, origin: origin, series: series}, nil
 }
 
 // ensembleOf returns the first configured ensemble that lists server,
@@ -269,8 +269,8 @@ func (x *Exporter) ensembleOf(server string) *ensemble {
 	return x.probe
 }
 
-// collector is one scrape of some ensembles.
-type collector struct {
+// scrape is one scrape of some ensembles.
+type scrape struct {
 	ctx        context.Context
 	x          *Exporter
 	ensembles  []*ensemble
@@ -280,11 +280,8 @@ type collector struct {
 	series     *seriesCache
 }
 
-// Describe sends nothing: families follow what the servers answer, so
-// this is an unchecked collector.
-func (c *collector) Describe(chan<- *prometheus.Desc) {}
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+// run asks the servers and returns what they said as a page.
+func (c *scrape) run() *page {
 	if c.closeAfter {
 		defer func() {
 			for _, e := range c.ensembles {
@@ -304,9 +301,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	parallel(fns...)
-	families := familyNames{} // one registry: one meaning per name
+	servers := 0
+	for _, r := range results {
+		servers += len(r)
+	}
+	p := newPage(servers)
 	for i, e := range c.ensembles {
-		base := &emitter{ch: ch, cache: c.series, families: families}
+		base := newEmitter(p, c.series)
 		if !c.single {
 			base = base.with("ensemble", e.cfg.Name)
 		}
@@ -323,6 +324,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			emitZnodes(base, znodes[i])
 		}
 	}
+	return p
 }
 
 // maxProbeSeries bounds the servers outside the configured ensembles that

@@ -36,18 +36,15 @@ func promtool(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-// knownFamilies are the metric names the exporter can emit: everything the
-// fixtures produce, the optional collectors and the exporter's own metrics.
-func knownFamilies(t *testing.T) map[string]bool {
+// emittedFamilies are the families the exporter can emit, sorted by name:
+// everything the fixtures produce, the optional series and the
+// exporter's own metrics.
+func emittedFamilies(t *testing.T) []*dto.MetricFamily {
 	t.Helper()
+	p := resultsPage(fixtureResults(t), newSeriesCache())
+	emitZnodes(newEmitter(p, newSeriesCache()).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
+	emitDroppedKeys(newEmitter(p, newSeriesCache()).with("ensemble", "x").with("server", "zk1:2181"), droppedTooMany, 1)
 	reg := prometheus.NewRegistry()
-	results := fixtureResults(t)
-	reg.MustRegister(resultsCollector{results: results, cache: newSeriesCache()})
-	znodes := prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitZnodes((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
-		emitDroppedKeys((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x").with("server", "zk1:2181"), droppedTooMany, 1)
-	})
-	reg.MustRegister(znodes)
 	x, err := New(nil, EnsembleConfig{}, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -58,8 +55,17 @@ func knownFamilies(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, mf := range parseExposition(t, pageText(p)).mfs {
+		mfs = append(mfs, mf)
+	}
+	sort.Slice(mfs, func(i, j int) bool { return mfs[i].GetName() < mfs[j].GetName() })
+	return mfs
+}
+
+// knownFamilies are the metric names the exporter can emit.
+func knownFamilies(t *testing.T) map[string]bool {
 	known := map[string]bool{}
-	for _, mf := range mfs {
+	for _, mf := range emittedFamilies(t) {
 		known[mf.GetName()] = true
 		if mf.GetType() == dto.MetricType_SUMMARY {
 			known[mf.GetName()+"_sum"] = true
@@ -229,22 +235,7 @@ const docPath = "../../docs/exporter.md"
 // mntr/monitor keys (from the 3.4, 3.5 and 3.8 fixtures).
 func metricsDoc(t *testing.T) string {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newSeriesCache()})
-	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitZnodes((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x"), []ZnodeCount{{Path: "/a", Children: 1}})
-		emitDroppedKeys((&emitter{ch: ch, cache: newSeriesCache()}).with("ensemble", "x").with("server", "zk1:2181"), droppedTooMany, 1)
-	}))
-	x, err := New(nil, EnsembleConfig{}, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The scrape error series appear with a server's first failure.
-	x.countErrors("x", &ServerResult{Server: "zk1:2181", Commands: []CommandResult{{Command: "mntr", Source: SourceFourLetter, Err: errParse}}})
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := emittedFamilies(t)
 	var own, keys strings.Builder
 	head := "| metric | type | labels | description |\n|---|---|---|---|\n"
 	own.WriteString(head)

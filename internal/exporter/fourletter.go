@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -29,10 +30,16 @@ func answerLimit(cmd string) int64 {
 	return maxAnswer
 }
 
-// readAnswer reads a whole answer to cmd, at most its limit.
-func readAnswer(r io.Reader, cmd string) ([]byte, error) {
+// readAnswer reads a whole answer to cmd into buf, at most its limit;
+// size is its announced length (-1 unknown), read in one go when within
+// the limit.
+func readAnswer(buf *bytes.Buffer, r io.Reader, cmd string, size int64) ([]byte, error) {
 	limit := answerLimit(cmd)
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if size > 0 && size <= limit {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	b := buf.Bytes()
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%w: more than %d bytes (not a ZooKeeper answer, or more than the exporter reads)", errTooLarge, limit)
 	}
@@ -50,7 +57,7 @@ func fourLetterWord(ctx context.Context, addr, cmd string, tlsConf *tls.Config) 
 	if !safeWords[cmd] {
 		return "", fmt.Errorf("four-letter word %q is not one the exporter sends", cmd)
 	}
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: -1} // one exchange: no keep-alive probes to set up
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s to %s: %w", cmd, addr, err)
@@ -78,8 +85,10 @@ func fourLetterWord(ctx context.Context, addr, cmd string, tlsConf *tls.Config) 
 	if _, err := conn.Write([]byte(cmd)); err != nil {
 		return "", fmt.Errorf("%s to %s: send: %w", cmd, addr, ctxErr(ctx, err))
 	}
-	b, err := readAnswer(conn, cmd)
-	if b == nil && err != nil || err != nil && !(len(b) > 0 && isClosed(err)) {
+	buf := answerBuffers.get()
+	defer answerBuffers.put(buf)
+	b, err := readAnswer(buf, conn, cmd, -1)
+	if len(b) == 0 && err != nil || err != nil && !(len(b) > 0 && isClosed(err)) {
 		return "", fmt.Errorf("%s to %s: read answer: %w", cmd, addr, ctxErr(ctx, err))
 	}
 	return string(b), nil

@@ -25,6 +25,10 @@ type scraped struct {
 	mfs  map[string]*dto.MetricFamily
 }
 
+// parseExposition parses an exposition the exporter wrote and checks it
+// with client_golang's registry: every series must be one a registry
+// takes (valid names and UTF-8, one help and type per family, no series
+// twice, none named like a summary's parts).
 func parseExposition(t testing.TB, text string) scraped {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -32,7 +36,78 @@ func parseExposition(t testing.TB, text string) scraped {
 	if err != nil {
 		t.Fatalf("parse exposition: %v\n%s", err, text)
 	}
+	if err := registryCheck(mfs); err != nil {
+		t.Fatalf("the registry refuses the exposition: %v", err)
+	}
 	return scraped{text: text, mfs: mfs}
+}
+
+// registryCheck collects mfs again through a registry (unchecked, as
+// the exporter's families follow what servers send).
+func registryCheck(mfs map[string]*dto.MetricFamily) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(uncheckedCollector(func(ch chan<- prometheus.Metric) {
+		for name, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var names, values []string
+				for _, lp := range m.GetLabel() {
+					names, values = append(names, lp.GetName()), append(values, lp.GetValue())
+				}
+				desc := prometheus.NewDesc(name, mf.GetHelp(), names, nil)
+				var (
+					pm  prometheus.Metric
+					err error
+				)
+				switch mf.GetType() {
+				case dto.MetricType_COUNTER:
+					pm, err = prometheus.NewConstMetric(desc, prometheus.CounterValue, m.GetCounter().GetValue(), values...)
+				case dto.MetricType_GAUGE:
+					pm, err = prometheus.NewConstMetric(desc, prometheus.GaugeValue, m.GetGauge().GetValue(), values...)
+				case dto.MetricType_SUMMARY:
+					qs := map[float64]float64{}
+					for _, q := range m.GetSummary().GetQuantile() {
+						qs[q.GetQuantile()] = q.GetValue()
+					}
+					pm, err = prometheus.NewConstSummary(desc, m.GetSummary().GetSampleCount(), m.GetSummary().GetSampleSum(), qs, values...)
+				default:
+					pm, err = prometheus.NewConstMetric(desc, prometheus.UntypedValue, m.GetUntyped().GetValue(), values...)
+				}
+				if err != nil {
+					pm = prometheus.NewInvalidMetric(desc, err)
+				}
+				ch <- pm
+			}
+		}
+	}))
+	_, err := reg.Gather()
+	return err
+}
+
+type uncheckedCollector func(chan<- prometheus.Metric)
+
+func (uncheckedCollector) Describe(chan<- *prometheus.Desc)      {}
+func (c uncheckedCollector) Collect(ch chan<- prometheus.Metric) { c(ch) }
+
+// pageText writes p as the exporter serves it.
+func pageText(p *page) string { return string(p.appendText(nil)) }
+
+// resultsPage emits results as the servers of ensemble "fixture", with
+// the ensemble's view.
+func resultsPage(results []*ServerResult, cache *seriesCache) *page {
+	p := newPage(len(results))
+	base := newEmitter(p, cache).with("ensemble", "fixture")
+	for _, r := range results {
+		emitServer(base.with("server", r.Server), r, 1)
+	}
+	emitView(base, ensembleView(results))
+	return p
+}
+
+// serverPage is a page that emit fills for server zk1:2181.
+func serverPage(cache *seriesCache, emit func(e *emitter)) *page {
+	p := newPage(1)
+	emit(newEmitter(p, cache).with("server", "zk1:2181"))
+	return p
 }
 
 // value returns the value of the series of name whose labels include
@@ -103,7 +178,7 @@ type testServer struct {
 	x   *Exporter
 	reg *prometheus.Registry
 	srv *httptest.Server
-	// refusalsExpected: the test feeds series the registry must refuse.
+	// refusalsExpected: the test feeds series that must be refused.
 	refusalsExpected bool
 }
 
@@ -155,7 +230,7 @@ func (ts *testServer) scrape(t testing.TB, path string) scraped {
 		t.Fatalf("GET %s: HTTP %d: %s", path, code, body)
 	}
 	if n := testutil.ToFloat64(ts.x.refusedSeries) - before; n > 0 && !ts.refusalsExpected {
-		t.Errorf("GET %s: %v series refused by the registry", path, n)
+		t.Errorf("GET %s: %v series refused", path, n)
 	}
 	return parseExposition(t, body)
 }

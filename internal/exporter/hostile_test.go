@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
@@ -338,26 +336,22 @@ func TestLongKeysNotCached(t *testing.T) {
 	for _, n := range []int{maxCachedLen + 1, 10_000, 1 << 20} {
 		c := newSeriesCache()
 		long := strings.Repeat("k", n)
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-			e := (&emitter{ch: ch, cache: c}).with("server", "zk1:2181")
+		p := serverPage(c, func(e *emitter) {
 			emitStats(e, Stats{Numbers: map[string]float64{long: 1, "min_" + long: 0, "max_" + long: 2}, Strings: map[string]string{}})
 			e.gauge("zookeeper_server_info", "info", 1, "build", long)
-		}))
-		if _, err := reg.Gather(); err != nil {
-			t.Fatal(err)
-		}
+			e.with("peer", long).gauge("zookeeper_server_info", "info", 1)
+		})
+		out := parseExposition(t, pageText(p))
+		out.want(t, 1, "zookeeper_server_info", "build="+long)
 		for k := range c.keys {
 			t.Errorf("key of %d bytes: key %.20q… kept", n, k)
 		}
-		for k := range c.descs {
-			if len(k.name) > maxCachedLen {
-				t.Errorf("key of %d bytes: descriptor %.20q… kept", n, k.name)
-			}
+		if len(c.plans) > 0 {
+			t.Errorf("key of %d bytes: a plan that holds it kept", n)
 		}
-		for k := range c.pairs {
-			if len(k[1]) > maxCachedLen {
-				t.Errorf("key of %d bytes: label %s=%.20q… kept", n, k[0], k[1])
+		for k := range c.labels {
+			if len(k.leading) > 2*maxCachedLen || len(k.v1) > maxCachedLen || len(k.v2) > maxCachedLen {
+				t.Errorf("key of %d bytes: label set %.40q… kept", n, k)
 			}
 		}
 	}

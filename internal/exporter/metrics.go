@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 const namespace = "zookeeper"
@@ -202,12 +200,22 @@ func newFamily(key string, counter bool) family {
 		scale:       scale, counter: counter, label: label, value: value, reserved: reserved(n)}
 }
 
+// labelPair is the family's label taken out of the key, if any.
+func (f *family) labelPair() []string {
+	if f.label == "" {
+		return nil
+	}
+	return []string{f.label, f.value}
+}
+
 // group is one summary-like set of keys zk_<stat>_<base>.
 type group struct {
-	base string
-	f    *family
-	has  uint16 // bit i: statPrefixes[i] is present
-	v    [len(statPrefixes)]float64
+	base   string
+	f      *family
+	has    uint16                          // bit i: statPrefixes[i] is present
+	index  [len(statPrefixes)]int          // where in the plan's keys
+	labels [len(statPrefixes) + 1]labelSet // of each stat's gauge, last of the summary
+	v      [len(statPrefixes)]float64
 }
 
 func (g *group) get(stat string) (float64, bool) {
@@ -255,15 +263,65 @@ func emitStats(e *emitter, s Stats) {
 		}
 		emitDroppedKeys(e, droppedTooMany, n-maxKeys)
 	}
-	type keyValue struct {
-		info *keyInfo
-		v    float64
+	plan, vals := e.cache.statsPlan(e, nums)
+	clashes := 0
+	for _, g := range plan.groups {
+		g := *g
+		for i := range statPrefixes {
+			if g.has&(1<<i) != 0 {
+				g.v[i] = vals[g.index[i]]
+			}
+		}
+		if g.f.reserved || !emitGroup(e, &g) {
+			clashes += bits.OnesCount16(g.has)
+		}
 	}
-	kvs := make([]keyValue, 0, len(nums))
-	groups := make(map[string]*group, len(nums)/4)
-	for k, v := range nums {
-		info := e.cache.key(k)
-		kvs = append(kvs, keyValue{info, v})
+	for j, i := range plan.plain {
+		f := &plan.keys[i].plain
+		kind := familyGauge
+		if f.counter {
+			kind = familyCounter
+		}
+		if f.reserved {
+			clashes++
+			continue
+		}
+		s, claimed := e.add(f.name, f.help, kind, plan.plainLabels[j])
+		if !claimed {
+			clashes++
+		} else if s != nil {
+			s.value = vals[i] * f.scale
+		}
+	}
+	if clashes > 0 {
+		emitDroppedKeys(e, droppedNameClash, clashes)
+	}
+}
+
+// statsPlan is how a set of keys is exported, worked out once for each
+// server whose set of keys is new: the keys in order, the groups they
+// form (by base), the keys that are series of their own, and the label
+// sets of all their series.
+type statsPlan struct {
+	keys        []*keyInfo // sorted
+	groups      []*group   // that summarize, sorted by base
+	plain       []int      // indexes in keys
+	plainLabels []labelSet // of each plain key's series
+}
+
+// newStatsPlan works out the plan for nums, the keys of e's server; keep
+// says whether the cache kept every key of it.
+func newStatsPlan(e *emitter, nums map[string]float64) (p *statsPlan, keep bool) {
+	c := e.cache
+	p, keep = &statsPlan{keys: make([]*keyInfo, 0, len(nums))}, true
+	for k := range nums {
+		info, kept := c.key(k)
+		p.keys = append(p.keys, info)
+		keep = keep && kept
+	}
+	slices.SortFunc(p.keys, func(a, b *keyInfo) int { return strings.Compare(a.key, b.key) })
+	groups := map[string]*group{}
+	for i, info := range p.keys {
 		if info.stat < 0 {
 			continue
 		}
@@ -273,93 +331,29 @@ func emitStats(e *emitter, s Stats) {
 			groups[info.base] = g
 		}
 		g.has |= 1 << info.stat
-		g.v[info.stat] = v
+		g.index[info.stat] = i
 	}
-	sort.Slice(kvs, func(i, j int) bool { return kvs[i].info.key < kvs[j].info.key })
-	var summarized []*group
+	for i, info := range p.keys {
+		if info.stat < 0 || !groups[info.base].summarizes() {
+			p.plain = append(p.plain, i)
+			p.plainLabels = append(p.plainLabels, e.labelSet(info.plain.labelPair()...))
+		}
+	}
 	for _, g := range groups {
-		if g.summarizes() {
-			summarized = append(summarized, g)
-		}
-	}
-	sort.Slice(summarized, func(i, j int) bool { return summarized[i].base < summarized[j].base })
-	names := e.families
-	if names == nil {
-		names = make(familyNames, len(kvs)/2)
-	}
-	clashes := 0
-	for _, g := range summarized {
-		kind, help := familyGauge, g.f.statHelp
-		if g.hasCount() {
-			kind, help = familySummary, g.f.summaryHelp
-		}
-		if g.f.reserved || !names.claim(g.f.name, help, kind) {
-			clashes += bits.OnesCount16(g.has)
+		if !g.summarizes() {
 			continue
 		}
-		emitGroup(e, g)
-	}
-	for _, kv := range kvs {
-		f := &kv.info.plain
-		if kv.info.stat >= 0 && groups[kv.info.base].summarizes() {
-			continue
-		}
-		t, kind := prometheus.GaugeValue, familyGauge
-		if f.counter {
-			t, kind = prometheus.CounterValue, familyCounter
-		}
-		if f.reserved || !names.claim(f.name, f.help, kind) {
-			clashes++
-			continue
-		}
-		if f.label != "" {
-			e.emit(f.name, f.help, t, kv.v*f.scale, f.label, f.value)
-		} else {
-			e.emit(f.name, f.help, t, kv.v*f.scale)
-		}
-	}
-	if clashes > 0 {
-		emitDroppedKeys(e, droppedNameClash, clashes)
-	}
-}
-
-type familyKind int
-
-const (
-	familyGauge familyKind = iota
-	familyCounter
-	familySummary
-)
-
-// familyNames are the families one server's keys made in this scrape.
-type familyNames map[string]struct {
-	help string
-	kind familyKind
-}
-
-// claim reports whether a series of family name may be sent: a new name
-// (that is not a summary's _sum or _count, nor has one), or one already
-// made with the same help and kind (keys that differ in a namespace or
-// server id share a family).
-func (n familyNames) claim(name, help string, kind familyKind) bool {
-	if f, ok := n[name]; ok {
-		return f.help == help && f.kind == kind
-	}
-	for _, suffix := range []string{"_sum", "_count"} {
-		if base, ok := strings.CutSuffix(name, suffix); ok {
-			if f, ok := n[base]; ok && f.kind == familySummary {
-				return false
+		p.groups = append(p.groups, g)
+		extra := g.f.labelPair()
+		for i, stat := range statPrefixes {
+			if g.has&(1<<i) != 0 {
+				g.labels[i] = e.labelSet(append([]string{"stat", stat}, extra...)...)
 			}
 		}
-		if _, ok := n[name+suffix]; ok && kind == familySummary {
-			return false
-		}
+		g.labels[len(statPrefixes)] = e.labelSet(extra...)
 	}
-	n[name] = struct {
-		help string
-		kind familyKind
-	}{help, kind}
-	return true
+	slices.SortFunc(p.groups, func(a, b *group) int { return strings.Compare(a.base, b.base) })
+	return p, keep
 }
 
 // unitNote tells that milliseconds became seconds.
@@ -382,53 +376,49 @@ func keyPattern(name, label string) string {
 
 // quantileStats are the stats that become a summary's quantiles, in
 // increasing order.
-var quantileStats = []struct {
-	stat string
-	q    float64
-}{{"min", 0}, {"p50", 0.5}, {"p95", 0.95}, {"p99", 0.99}, {"p999", 0.999}, {"max", 1}}
+var quantileStats = []struct{ stat, quantile string }{
+	{"min", "0"}, {"p50", "0.5"}, {"p95", "0.95"}, {"p99", "0.99"}, {"p999", "0.999"}, {"max", "1"},
+}
 
-// emitGroup sends one summary-like family: a summary (quantile 0 = min,
+// emitGroup adds one summary-like family: a summary (quantile 0 = min,
 // 1 = max) when ZooKeeper gives a count and a sum, else a gauge with a
-// "stat" label (min, avg, max, last).
-func emitGroup(e *emitter, g *group) {
+// "stat" label (min, avg, max, last). It is false when the family's name
+// clashes.
+func emitGroup(e *emitter, g *group) bool {
 	f := g.f
-	var extra []string
-	if f.label != "" {
-		extra = []string{f.label, f.value}
-	}
 	if g.hasCount() {
 		cnt, _ := g.get("cnt")
 		sum, _ := g.get("sum")
-		var (
-			qs   = make([]*dto.Quantile, 0, len(quantileStats))
-			buf  = make([]dto.Quantile, len(quantileStats))
-			vals = make([]float64, len(quantileStats))
-		)
-		for i := range quantileStats {
-			v, ok := g.get(quantileStats[i].stat)
+		qs := make([]quantile, 0, len(quantileStats))
+		for _, q := range quantileStats {
+			v, ok := g.get(q.stat)
 			if !ok {
 				continue
 			}
 			if cnt == 0 {
 				v = math.NaN()
 			}
-			vals[i] = v * f.scale
-			buf[i] = dto.Quantile{Quantile: &quantileStats[i].q, Value: &vals[i]}
-			qs = append(qs, &buf[i])
+			qs = append(qs, quantile{label: q.quantile, value: v * f.scale})
 		}
-		e.summary(f.name, f.summaryHelp, uint64(cnt), sum*f.scale, qs, extra...)
-		return
+		s, claimed := e.add(f.name, f.summaryHelp, familySummary, g.labels[len(statPrefixes)])
+		if s != nil {
+			s.value, s.count, s.quantiles = sum*f.scale, uint64(cnt), qs
+		}
+		return claimed
 	}
-	for i, p := range statPrefixes {
+	for i := range statPrefixes {
 		if g.has&(1<<i) == 0 {
 			continue
 		}
-		if f.label != "" {
-			e.gauge(f.name, f.statHelp, g.v[i]*f.scale, "stat", p, f.label, f.value)
-		} else {
-			e.gauge(f.name, f.statHelp, g.v[i]*f.scale, "stat", p)
+		s, claimed := e.add(f.name, f.statHelp, familyGauge, g.labels[i])
+		if !claimed {
+			return false
+		}
+		if s != nil {
+			s.value = g.v[i] * f.scale
 		}
 	}
+	return true
 }
 
 var serverStates = []string{"leader", "follower", "observer", "standalone", "looking", "other"}
@@ -501,8 +491,8 @@ func emitConns(e *emitter, conns []Connection, limit int) {
 			continue
 		}
 		seen[c.Client] = true
-		e.emit("zookeeper_connection_packets_received_total", "Packets received on a client connection (cons).", prometheus.CounterValue, c.PacketsReceived, "client", c.Client)
-		e.emit("zookeeper_connection_packets_sent_total", "Packets sent on a client connection (cons).", prometheus.CounterValue, c.PacketsSent, "client", c.Client)
+		e.emit("zookeeper_connection_packets_received_total", "Packets received on a client connection (cons).", familyCounter, c.PacketsReceived, "client", c.Client)
+		e.emit("zookeeper_connection_packets_sent_total", "Packets sent on a client connection (cons).", familyCounter, c.PacketsSent, "client", c.Client)
 		e.gauge("zookeeper_connection_queued_requests", "Requests queued on a client connection (cons).", c.Queued, "client", c.Client)
 		e.gauge("zookeeper_connection_max_latency_seconds", "Highest request latency on a client connection (cons).", c.MaxLatency/1000, "client", c.Client)
 	}

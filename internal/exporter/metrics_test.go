@@ -1,15 +1,11 @@
 package exporter
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 )
 
 // fixtureResults are servers of four kinds, as the scrape would make them
@@ -65,40 +61,8 @@ func fixtureResults(t testing.TB) []*ServerResult {
 	return out
 }
 
-type resultsCollector struct {
-	results []*ServerResult
-	cache   *seriesCache
-}
-
-func (c resultsCollector) Describe(chan<- *prometheus.Desc) {}
-func (c resultsCollector) Collect(ch chan<- prometheus.Metric) {
-	base := (&emitter{ch: ch, cache: c.cache, families: familyNames{}}).with("ensemble", "fixture")
-	for _, r := range c.results {
-		emitServer(base.with("server", r.Server), r, 1)
-	}
-	emitView(base, ensembleView(c.results))
-}
-
-func gatherText(t testing.TB, g prometheus.Gatherer) string {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return buf.String()
-}
-
 func TestFixtureMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(resultsCollector{results: fixtureResults(t), cache: newSeriesCache()})
-	text := gatherText(t, reg)
+	text := parseExposition(t, pageText(resultsPage(fixtureResults(t), newSeriesCache()))).text
 	for _, want := range []string{
 		`zookeeper_packets_received_total{ensemble="fixture",server="zk1:2181"} 370`,
 		`zookeeper_packets_received_total{ensemble="fixture",server="old1:2181"} 1722`,
@@ -214,11 +178,7 @@ func TestConsLimit(t *testing.T) {
 		{Client: "10.0.0.2:1", PacketsReceived: 500},
 		{Client: "10.0.0.3:1", PacketsReceived: 50},
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitConns((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), conns, 2)
-	}))
-	s := parseExposition(t, gatherText(t, reg))
+	s := parseExposition(t, pageText(serverPage(newSeriesCache(), func(e *emitter) { emitConns(e, conns, 2) })))
 	s.want(t, 500, "zookeeper_connection_packets_received_total", "client=10.0.0.2:1")
 	s.want(t, 50, "zookeeper_connection_packets_received_total", "client=10.0.0.3:1")
 	s.absent(t, "zookeeper_connection_packets_received_total", "client=10.0.0.1:1")
@@ -227,11 +187,7 @@ func TestConsLimit(t *testing.T) {
 
 func TestReservedNames(t *testing.T) {
 	s := Stats{Numbers: map[string]float64{"ensemble_leaders": 7, "up": 3, "exporter_source": 1, "ensemble_auth_fail": 2}, Strings: map[string]string{}}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		emitStats((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), s)
-	}))
-	out := parseExposition(t, gatherText(t, reg))
+	out := parseExposition(t, pageText(serverPage(newSeriesCache(), func(e *emitter) { emitStats(e, s) })))
 	for _, n := range []string{"zookeeper_ensemble_leaders", "zookeeper_up", "zookeeper_exporter_source"} {
 		out.absent(t, n)
 	}
@@ -259,12 +215,8 @@ func TestNameClashes(t *testing.T) {
 		s := Stats{Numbers: tc.keys, Strings: map[string]string{}}
 		var first string
 		for range 5 { // map order differs between runs; the outcome must not
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-				emitStats((&emitter{ch: ch, cache: newSeriesCache()}).with("server", "zk1:2181"), s)
-			}))
-			text := gatherText(t, reg) // fails the test on a registry error
-			out := parseExposition(t, text)
+			text := pageText(serverPage(newSeriesCache(), func(e *emitter) { emitStats(e, s) }))
+			out := parseExposition(t, text) // fails the test on what a registry refuses
 			out.want(t, tc.clashes, "zookeeper_exporter_keys_dropped", "reason=name_clash")
 			if !strings.Contains(text, "\n"+tc.want+"{") && !strings.Contains(text, "\n"+tc.want+" ") {
 				t.Errorf("%v: no %s in\n%s", tc.keys, tc.want, text)
@@ -284,12 +236,10 @@ func TestNameClashes(t *testing.T) {
 func TestNameClashAcrossServers(t *testing.T) {
 	summary := Stats{Numbers: map[string]float64{"cnt_x": 1, "sum_x": 2, "min_x": 0}, Strings: map[string]string{}}
 	gauges := Stats{Numbers: map[string]float64{"min_x": 0, "max_x": 2}, Strings: map[string]string{}}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(resultsCollector{cache: newSeriesCache(), results: []*ServerResult{
+	out := parseExposition(t, pageText(resultsPage([]*ServerResult{
 		{Server: "zk1:2181", Source: SourceAdmin, Up: true, Stats: &summary},
 		{Server: "zk2:2181", Source: SourceAdmin, Up: true, Stats: &gauges},
-	}})
-	out := parseExposition(t, gatherText(t, reg)) // fails on a registry error
+	}, newSeriesCache()))) // fails on what a registry refuses
 	out.want(t, 2, "zookeeper_exporter_keys_dropped", "server=zk2:2181", "reason=name_clash")
 	out.absent(t, "zookeeper_exporter_keys_dropped", "server=zk1:2181")
 }

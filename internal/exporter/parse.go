@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -55,12 +54,10 @@ func ParseMntr(text string) (Stats, error) {
 		return Stats{}, err
 	}
 	s := newStats(strings.Count(text, "\n") + 1)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
-	for sc.Scan() {
+	for l := range strings.Lines(text) {
 		line++
-		l := strings.TrimRight(sc.Text(), "\r")
+		l = strings.TrimRight(l, "\r\n")
 		if strings.TrimSpace(l) == "" {
 			continue
 		}
@@ -69,9 +66,6 @@ func ParseMntr(text string) (Stats, error) {
 			return Stats{}, fmt.Errorf("parse mntr line %d %q: want zk_<key><TAB><value>", line, l)
 		}
 		s.add(strings.TrimPrefix(k, "zk_"), strings.TrimSpace(v))
-	}
-	if err := sc.Err(); err != nil {
-		return Stats{}, fmt.Errorf("parse mntr: %w", err)
 	}
 	if len(s.Numbers)+len(s.Strings) == 0 {
 		return Stats{}, fmt.Errorf("parse mntr: empty answer")
