@@ -255,7 +255,7 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 	var res *configstore.PushResult
 	if c.canary > 0 {
 		fmt.Fprintf(c.out, "canary: sending to %d agent(s) first\n", c.canary)
-		var can *configstore.Canary
+		var can *configstore.CanaryRollout
 		res, can, err = s.PushCanary(ctx, b, pm, c.canary, c.waitTimeout, progressPrinter(c.out))
 		if err != nil {
 			return fail("%v", err)
@@ -280,7 +280,7 @@ func (c *configPushCommand) run(logger *slog.Logger) int {
 func waitRollout(ctx context.Context, s *configstore.Store, rev int, timeout time.Duration, out io.Writer) int {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := s.WaitRollout(wctx, rev, nil, 0, progressPrinter(out)); err != nil {
+	if err := s.WaitRollout(wctx, rev, nil, progressPrinter(out)); err != nil {
 		return fail("%v", err)
 	}
 	fmt.Fprintf(out, "revision %d applied by every live agent\n", rev)
@@ -298,7 +298,7 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 		count := func() int {
 			n := 0
 			for _, m := range r.Members {
-				if applied[m.Member] {
+				if applied[m.Name] {
 					n++
 				}
 			}
@@ -306,7 +306,7 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 		}
 		for _, m := range r.Members {
 			st := m.Status
-			line := fmt.Sprintf("agent %s: %s (revision %d", m.Member, st.State, st.Revision)
+			line := fmt.Sprintf("agent %s: %s (revision %d", m.Name, st.State, st.Revision)
 			if st.Target != 0 && st.Target != st.Revision {
 				line += fmt.Sprintf(", target %d", st.Target)
 			}
@@ -314,9 +314,9 @@ func progressPrinter(out io.Writer) func(configstore.Rollout) {
 			if st.State == configstore.StateFailed && st.FailedRevision == r.Target {
 				line += fmt.Sprintf(": %s failed: %s", st.FailedStep, bundle.CleanText(st.Error))
 			}
-			if seen[m.Member] != line {
-				seen[m.Member] = line
-				applied[m.Member] = st.Revision >= r.Target && st.State == configstore.StateApplied
+			if seen[m.Name] != line {
+				seen[m.Name] = line
+				applied[m.Name] = st.Revision >= r.Target && st.State == configstore.StateApplied
 				fmt.Fprintf(out, "[%d/%d] %s\n", count(), len(r.Members), line)
 			}
 		}
@@ -585,11 +585,11 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 			st := m.Status
 			if m.Err != nil {
 				bad++
-				fmt.Fprintf(tw, "%s\t?\t\t\t\t\t%v\n", m.Member, m.Err)
+				fmt.Fprintf(tw, "%s\t?\t\t\t\t\t%v\n", m.Name, m.Err)
 				continue
 			}
 			want := cur.Revision
-			if canary.Has(m.Member) {
+			if canary.Has(m.Name) {
 				want = canary.Revision
 			}
 			behind := st.Revision != want || st.State != configstore.StateApplied
@@ -604,7 +604,7 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 			if !st.LastReload.IsZero() {
 				reload = fmt.Sprintf("%s ago (ok=%t)", now.Sub(st.LastReload).Round(time.Second), st.ReloadSuccessful)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Member, st.State, st.Revision, want, now.Sub(st.Updated).Round(time.Second), reload, errText)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Name, st.State, st.Revision, want, now.Sub(st.Updated).Round(time.Second), reload, errText)
 		}
 		tw.Flush()
 		if len(members) == 0 {

@@ -13,7 +13,7 @@ import (
 // agent to apply.
 func TestProgressPrinterCount(t *testing.T) {
 	member := func(name, state string, rev int) configstore.Member {
-		return configstore.Member{Member: name, Status: configstore.Status{Member: name, State: state, Revision: rev, Target: 2}}
+		return configstore.Member{Name: name, Status: configstore.Status{Member: name, State: state, Revision: rev, Target: 2}}
 	}
 	var out bytes.Buffer
 	p := progressPrinter(&out)

@@ -146,7 +146,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 	for _, m := range members {
 		f := m.Status.Fleet
 		if m.Err != nil || f == nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", m.Member)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", m.Name)
 			continue
 		}
 		role := "-"
@@ -156,7 +156,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 				role = fmt.Sprintf("leader (term %d)", f.Term)
 			} else if f.Waiting != "" {
 				role = "elected, waiting"
-				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Member, bundle.CleanText(f.Waiting)))
+				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Name, bundle.CleanText(f.Waiting)))
 			}
 			if f.Overlay {
 				role += ", overlay on"
@@ -166,7 +166,7 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 		if group == "" {
 			group = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Member, f.ShardMember, f.Weight, group, role)
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Name, f.ShardMember, f.Weight, group, role)
 		for _, j := range jobs {
 			st, ok := f.Jobs[j]
 			t := totals[j]

@@ -10,7 +10,7 @@ import (
 
 func fleetMember(name, shardMember, group string, f configstore.FleetStatus) configstore.Member {
 	f.ShardMember, f.HAGroup, f.Weight = shardMember, group, 1
-	return configstore.Member{Member: name, Status: configstore.Status{Member: name, Fleet: &f}}
+	return configstore.Member{Name: name, Status: configstore.Status{Member: name, Fleet: &f}}
 }
 
 // The rendering of `zkprom shards`: the normal HA case, a take-over that

@@ -334,7 +334,7 @@ func waitRollout(t testing.TB, s *configstore.Store, rev int) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return s.WaitRollout(ctx, rev, nil, 20*time.Millisecond, nil)
+	return s.WaitRollout(ctx, rev, nil, nil)
 }
 
 // served checks that Prometheus i serves exactly these scrape pools and

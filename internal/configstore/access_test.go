@@ -445,7 +445,7 @@ func TestMembersIgnoresPersistent(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := s.WaitRollout(wctx, 1, nil, 20*time.Millisecond, nil); err != nil {
+	if err := s.WaitRollout(wctx, 1, nil, nil); err != nil {
 		t.Errorf("rollout waits on a persistent member node: %v", err)
 	}
 }

@@ -27,13 +27,13 @@ func (e *CanaryError) Unwrap() error { return e.Err }
 // that every agent gets it. If a canary fails, leaves, or the time runs
 // out, the canary is withdrawn (the canaries go back to the current
 // revision) and a *CanaryError says why.
-func (s *Store) PushCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int, timeout time.Duration, progress func(Rollout)) (*PushResult, *Canary, error) {
+func (s *Store) PushCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int, timeout time.Duration, progress func(Rollout)) (*PushResult, *CanaryRollout, error) {
 	c, err := s.StartCanary(ctx, b, pm, n)
 	if err != nil {
 		return nil, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
-	err = s.WaitRollout(wctx, c.Meta.Revision, c.Pointer.Members, 0, progress)
+	err = s.WaitRollout(wctx, c.Meta.Revision, c.Pointer.Members, progress)
 	cancel()
 	if err == nil {
 		err = s.checkCanaryReloads(ctx, c)
@@ -54,17 +54,17 @@ func (s *Store) PushCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n
 
 // checkCanaryReloads insists that every canary's Prometheus reported a
 // successful reload of the revision.
-func (s *Store) checkCanaryReloads(ctx context.Context, c *Canary) error {
+func (s *Store) checkCanaryReloads(ctx context.Context, c *CanaryRollout) error {
 	members, err := s.Members(ctx)
 	if err != nil {
 		return err
 	}
 	for _, m := range LiveMembers(members) {
-		if !c.Pointer.Has(m.Member) {
+		if !c.Pointer.Has(m.Name) {
 			continue
 		}
 		if m.Status.Revision != c.Meta.Revision || !m.Status.ReloadSuccessful {
-			return fmt.Errorf("canary %s: revision %d, reload successful %t", m.Member, m.Status.Revision, m.Status.ReloadSuccessful)
+			return fmt.Errorf("canary %s: revision %d, reload successful %t", m.Name, m.Status.Revision, m.Status.ReloadSuccessful)
 		}
 	}
 	return nil

@@ -51,7 +51,7 @@ type Status struct {
 // Member is one live agent, or a node under members that is not one
 // (Err says why; it is left out of rollouts, canaries and shards).
 type Member struct {
-	Member string // znode name
+	Name   string // the member node's name
 	Status Status
 	Err    error
 }
@@ -131,13 +131,19 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read agent %s of cluster %s: %w", n, s.opts.Cluster, err)
 		}
-		m := Member{Member: n}
-		if m.Status, err = ParseMember(s.opts.Cluster, n, data, st); err != nil {
-			m.Err = fmt.Errorf("ignored %s: %w", s.MemberPath(n), err)
-		}
-		out = append(out, m)
+		out = append(out, s.member(n, data, st))
 	}
 	return out, nil
+}
+
+// member decodes the member node name.
+func (s *Store) member(name string, data []byte, st *zk.Stat) Member {
+	m := Member{Name: name}
+	var err error
+	if m.Status, err = ParseMember(s.opts.Cluster, name, data, st); err != nil {
+		m.Err = fmt.Errorf("ignored %s: %w", s.MemberPath(name), err)
+	}
+	return m
 }
 
 // LiveMembers is Members without the nodes that are not a live agent's.
@@ -171,29 +177,45 @@ type Rollout struct {
 	Pending int
 }
 
-// WaitRollout polls the members until every live one of them (or of only,
-// when given) applied target (or something newer), or one failed it
-// (*RolloutError). progress, if not nil, is called whenever the picture
-// changes.
-func (s *Store) WaitRollout(ctx context.Context, target int, only []string, interval time.Duration, progress func(Rollout)) error {
-	if interval <= 0 {
-		interval = 100 * time.Millisecond
-	}
+// WaitRollout follows the members (a ZooKeeper watch on each member node
+// and on the members node, through zk.WatchGroup) until every live one of
+// them (or of only, when given) applied target (or something newer), or
+// one failed it (*RolloutError). progress, if not nil, is called whenever
+// the picture changes.
+func (s *Store) WaitRollout(ctx context.Context, target int, only []string, progress func(Rollout)) error {
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	group := zk.WatchGroup(wctx, s.c, s.MembersPath(), s.logger)
 	var last string
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var r Rollout
 	for {
-		members, err := s.Members(ctx)
-		if err != nil {
-			return err
+		var view zk.GroupView
+		select {
+		case <-ctx.Done():
+			var pend []string
+			for _, m := range r.Members {
+				if !(m.Status.Revision >= target && m.Status.State == StateApplied) {
+					pend = append(pend, fmt.Sprintf("%s (%s, revision %d)", m.Name, m.Status.State, m.Status.Revision))
+				}
+			}
+			return fmt.Errorf("rollout of revision %d: still waiting for %s: %w", target, strings.Join(pend, ", "), ctx.Err())
+		case v, ok := <-group.Views():
+			if !ok {
+				return fmt.Errorf("rollout of revision %d: %w", target, zk.ErrClosing)
+			}
+			view = v
+		}
+		var members []Member
+		for _, gm := range view.Members {
+			members = append(members, s.member(gm.Name, gm.Data, &gm.Stat))
 		}
 		members = LiveMembers(members)
-		r := Rollout{Target: target}
+		r = Rollout{Target: target}
 		var failed *RolloutError
 		byName := map[string]bool{}
 		for _, m := range members {
-			byName[m.Member] = true
-			if only != nil && !contains(only, m.Member) {
+			byName[m.Name] = true
+			if only != nil && !contains(only, m.Name) {
 				continue
 			}
 			r.Members = append(r.Members, m)
@@ -202,7 +224,7 @@ func (s *Store) WaitRollout(ctx context.Context, target int, only []string, inte
 			case st.Revision >= target && st.State == StateApplied:
 				r.Applied++
 			case st.FailedRevision == target && st.State == StateFailed:
-				failed = &RolloutError{Member: m.Member, Revision: target, Step: st.FailedStep, Message: st.Error}
+				failed = &RolloutError{Member: m.Name, Revision: target, Step: st.FailedStep, Message: st.Error}
 			default:
 				r.Pending++
 			}
@@ -227,24 +249,13 @@ func (s *Store) WaitRollout(ctx context.Context, target int, only []string, inte
 		if r.Pending == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			var pend []string
-			for _, m := range r.Members {
-				if !(m.Status.Revision >= target && m.Status.State == StateApplied) {
-					pend = append(pend, fmt.Sprintf("%s (%s, revision %d)", m.Member, m.Status.State, m.Status.Revision))
-				}
-			}
-			return fmt.Errorf("rollout of revision %d: still waiting for %s: %w", target, strings.Join(pend, ", "), ctx.Err())
-		case <-t.C:
-		}
 	}
 }
 
 func statesKey(ms []Member) string {
 	var b strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&b, "%s=%s/%d/%d;", m.Member, m.Status.State, m.Status.Revision, m.Status.Target)
+		fmt.Fprintf(&b, "%s=%s/%d/%d;", m.Name, m.Status.State, m.Status.Revision, m.Status.Target)
 	}
 	return b.String()
 }

@@ -667,10 +667,10 @@ func (s *Store) commitErr(ctx context.Context, err error, mine int) error {
 	return fmt.Errorf("push to cluster %s: move current pointer to revision %d: %w", s.opts.Cluster, mine, err)
 }
 
-// Canary is a running canary rollout: the revision exists and the canary
+// CanaryRollout is a running canary rollout: the revision exists and the canary
 // node sends it to the chosen members; the current pointer still names the
 // previous revision.
-type Canary struct {
+type CanaryRollout struct {
 	s       *Store
 	Meta    Meta
 	Pointer CanaryPointer
@@ -683,7 +683,7 @@ type Canary struct {
 // pointer's version is bumped in the same transaction, so a concurrent
 // push conflicts. If this process dies, the canary node goes with its
 // session and the canaries return to the current revision.
-func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int) (*Canary, error) {
+func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int) (*CanaryRollout, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("canary count %d: want at least 1", n)
 	}
@@ -707,7 +707,7 @@ func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, 
 	}
 	chosen := make([]string, 0, n)
 	for _, m := range members[:n] {
-		chosen = append(chosen, m.Member)
+		chosen = append(chosen, m.Name)
 	}
 	m, err := s.createRevision(ctx, b, pm, cur.Revision)
 	if err != nil {
@@ -725,12 +725,12 @@ func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, 
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
 	s.logger.Debug("started canary", "cluster", s.opts.Cluster, "revision", m.Revision, "members", chosen)
-	return &Canary{s: s, Meta: m, Pointer: cp, version: res[0].Stat.Version, cur: cur}, nil
+	return &CanaryRollout{s: s, Meta: m, Pointer: cp, version: res[0].Stat.Version, cur: cur}, nil
 }
 
 // Promote moves the current pointer to the canary revision and ends the
 // canary, in one transaction.
-func (c *Canary) Promote(ctx context.Context) (*PushResult, error) {
+func (c *CanaryRollout) Promote(ctx context.Context) (*PushResult, error) {
 	s := c.s
 	ptr, _ := json.Marshal(Pointer{Revision: c.Meta.Revision, Checksum: c.Meta.Checksum, Author: c.Meta.Author, Time: time.Now().UTC()})
 	if _, err := s.c.Multi(ctx, zk.SetOp(s.CurrentPath(), ptr, c.version), zk.DeleteOp(s.CanaryPath(), -1)); err != nil {
@@ -745,7 +745,7 @@ func (c *Canary) Promote(ctx context.Context) (*PushResult, error) {
 
 // Abort ends the canary: the canary node and the revision are deleted, so
 // the canaries return to the current revision.
-func (c *Canary) Abort(ctx context.Context) error {
+func (c *CanaryRollout) Abort(ctx context.Context) error {
 	s := c.s
 	if err := s.c.Delete(ctx, s.CanaryPath(), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("stop canary of cluster %s: %w", s.opts.Cluster, err)
