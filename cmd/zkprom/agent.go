@@ -57,7 +57,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	client, err := connectRetrying(ctx, *c.zk, logger, reg)
+	client, err := connectWaiting(ctx, *c.zk, logger, reg)
 	if err != nil {
 		logger.Error("could not connect to ZooKeeper", "err", err)
 		return 1
@@ -109,9 +109,13 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	return 0
 }
 
-// connectRetrying waits until ZooKeeper answers: the agent starts even
-// while ZooKeeper is down (Prometheus keeps its last applied revision).
-func connectRetrying(ctx context.Context, cfg zk.Config, logger *slog.Logger, reg prometheus.Registerer) (*zk.Client, error) {
+// connectWaiting connects to ZooKeeper and waits, for as long as ctx
+// lasts, until a session is established (the client keeps trying the
+// servers): the agent starts even while ZooKeeper is down (Prometheus
+// keeps its last applied revision). What no wait mends (a bad connect
+// string or auth file, refused credentials, a missing chroot) fails at
+// once.
+func connectWaiting(ctx context.Context, cfg zk.Config, logger *slog.Logger, reg prometheus.Registerer) (*zk.Client, error) {
 	logger.Info("connecting to ZooKeeper (waiting until it answers)", "servers", cfg.Servers)
 	return zk.Connect(ctx, cfg, logger.With("component", "zookeeper"), reg)
 }

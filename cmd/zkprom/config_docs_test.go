@@ -19,7 +19,7 @@ import (
 
 // configFlagsDoc renders the flags of `zkprom config *` and `zkprom agent`.
 func configFlagsDoc() string {
-	a := newApp(io.Discard)
+	a := newApp(io.Discard, io.Discard)
 	var b strings.Builder
 	var walk func(cmds []*kingpin.CmdModel)
 	walk = func(cmds []*kingpin.CmdModel) {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -35,9 +34,9 @@ type exporterCommand struct {
 	probe        exporter.ProbePolicy
 }
 
-func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterCommand {
+func newExporterCommand(app *kingpin.Application, out, errOut io.Writer) *exporterCommand {
 	cmd := app.Command("exporter", "Export ZooKeeper metrics: every server (AdminServer or four-letter words, each within a deadline) and each ensemble's quorum, on /metrics and /probe.")
-	c := &exporterCommand{out: out, errOut: os.Stderr}
+	c := &exporterCommand{out: out, errOut: errOut}
 	c.zk = addZooKeeperFlags(cmd, "")
 	e := &c.ensemble
 	cmd.Flag("zookeeper.ensemble-name", "Name (ensemble label) of the ensemble given by --zookeeper.servers.").
@@ -71,8 +70,6 @@ func newExporterCommand(app *kingpin.Application, out io.Writer) *exporterComman
 	c.web = kingpinflag.AddFlags(cmd, ":9141")
 	return c
 }
-
-func (c *exporterCommand) setStderr(w io.Writer) { c.errOut = w }
 
 // flagEnsemble is the ensemble given by the --zookeeper.* flags (nil
 // without --zookeeper.servers); validated.

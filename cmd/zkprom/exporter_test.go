@@ -16,7 +16,7 @@ import (
 // exporterFlagsDoc renders the exporter's flags as a Markdown table.
 func exporterFlagsDoc(t *testing.T) string {
 	t.Helper()
-	a := newApp(io.Discard)
+	a := newApp(io.Discard, io.Discard)
 	cmd := a.root.GetCommand("exporter")
 	if cmd == nil {
 		t.Fatal("no exporter command")
@@ -73,7 +73,7 @@ func TestExporterConfigCheck(t *testing.T) {
 		{[]string{"--zookeeper.servers", "a:1", "--zookeeper.timeout=-1s"}, "timeout must be positive"},
 		{[]string{"--config.file", good, "--zookeeper.servers", "a:1", "--zookeeper.ensemble-name", "a"}, "used twice"},
 	} {
-		a := newApp(io.Discard)
+		a := newApp(io.Discard, io.Discard)
 		if _, err := a.root.Parse(append([]string{"exporter"}, tc.args...)); err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}

@@ -16,7 +16,7 @@ import (
 
 // fleetFlagsDoc renders the agent's fleet flags and `zkprom shards`.
 func fleetFlagsDoc() string {
-	a := newApp(io.Discard)
+	a := newApp(io.Discard, io.Discard)
 	var b strings.Builder
 	for _, c := range a.root.Model().Commands {
 		switch c.FullCommand {

@@ -5,10 +5,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
@@ -27,7 +30,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout)
+	app := newApp(stdout, stderr)
 	app.root.Writer(stderr)
 	app.root.ErrorWriter(stderr)
 	selected, err := app.root.Parse(args)
@@ -40,17 +43,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "zkprom: unknown command %q\n", selected)
 		return 2
 	}
-	if c, ok := cmd.(stderrUser); ok {
-		c.setStderr(stderr)
-	}
 	logger := promslog.New(app.logConfig)
 	return cmd.run(logger)
 }
 
-// stderrUser is a command that writes to stderr itself (not through the
-// logger): --config.check prints its errors plainly for a person.
-type stderrUser interface {
-	setStderr(w io.Writer)
+// failed prints a command's error as a plain message for a person on w
+// (stderr) and returns the exit code 1.
+func failed(w io.Writer, command string, err error) int {
+	fmt.Fprintf(w, "zkprom %s: %v\n", command, err)
+	return 1
+}
+
+// signalContext ends on SIGINT and SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // checkFailed prints a --config.check failure as a plain message on w
@@ -67,7 +73,9 @@ type app struct {
 }
 
 // newApp builds the whole command line: every subcommand with its flags.
-func newApp(stdout io.Writer) *app {
+// Commands write their output to stdout and their plain messages for a
+// person to stderr (logs go through the logger).
+func newApp(stdout, stderr io.Writer) *app {
 	a := &app{
 		root:      kingpin.New("zkprom", "Apache ZooKeeper and Prometheus, working together."),
 		commands:  map[string]command{},
@@ -78,11 +86,11 @@ func newApp(stdout io.Writer) *app {
 	a.root.UsageWriter(stdout)
 	promslogflag.AddFlags(a.root, a.logConfig)
 	a.add("version", newVersionCommand(a.root, stdout))
-	newConfigCommands(a.root, stdout).register(a)
+	newConfigCommands(a.root, stdout, stderr).register(a)
 	a.add("agent", newAgentCommand(a.root))
-	a.add("shards", newShardsCommand(a.root, stdout))
-	a.add("exporter", newExporterCommand(a.root, stdout))
-	a.add("sd", newSDCommand(a.root, stdout))
+	a.add("shards", newShardsCommand(a.root, stdout, stderr))
+	a.add("exporter", newExporterCommand(a.root, stdout, stderr))
+	a.add("sd", newSDCommand(a.root, stdout, stderr))
 	a.add("register", newRegisterCommand(a.root))
 	return a
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 
@@ -33,9 +32,9 @@ type sdCommand struct {
 	web         *web.FlagConfig
 }
 
-func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
+func newSDCommand(app *kingpin.Application, out, errOut io.Writer) *sdCommand {
 	cmd := app.Command("sd", "Discover Prometheus targets registered in ZooKeeper (serverset, nerve, curator, dubbo, kafka, solr, hbase, druid, zkprom) and serve them as http_sd (/sd/<job>) and file_sd files.")
-	c := &sdCommand{out: out, errOut: os.Stderr}
+	c := &sdCommand{out: out, errOut: errOut}
 	cmd.Flag("config.file", "Discovery configuration (YAML, see docs/discovery.md); reloaded on SIGHUP and POST /-/reload.").
 		Required().StringVar(&c.configFile)
 	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
@@ -46,8 +45,6 @@ func newSDCommand(app *kingpin.Application, out io.Writer) *sdCommand {
 	c.web = kingpinflag.AddFlags(cmd, ":9142")
 	return c
 }
-
-func (c *sdCommand) setStderr(w io.Writer) { c.errOut = w }
 
 func (c *sdCommand) run(logger *slog.Logger) int {
 	cfg, err := discovery.LoadConfigDefault(c.configFile, *c.zk)
