@@ -88,9 +88,15 @@ func (c *configCommon) open(ctx context.Context, logger *slog.Logger, access *ac
 	return client, s, nil
 }
 
+// openStore is a cluster's store on an open session.
+type openStore struct {
+	*configstore.Store
+	client *zk.Client
+}
+
 // session runs f with the cluster's store, within the command's timeout,
 // and returns the exit code.
-func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, client *zk.Client, s *configstore.Store) error) int {
+func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, s openStore) error) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	client, s, err := c.open(ctx, logger, nil)
@@ -98,11 +104,19 @@ func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, 
 		return c.exit(err)
 	}
 	defer client.Close()
-	return c.exit(f(ctx, client, s))
+	return c.exit(f(ctx, openStore{Store: s, client: client}))
+}
+
+// untilSignal runs f until it returns or SIGINT or SIGTERM ends its
+// context, and returns the exit code.
+func (c *configCommon) untilSignal(logger *slog.Logger, f func(ctx context.Context, logger *slog.Logger) error) int {
+	ctx, stop := signalContext()
+	defer stop()
+	return c.exit(f(ctx, logger))
 }
 
 // resolve turns a revision argument ("", "current", 12, r12) into a number.
-func (c *configCommon) resolve(ctx context.Context, s *configstore.Store, rev string) (int, error) {
+func (c *configCommon) resolve(ctx context.Context, s openStore, rev string) (int, error) {
 	if rev == "" || rev == "current" {
 		p, _, err := s.Current(ctx)
 		return p.Revision, err

@@ -9,8 +9,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/bundle"
-	"github.com/zkprom/zkprom/internal/configstore"
-	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type configDiffCommand struct {
@@ -29,7 +27,7 @@ func newConfigDiffCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *con
 }
 
 func (c *configDiffCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, _ *zk.Client, s *configstore.Store) error {
+	return c.session(logger, func(ctx context.Context, s openStore) error {
 		r1, err := c.resolve(ctx, s, c.rev1)
 		if err != nil {
 			return err

@@ -12,8 +12,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/bundle"
-	"github.com/zkprom/zkprom/internal/configstore"
-	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type configGetCommand struct {
@@ -33,7 +31,7 @@ func newConfigGetCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *conf
 }
 
 func (c *configGetCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, _ *zk.Client, s *configstore.Store) error {
+	return c.session(logger, func(ctx context.Context, s openStore) error {
 		rev, err := c.resolve(ctx, s, c.rev)
 		if err != nil {
 			return err

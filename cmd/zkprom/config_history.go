@@ -12,8 +12,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/bundle"
-	"github.com/zkprom/zkprom/internal/configstore"
-	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type configHistoryCommand struct{ *configCommon }
@@ -24,7 +22,7 @@ func newConfigHistoryCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *
 }
 
 func (c *configHistoryCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, _ *zk.Client, s *configstore.Store) error {
+	return c.session(logger, func(ctx context.Context, s openStore) error {
 		h, err := s.History(ctx)
 		if err != nil {
 			return err

@@ -47,9 +47,7 @@ func newConfigPushCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *con
 }
 
 func (c *configPushCommand) run(logger *slog.Logger) int {
-	ctx, stop := signalContext()
-	defer stop()
-	return c.exit(c.push(ctx, logger))
+	return c.untilSignal(logger, c.push)
 }
 
 func (c *configPushCommand) push(ctx context.Context, logger *slog.Logger) error {

@@ -31,9 +31,7 @@ func newConfigRollbackCommand(parent *kingpin.CmdClause, out, errOut io.Writer) 
 }
 
 func (c *configRollbackCommand) run(logger *slog.Logger) int {
-	ctx, stop := signalContext()
-	defer stop()
-	return c.exit(c.rollback(ctx, logger))
+	return c.untilSignal(logger, c.rollback)
 }
 
 func (c *configRollbackCommand) rollback(ctx context.Context, logger *slog.Logger) error {

@@ -25,7 +25,7 @@ func newConfigStatusCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *c
 }
 
 func (c *configStatusCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) error {
+	return c.session(logger, func(ctx context.Context, s openStore) error {
 		cs, err := s.Status(ctx)
 		if err != nil {
 			return err
@@ -35,7 +35,7 @@ func (c *configStatusCommand) run(logger *slog.Logger) int {
 		if cs.Canary != nil {
 			fmt.Fprintf(c.out, "canary: revision %d on %s\n", cs.Canary.Revision, strings.Join(cs.Canary.Members, ", "))
 		}
-		accessBad, err := writeAccess(ctx, c.out, client, s)
+		accessBad, err := writeAccess(ctx, c.out, s)
 		if err != nil {
 			return err
 		}
@@ -87,11 +87,11 @@ func oneLine(s string) string {
 // writeAccess prints who may do what in the cluster and checks every
 // node's ACL against that model. It returns what is wrong ("" when
 // nothing is).
-func writeAccess(ctx context.Context, out io.Writer, c *zk.Client, s *configstore.Store) (string, error) {
+func writeAccess(ctx context.Context, out io.Writer, s openStore) (string, error) {
 	acc, _, err := s.Access(ctx)
 	if errors.Is(err, zk.ErrNoAuth) {
 		who := "give their credentials to see it and check every node's ACL"
-		if len(c.DigestIdentities()) > 0 {
+		if len(s.client.DigestIdentities()) > 0 {
 			who = "the credentials given are neither a writer's nor an agent's"
 		}
 		fmt.Fprintf(out, "access: closed (who may write is readable by the cluster's writers and agents only; %s)\n", who)

@@ -8,8 +8,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/agent"
-	"github.com/zkprom/zkprom/internal/configstore"
-	"github.com/zkprom/zkprom/internal/zk"
 )
 
 type shardsCommand struct{ *configCommon }
@@ -20,7 +18,7 @@ func newShardsCommand(app *kingpin.Application, out, errOut io.Writer) *shardsCo
 }
 
 func (c *shardsCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, client *zk.Client, s *configstore.Store) error {
-		return agent.WriteFleetStatus(ctx, client, s, c.out)
+	return c.session(logger, func(ctx context.Context, s openStore) error {
+		return agent.WriteFleetStatus(ctx, s.client, s.Store, c.out)
 	})
 }
