@@ -50,15 +50,30 @@ const (
 	CuratorPayloadSpring = "spring"
 )
 
-// ZooKeeper says how to reach the ensemble.
-type ZooKeeper struct {
-	Servers        string // host:port[,host:port...][/chroot]
-	AuthFile       string // digest credentials, one user:password per line
-	CAFile         string // turns TLS on
-	CertFile       string
-	KeyFile        string
-	ServerName     string
-	SessionTimeout time.Duration // default 10s
+// ZooKeeper says how to reach the ensemble: zkprom's one settings type
+// for it (what the --zookeeper.* flags fill in). Servers is
+// host:port[,host:port...][/chroot]; AuthFile holds digest credentials,
+// one user:password per line; TLS.CAFile turns TLS on; SessionTimeout
+// defaults to 10s.
+type ZooKeeper = zk.Config
+
+// TLS is the TLS part of ZooKeeper: CAFile, CertFile, KeyFile, ServerName.
+type TLS = zk.TLSConfig
+
+// Defaults of the health check.
+const (
+	DefaultCheckInterval = 5 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+)
+
+// DefaultConfig is a Config with every default filled in (Validate fills
+// in the same); the command line's flags start from it.
+func DefaultConfig() Config {
+	return Config{
+		Format:         FormatZkprom,
+		CuratorPayload: CuratorPayloadMap,
+		Check:          HealthCheck{Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout},
+	}
 }
 
 // HealthCheck says how to check the instance. With neither HTTP nor TCP
@@ -197,10 +212,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Check.Interval <= 0 {
-		c.Check.Interval = 5 * time.Second
+		c.Check.Interval = DefaultCheckInterval
 	}
 	if c.Check.Timeout <= 0 {
-		c.Check.Timeout = 2 * time.Second
+		c.Check.Timeout = DefaultCheckTimeout
 	}
 	return nil
 }
@@ -307,14 +322,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	zc := zk.Config{
-		Servers:  cfg.ZooKeeper.Servers,
-		AuthFile: cfg.ZooKeeper.AuthFile,
-		TLS: zk.TLSConfig{CAFile: cfg.ZooKeeper.CAFile, CertFile: cfg.ZooKeeper.CertFile,
-			KeyFile: cfg.ZooKeeper.KeyFile, ServerName: cfg.ZooKeeper.ServerName},
-		SessionTimeout: cfg.ZooKeeper.SessionTimeout,
-	}
-	c, err := zk.Connect(ctx, zc, logger, reg)
+	c, err := zk.Connect(ctx, cfg.ZooKeeper, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("register %s: %w", cfg.NodePath(), err)
 	}

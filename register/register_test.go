@@ -215,3 +215,19 @@ func TestTCPCheckNeverHealthy(t *testing.T) {
 		t.Error("registered although the TCP check fails")
 	}
 }
+
+// The flags start from DefaultConfig; Validate fills in the same.
+func TestDefaultConfigIsWhatValidateFillsIn(t *testing.T) {
+	c := Config{ZooKeeper: ZooKeeper{Servers: "127.0.0.1:2181"}, Path: "/a", Address: "h:1"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultConfig()
+	if c.Format != d.Format || c.Check != d.Check {
+		t.Errorf("Validate filled in %s %+v, DefaultConfig has %s %+v", c.Format, c.Check, d.Format, d.Check)
+	}
+	cur := Config{ZooKeeper: ZooKeeper{Servers: "127.0.0.1:2181"}, Address: "h:1", Format: FormatCurator, Service: "s"}
+	if err := cur.Validate(); err != nil || cur.CuratorPayload != d.CuratorPayload {
+		t.Errorf("curator payload %q (%v), DefaultConfig has %q", cur.CuratorPayload, err, d.CuratorPayload)
+	}
+}

@@ -23,9 +23,10 @@ func newRegisterCommand(app *kingpin.Application) *registerCommand {
 	cmd := app.Command("register", "Keep one instance registered in ZooKeeper (ephemeral node) while its health check passes; remove it on SIGTERM.")
 	c := &registerCommand{}
 	c.zk = addZooKeeperFlags(cmd, "127.0.0.1:2181")
+	d := register.DefaultConfig()
 	r := &c.cfg
 	cmd.Flag("format", "Registration format: zkprom (a file_sd-style target group), serverset (with a metrics endpoint) or curator (a Curator / Spring Cloud service instance).").
-		Default(register.FormatZkprom).EnumVar(&r.Format, register.FormatZkprom, register.FormatServerset, register.FormatCurator)
+		Default(d.Format).EnumVar(&r.Format, register.FormatZkprom, register.FormatServerset, register.FormatCurator)
 	cmd.Flag("path", "Folder of the node: <path>/<id> (zkprom), <path>/member_<seq> (serverset), <path>/<service>/<id> (curator, default /services).").
 		StringVar(&r.Path)
 	cmd.Flag("service", "Service name (curator format).").StringVar(&r.Service)
@@ -34,21 +35,18 @@ func newRegisterCommand(app *kingpin.Application) *registerCommand {
 	cmd.Flag("metrics-address", "host:port of its metrics (default: --address).").StringVar(&r.MetricsAddress)
 	cmd.Flag("label", "A label name=value (zkprom: target label; curator: a payload field, or metadata with --curator.payload=spring); repeatable.").StringsVar(&c.labels)
 	cmd.Flag("curator.payload", "Payload of a curator registration: map (the labels as a plain JSON object: what every Curator consumer reads) or spring (a Spring Cloud Zookeeper ZookeeperInstance with the labels as metadata: only for Spring consumers).").
-		Default(register.CuratorPayloadMap).EnumVar(&r.CuratorPayload, register.CuratorPayloadMap, register.CuratorPayloadSpring)
+		Default(d.CuratorPayload).EnumVar(&r.CuratorPayload, register.CuratorPayloadMap, register.CuratorPayloadSpring)
 	cmd.Flag("shard", "Serverset shard number.").IntVar(&r.Shard)
 	cmd.Flag("check.http", "Health check: URL that answers 2xx/3xx while the instance is healthy.").StringVar(&r.Check.HTTP)
 	cmd.Flag("check.tcp", "Health check: host:port that accepts connections while the instance is healthy.").StringVar(&r.Check.TCP)
-	cmd.Flag("check.interval", "Time between health checks.").Default("5s").DurationVar(&r.Check.Interval)
-	cmd.Flag("check.timeout", "Deadline of one health check.").Default("2s").DurationVar(&r.Check.Timeout)
+	cmd.Flag("check.interval", "Time between health checks.").Default(d.Check.Interval.String()).DurationVar(&r.Check.Interval)
+	cmd.Flag("check.timeout", "Deadline of one health check.").Default(d.Check.Timeout.String()).DurationVar(&r.Check.Timeout)
 	return c
 }
 
 func (c *registerCommand) run(logger *slog.Logger) int {
 	cfg := c.cfg
-	cfg.ZooKeeper = register.ZooKeeper{
-		Servers: c.zk.Servers, AuthFile: c.zk.AuthFile, SessionTimeout: c.zk.SessionTimeout,
-		CAFile: c.zk.TLS.CAFile, CertFile: c.zk.TLS.CertFile, KeyFile: c.zk.TLS.KeyFile, ServerName: c.zk.TLS.ServerName,
-	}
+	cfg.ZooKeeper = *c.zk
 	if len(c.labels) > 0 {
 		cfg.Labels = map[string]string{}
 		for _, l := range c.labels {
