@@ -17,7 +17,6 @@ import (
 
 	"github.com/zkprom/zkprom/internal/agent"
 	"github.com/zkprom/zkprom/internal/bundle"
-	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -31,22 +30,23 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	cmd := app.Command("agent", "Run beside one Prometheus: apply the cluster's configuration revisions from ZooKeeper safely, roll back on failure, report status.")
 	c := &agentCommand{}
 	c.zk = addZooKeeperFlags(cmd, "127.0.0.1:2181")
+	d := agent.DefaultConfig()
 	cmd.Flag("cluster", "Name of the cluster this Prometheus belongs to.").Required().StringVar(&c.cfg.Cluster)
-	cmd.Flag("root", "ZooKeeper path under which clusters live.").Default(configstore.DefaultRoot).StringVar(&c.cfg.Root)
+	cmd.Flag("root", "ZooKeeper path under which clusters live.").Default(d.Root).StringVar(&c.cfg.Root)
 	cmd.Flag("member", "This agent's name in the cluster (default: the host name); fills ${ZKPROM_MEMBER}.").StringVar(&c.cfg.Member)
 	cmd.Flag("config-dir", "Directory the agent owns: Prometheus must run with --config.file=DIR/current/prometheus.yml.").Required().StringVar(&c.cfg.ConfigDir)
-	cmd.Flag("prometheus.url", "Prometheus's base URL (reload, runtimeinfo, metrics).").Default("http://127.0.0.1:9090").StringVar(&c.cfg.Prometheus.URL)
+	cmd.Flag("prometheus.url", "Prometheus's base URL (reload, runtimeinfo, metrics).").Default(d.Prometheus.URL).StringVar(&c.cfg.Prometheus.URL)
 	cmd.Flag("prometheus.pid", "Reload by SIGHUP to this pid instead of POST /-/reload (for a Prometheus without --web.enable-lifecycle).").IntVar(&c.cfg.Prometheus.PID)
 	cmd.Flag("prometheus.pid-file", "Like --prometheus.pid, read from this file at every reload.").StringVar(&c.cfg.Prometheus.PIDFile)
-	cmd.Flag("promtool", "promtool used to validate each revision before the switch (\"none\": built-in checks only).").Default("promtool").StringVar(&c.cfg.Promtool)
-	cmd.Flag("verify.timeout", "How long to wait for Prometheus to confirm a reload.").Default("30s").DurationVar(&c.cfg.VerifyTimeout)
-	cmd.Flag("retry.interval", "Pause before retrying after ZooKeeper errors, and between polls of a Prometheus that does not answer.").Default("2s").DurationVar(&c.cfg.RetryInterval)
-	cmd.Flag("keep-revisions", "Revision directories kept on disk.").Default("5").IntVar(&c.cfg.KeepRevisions)
-	cmd.Flag("shard.weight", "This member's share of the targets of sharded jobs, relative to the others (2 takes twice as many).").Default("1").Float64Var(&c.cfg.Fleet.Weight)
+	cmd.Flag("promtool", "promtool used to validate each revision before the switch (\"none\": built-in checks only).").Default(d.Promtool).StringVar(&c.cfg.Promtool)
+	cmd.Flag("verify.timeout", "How long to wait for Prometheus to confirm a reload.").Default(d.VerifyTimeout.String()).DurationVar(&c.cfg.VerifyTimeout)
+	cmd.Flag("retry.interval", "Pause before retrying after ZooKeeper errors, and between polls of a Prometheus that does not answer.").Default(d.RetryInterval.String()).DurationVar(&c.cfg.RetryInterval)
+	cmd.Flag("keep-revisions", "Revision directories kept on disk.").Default(fmt.Sprint(d.KeepRevisions)).IntVar(&c.cfg.KeepRevisions)
+	cmd.Flag("shard.weight", "This member's share of the targets of sharded jobs, relative to the others (2 takes twice as many).").Default(fmt.Sprint(d.Fleet.Weight)).Float64Var(&c.cfg.Fleet.Weight)
 	cmd.Flag("ha.group", "HA group of this agent in the cluster: the group's members scrape the same share, and its leader alone runs the leader overlay (leader.yml).").StringVar(&c.cfg.Fleet.HAGroup)
 	cmd.Flag("ha.advertise-url", "URL of this agent's Prometheus as the other members of its HA group reach it: before taking over, a new leader checks that the previous leader's Prometheus no longer runs the overlay (default: --prometheus.url). Stored without user info; the members use the basic-auth credentials of their own --prometheus.url for each other's.").StringVar(&c.cfg.Fleet.AdvertiseURL)
-	cmd.Flag("ha.takeover-check-timeout", "How long a new leader waits for the previous leader's Prometheus to answer (also the followers' /-/ready probes of it); nothing serving there (refused, or no answer twice) counts as not running the overlay.").Default("1s").DurationVar(&c.cfg.Fleet.TakeoverCheckTimeout)
-	cmd.Flag("ha.untrusted-record-wait", "Longest wait of a new HA leader on a leader record anyone could have written (an open cluster) before it takes over; in a closed cluster a record not written by an agent is not waited on at all.").Default("30s").DurationVar(&c.cfg.Fleet.UntrustedRecordWait)
+	cmd.Flag("ha.takeover-check-timeout", "How long a new leader waits for the previous leader's Prometheus to answer (also the followers' /-/ready probes of it); nothing serving there (refused, or no answer twice) counts as not running the overlay.").Default(d.Fleet.TakeoverCheckTimeout.String()).DurationVar(&c.cfg.Fleet.TakeoverCheckTimeout)
+	cmd.Flag("ha.untrusted-record-wait", "Longest wait of a new HA leader on a leader record anyone could have written (an open cluster) before it takes over; in a closed cluster a record not written by an agent is not waited on at all.").Default(d.Fleet.UntrustedRecordWait.String()).DurationVar(&c.cfg.Fleet.UntrustedRecordWait)
 	cmd.Flag("ha.disconnect-grace", "How long a disconnected HA leader keeps leading (default: a third of the session timeout; at most half of the timeout ZooKeeper grants).").DurationVar(&c.cfg.Fleet.DisconnectGrace)
 	c.web = kingpinflag.AddFlags(cmd, ":9793")
 	return c

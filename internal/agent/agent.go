@@ -54,6 +54,37 @@ type Config struct {
 	Fleet FleetConfig
 }
 
+// Defaults of Config: DefaultConfig has them all, zkprom agent's flags
+// read them, and New (and the fleet) fill in the zero values from them.
+const (
+	DefaultPrometheusURL        = "http://127.0.0.1:9090"
+	DefaultPromtool             = "promtool"
+	DefaultVerifyTimeout        = 30 * time.Second
+	DefaultRetryInterval        = 2 * time.Second
+	DefaultKeepRevisions        = 5
+	DefaultShardWeight          = 1.0
+	DefaultTakeoverCheckTimeout = time.Second
+	DefaultUntrustedRecordWait  = 30 * time.Second
+)
+
+// DefaultConfig is a Config with every default filled in (the cluster,
+// member and config directory have none).
+func DefaultConfig() Config {
+	return Config{
+		Root:          configstore.DefaultRoot,
+		Prometheus:    prom.Config{URL: DefaultPrometheusURL},
+		Promtool:      DefaultPromtool,
+		VerifyTimeout: DefaultVerifyTimeout,
+		RetryInterval: DefaultRetryInterval,
+		KeepRevisions: DefaultKeepRevisions,
+		Fleet: FleetConfig{
+			Weight:               DefaultShardWeight,
+			TakeoverCheckTimeout: DefaultTakeoverCheckTimeout,
+			UntrustedRecordWait:  DefaultUntrustedRecordWait,
+		},
+	}
+}
+
 // Steps of an apply, as used in metrics and status.
 const (
 	StepFetch    = "fetch"
@@ -127,13 +158,13 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 		return nil, errors.New("agent: the config directory is required (--config-dir)")
 	}
 	if cfg.VerifyTimeout == 0 {
-		cfg.VerifyTimeout = 30 * time.Second
+		cfg.VerifyTimeout = DefaultVerifyTimeout
 	}
 	if cfg.RetryInterval == 0 {
-		cfg.RetryInterval = 2 * time.Second
+		cfg.RetryInterval = DefaultRetryInterval
 	}
 	if cfg.KeepRevisions == 0 {
-		cfg.KeepRevisions = 5
+		cfg.KeepRevisions = DefaultKeepRevisions
 	}
 	if cfg.KeepRevisions < 2 {
 		return nil, fmt.Errorf("agent: keep at least 2 revisions on disk, not %d", cfg.KeepRevisions)

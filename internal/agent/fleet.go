@@ -85,7 +85,7 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		return nil, fmt.Errorf("agent: shard weight %v: want a positive number up to %d (--shard.weight)", cfg.Weight, configstore.MaxWeight)
 	}
 	if cfg.Weight == 0 {
-		cfg.Weight = 1
+		cfg.Weight = DefaultShardWeight
 	}
 	if cfg.HAGroup != "" {
 		if err := configstore.ValidateName("HA group", cfg.HAGroup); err != nil {
@@ -100,10 +100,10 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		cfg.AdvertiseURL = pc.URL() // recorded in ZooKeeper: without credentials
 	}
 	if cfg.TakeoverCheckTimeout <= 0 {
-		cfg.TakeoverCheckTimeout = time.Second
+		cfg.TakeoverCheckTimeout = DefaultTakeoverCheckTimeout
 	}
 	if cfg.UntrustedRecordWait <= 0 {
-		cfg.UntrustedRecordWait = 30 * time.Second
+		cfg.UntrustedRecordWait = DefaultUntrustedRecordWait
 	}
 	if cfg.ZooKeeper.Servers == "" && a.c != nil {
 		// Without the agent's full settings (auth, TLS): the same servers.
