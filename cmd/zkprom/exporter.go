@@ -76,10 +76,7 @@ func newExporterCommand(app *kingpin.Application, out, errOut io.Writer) *export
 func (c *exporterCommand) flagEnsemble() (*exporter.EnsembleConfig, error) {
 	e := c.ensemble
 	e.Name = c.ensembleName
-	e.Servers = c.zk.Servers
-	e.TLS = c.zk.TLS
-	e.AuthFile = c.zk.AuthFile
-	e.SessionTimeout = c.zk.SessionTimeout
+	e.Config = *c.zk
 	if c.adminURLs != "" {
 		if e.Servers == "" {
 			return nil, fmt.Errorf("--zookeeper.admin.urls needs --zookeeper.servers")

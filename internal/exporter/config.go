@@ -36,13 +36,14 @@ type Config struct {
 // collect from it.
 type EnsembleConfig struct {
 	Name string `yaml:"name"`
-	// Servers is a connect string: host:port[,host:port...] (a chroot is
-	// allowed and ignored, except for znode paths).
-	Servers string `yaml:"servers"`
-	// TLS for the client ports named in Servers (four-letter words over
-	// TLS) and for an https AdminServer.
-	TLS   zk.TLSConfig `yaml:"tls,omitempty"`
-	Admin AdminConfig  `yaml:"admin,omitempty"`
+	// Config is how to reach the ensemble, its keys (servers, tls,
+	// auth_file, session_timeout) inline. Servers is a connect string:
+	// host:port[,host:port...] (a chroot is allowed and ignored, except
+	// for znode paths). TLS is for the client ports named in Servers
+	// (four-letter words over TLS) and for an https AdminServer. AuthFile
+	// and SessionTimeout apply to the session that reads ZnodePaths.
+	zk.Config `yaml:",inline"`
+	Admin     AdminConfig `yaml:"admin,omitempty"`
 	// Timeout is the hard deadline for everything asked of one server in
 	// one scrape (cut further by the scrape's own deadline).
 	Timeout time.Duration `yaml:"timeout,omitempty"`
@@ -54,9 +55,7 @@ type EnsembleConfig struct {
 	Wchs bool `yaml:"wchs,omitempty"`
 	// ZnodePaths are znodes whose number of children is exported, read
 	// through a ZooKeeper session (auth_file and session_timeout apply).
-	ZnodePaths     []string      `yaml:"znode_paths,omitempty"`
-	AuthFile       string        `yaml:"auth_file,omitempty"`
-	SessionTimeout time.Duration `yaml:"session_timeout,omitempty"`
+	ZnodePaths []string `yaml:"znode_paths,omitempty"`
 }
 
 // AdminConfig says where each server's AdminServer is.

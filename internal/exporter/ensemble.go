@@ -160,9 +160,7 @@ func (e *ensemble) session(ctx context.Context) (*zk.Client, error) {
 	if e.zk != nil {
 		return e.zk, nil
 	}
-	c, err := zk.Connect(ctx, zk.Config{
-		Servers: e.cfg.Servers, AuthFile: e.cfg.AuthFile, TLS: e.cfg.TLS, SessionTimeout: e.cfg.SessionTimeout,
-	}, e.logger.With("component", "zk"), nil)
+	c, err := zk.Connect(ctx, e.cfg.Config, e.logger.With("component", "zk"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("connect to ensemble %q for znode counts: %w", e.cfg.Name, err)
 	}

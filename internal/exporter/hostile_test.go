@@ -84,7 +84,7 @@ func mntrAnswer(extra string) func(string) string {
 }
 
 func wordsEnsemble(name string, servers ...string) EnsembleConfig {
-	return EnsembleConfig{Name: name, Servers: strings.Join(servers, ","), Timeout: 2 * time.Second, Admin: AdminConfig{Disabled: true}}
+	return EnsembleConfig{Name: name, Config: zk.Config{Servers: strings.Join(servers, ",")}, Timeout: 2 * time.Second, Admin: AdminConfig{Disabled: true}}
 }
 
 // An invalid target (bytes that are not UTF-8, control characters, no
@@ -194,7 +194,7 @@ func TestAdminRedirectNotFollowed(t *testing.T) {
 			http.Redirect(w, r, elsewhere.URL+r.URL.Path, code)
 		}))
 		zkAddr := closedAddr(t)
-		e := EnsembleConfig{Name: "main", Servers: zkAddr, Timeout: 2 * time.Second, Admin: AdminConfig{URLs: map[string]string{zkAddr: admin.URL}}}
+		e := EnsembleConfig{Name: "main", Config: zk.Config{Servers: zkAddr}, Timeout: 2 * time.Second, Admin: AdminConfig{URLs: map[string]string{zkAddr: admin.URL}}}
 		ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{e}}, nil)
 		ts.scrape(t, "/metrics")
 		admin.Close()

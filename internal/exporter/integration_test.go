@@ -50,9 +50,9 @@ func mainConfig(timeout time.Duration) *Config {
 		urls[s.ClientAddr] = s.AdminURL
 	}
 	return &Config{Ensembles: []EnsembleConfig{
-		{Name: "main", Servers: ens.Connect(), Timeout: timeout, Admin: AdminConfig{URLs: urls},
+		{Name: "main", Config: zk.Config{Servers: ens.Connect()}, Timeout: timeout, Admin: AdminConfig{URLs: urls},
 			Cons: true, ConsLimit: 5, ZnodePaths: []string{"/zookeeper"}},
-		{Name: "words", Servers: ens.Connect(), Timeout: timeout, Admin: AdminConfig{Disabled: true}, Cons: true, Wchs: true},
+		{Name: "words", Config: zk.Config{Servers: ens.Connect()}, Timeout: timeout, Admin: AdminConfig{Disabled: true}, Cons: true, Wchs: true},
 	}}
 }
 
@@ -336,10 +336,10 @@ func TestDefaultWhitelist(t *testing.T) {
 	closed := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	silent := silentListener(t)
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{
-		{Name: "admin", Servers: a.ClientAddr, Admin: AdminConfig{URLs: map[string]string{a.ClientAddr: a.AdminURL}}},
-		{Name: "nosrvr", Servers: closed, Admin: AdminConfig{URLs: map[string]string{closed: a.AdminURL}}},
-		{Name: "silent", Servers: silent, Timeout: 2 * time.Second, Admin: AdminConfig{URLs: map[string]string{silent: a.AdminURL}}},
-		{Name: "noadmin", Servers: b.ClientAddr, Admin: AdminConfig{URLs: map[string]string{b.ClientAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}}},
+		{Name: "admin", Config: zk.Config{Servers: a.ClientAddr}, Admin: AdminConfig{URLs: map[string]string{a.ClientAddr: a.AdminURL}}},
+		{Name: "nosrvr", Config: zk.Config{Servers: closed}, Admin: AdminConfig{URLs: map[string]string{closed: a.AdminURL}}},
+		{Name: "silent", Config: zk.Config{Servers: silent}, Timeout: 2 * time.Second, Admin: AdminConfig{URLs: map[string]string{silent: a.AdminURL}}},
+		{Name: "noadmin", Config: zk.Config{Servers: b.ClientAddr}, Admin: AdminConfig{URLs: map[string]string{b.ClientAddr: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}}},
 	}}, nil)
 	s := ts.scrape(t, "/metrics")
 
@@ -443,7 +443,7 @@ func TestAdminNotZooKeeper(t *testing.T) {
 	for _, s := range ens.Servers {
 		urls[s.ClientAddr] = other.URL
 	}
-	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{{Name: "x", Servers: ens.Connect(), Admin: AdminConfig{URLs: urls}}}}, nil)
+	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{{Name: "x", Config: zk.Config{Servers: ens.Connect()}, Admin: AdminConfig{URLs: urls}}}}, nil)
 	s := ts.scrape(t, "/metrics")
 	for _, srv := range ens.Servers {
 		l := []string{"ensemble=x", "server=" + srv.ClientAddr}
@@ -477,8 +477,8 @@ func TestReadOnlyServer(t *testing.T) {
 	}
 	srv := ro.Servers[survivor]
 	ts := newTestServer(t, &Config{Ensembles: []EnsembleConfig{
-		{Name: "admin", Servers: srv.ClientAddr, Admin: AdminConfig{URLs: map[string]string{srv.ClientAddr: srv.AdminURL}}},
-		{Name: "words", Servers: srv.ClientAddr, Admin: AdminConfig{Disabled: true}},
+		{Name: "admin", Config: zk.Config{Servers: srv.ClientAddr}, Admin: AdminConfig{URLs: map[string]string{srv.ClientAddr: srv.AdminURL}}},
+		{Name: "words", Config: zk.Config{Servers: srv.ClientAddr}, Admin: AdminConfig{Disabled: true}},
 	}}, nil)
 	for _, name := range []string{"admin", "words"} {
 		l := []string{"ensemble=" + name, "server=" + srv.ClientAddr}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/zkprom/zkprom/internal/zk"
 )
 
 // sumCounter sums the series of c whose labels include labels ("k=v").
@@ -53,8 +55,8 @@ func closedAddr(t *testing.T) string {
 func TestScrapeErrorsPerServer(t *testing.T) {
 	a, b, c := closedAddr(t), closedAddr(t), closedAddr(t)
 	cfg := &Config{Ensembles: []EnsembleConfig{
-		{Name: "both", Servers: a + "," + b, Timeout: 5 * time.Second},
-		{Name: "words", Servers: a, Timeout: 5 * time.Second, Admin: AdminConfig{Disabled: true}},
+		{Name: "both", Config: zk.Config{Servers: a + "," + b}, Timeout: 5 * time.Second},
+		{Name: "words", Config: zk.Config{Servers: a}, Timeout: 5 * time.Second, Admin: AdminConfig{Disabled: true}},
 	}, Probe: ProbePolicy{Allow: []string{"127.0.0.0/8"}}}
 	ts := newTestServer(t, cfg, nil)
 	ts.scrape(t, "/metrics")
@@ -86,7 +88,7 @@ func TestScrapeErrorsPerServer(t *testing.T) {
 	}
 
 	// A reload without b (and the probed c) drops their series.
-	cfg2 := &Config{Ensembles: []EnsembleConfig{{Name: "both", Servers: a, Timeout: 5 * time.Second}}}
+	cfg2 := &Config{Ensembles: []EnsembleConfig{{Name: "both", Config: zk.Config{Servers: a}, Timeout: 5 * time.Second}}}
 	if err := ts.x.ApplyConfig(cfg2); err != nil {
 		t.Fatal(err)
 	}
