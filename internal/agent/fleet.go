@@ -63,7 +63,7 @@ type fleet struct {
 	ctx         context.Context
 
 	mu      sync.Mutex
-	jobs    map[string]configstore.ShardJobStatus
+	jobs    map[string]configstore.ShardedJobStatus
 	members int
 	ignored map[string]int // member nodes ignored now, by reason
 }
@@ -155,7 +155,7 @@ func (f *fleet) wakeAgent() {
 // leading reports whether this agent should run the leader variant now.
 func (f *fleet) leading() bool { return f.ha.leading() }
 
-func (f *fleet) setShardStatus(jobs map[string]configstore.ShardJobStatus, members int) {
+func (f *fleet) setShardStatus(jobs map[string]configstore.ShardedJobStatus, members int) {
 	f.mu.Lock()
 	same := maps.Equal(jobs, f.jobs) && members == f.members
 	f.jobs, f.members = jobs, members
@@ -327,7 +327,7 @@ func (f *fleet) documentFleet() {
 	f.m.shardWrites.WithLabelValues("example")
 	f.m.shardWriteErrors.WithLabelValues("example")
 	f.mu.Lock()
-	f.jobs = map[string]configstore.ShardJobStatus{"example": {}}
+	f.jobs = map[string]configstore.ShardedJobStatus{"example": {}}
 	f.members = 1
 	f.ignored = map[string]int{"persistent": 1}
 	f.mu.Unlock()

@@ -19,8 +19,8 @@ func fleetMember(name, shardMember, group string, f configstore.FleetStatus) con
 // share once.
 func TestFleetStatusRender(t *testing.T) {
 	since := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
-	jobs := func(assigned int) map[string]configstore.ShardJobStatus {
-		return map[string]configstore.ShardJobStatus{"sharded": {Discovered: 30, Assigned: assigned, Owned: assigned}}
+	jobs := func(assigned int) map[string]configstore.ShardedJobStatus {
+		return map[string]configstore.ShardedJobStatus{"sharded": {Discovered: 30, Assigned: assigned, Owned: assigned}}
 	}
 	const reason = "waiting for prom-a's Prometheus (http://127.0.0.1:9090) to drop the leader overlay"
 	for _, tc := range []struct {

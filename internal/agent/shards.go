@@ -31,7 +31,7 @@ import (
 const ShardsDir = "shards"
 
 // shardOptions are a sharded job's assignment settings.
-func shardOptions(j bundle.ShardJob) shard.Options {
+func shardOptions(j bundle.ShardedJob) shard.Options {
 	return shard.Options{Replicas: j.Replicas, Overlap: time.Duration(j.Overlap), JoinDelay: time.Duration(j.JoinDelay)}
 }
 
@@ -69,8 +69,8 @@ func renderShareFile(targets []shard.Target) []byte {
 
 // shardJob is one sharded job on this agent.
 type shardJob struct {
-	cfg     bundle.ShardJob
-	sharder *shard.Sharder
+	cfg     bundle.ShardedJob
+	sharder *shard.Share
 	groups  map[string][]model.LabelSet
 	synced  bool // the discovery sent its first complete list
 	cancel  context.CancelFunc
@@ -96,7 +96,7 @@ type shards struct {
 	mgr     *discovery.Manager
 	cfgData []byte // the last shards.yml read (good or bad)
 	loaded  bool
-	cfg     *bundle.Shards
+	cfg     *bundle.ShardedJobs
 	jobs    map[string]*shardJob
 	updates chan groupUpdate
 	members []shard.Member
@@ -290,10 +290,10 @@ func (s *shards) advance(now time.Time) time.Time {
 	return next
 }
 
-func (s *shards) status() (map[string]configstore.ShardJobStatus, int) {
-	out := map[string]configstore.ShardJobStatus{}
+func (s *shards) status() (map[string]configstore.ShardedJobStatus, int) {
+	out := map[string]configstore.ShardedJobStatus{}
 	for name, j := range s.jobs {
-		out[name] = configstore.ShardJobStatus{
+		out[name] = configstore.ShardedJobStatus{
 			Discovered: j.sharder.Targets(), Assigned: j.sharder.Assigned(),
 			Owned: len(j.sharder.Owned()), Moves: j.sharder.Moves(),
 		}
@@ -318,9 +318,9 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 		return false // unchanged (a bad file is reported once)
 	}
 	s.loaded = true
-	cfg := &bundle.Shards{}
+	cfg := &bundle.ShardedJobs{}
 	if data != nil {
-		cfg, err = bundle.ParseShards(data, s.f.cfg.ZooKeeper)
+		cfg, err = bundle.ParseShardedJobs(data, s.f.cfg.ZooKeeper)
 		if err != nil {
 			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
 			s.cfgData = data
@@ -335,7 +335,7 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 	} else {
 		s.mgr.ApplyConfig(&discovery.Config{})
 	}
-	want := map[string]bundle.ShardJob{}
+	want := map[string]bundle.ShardedJob{}
 	for _, jc := range cfg.Jobs {
 		want[jc.Name] = jc
 	}
@@ -361,7 +361,7 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 			}
 		}
 		if j == nil {
-			j = &shardJob{sharder: shard.NewSharder(s.f.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
+			j = &shardJob{sharder: shard.NewShare(s.f.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
 			if s.viewed {
 				j.sharder.SetMembers(s.members, now)
 			}

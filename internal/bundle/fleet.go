@@ -23,20 +23,20 @@ import (
 // bundle may not use the name.
 const LeaderMarker = "zkprom-leader-overlay.rules.yml"
 
-// Shards is the bundle's shards.yml: zkprom sd job definitions
+// ShardedJobs is the bundle's shards.yml: zkprom sd job definitions
 // whose targets are split among the cluster's live agents.
-type Shards struct {
+type ShardedJobs struct {
 	// ZooKeeper is the ensemble the jobs read (default: the agent's own).
 	ZooKeeper *zk.Config `yaml:"zookeeper,omitempty"`
 	// Defaults for every job.
 	Replicas  int            `yaml:"replicas,omitempty"`
 	Overlap   model.Duration `yaml:"overlap,omitempty"`
 	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
-	Jobs      []ShardJob     `yaml:"jobs"`
+	Jobs      []ShardedJob   `yaml:"jobs"`
 }
 
-// ShardJob is a zkprom sd job plus how to shard it.
-type ShardJob struct {
+// ShardedJob is a zkprom sd job plus how to shard it.
+type ShardedJob struct {
 	discovery.JobConfig `yaml:",inline"`
 	// Replicas is how many shard members scrape each target (default 1).
 	Replicas int `yaml:"replicas,omitempty"`
@@ -48,12 +48,12 @@ type ShardJob struct {
 	JoinDelay model.Duration `yaml:"join_delay,omitempty"`
 }
 
-// ParseShards decodes a shards.yml strictly and validates it; zc is
+// ParseShardedJobs decodes a shards.yml strictly and validates it; zc is
 // the agent's ensemble, used by jobs that name none.
-func ParseShards(data []byte, zc zk.Config) (*Shards, error) {
+func ParseShardedJobs(data []byte, zc zk.Config) (*ShardedJobs, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	c := &Shards{}
+	c := &ShardedJobs{}
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("%s: decode YAML: %w", ShardsFile, err)
 	}
@@ -98,7 +98,7 @@ func ParseShards(data []byte, zc zk.Config) (*Shards, error) {
 }
 
 // DiscoveryConfig is the jobs as zkprom sd jobs.
-func (c *Shards) DiscoveryConfig() *discovery.Config {
+func (c *ShardedJobs) DiscoveryConfig() *discovery.Config {
 	dc := &discovery.Config{ZooKeeper: *c.ZooKeeper}
 	for _, j := range c.Jobs {
 		dc.Jobs = append(dc.Jobs, j.JobConfig)
@@ -111,7 +111,7 @@ func (c *Shards) DiscoveryConfig() *discovery.Config {
 func ValidateFleetDir(dir string, zc zk.Config) error {
 	var errs []error
 	if data, err := os.ReadFile(filepath.Join(dir, ShardsFile)); err == nil {
-		if _, err := ParseShards(data, zc); err != nil {
+		if _, err := ParseShardedJobs(data, zc); err != nil {
 			errs = append(errs, err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -146,7 +146,7 @@ func ValidateFleet(ctx context.Context, b *Bundle, opts ValidateOptions, zc zk.C
 		if err != nil {
 			return err
 		}
-		if _, err := ParseShards(r.Files[ShardsFile], zc); err != nil {
+		if _, err := ParseShardedJobs(r.Files[ShardsFile], zc); err != nil {
 			return err
 		}
 	}

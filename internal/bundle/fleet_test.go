@@ -16,10 +16,10 @@ var unitZK = zk.Config{Servers: "127.0.0.1:2181"}
 
 func TestParseShards(t *testing.T) {
 	good := "replicas: 2\noverlap: 30s\njob_delay_is_not_a_field: 1\n"
-	if _, err := ParseShards([]byte(good), unitZK); err == nil || !strings.Contains(err.Error(), "job_delay_is_not_a_field") {
+	if _, err := ParseShardedJobs([]byte(good), unitZK); err == nil || !strings.Contains(err.Error(), "job_delay_is_not_a_field") {
 		t.Errorf("unknown field: got %v", err)
 	}
-	c, err := ParseShards([]byte("replicas: 2\noverlap: 30s\njoin_delay: 5s\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: b\n    format: kafka\n    replicas: 1\n    overlap: 1m\n"), unitZK)
+	c, err := ParseShardedJobs([]byte("replicas: 2\noverlap: 30s\njoin_delay: 5s\njobs:\n  - name: a\n    format: zkprom\n    paths: [/a]\n  - name: b\n    format: kafka\n    replicas: 1\n    overlap: 1m\n"), unitZK)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestParseShards(t *testing.T) {
 		"bad name":         "jobs:\n  - name: a/b\n    format: zkprom\n    paths: [/a]\n",
 		"not yaml":         "jobs: [\n",
 	} {
-		if _, err := ParseShards([]byte(bad), unitZK); err == nil {
+		if _, err := ParseShardedJobs([]byte(bad), unitZK); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else if !strings.Contains(err.Error(), "shards.yml") {
 			t.Errorf("%s: error does not name the file: %v", name, err)

@@ -10,7 +10,7 @@ type FleetStatus struct {
 	ShardMember string  `json:"shard_member"`
 	Weight      float64 `json:"weight"`
 	// Jobs has one entry per sharded job.
-	Jobs map[string]ShardJobStatus `json:"jobs,omitempty"`
+	Jobs map[string]ShardedJobStatus `json:"jobs,omitempty"`
 	// Members is how many shard members the assignment uses.
 	Members int `json:"shard_members,omitempty"`
 
@@ -26,8 +26,8 @@ type FleetStatus struct {
 	Waiting string `json:"takeover_waiting,omitempty"`
 }
 
-// ShardJobStatus is one sharded job on one agent.
-type ShardJobStatus struct {
+// ShardedJobStatus is one sharded job on one agent.
+type ShardedJobStatus struct {
 	Discovered int `json:"discovered"` // targets discovered in the job
 	Assigned   int `json:"assigned"`   // targets the assignment gives this agent
 	Owned      int `json:"owned"`      // in the share file now (assigned plus handed over, still in overlap)

@@ -15,8 +15,8 @@ func discovered(n int) []Target {
 	return ts
 }
 
-// fleet drives one sharder per member through the same views.
-type fleet map[string]*Sharder
+// fleet drives one share per member through the same views.
+type fleet map[string]*Share
 
 func (f fleet) view(now time.Time, names ...string) {
 	ms := make([]Member, len(names))
@@ -51,7 +51,7 @@ func TestHandOverWithoutGaps(t *testing.T) {
 	opts := Options{Overlap: 10 * time.Second, JoinDelay: 2 * time.Second}
 	f := fleet{}
 	for _, n := range []string{"a", "b", "c", "d"} {
-		f[n] = NewSharder(n, opts)
+		f[n] = NewShare(n, opts)
 		f[n].SetTargets(ts, now)
 	}
 	f.view(now, "a", "b", "c")
@@ -116,7 +116,7 @@ func TestHandOverWithoutGaps(t *testing.T) {
 func TestFlappingMemberMovesNothing(t *testing.T) {
 	ts := discovered(500)
 	now := time.Unix(0, 0)
-	a := NewSharder("a", Options{JoinDelay: 2 * time.Second})
+	a := NewShare("a", Options{JoinDelay: 2 * time.Second})
 	a.SetTargets(ts, now)
 	a.SetMembers([]Member{{Name: "a"}, {Name: "b"}}, now)
 	now = now.Add(3 * time.Second)
@@ -135,7 +135,7 @@ func TestFlappingMemberMovesNothing(t *testing.T) {
 
 func TestTargetsComeAndGo(t *testing.T) {
 	now := time.Unix(0, 0)
-	s := NewSharder("a", Options{})
+	s := NewShare("a", Options{})
 	s.SetMembers([]Member{{Name: "a"}}, now)
 	s.SetTargets(discovered(10), now)
 	if len(s.Owned()) != 10 {

@@ -13,7 +13,7 @@ type Target struct {
 	Labels map[string]string // __address__ and the rest
 }
 
-// Options tune a Sharder.
+// Options tune a Share.
 type Options struct {
 	Replicas int // members per target (default 1)
 	// Overlap is how long a member keeps scraping a target that moved
@@ -27,11 +27,11 @@ type Options struct {
 	JoinDelay time.Duration
 }
 
-// Sharder is one member's view of the shard assignment: it tracks the
+// Share is one member's view of the shard assignment: it tracks the
 // live members and the targets and says which targets this member scrapes
 // now. It is a pure state machine driven with explicit times; Next says
 // when to look again.
-type Sharder struct {
+type Share struct {
 	self string
 	opts Options
 
@@ -46,8 +46,8 @@ type Sharder struct {
 	moves     int
 }
 
-// NewSharder makes the sharder of member self.
-func NewSharder(self string, opts Options) *Sharder {
+// NewShare makes the share of member self.
+func NewShare(self string, opts Options) *Share {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
 	}
@@ -57,12 +57,12 @@ func NewSharder(self string, opts Options) *Sharder {
 	if opts.JoinDelay == 0 {
 		opts.JoinDelay = 2 * time.Second
 	}
-	return &Sharder{self: self, opts: opts, seen: map[string]Member{}, since: map[string]time.Time{},
+	return &Share{self: self, opts: opts, seen: map[string]Member{}, since: map[string]time.Time{},
 		targets: map[string]Target{}, owned: map[string]bool{}, lingering: map[string]time.Time{}}
 }
 
 // SetMembers takes a new membership view.
-func (s *Sharder) SetMembers(members []Member, now time.Time) {
+func (s *Share) SetMembers(members []Member, now time.Time) {
 	seen := make(map[string]Member, len(members))
 	for _, m := range members {
 		seen[m.Name] = m
@@ -86,7 +86,7 @@ func (s *Sharder) SetMembers(members []Member, now time.Time) {
 }
 
 // SetTargets takes the complete current target list.
-func (s *Sharder) SetTargets(targets []Target, now time.Time) {
+func (s *Share) SetTargets(targets []Target, now time.Time) {
 	s.targets = make(map[string]Target, len(targets))
 	for _, t := range targets {
 		s.targets[t.Key] = t
@@ -96,7 +96,7 @@ func (s *Sharder) SetTargets(targets []Target, now time.Time) {
 
 // Advance applies what became due by now: members that stayed long enough
 // join, lingering targets expire.
-func (s *Sharder) Advance(now time.Time) {
+func (s *Share) Advance(now time.Time) {
 	var next []Member
 	for name, m := range s.seen {
 		// Self and the members already in the assignment need no delay.
@@ -117,7 +117,7 @@ func (s *Sharder) Advance(now time.Time) {
 	}
 }
 
-func (s *Sharder) inApplied(name string) bool {
+func (s *Share) inApplied(name string) bool {
 	for _, m := range s.applied {
 		if m.Name == name {
 			return true
@@ -126,7 +126,7 @@ func (s *Sharder) inApplied(name string) bool {
 	return false
 }
 
-func (s *Sharder) reassign(now time.Time, membershipChanged bool) {
+func (s *Share) reassign(now time.Time, membershipChanged bool) {
 	keys := make([]string, 0, len(s.targets))
 	for k := range s.targets {
 		keys = append(keys, k)
@@ -165,7 +165,7 @@ func (s *Sharder) reassign(now time.Time, membershipChanged bool) {
 
 // Owned returns the targets this member scrapes now (assigned plus
 // lingering), sorted by key.
-func (s *Sharder) Owned() []Target {
+func (s *Share) Owned() []Target {
 	out := make([]Target, 0, len(s.owned)+len(s.lingering))
 	for k := range s.owned {
 		out = append(out, s.targets[k])
@@ -179,16 +179,16 @@ func (s *Sharder) Owned() []Target {
 
 // Assigned returns how many targets the assignment gives this member (not
 // counting lingering ones).
-func (s *Sharder) Assigned() int { return len(s.owned) }
+func (s *Share) Assigned() int { return len(s.owned) }
 
 // Members returns the members the assignment uses.
-func (s *Sharder) Members() []Member { return append([]Member(nil), s.applied...) }
+func (s *Share) Members() []Member { return append([]Member(nil), s.applied...) }
 
 // Moves counts targets this member handed over.
-func (s *Sharder) Moves() int { return s.moves }
+func (s *Share) Moves() int { return s.moves }
 
 // Next returns when Advance has work next (zero time: nothing pending).
-func (s *Sharder) Next() time.Time {
+func (s *Share) Next() time.Time {
 	var next time.Time
 	consider := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
@@ -218,5 +218,5 @@ func sameMembers(a, b []Member) bool {
 	return true
 }
 
-// Targets returns how many targets the sharder knows.
-func (s *Sharder) Targets() int { return len(s.targets) }
+// Targets returns how many targets the share knows.
+func (s *Share) Targets() int { return len(s.targets) }
