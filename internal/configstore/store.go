@@ -3,6 +3,8 @@
 // (prometheus.yml, rule files and any other files), a `current` pointer
 // moved only with a version check, an optional canary pointer, pruned
 // history, and one ephemeral member znode per agent carrying its status.
+// Store.Status says which agents are behind (status.go); WaitRollout
+// follows a rollout with watches on the member nodes (members.go).
 //
 // Layout below the root (default /zkprom/clusters) for cluster NAME, each
 // node with the ACL of the trust model (access.go, docs/security.md):
