@@ -133,11 +133,7 @@ func (c *exporterCommand) load() (*exporter.Config, error) {
 func (c *exporterCommand) run(logger *slog.Logger) int {
 	cfg, err := c.load()
 	if err != nil {
-		if c.configCheck {
-			return checkFailed(c.errOut, "exporter", err)
-		}
-		logger.Error("invalid configuration", "err", err)
-		return 1
+		return badConfig(c.configCheck, c.errOut, "exporter", logger, err)
 	}
 	if c.configCheck {
 		fmt.Fprintf(c.out, "configuration OK: %d ensemble(s)\n", len(cfg.Ensembles))

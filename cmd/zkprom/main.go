@@ -66,6 +66,17 @@ func checkFailed(w io.Writer, command string, err error) int {
 	return 1
 }
 
+// badConfig reports a configuration that does not load: with
+// --config.check (check) as a plain message on w, else in the log; it
+// returns the exit code 1.
+func badConfig(check bool, w io.Writer, command string, logger *slog.Logger, err error) int {
+	if check {
+		return checkFailed(w, command, err)
+	}
+	logger.Error("invalid configuration", "err", err)
+	return 1
+}
+
 type app struct {
 	root      *kingpin.Application
 	commands  map[string]command

@@ -49,11 +49,7 @@ func newSDCommand(app *kingpin.Application, out, errOut io.Writer) *sdCommand {
 func (c *sdCommand) run(logger *slog.Logger) int {
 	cfg, err := discovery.LoadConfigDefault(c.configFile, *c.zk)
 	if err != nil {
-		if c.configCheck {
-			return checkFailed(c.errOut, "sd", err)
-		}
-		logger.Error("invalid configuration", "err", err)
-		return 1
+		return badConfig(c.configCheck, c.errOut, "sd", logger, err)
 	}
 	if c.configCheck {
 		// Beyond the structure: the files each job's session needs.
