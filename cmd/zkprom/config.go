@@ -107,6 +107,17 @@ func (c *configCommon) session(logger *slog.Logger, f func(ctx context.Context, 
 	return c.exit(f(ctx, openStore{Store: s, client: client}))
 }
 
+// storeCommand is a command that does one piece of work on a cluster's
+// store and prints it to out (history, status, shards).
+type storeCommand struct {
+	*configCommon
+	work func(ctx context.Context, out io.Writer, s openStore) error
+}
+
+func (c *storeCommand) run(logger *slog.Logger) int {
+	return c.session(logger, func(ctx context.Context, s openStore) error { return c.work(ctx, c.out, s) })
+}
+
 // untilSignal runs f until it returns or SIGINT or SIGTERM ends its
 // context, and returns the exit code.
 func (c *configCommon) untilSignal(logger *slog.Logger, f func(ctx context.Context, logger *slog.Logger) error) int {

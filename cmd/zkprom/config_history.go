@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,39 +13,36 @@ import (
 	"github.com/zkprom/zkprom/internal/bundle"
 )
 
-type configHistoryCommand struct{ *configCommon }
-
-func newConfigHistoryCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *configHistoryCommand {
+func newConfigHistoryCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *storeCommand {
 	cmd := parent.Command("history", "List the cluster's revisions, newest first.")
-	return &configHistoryCommand{configCommon: addConfigCommon(cmd, "config", out, errOut)}
+	return &storeCommand{addConfigCommon(cmd, "config", out, errOut), writeHistory}
 }
 
-func (c *configHistoryCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, s openStore) error {
-		h, err := s.History(ctx)
-		if err != nil {
-			return err
+// writeHistory prints the revisions, newest first (a running canary's on top).
+func writeHistory(ctx context.Context, out io.Writer, s openStore) error {
+	h, err := s.History(ctx)
+	if err != nil {
+		return err
+	}
+	canary, _ := s.Canary(ctx)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REVISION\tTIME\tAUTHOR\tFILES\tSIZE\tCHECKSUM\tMESSAGE")
+	if canary != nil {
+		fmt.Fprintf(tw, "%d (canary on %s)\t%s\t%s\t\t\t%s\t\n", canary.Revision, strings.Join(canary.Members, ","), canary.Time.Format(time.RFC3339), canary.Author, short(canary.Checksum))
+	}
+	for i, m := range h {
+		mark := ""
+		if i == 0 {
+			mark = " (current)"
 		}
-		canary, _ := s.Canary(ctx)
-		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "REVISION\tTIME\tAUTHOR\tFILES\tSIZE\tCHECKSUM\tMESSAGE")
-		if canary != nil {
-			fmt.Fprintf(tw, "%d (canary on %s)\t%s\t%s\t\t\t%s\t\n", canary.Revision, strings.Join(canary.Members, ","), canary.Time.Format(time.RFC3339), canary.Author, short(canary.Checksum))
+		msg := bundle.MaskSecrets(m.Message)
+		if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
+			msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
 		}
-		for i, m := range h {
-			mark := ""
-			if i == 0 {
-				mark = " (current)"
-			}
-			msg := bundle.MaskSecrets(m.Message)
-			if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
-				msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
-			}
-			fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
-		}
-		tw.Flush()
-		return nil
-	})
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
+	}
+	tw.Flush()
+	return nil
 }
 
 func short(sum string) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,40 +16,38 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
-type configStatusCommand struct{ *configCommon }
-
-func newConfigStatusCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *configStatusCommand {
+func newConfigStatusCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *storeCommand {
 	cmd := parent.Command("status", "Show every agent of the cluster: revision, state, error, age. Exits 1 when an agent is failing or behind.")
-	return &configStatusCommand{configCommon: addConfigCommon(cmd, "config", out, errOut)}
+	return &storeCommand{addConfigCommon(cmd, "config", out, errOut), writeStatus}
 }
 
-func (c *configStatusCommand) run(logger *slog.Logger) int {
-	return c.session(logger, func(ctx context.Context, s openStore) error {
-		cs, err := s.Status(ctx)
-		if err != nil {
-			return err
-		}
-		cur := cs.Current
-		fmt.Fprintf(c.out, "cluster %s: current revision %d (by %s at %s)\n", c.cluster, cur.Revision, cur.Author, cur.Time.Format(time.RFC3339))
-		if cs.Canary != nil {
-			fmt.Fprintf(c.out, "canary: revision %d on %s\n", cs.Canary.Revision, strings.Join(cs.Canary.Members, ", "))
-		}
-		accessBad, err := writeAccess(ctx, c.out, s)
-		if err != nil {
-			return err
-		}
-		writeMembers(c.out, cs.Members, time.Now())
-		if len(cs.Members) == 0 {
-			fmt.Fprintln(c.out, "no live agents")
-		}
-		if bad := cs.Behind(); bad > 0 {
-			return fmt.Errorf("%d of %d agents failing or behind (or not agents)", bad, len(cs.Members))
-		}
-		if accessBad != "" {
-			return errors.New(accessBad)
-		}
-		return nil
-	})
+// writeStatus prints every agent of the cluster and who may do what; it
+// fails when an agent is behind or a node's ACL is wider than the model.
+func writeStatus(ctx context.Context, out io.Writer, s openStore) error {
+	cs, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	cur := cs.Current
+	fmt.Fprintf(out, "cluster %s: current revision %d (by %s at %s)\n", s.Cluster(), cur.Revision, cur.Author, cur.Time.Format(time.RFC3339))
+	if cs.Canary != nil {
+		fmt.Fprintf(out, "canary: revision %d on %s\n", cs.Canary.Revision, strings.Join(cs.Canary.Members, ", "))
+	}
+	accessBad, err := writeAccess(ctx, out, s)
+	if err != nil {
+		return err
+	}
+	writeMembers(out, cs.Members, time.Now())
+	if len(cs.Members) == 0 {
+		fmt.Fprintln(out, "no live agents")
+	}
+	if bad := cs.Behind(); bad > 0 {
+		return fmt.Errorf("%d of %d agents failing or behind (or not agents)", bad, len(cs.Members))
+	}
+	if accessBad != "" {
+		return errors.New(accessBad)
+	}
+	return nil
 }
 
 // writeMembers prints one line per member node.
