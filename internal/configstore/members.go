@@ -190,8 +190,12 @@ func (s *Store) WaitRollout(ctx context.Context, target int, only []string, prog
 	var r Rollout
 	for {
 		var view zk.GroupView
+		open := true
 		select {
 		case <-ctx.Done():
+		case view, open = <-group.Views():
+		}
+		if ctx.Err() != nil { // the views end with ctx too: say what is pending
 			var pend []string
 			for _, m := range r.Members {
 				if !(m.Status.Revision >= target && m.Status.State == StateApplied) {
@@ -199,11 +203,9 @@ func (s *Store) WaitRollout(ctx context.Context, target int, only []string, prog
 				}
 			}
 			return fmt.Errorf("rollout of revision %d: still waiting for %s: %w", target, strings.Join(pend, ", "), ctx.Err())
-		case v, ok := <-group.Views():
-			if !ok {
-				return fmt.Errorf("rollout of revision %d: %w", target, zk.ErrClosing)
-			}
-			view = v
+		}
+		if !open {
+			return fmt.Errorf("rollout of revision %d: %w", target, zk.ErrClosing)
 		}
 		var members []Member
 		for _, gm := range view.Members {
