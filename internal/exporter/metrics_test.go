@@ -243,3 +243,26 @@ func TestNameClashAcrossServers(t *testing.T) {
 	out.want(t, 2, "zookeeper_exporter_keys_dropped", "server=zk2:2181", "reason=name_clash")
 	out.absent(t, "zookeeper_exporter_keys_dropped", "server=zk1:2181")
 }
+
+// A server's plan follows its keys: when they change (a follower that
+// becomes leader, a key that goes or comes), the page is what a fresh
+// cache makes of the new keys.
+func TestStatsPlanFollowsKeys(t *testing.T) {
+	sets := []map[string]float64{
+		{"a": 1, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6, "min_y": 1},
+		{"a": 2, "min_x": 1, "max_x": 3, "b": 4},                             // one key gone, one new
+		{"a": 3, "min_x": 1, "max_x": 3, "c": 5},                             // same count, other key
+		{"a": 4, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6, "min_y": 1}, // back
+		{"a": 5, "x": 1, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6},     // x now clashes
+	}
+	kept := newSeriesCache()
+	for i, keys := range sets {
+		s := Stats{Numbers: keys, Strings: map[string]string{}}
+		got := pageText(serverPage(kept, func(e *emitter) { emitStats(e, s) }))
+		want := pageText(serverPage(newSeriesCache(), func(e *emitter) { emitStats(e, s) }))
+		parseExposition(t, got)
+		if got != want {
+			t.Errorf("set %d: with the kept plan\n%s\nwant\n%s", i, got, want)
+		}
+	}
+}
