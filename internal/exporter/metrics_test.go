@@ -191,7 +191,12 @@ func TestReservedNames(t *testing.T) {
 	for _, n := range []string{"zookeeper_ensemble_leaders", "zookeeper_up", "zookeeper_exporter_source"} {
 		out.absent(t, n)
 	}
-	out.want(t, 2, "zookeeper_ensemble_auth_fail_total")
+	out.want(t, 2, "zookeeper_quorum_auth_fail_total") // not in the view's zookeeper_ensemble_*
+	for name := range out.mfs {
+		if strings.HasPrefix(name, "zookeeper_ensemble_") {
+			t.Errorf("a ZooKeeper key made %s, in the name space of the ensemble view", name)
+		}
+	}
 }
 
 // Keys whose series would share a name (a plain key and a stat group, a
@@ -210,7 +215,7 @@ func TestNameClashes(t *testing.T) {
 		{map[string]float64{"cnt_x": 1, "sum_x": 2, "max_x": 3, "x_sum": 9}, "zookeeper_x", 1},
 		{map[string]float64{"cnt_y": 1, "sum_y": 2, "min_y": 3, "y_count": 9}, "zookeeper_y", 1},
 		{map[string]float64{"wait_ms": 1, "wait_seconds": 2}, "zookeeper_wait_seconds", 1},
-		{map[string]float64{"up": 1, "ensemble_leaders": 2, "a": 1}, "zookeeper_a", 2},
+		{map[string]float64{"up": 1, "exporter_source": 2, "a": 1}, "zookeeper_a", 2},
 	} {
 		s := Stats{Numbers: tc.keys, Strings: map[string]string{}}
 		var first string
