@@ -32,13 +32,12 @@ const (
 // WatcherType says which watches RemoveWatches removes.
 type WatcherType int32
 
-// Watcher types.
+// Watcher types. Persistent watches are removed with WatcherAny (3.8
+// answers the types 4 and 5 of later versions with a marshalling error).
 const (
-	WatcherChildren            WatcherType = 1
-	WatcherData                WatcherType = 2
-	WatcherAny                 WatcherType = 3
-	WatcherPersistent          WatcherType = 4
-	WatcherPersistentRecursive WatcherType = 5
+	WatcherChildren WatcherType = 1
+	WatcherData     WatcherType = 2
+	WatcherAny      WatcherType = 3
 )
 
 // WorldAll is the ACL world:anyone with every permission.
@@ -159,7 +158,8 @@ func (c *Conn) AddWatch(ctx context.Context, path string, recursive bool) error 
 }
 
 // RemoveWatches removes this session's watches of the given type on path;
-// ErrNoWatcher when there is none.
+// ErrNoWatcher when there is none. The server sends no event for it (Java's
+// client makes up a *WatchRemoved event itself).
 func (c *Conn) RemoveWatches(ctx context.Context, path string, t WatcherType) error {
 	_, err := c.do(ctx, &request{op: jute.OpRemoveWatches, body: &jute.PathMode{Path: path, Mode: int32(t)}}, false)
 	return opErr("removeWatches", path, err)
