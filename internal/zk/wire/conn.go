@@ -125,9 +125,10 @@ type request struct {
 	// when the header has an error code.
 	decodeOnError bool
 
-	hdr  jute.ReplyHeader
-	err  error
-	done chan struct{}
+	hdr     jute.ReplyHeader
+	replied bool // the server answered (set before done is closed)
+	err     error
+	done    chan struct{}
 }
 
 // Dial connects to addr (host:port) and performs the handshake.
@@ -368,23 +369,25 @@ func (c *Conn) Disconnect() {
 	<-c.wdone
 }
 
-// do sends a request and waits for its answer. An ended ctx returns at once;
-// the answer, when it comes, is dropped (its slot is freed then).
-func (c *Conn) do(ctx context.Context, r *request, closing bool) (jute.ReplyHeader, error) {
+// do sends a request and waits for its answer. replied says the server's
+// answer came (err is then nil or the server's error code) and whatever
+// r.resp decoded may be read. An ended ctx returns at once with replied
+// false; the answer, when it comes, is dropped (its slot is freed then).
+func (c *Conn) do(ctx context.Context, r *request, closing bool) (replied bool, err error) {
 	r.done = make(chan struct{})
 	select {
 	case c.sem <- struct{}{}:
 	case <-c.done:
-		return jute.ReplyHeader{}, c.Err()
+		return false, c.Err()
 	case <-ctx.Done():
-		return jute.ReplyHeader{}, ctx.Err()
+		return false, ctx.Err()
 	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
 		<-c.sem
-		return jute.ReplyHeader{}, err
+		return false, err
 	}
 	if closing {
 		c.closing = true
@@ -393,18 +396,17 @@ func (c *Conn) do(ctx context.Context, r *request, closing bool) (jute.ReplyHead
 	c.sendq <- r // never blocks: it has room for every slot of sem
 	select {
 	case <-r.done:
-		return r.hdr, r.err
 	case <-c.done:
 		// The writer may have stopped before taking r.
 		select {
 		case <-r.done:
-			return r.hdr, r.err
 		default:
-			return jute.ReplyHeader{}, c.Err()
+			return false, c.Err()
 		}
 	case <-ctx.Done():
-		return jute.ReplyHeader{}, ctx.Err()
+		return false, ctx.Err()
 	}
+	return r.replied, r.err
 }
 
 func (c *Conn) writeLoop() {
@@ -560,6 +562,7 @@ func (c *Conn) dispatch(frame []byte) error {
 		c.mu.Unlock()
 		if r != nil {
 			r.hdr = hdr
+			r.replied = true
 			c.finish(r, codeErr(hdr.Err))
 		}
 		if hdr.Err == int32(ErrAuthFailed) {
@@ -574,16 +577,24 @@ func (c *Conn) dispatch(frame []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: reply with unknown xid %d", ErrProtocol, hdr.Xid)
 	}
-	r.hdr = hdr
+	// r is ours now: nobody else finishes it.
 	err := codeErr(hdr.Err)
 	if r.resp != nil && (err == nil || (r.decodeOnError && d.Remaining() > 0)) {
 		r.resp(d, hdr)
-		if d.Err() != nil || d.Remaining() != 0 {
-			perr := fmt.Errorf("%w: reply to op %d: %v (%d bytes left)", ErrProtocol, r.op, d.Err(), d.Remaining())
-			c.finish(r, perr)
+		var perr error
+		if d.Err() != nil {
+			perr = fmt.Errorf("%w: reply to op %d: %v", ErrProtocol, r.op, d.Err())
+		} else if d.Remaining() != 0 {
+			perr = fmt.Errorf("%w: reply to op %d: %d bytes left over", ErrProtocol, r.op, d.Remaining())
+		}
+		if perr != nil {
+			// A reply that does not parse ends the connection.
+			c.finish(r, errors.Join(ErrConnClosed, perr))
 			return perr
 		}
 	}
+	r.hdr = hdr
+	r.replied = true
 	c.finish(r, err)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -336,8 +337,28 @@ func TestContextEndsWait(t *testing.T) {
 	if _, _, err := c.Get(ctx, "/", false); err == nil {
 		t.Error("a cancelled context still ran the request")
 	}
-	// The connection is still usable.
+	// Contexts ending while replies are on their way (run with -race: a
+	// late reply must not write into what the caller already returned).
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%30)*50*time.Microsecond)
+			defer cancel()
+			data, st, err := c.Get(ctx, "/", false)
+			if err != nil && (data != nil || st.Czxid != 0) {
+				t.Errorf("an error with data: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	// The connection is still usable and every slot came back.
 	if _, _, err := c.Get(ctxT(t, 5*time.Second), "/", false); err != nil {
 		t.Error(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(c.sem); n != 0 {
+		t.Errorf("%d in-flight slots still taken", n)
 	}
 }

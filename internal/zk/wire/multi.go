@@ -127,9 +127,9 @@ func decodeMulti(d *jute.Decoder) []multiResult {
 // transaction failed, names the first op that failed and why.
 func (c *Conn) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	var raw []multiResult
-	_, err := c.do(ctx, &request{op: jute.OpMulti, body: &multiRequest{ops: ops}, decodeOnError: true,
+	replied, err := c.do(ctx, &request{op: jute.OpMulti, body: &multiRequest{ops: ops}, decodeOnError: true,
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { raw = decodeMulti(d) }}, false)
-	if err != nil && raw == nil {
+	if !replied || (err != nil && raw == nil) {
 		return nil, opErr("multi", "", err)
 	}
 	if len(raw) != len(ops) {

@@ -8,6 +8,10 @@ import (
 	"github.com/zkprom/zkprom/internal/zk/jute"
 )
 
+// Every operation below reads what the reply decoded into only when do
+// says the reply came (err nil, or a server's error code): after an ended
+// context the reader may still be writing it.
+
 // Stat, ACL and ID are jute's records.
 type (
 	Stat       = jute.Stat
@@ -58,7 +62,10 @@ func (c *Conn) Get(ctx context.Context, path string, watch bool) ([]byte, Stat, 
 	var resp jute.GetDataResponse
 	_, err := c.do(ctx, &request{op: jute.OpGetData, body: &jute.PathWatch{Path: path, Watch: watch},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Data, resp.Stat, opErr("get", path, err)
+	if err != nil {
+		return nil, Stat{}, opErr("get", path, err)
+	}
+	return resp.Data, resp.Stat, nil
 }
 
 // Exists reads a node's stat; ok is false (and err nil) when there is no
@@ -70,7 +77,10 @@ func (c *Conn) Exists(ctx context.Context, path string, watch bool) (Stat, bool,
 	if errors.Is(err, ErrNoNode) {
 		return Stat{}, false, nil
 	}
-	return resp.Stat, err == nil, opErr("exists", path, err)
+	if err != nil {
+		return Stat{}, false, opErr("exists", path, err)
+	}
+	return resp.Stat, true, nil
 }
 
 // Children lists a node's children and its stat (getChildren2); watch
@@ -79,7 +89,10 @@ func (c *Conn) Children(ctx context.Context, path string, watch bool) ([]string,
 	resp := jute.ChildrenResponse{WithStat: true}
 	_, err := c.do(ctx, &request{op: jute.OpGetChildren2, body: &jute.PathWatch{Path: path, Watch: watch},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Children, resp.Stat, opErr("children", path, err)
+	if err != nil {
+		return nil, Stat{}, opErr("children", path, err)
+	}
+	return resp.Children, resp.Stat, nil
 }
 
 // Create makes a node and returns its path (with the sequence number of a
@@ -95,7 +108,10 @@ func (c *Conn) Create(ctx context.Context, path string, data []byte, acl []ACL, 
 	var resp jute.Create2Response
 	_, err := c.do(ctx, &request{op: op, body: &jute.CreateRequest{Path: path, Data: data, ACL: acl, Flags: int32(mode)},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Path, resp.Stat, opErr("create", path, err)
+	if err != nil {
+		return "", Stat{}, opErr("create", path, err)
+	}
+	return resp.Path, resp.Stat, nil
 }
 
 // Delete removes a node when its version matches (-1: any version).
@@ -109,7 +125,10 @@ func (c *Conn) Set(ctx context.Context, path string, data []byte, version int32)
 	var resp jute.StatResponse
 	_, err := c.do(ctx, &request{op: jute.OpSetData, body: &jute.SetDataRequest{Path: path, Data: data, Version: version},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Stat, opErr("set", path, err)
+	if err != nil {
+		return Stat{}, opErr("set", path, err)
+	}
+	return resp.Stat, nil
 }
 
 // Sync makes the server this session talks to catch up with the leader as
@@ -118,7 +137,10 @@ func (c *Conn) Sync(ctx context.Context, path string) (string, error) {
 	var resp jute.PathRequest
 	_, err := c.do(ctx, &request{op: jute.OpSync, body: &jute.PathRequest{Path: path},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Path, opErr("sync", path, err)
+	if err != nil {
+		return "", opErr("sync", path, err)
+	}
+	return resp.Path, nil
 }
 
 // GetACL reads a node's ACL and stat.
@@ -126,7 +148,10 @@ func (c *Conn) GetACL(ctx context.Context, path string) ([]ACL, Stat, error) {
 	var resp jute.ACLResponse
 	_, err := c.do(ctx, &request{op: jute.OpGetACL, body: &jute.PathRequest{Path: path},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.ACL, resp.Stat, opErr("getACL", path, err)
+	if err != nil {
+		return nil, Stat{}, opErr("getACL", path, err)
+	}
+	return resp.ACL, resp.Stat, nil
 }
 
 // SetACL replaces a node's ACL when its ACL version matches (-1: any).
@@ -134,7 +159,10 @@ func (c *Conn) SetACL(ctx context.Context, path string, acl []ACL, version int32
 	var resp jute.StatResponse
 	_, err := c.do(ctx, &request{op: jute.OpSetACL, body: &jute.SetACLRequest{Path: path, ACL: acl, Version: version},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Stat, opErr("setACL", path, err)
+	if err != nil {
+		return Stat{}, opErr("setACL", path, err)
+	}
+	return resp.Stat, nil
 }
 
 // AddAuth adds credentials to the session ("digest", "user:password").
@@ -171,7 +199,10 @@ func (c *Conn) GetEphemerals(ctx context.Context, prefix string) ([]string, erro
 	var resp jute.StringsResponse
 	_, err := c.do(ctx, &request{op: jute.OpGetEphemerals, body: &jute.PathRequest{Path: prefix},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.Strings, opErr("getEphemerals", prefix, err)
+	if err != nil {
+		return nil, opErr("getEphemerals", prefix, err)
+	}
+	return resp.Strings, nil
 }
 
 // WhoAmI lists the identities the server gives this session (3.7+).
@@ -179,5 +210,8 @@ func (c *Conn) WhoAmI(ctx context.Context) ([]ClientInfo, error) {
 	var resp jute.WhoAmIResponse
 	_, err := c.do(ctx, &request{op: jute.OpWhoAmI, body: jute.Empty{},
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
-	return resp.ClientInfo, opErr("whoAmI", "", err)
+	if err != nil {
+		return nil, opErr("whoAmI", "", err)
+	}
+	return resp.ClientInfo, nil
 }
