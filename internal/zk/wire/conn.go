@@ -82,7 +82,7 @@ func (c Config) withDefaults() Config {
 
 // Stats counts what went over one connection.
 type Stats struct {
-	Requests  int64 // requests written (pings and auth excluded)
+	Requests  int64 // requests written (pings excluded)
 	Pings     int64 // pings written
 	Frames    int64 // frames read after the handshake
 	Events    int64 // notifications read
@@ -93,6 +93,7 @@ type Stats struct {
 type Conn struct {
 	cfg       Config
 	nc        net.Conn
+	br        *bufio.Reader
 	addr      string
 	sessionID int64
 	passwd    []byte
@@ -104,10 +105,12 @@ type Conn struct {
 	done  chan struct{} // closed when the connection is gone
 	wdone chan struct{} // closed when the writer has stopped
 
-	mu       sync.Mutex
-	pending  map[int32]*request
-	auths    []*request // xid -4 answers come in order, outside the pipeline
-	err      error      // why the connection ended
+	mu      sync.Mutex
+	pending map[int32]*request
+	// Requests with a reserved xid (auth -4, setWatches -8), answered in
+	// order per xid; auth answers come outside the request pipeline.
+	special  map[int32][]*request
+	err      error // why the connection ended
 	closing  bool
 	lastZxid atomic.Int64
 
@@ -159,8 +162,12 @@ func NewConn(ctx context.Context, nc net.Conn, cfg Config) (*Conn, error) {
 		done:    make(chan struct{}),
 		wdone:   make(chan struct{}),
 		pending: map[int32]*request{},
+		special: map[int32][]*request{},
 		events:  newEventQueue(),
 	}
+	// One reader for the handshake and after: nothing the server sent
+	// behind the connect response is lost.
+	c.br = bufio.NewReaderSize(nc, 64<<10)
 	c.lastZxid.Store(cfg.LastZxid)
 	if err := c.handshake(ctx); err != nil {
 		return nil, fmt.Errorf("connect to zookeeper %s: %w", c.addr, err)
@@ -194,7 +201,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 	if err := writeFrame(c.nc, nil, &req); err != nil {
 		return c.ctxErr(ctx, err)
 	}
-	frame, err := readFrame(bufio.NewReaderSize(c.nc, 512), c.cfg.MaxBuffer)
+	frame, err := readFrame(c.br, c.cfg.MaxBuffer)
 	if err != nil {
 		return c.ctxErr(ctx, err)
 	}
@@ -318,16 +325,18 @@ func (c *Conn) fail(cause error) {
 	}
 	c.err = errors.Join(ErrConnClosed, cause)
 	pending := c.pending
-	auths := c.auths
-	c.pending, c.auths = map[int32]*request{}, nil
+	special := c.special
+	c.pending, c.special = map[int32]*request{}, map[int32][]*request{}
 	c.mu.Unlock()
 	c.nc.Close()
 	close(c.done)
 	for _, r := range pending {
 		c.finish(r, c.err)
 	}
-	for _, r := range auths {
-		c.finish(r, c.err)
+	for _, rs := range special {
+		for _, r := range rs {
+			c.finish(r, c.err)
+		}
 	}
 	c.events.close(Event{Type: EventNone, State: state, Err: c.err})
 	c.cfg.Logger.Debug("zookeeper connection ended", "server", c.addr, "session", fmt.Sprintf("0x%x", c.sessionID), "err", cause)
@@ -462,6 +471,8 @@ func (c *Conn) write(w *bufio.Writer, r *request, xid *int32, buf *[]byte) error
 	switch r.op {
 	case jute.OpAuth:
 		hdr.Xid = jute.XidAuth
+	case jute.OpSetWatches, jute.OpSetWatches2:
+		hdr.Xid = jute.XidSetWatches
 	default:
 		*xid++
 		if *xid <= 0 {
@@ -487,19 +498,19 @@ func (c *Conn) write(w *bufio.Writer, r *request, xid *int32, buf *[]byte) error
 		c.finish(r, err)
 		return nil
 	}
-	if r.op == jute.OpAuth {
-		c.auths = append(c.auths, r)
+	if r.xid < 0 {
+		c.special[r.xid] = append(c.special[r.xid], r)
 	} else {
 		c.pending[r.xid] = r
-		c.requests.Add(1)
 	}
+	c.requests.Add(1)
 	c.mu.Unlock()
 	_, err := w.Write(b)
 	return err
 }
 
 func (c *Conn) readLoop() {
-	r := bufio.NewReaderSize(c.nc, 64<<10)
+	r := c.br
 	readTimeout := c.timeout * 2 / 3
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(readTimeout))
@@ -553,19 +564,20 @@ func (c *Conn) dispatch(frame []byte) error {
 		return nil
 	case jute.XidPing:
 		return nil
-	case jute.XidAuth:
+	case jute.XidAuth, jute.XidSetWatches:
 		c.mu.Lock()
 		var r *request
-		if len(c.auths) > 0 {
-			r, c.auths = c.auths[0], c.auths[1:]
+		if q := c.special[hdr.Xid]; len(q) > 0 {
+			r, c.special[hdr.Xid] = q[0], q[1:]
 		}
 		c.mu.Unlock()
-		if r != nil {
-			r.hdr = hdr
-			r.replied = true
-			c.finish(r, codeErr(hdr.Err))
+		if r == nil {
+			return fmt.Errorf("%w: unexpected reply with xid %d", ErrProtocol, hdr.Xid)
 		}
-		if hdr.Err == int32(ErrAuthFailed) {
+		r.hdr = hdr
+		r.replied = true
+		c.finish(r, codeErr(hdr.Err))
+		if hdr.Xid == jute.XidAuth && hdr.Err == int32(ErrAuthFailed) {
 			return ErrAuthFailed // the server closes the connection after it
 		}
 		return nil

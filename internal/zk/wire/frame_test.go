@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -246,6 +247,7 @@ func FuzzFrames(f *testing.F) {
 	f.Add(frame(append(hdr(4), jute.Encode(&jute.WhoAmIResponse{ClientInfo: []jute.ClientInfo{{AuthScheme: "ip", User: "x"}}})...)))
 	f.Add(append(frame(append(hdr(-1), jute.Encode(&jute.WatcherEvent{Type: 1, State: 3, Path: "/a"})...)), frame(hdr(-2))...))
 	f.Add(frame(jute.Encode(&jute.ReplyHeader{Xid: 1, Err: -101})))
+	f.Add(append(frame(hdr(-8)), frame(hdr(-8))...))
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		client, server := net.Pipe()
@@ -278,7 +280,9 @@ func FuzzFrames(f *testing.F) {
 			c.pending[r.xid] = r
 		}
 		auth := &request{op: jute.OpAuth, done: make(chan struct{})}
-		c.auths = []*request{auth}
+		sw := &request{op: jute.OpSetWatches2, done: make(chan struct{})}
+		c.special = map[int32][]*request{jute.XidAuth: {auth}, jute.XidSetWatches: {sw}}
+		c.sem <- struct{}{}
 		c.sem <- struct{}{}
 		rd := bytes.NewReader(b)
 		for {
@@ -293,7 +297,7 @@ func FuzzFrames(f *testing.F) {
 			}
 		}
 		_ = raw
-		for _, r := range append(reqs, auth) {
+		for _, r := range append(reqs, auth, sw) {
 			select {
 			case <-r.done:
 			default:
@@ -304,4 +308,46 @@ func FuzzFrames(f *testing.F) {
 			t.Fatalf("%d in-flight slots not released", len(c.sem))
 		}
 	})
+}
+
+// TestHandshakeFields: what the client asks (timeout, session, password,
+// last zxid, the read-only flag) is what the server reads, and what the
+// server grants is what the connection reports.
+func TestHandshakeFields(t *testing.T) {
+	ctx := ctxT(t, 10*time.Second)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	asked := make(chan jute.ConnectRequest, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		fr, err := readFrame(nc, DefaultMaxBuffer)
+		if err != nil {
+			return
+		}
+		var req jute.ConnectRequest
+		jute.Decode(fr, &req)
+		asked <- req
+		writeFrame(nc, nil, &jute.ConnectResponse{TimeOut: 7000, SessionID: 0x77, Passwd: []byte("0123456789abcdef"), ReadOnly: true})
+		time.Sleep(200 * time.Millisecond)
+	}()
+	c, err := Dial(ctx, ln.Addr().String(), Config{SessionTimeout: 9 * time.Second, SessionID: 0x77, Password: []byte("fedcba9876543210"), LastZxid: 1234, CanBeReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect()
+	req := <-asked
+	want := jute.ConnectRequest{TimeOut: 9000, SessionID: 0x77, Passwd: []byte("fedcba9876543210"), LastZxidSeen: 1234, ReadOnly: true}
+	if !reflect.DeepEqual(req, want) {
+		t.Errorf("server read %+v, want %+v", req, want)
+	}
+	if !c.ReadOnly() || c.SessionTimeout() != 7*time.Second || c.SessionID() != 0x77 || string(c.Password()) != "0123456789abcdef" {
+		t.Errorf("connection reports read-only %v, timeout %s, session 0x%x, password %q", c.ReadOnly(), c.SessionTimeout(), c.SessionID(), c.Password())
+	}
 }

@@ -215,3 +215,56 @@ func (c *Conn) WhoAmI(ctx context.Context) ([]ClientInfo, error) {
 	}
 	return resp.ClientInfo, nil
 }
+
+// Watches names the watches a session had, to set again on a new
+// connection with SetWatches.
+type Watches struct {
+	Data, Exist, Child              []string // one-shot watches
+	Persistent, PersistentRecursive []string
+}
+
+// setWatchesMaxBytes bounds one setWatches2 packet (the Java client cuts
+// at 128 KiB too, far below any jute.maxbuffer).
+const setWatchesMaxBytes = 128 << 10
+
+// SetWatches registers watches again after the session moved to this
+// connection (setWatches2, 3.6+). Events for changes after relativeZxid
+// (the last zxid the client saw) are sent at once: a data watch whose node
+// changed meanwhile fires, an exist watch whose node appeared fires, and
+// so on. Long lists go in several packets.
+func (c *Conn) SetWatches(ctx context.Context, relativeZxid int64, w Watches) error {
+	var packets []*jute.SetWatches2
+	cur := &jute.SetWatches2{RelativeZxid: relativeZxid}
+	size := 8
+	add := func(list *[]string, p string) {
+		if size+4+len(p) > setWatchesMaxBytes && size > 8 {
+			packets = append(packets, cur)
+			cur = &jute.SetWatches2{RelativeZxid: relativeZxid}
+			size = 8
+		}
+		*list = append(*list, p)
+		size += 4 + len(p)
+	}
+	for _, p := range w.Data {
+		add(&cur.DataWatches, p)
+	}
+	for _, p := range w.Exist {
+		add(&cur.ExistWatches, p)
+	}
+	for _, p := range w.Child {
+		add(&cur.ChildWatches, p)
+	}
+	for _, p := range w.Persistent {
+		add(&cur.PersistentWatches, p)
+	}
+	for _, p := range w.PersistentRecursive {
+		add(&cur.PersistentRecursiveWatches, p)
+	}
+	packets = append(packets, cur)
+	for _, sw := range packets {
+		if _, err := c.do(ctx, &request{op: jute.OpSetWatches2, body: sw}, false); err != nil {
+			return opErr("setWatches2", "", err)
+		}
+	}
+	return nil
+}
