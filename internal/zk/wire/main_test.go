@@ -14,14 +14,15 @@ import (
 )
 
 // ensemble is the package's one real ZooKeeper (standalone: the connection
-// layer talks to one server at a time).
+// layer talks to one server at a time), with a TLS port that wants a client
+// certificate.
 var ensemble *zktest.Ensemble
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if !testing.Short() {
 		var err error
-		ensemble, err = zktest.StartEnsemble(zktest.Options{Servers: 1})
+		ensemble, err = zktest.StartEnsemble(zktest.Options{Servers: 1, TLS: true, ClientAuth: "need"})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "start ZooKeeper:", err)
 			os.Exit(1)
