@@ -60,7 +60,6 @@ type fleet struct {
 	sh          *shards
 	ha          *ha // nil without an HA group
 	wake        chan struct{}
-	ctx         context.Context
 
 	mu      sync.Mutex
 	jobs    map[string]configstore.ShardJobStatus
@@ -112,17 +111,30 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		cfg.ZooKeeper.SessionTimeout = a.c.SessionTimeout()
 	}
 	f := &fleet{a: a, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
-		wake: make(chan struct{}, 1), ctx: context.Background()}
+		wake: make(chan struct{}, 1)}
 	if cfg.HAGroup != "" {
 		f.shardMember = cfg.HAGroup
 	}
 	f.sh = newShards(f)
-	if cfg.HAGroup != "" {
-		f.ha = newHA(f)
-	}
 	var err error
 	if f.m, err = newFleetMetrics(reg, f); err != nil {
 		return nil, err
+	}
+	if cfg.HAGroup != "" {
+		f.ha = newHA(haConfig{
+			member: a.cfg.Member, group: cfg.HAGroup, path: a.store.HAGroupPath(cfg.HAGroup),
+			advertiseURL: cfg.AdvertiseURL, ownURL: a.cfg.Prometheus.URL,
+			disconnectGrace: cfg.DisconnectGrace, checkTimeout: cfg.TakeoverCheckTimeout,
+			untrustedWait: cfg.UntrustedRecordWait, retry: a.cfg.RetryInterval,
+		}, haDeps{
+			c: a.c, access: a.Access,
+			recordTrusted: func(ctx context.Context, acc configstore.Access) (bool, error) {
+				return a.store.RecordTrusted(ctx, acc, cfg.HAGroup)
+			},
+			leadershipChanged: func(ctx context.Context) { f.wakeAgent(); f.publish(ctx) },
+			viewChanged:       f.publish,
+			transitions:       f.m.haTransitions, untrusted: f.m.haUntrusted,
+		}, a.logger)
 	}
 	a.status.Fleet = &configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: cfg.HAGroup}
 	return f, nil
@@ -130,7 +142,6 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 
 // run runs the shards and the candidacy until ctx ends.
 func (f *fleet) run(ctx context.Context) {
-	f.ctx = ctx
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); f.sh.run(ctx) }()
@@ -155,20 +166,18 @@ func (f *fleet) wakeAgent() {
 // leading reports whether this agent should run the leader variant now.
 func (f *fleet) leading() bool { return f.ha.leading() }
 
-func (f *fleet) setShardStatus(jobs map[string]configstore.ShardJobStatus, members int) {
+func (f *fleet) setShardStatus(ctx context.Context, jobs map[string]configstore.ShardJobStatus, members int) {
 	f.mu.Lock()
 	same := maps.Equal(jobs, f.jobs) && members == f.members
 	f.jobs, f.members = jobs, members
 	f.mu.Unlock()
 	if !same {
-		f.publish()
+		f.publish(ctx)
 	}
 }
 
-func (f *fleet) publishHA() { f.publish() }
-
 // publish puts the fleet's part into the agent's status when it changed.
-func (f *fleet) publish() {
+func (f *fleet) publish(ctx context.Context) {
 	f.mu.Lock()
 	fs := configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: f.cfg.HAGroup,
 		Jobs: maps.Clone(f.jobs), Members: f.members}
@@ -180,7 +189,7 @@ func (f *fleet) publish() {
 	if cur != nil && fleetEqual(*cur, fs) {
 		return
 	}
-	f.a.setStatus(f.ctx, func(s *configstore.Status) { s.Fleet = &fs })
+	f.a.setStatus(ctx, func(s *configstore.Status) { s.Fleet = &fs })
 }
 
 func fleetEqual(a, b configstore.FleetStatus) bool {
@@ -198,7 +207,7 @@ func (f *fleet) refresh(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			f.publish()
+			f.publish(ctx)
 			if f.ha != nil && f.a.disk.linkedLeader() != f.leading() {
 				f.wakeAgent() // e.g. Prometheus's files were switched back under a leader
 			}

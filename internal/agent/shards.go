@@ -153,7 +153,7 @@ func (s *shards) run(ctx context.Context) {
 				continue
 			}
 		}
-		next := s.advance(time.Now())
+		next := s.advance(ctx, time.Now())
 		timer.Stop()
 		if !next.IsZero() {
 			timer.Reset(max(time.Until(next), time.Millisecond))
@@ -256,7 +256,7 @@ func (s *shards) applyUpdate(u groupUpdate) {
 
 // advance lets every job's sharder catch up and writes the shares that
 // changed; it returns when to look again.
-func (s *shards) advance(now time.Time) time.Time {
+func (s *shards) advance(ctx context.Context, now time.Time) time.Time {
 	var next time.Time
 	wrote := false
 	for name, j := range s.jobs {
@@ -286,7 +286,8 @@ func (s *shards) advance(now time.Time) time.Time {
 	if wrote || len(s.jobs) == 0 {
 		s.pending = time.Time{}
 	}
-	s.f.setShardStatus(s.status())
+	jobs, members := s.status()
+	s.f.setShardStatus(ctx, jobs, members)
 	return next
 }
 
