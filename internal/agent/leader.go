@@ -253,5 +253,5 @@ func (a *Agent) fleetStep(ctx context.Context) {
 	if rev == 0 || !a.variantChanged(rev) {
 		return
 	}
-	a.apply(context.WithValue(ctx, localApply{}, true), rev, canary)
+	a.carry(ctx, a.newAttempt(rev, canary, true)) // from local files: no waiting for ZooKeeper
 }
