@@ -84,7 +84,7 @@ type Agent struct {
 	status  configstore.Status
 	state   State
 	reg     *zk.Registration
-	changed chan struct{} // closed and replaced on every status change
+	linked  chan struct{} // DIR/current was re-pointed (one pending signal at most)
 	pending *attempt      // switched while Prometheus did not answer: verify when it does
 	last    *attempt      // the last attempt reported
 	noticed map[int]time.Time
@@ -131,11 +131,12 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	a := &Agent{
-		cfg: cfg, c: c, store: store, prom: pc, disk: disk{dir: cfg.ConfigDir},
+		cfg: cfg, c: c, store: store, prom: pc,
 		logger:  logger.With("component", "agent", "cluster", cfg.Cluster, "member", cfg.Member),
-		changed: make(chan struct{}),
 		noticed: map[int]time.Time{},
+		linked:  make(chan struct{}, 1),
 	}
+	a.disk = disk{dir: cfg.ConfigDir, onLink: a.relinked}
 	a.m, err = newMetrics(reg, a)
 	if err != nil {
 		return nil, err
@@ -158,11 +159,12 @@ func (a *Agent) Status() configstore.Status {
 	return a.status
 }
 
-// statusChanged returns a channel closed at the next status change.
-func (a *Agent) statusChanged() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.changed
+// relinked tells the shards that DIR/current was re-pointed.
+func (a *Agent) relinked() {
+	select {
+	case a.linked <- struct{}{}:
+	default:
+	}
 }
 
 // Store returns the agent's view of the cluster.
@@ -182,8 +184,6 @@ func (a *Agent) updateStatus(ctx context.Context, local bool, f func(*configstor
 	a.status.Updated = time.Now().UTC()
 	st := a.status
 	reg := a.reg
-	close(a.changed)
-	a.changed = make(chan struct{})
 	a.mu.Unlock()
 	if reg != nil {
 		a.publish(ctx, reg, st, local)

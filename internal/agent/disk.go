@@ -54,7 +54,12 @@ type State struct {
 	FailedError    string    `json:"failed_error,omitempty"`
 }
 
-type disk struct{ dir string }
+type disk struct {
+	dir string
+	// onLink, when set, is called after every attempt to re-point
+	// DIR/current (the shards then read shards.yml of what is live).
+	onLink func()
+}
 
 func (d disk) revDir(rev int) string {
 	return filepath.Join(d.dir, revisionsDir, configstore.RevisionName(rev))
@@ -237,6 +242,9 @@ func (d disk) link(rev int) error { return d.linkTo(relRevDir(rev)) }
 
 // linkTo points DIR/current at target ("" removes the link).
 func (d disk) linkTo(target string) error {
+	if d.onLink != nil {
+		defer d.onLink()
+	}
 	if target == "" {
 		if err := os.Remove(d.current()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

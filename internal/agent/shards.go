@@ -89,9 +89,10 @@ type groupUpdate struct {
 // their targets, follows the cluster's members and writes this agent's
 // share of each job to DIR/shards/<job>.json.
 type shards struct {
-	f      *fleet
-	logger *slog.Logger
-	dir    string
+	f        *fleet
+	logger   *slog.Logger
+	dir      string
+	relinked <-chan struct{} // DIR/current was re-pointed: read shards.yml again
 
 	mgr     *discovery.Manager
 	cfgData []byte // the last shards.yml read (good or bad)
@@ -107,7 +108,7 @@ type shards struct {
 }
 
 func newShards(f *fleet) *shards {
-	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir),
+	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir), relinked: f.a.linked,
 		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16), ignored: map[string]string{}}
 }
 
@@ -127,11 +128,12 @@ func (s *shards) run(ctx context.Context) {
 	views := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger).Views()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	reread := time.NewTicker(time.Second)
+	// The apply path says when DIR/current changes; the slow re-read
+	// only catches a link changed behind the agent's back.
+	reread := time.NewTicker(shardsRecheck)
 	defer reread.Stop()
 	s.loadConfig(ctx)
 	for {
-		changed := s.f.a.statusChanged()
 		select {
 		case <-ctx.Done():
 			return
@@ -144,7 +146,7 @@ func (s *shards) run(ctx context.Context) {
 		case u := <-s.updates:
 			s.applyUpdate(u)
 		case <-timer.C:
-		case <-changed:
+		case <-s.relinked:
 			if !s.loadConfig(ctx) {
 				continue
 			}
@@ -160,6 +162,10 @@ func (s *shards) run(ctx context.Context) {
 		}
 	}
 }
+
+// shardsRecheck is how often the shards read shards.yml of DIR/current
+// without being told that it changed.
+const shardsRecheck = 30 * time.Second
 
 // setView takes the cluster's members: each counts as its shard member
 // (its HA group or its name) with its weight. This agent always counts
