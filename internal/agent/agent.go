@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -82,14 +81,14 @@ type Agent struct {
 
 	mu      sync.Mutex
 	status  configstore.Status
-	state   State
+	state   savedState
 	reg     *zk.Registration
 	linked  chan struct{} // DIR/current was re-pointed (one pending signal at most)
 	pending *attempt      // switched while Prometheus did not answer: verify when it does
 	last    *attempt      // the last attempt reported
 	noticed map[int]time.Time
 	fleet   *fleet
-	access  configstore.Access // the cluster's, as read at registration
+	acc     configstore.Access // the cluster's, as read at registration
 }
 
 // New checks cfg and builds an agent; Run starts it.
@@ -166,9 +165,6 @@ func (a *Agent) relinked() {
 	default:
 	}
 }
-
-// Store returns the agent's view of the cluster.
-func (a *Agent) Store() *configstore.Store { return a.store }
 
 // setStatus changes the status and publishes it to the member znode.
 func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
@@ -326,7 +322,7 @@ func (a *Agent) register(ctx context.Context) error {
 			a.mu.Unlock()
 			var reg *zk.Registration
 			reg, err = zk.Register(rctx, a.c, a.store.MemberPath(a.cfg.Member), data, zk.RegisterOptions{
-				ACLFunc: func() []zk.ACL { return a.Access().ACL(configstore.KindAgentNode) }, Logger: a.logger})
+				ACLFunc: func() []zk.ACL { return a.accessSettings().ACL(configstore.KindAgentNode) }, Logger: a.logger})
 			if err == nil {
 				cancel()
 				a.mu.Lock()
@@ -355,18 +351,9 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 }
 
-// Access returns the cluster's access settings as read at registration.
-func (a *Agent) Access() configstore.Access {
+// accessSettings returns the cluster's access settings as read at registration.
+func (a *Agent) accessSettings() configstore.Access {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.access
-}
-
-// Describe is for docs: the placeholders a bundle may use.
-func Placeholders() string {
-	return strings.Join([]string{
-		"${" + bundle.PlaceholderMember + "}", "${" + bundle.PlaceholderCluster + "}",
-		"${" + bundle.PlaceholderConfigDir + "}", "${" + bundle.PlaceholderRevisionDir + "}",
-		"${" + bundle.PlaceholderRevision + "}",
-	}, ", ")
+	return a.acc
 }

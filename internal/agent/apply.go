@@ -21,13 +21,13 @@ import (
 
 // Steps of an apply, as used in metrics and status.
 const (
-	StepFetch    = "fetch"
-	StepStage    = "stage"
-	StepValidate = "validate"
-	StepSwitch   = "switch"
-	StepReload   = "reload"
-	StepVerify   = "verify"
-	StepRollback = "rollback"
+	stepFetch    = "fetch"
+	stepStage    = "stage"
+	stepValidate = "validate"
+	stepSwitch   = "switch"
+	stepReload   = "reload"
+	stepVerify   = "verify"
+	stepRollback = "rollback"
 )
 
 // attempt is one try to bring a revision live, from its start to its
@@ -143,13 +143,13 @@ func (a *Agent) carry(ctx context.Context, at *attempt) bool {
 	})
 
 	var b *bundle.Bundle
-	if err := a.timed(at, StepFetch, func() (err error) {
+	if err := a.timed(at, stepFetch, func() (err error) {
 		var meta configstore.Meta
 		meta, b, err = a.fetchRevision(ctx, at.rev, at.leader)
 		at.checksum = meta.Checksum
 		return err
 	}); err != nil {
-		a.m.failures.WithLabelValues(StepFetch).Inc()
+		a.m.failures.WithLabelValues(stepFetch).Inc()
 		a.logger.Warn("could not fetch revision; retrying", "revision", at.rev, "err", err)
 		a.report(ctx, at, func(s *configstore.Status) {
 			s.State = a.restState(s)
@@ -162,12 +162,12 @@ func (a *Agent) carry(ctx context.Context, at *attempt) bool {
 	if _, ok := b.Files[bundle.LeaderFile]; !ok {
 		at.leader = false // no overlay in this revision: one variant for all
 	}
-	if err := a.timed(at, StepStage, func() error {
+	if err := a.timed(at, stepStage, func() error {
 		return a.stageRevision(at.rev, at.leader, at.checksum, b)
 	}); err != nil {
 		return a.fail(ctx, at, err)
 	}
-	if err := a.timed(at, StepValidate, func() error {
+	if err := a.timed(at, stepValidate, func() error {
 		if _, err := bundle.ValidateDir(ctx, a.disk.variantDir(at.rev, at.leader), a.cfg.Promtool); err != nil {
 			return err
 		}
@@ -183,12 +183,12 @@ func (a *Agent) carry(ctx context.Context, at *attempt) bool {
 		return true
 	}
 	at.swapped = true
-	if err := a.timed(at, StepSwitch, func() error { return a.disk.linkTo(relVariantDir(at.rev, at.leader)) }); err != nil {
+	if err := a.timed(at, stepSwitch, func() error { return a.disk.linkTo(relVariantDir(at.rev, at.leader)) }); err != nil {
 		return a.fail(ctx, at, err)
 	}
 	at.switched = time.Now()
 	var before reloadState
-	err := a.timed(at, StepReload, func() error {
+	err := a.timed(at, stepReload, func() error {
 		var err error
 		if err := a.checkConfigFile(ctx); err != nil {
 			return err
@@ -213,7 +213,7 @@ func (a *Agent) carry(ctx context.Context, at *attempt) bool {
 		return a.fail(ctx, at, err)
 	}
 	var after prom.RuntimeInfo
-	if err := a.timed(at, StepVerify, func() (err error) {
+	if err := a.timed(at, stepVerify, func() (err error) {
 		after, err = a.verify(ctx, before)
 		return err
 	}); err != nil {
@@ -291,7 +291,7 @@ func (a *Agent) succeed(ctx context.Context, at *attempt, ri prom.RuntimeInfo) {
 	a.m.stepDuration.WithLabelValues("total").Observe(at.total.Seconds())
 	a.m.applies.Inc()
 	a.mu.Lock()
-	a.state = State{Applied: at.rev, Checksum: at.checksum, AppliedAt: time.Now().UTC()}
+	a.state = savedState{Applied: at.rev, Checksum: at.checksum, AppliedAt: time.Now().UTC()}
 	st := a.state
 	a.last = at
 	a.pending = nil
@@ -313,7 +313,7 @@ func (a *Agent) succeed(ctx context.Context, at *attempt, ri prom.RuntimeInfo) {
 // stepsText lists step durations in the order of an apply.
 func stepsText(steps map[string]time.Duration) string {
 	var parts []string
-	for _, s := range []string{StepFetch, StepStage, StepValidate, StepSwitch, StepReload, StepVerify} {
+	for _, s := range []string{stepFetch, stepStage, stepValidate, stepSwitch, stepReload, stepVerify} {
 		if d, ok := steps[s]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%s", s, d.Round(time.Millisecond)))
 		}
@@ -326,7 +326,7 @@ func stepsText(steps map[string]time.Duration) string {
 // then reports the failure with Prometheus's text. It returns false (not
 // to be retried).
 func (a *Agent) fail(ctx context.Context, at *attempt, err error) bool {
-	step := StepStage
+	step := stepStage
 	var se *stepError
 	if errors.As(err, &se) {
 		step = se.step
@@ -338,7 +338,7 @@ func (a *Agent) fail(ctx context.Context, at *attempt, err error) bool {
 	if at.swapped {
 		ri, err = a.switchBack(ctx, at.prevLink)
 		if err != nil {
-			a.m.failures.WithLabelValues(StepRollback).Inc()
+			a.m.failures.WithLabelValues(stepRollback).Inc()
 			msg += "; AND rolling back to revision " + fmt.Sprint(at.prev) + " failed: " + errorText(err)
 			a.logger.Error("rollback failed", "previous", at.prev, "err", err)
 		}
@@ -416,7 +416,7 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 			return true
 		}
 		a.dropPending()
-		return a.fail(ctx, at, &stepError{step: StepReload, err: err})
+		return a.fail(ctx, at, &stepError{step: stepReload, err: err})
 	}
 	if rs.ok && rs.ri.ReloadConfigSuccess && rs.lastSuccess.After(at.switched) {
 		// Prometheus started after the switch and loaded the new files.
@@ -428,12 +428,12 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 			return true
 		}
 		a.dropPending()
-		return a.fail(ctx, at, &stepError{step: StepReload, err: err})
+		return a.fail(ctx, at, &stepError{step: stepReload, err: err})
 	}
 	after, err := a.verify(ctx, rs)
 	a.dropPending()
 	if err != nil {
-		return a.fail(ctx, at, &stepError{step: StepVerify, err: err})
+		return a.fail(ctx, at, &stepError{step: stepVerify, err: err})
 	}
 	a.succeed(ctx, at, after)
 	return false

@@ -44,8 +44,8 @@ type manifest struct {
 	Written  time.Time         `json:"written"`
 }
 
-// State is what the agent remembers across restarts (DIR/state.json).
-type State struct {
+// savedState is what the agent remembers across restarts (DIR/state.json).
+type savedState struct {
 	Applied        int       `json:"applied"`
 	Checksum       string    `json:"checksum,omitempty"`
 	AppliedAt      time.Time `json:"applied_at,omitzero"`
@@ -114,8 +114,8 @@ func (d disk) linkTarget() string {
 // relRevDir is a revision directory as the symlink names it.
 func relRevDir(rev int) string { return filepath.Join(revisionsDir, configstore.RevisionName(rev)) }
 
-func (d disk) readState() (State, error) {
-	var s State
+func (d disk) readState() (savedState, error) {
+	var s savedState
 	data, err := os.ReadFile(filepath.Join(d.dir, stateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -129,7 +129,7 @@ func (d disk) readState() (State, error) {
 	return s, nil
 }
 
-func (d disk) writeState(s State) error {
+func (d disk) writeState(s savedState) error {
 	data, _ := json.MarshalIndent(s, "", "  ")
 	return writeAtomic(filepath.Join(d.dir, stateFile), data)
 }

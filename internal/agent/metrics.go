@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent) (*metrics, error) {
 			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"step"}),
 	}
-	for _, r := range []string{StepFetch, StepStage, StepValidate, StepSwitch, StepReload, StepVerify, StepRollback} {
+	for _, r := range []string{stepFetch, stepStage, stepValidate, stepSwitch, stepReload, stepVerify, stepRollback} {
 		m.failures.WithLabelValues(r)
 	}
 	if reg != nil {

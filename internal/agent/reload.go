@@ -75,7 +75,7 @@ func (a *Agent) verify(ctx context.Context, before reloadState) (prom.RuntimeInf
 func (a *Agent) switchBack(ctx context.Context, prevLink string) (prom.RuntimeInfo, error) {
 	ctx = context.WithoutCancel(ctx)
 	t := time.Now()
-	defer func() { a.m.stepDuration.WithLabelValues(StepRollback).Observe(time.Since(t).Seconds()) }()
+	defer func() { a.m.stepDuration.WithLabelValues(stepRollback).Observe(time.Since(t).Seconds()) }()
 	if err := a.disk.linkTo(prevLink); err != nil {
 		return prom.RuntimeInfo{}, err
 	}

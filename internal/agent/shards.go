@@ -25,10 +25,10 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
-// ShardsDir is the folder below --config-dir that holds one file_sd file
+// shardsDir is the folder below --config-dir that holds one file_sd file
 // per sharded job: DIR/shards/<job>.json, referenced from the bundle as
 // ${ZKPROM_CONFIG_DIR}/shards/<job>.json.
-const ShardsDir = "shards"
+const shardsDir = "shards"
 
 // shardOptions are a sharded job's assignment settings.
 func shardOptions(j bundle.ShardJob) shard.Options {
@@ -108,7 +108,7 @@ type shards struct {
 }
 
 func newShards(f *fleet) *shards {
-	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir), relinked: f.a.linked,
+	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, shardsDir), relinked: f.a.linked,
 		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16), ignored: map[string]string{}}
 }
 

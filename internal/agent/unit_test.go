@@ -107,8 +107,8 @@ func TestDiskStageLinkPrune(t *testing.T) {
 	if rev, err := d.linked(); err != nil || rev != 0 {
 		t.Errorf("foreign link: %d %v", rev, err)
 	}
-	// State round trip.
-	st := State{Applied: 3, Checksum: "sum", FailedRevision: 4, FailedError: "boom"}
+	// savedState round trip.
+	st := savedState{Applied: 3, Checksum: "sum", FailedRevision: 4, FailedError: "boom"}
 	if err := d.writeState(st); err != nil {
 		t.Fatal(err)
 	}
