@@ -79,14 +79,20 @@ type Agent struct {
 	logger *slog.Logger
 	m      *metrics
 
+	// The record of what the agent is doing, under mu. state is what
+	// survives a restart (DIR/state.json) and is the one home of the
+	// applied and the failed revision; status is what /status, the
+	// member node and the metrics show, its revision and failure fields
+	// copied from state at every change (syncStatus). pending and last
+	// are apply attempts.
 	mu      sync.Mutex
-	status  configstore.Status
 	state   savedState
+	status  configstore.Status
+	pending *attempt // switched while Prometheus did not answer: verify when it does
+	last    *attempt // the last attempt reported
+	noticed map[int]time.Time
 	reg     *zk.Registration
 	linked  chan struct{} // DIR/current was re-pointed (one pending signal at most)
-	pending *attempt      // switched while Prometheus did not answer: verify when it does
-	last    *attempt      // the last attempt reported
-	noticed map[int]time.Time
 	fleet   *fleet
 	acc     configstore.Access // the cluster's, as read at registration
 }
@@ -176,6 +182,7 @@ func (a *Agent) setStatus(ctx context.Context, f func(*configstore.Status)) {
 func (a *Agent) updateStatus(ctx context.Context, local bool, f func(*configstore.Status)) {
 	a.mu.Lock()
 	f(&a.status)
+	a.syncStatus()
 	a.status.Error = bundle.CleanText(a.status.Error)
 	a.status.Updated = time.Now().UTC()
 	st := a.status
@@ -184,6 +191,13 @@ func (a *Agent) updateStatus(ctx context.Context, local bool, f func(*configstor
 	if reg != nil {
 		a.publish(ctx, reg, st, local)
 	}
+}
+
+// syncStatus copies the applied and the failed revision from the state
+// into the status (a.mu held).
+func (a *Agent) syncStatus() {
+	a.status.Revision, a.status.Checksum = a.state.Applied, a.state.Checksum
+	a.status.FailedRevision, a.status.FailedStep = a.state.FailedRevision, a.state.FailedStep
 }
 
 func (a *Agent) publish(ctx context.Context, reg *zk.Registration, st configstore.Status, local bool) {
@@ -222,10 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.state = st
-	a.status.Revision = st.Applied
-	a.status.Checksum = st.Checksum
-	a.status.FailedRevision = st.FailedRevision
-	a.status.FailedStep = st.FailedStep
+	a.syncStatus()
 	a.status.Error = bundle.CleanText(st.FailedError)
 	a.mu.Unlock()
 	a.logger.Info("starting", "config_dir", a.cfg.ConfigDir, "applied", st.Applied, "linked", linked, "prometheus", a.prom.URL())

@@ -290,12 +290,7 @@ func (a *Agent) succeed(ctx context.Context, at *attempt, ri prom.RuntimeInfo) {
 	at.total = time.Since(at.start)
 	a.m.stepDuration.WithLabelValues("total").Observe(at.total.Seconds())
 	a.m.applies.Inc()
-	a.mu.Lock()
-	a.state = savedState{Applied: at.rev, Checksum: at.checksum, AppliedAt: time.Now().UTC()}
-	st := a.state
-	a.last = at
-	a.pending = nil
-	a.mu.Unlock()
+	st := savedState{Applied: at.rev, Checksum: at.checksum, AppliedAt: time.Now().UTC()}
 	if err := a.disk.writeState(st); err != nil {
 		a.logger.Error("could not record the applied revision", "err", err)
 	}
@@ -304,8 +299,8 @@ func (a *Agent) succeed(ctx context.Context, at *attempt, ri prom.RuntimeInfo) {
 	}
 	a.logger.Info("applied revision", "revision", at.rev, "previous", at.prev, "duration", at.total, "steps", stepsText(at.steps))
 	a.report(ctx, at, func(s *configstore.Status) {
-		s.State, s.Revision, s.Checksum, s.Target, s.Canary = configstore.StateApplied, at.rev, at.checksum, at.rev, at.canary
-		s.FailedRevision, s.FailedStep, s.Error = 0, "", ""
+		a.state, a.last, a.pending = st, at, nil
+		s.State, s.Target, s.Canary, s.Error = configstore.StateApplied, at.rev, at.canary, ""
 		s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
 	})
 }
@@ -345,16 +340,15 @@ func (a *Agent) fail(ctx context.Context, at *attempt, err error) bool {
 	}
 	at.total, at.err = time.Since(at.start), errors.New(msg)
 	a.mu.Lock()
-	a.state.FailedRevision, a.state.FailedStep, a.state.FailedError = at.rev, step, msg
 	st := a.state
-	a.last = at
 	a.mu.Unlock()
+	st.FailedRevision, st.FailedStep, st.FailedError = at.rev, step, msg
 	if err := a.disk.writeState(st); err != nil {
 		a.logger.Error("could not record the failed revision", "err", err)
 	}
 	a.report(ctx, at, func(s *configstore.Status) {
-		s.State, s.Target, s.Canary = configstore.StateFailed, at.rev, at.canary
-		s.FailedRevision, s.FailedStep, s.Error = at.rev, step, msg
+		a.state, a.last = st, at
+		s.State, s.Target, s.Canary, s.Error = configstore.StateFailed, at.rev, at.canary, msg
 		if at.swapped && !ri.LastConfigTime.IsZero() {
 			s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
 		}
@@ -390,11 +384,9 @@ func (a *Agent) confirm(ctx context.Context, rev int, canary bool) bool {
 		// Prometheus is not on a good configuration: apply again.
 		return a.apply(ctx, rev, canary)
 	}
-	a.mu.Lock()
-	checksum := a.state.Checksum
-	a.mu.Unlock()
 	a.setStatus(ctx, func(s *configstore.Status) {
-		s.State, s.Revision, s.Checksum, s.Target, s.Canary = configstore.StateApplied, rev, checksum, rev, canary
+		// rev is the applied revision: the status takes it from the state.
+		s.State, s.Target, s.Canary = configstore.StateApplied, rev, canary
 		s.LastReload, s.ReloadSuccessful = ri.LastConfigTime, ri.ReloadConfigSuccess
 	})
 	return false

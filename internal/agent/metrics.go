@@ -93,7 +93,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 func (a *Agent) DocumentMetrics() {
 	a.m.stepDuration.WithLabelValues("total")
 	a.mu.Lock()
-	a.status.Revision, a.status.Target, a.status.LastReload = 1, 1, a.status.Started
+	a.state.Applied = 1
+	a.status.Target, a.status.LastReload = 1, a.status.Started
+	a.syncStatus()
 	a.mu.Unlock()
 	a.fleet.documentFleet()
 }
