@@ -115,11 +115,14 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 	if cfg.HAGroup != "" {
 		f.shardMember = cfg.HAGroup
 	}
-	f.sh = newShards(f)
 	var err error
 	if f.m, err = newFleetMetrics(reg, f); err != nil {
 		return nil, err
 	}
+	f.sh = newShards(shardsConfig{
+		cluster: a.cfg.Cluster, shardMember: f.shardMember, weight: f.weight, configDir: a.cfg.ConfigDir,
+		zooKeeper: cfg.ZooKeeper, membersPath: a.store.MembersPath(),
+	}, shardsDeps{c: a.c, relinked: a.linked, setIgnored: f.setIgnored, setStatus: f.setShardStatus, m: f.m}, a.logger)
 	if cfg.HAGroup != "" {
 		f.ha = newHA(haConfig{
 			member: a.cfg.Member, group: cfg.HAGroup, path: a.store.HAGroupPath(cfg.HAGroup),

@@ -89,15 +89,15 @@ type groupUpdate struct {
 // their targets, follows the cluster's members and writes this agent's
 // share of each job to DIR/shards/<job>.json.
 type shards struct {
-	f        *fleet
-	logger   *slog.Logger
-	dir      string
-	relinked <-chan struct{} // DIR/current was re-pointed: read shards.yml again
+	cfg    shardsConfig
+	d      shardsDeps
+	logger *slog.Logger
+	dir    string
 
 	mgr     *discovery.Manager
 	cfgData []byte // the last shards.yml read (good or bad)
 	loaded  bool
-	cfg     *bundle.Shards
+	shards  *bundle.Shards // the last good shards.yml
 	jobs    map[string]*shardJob
 	updates chan groupUpdate
 	members []shard.Member
@@ -107,8 +107,29 @@ type shards struct {
 	gen     int
 }
 
-func newShards(f *fleet) *shards {
-	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, shardsDir), relinked: f.a.linked,
+// shardsConfig is what the shards need to know.
+type shardsConfig struct {
+	cluster     string
+	shardMember string  // this agent's name in the assignment (its HA group or its member name)
+	weight      float64 // this agent's share weight
+	configDir   string  // DIR
+	zooKeeper   zk.Config
+	membersPath string // the cluster's members node
+}
+
+// shardsDeps is what the shards need from the agent and the fleet.
+type shardsDeps struct {
+	c        *zk.Client      // to follow the members
+	relinked <-chan struct{} // DIR/current was re-pointed: read shards.yml again
+	// setIgnored and setStatus hand what the shards see to the fleet's
+	// status and metrics.
+	setIgnored func(nodes map[string]string)
+	setStatus  func(ctx context.Context, jobs map[string]configstore.ShardJobStatus, members int)
+	m          *fleetMetrics
+}
+
+func newShards(cfg shardsConfig, d shardsDeps, logger *slog.Logger) *shards {
+	return &shards{cfg: cfg, d: d, logger: logger.With("part", "shards"), dir: filepath.Join(cfg.configDir, shardsDir),
 		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16), ignored: map[string]string{}}
 }
 
@@ -125,7 +146,7 @@ func (s *shards) run(ctx context.Context) {
 	}
 	s.mgr = mgr
 	defer mgr.Close()
-	views := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger).Views()
+	views := zk.WatchGroup(ctx, s.d.c, s.cfg.membersPath, s.logger).Views()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// The apply path says when DIR/current changes; the slow re-read
@@ -146,7 +167,7 @@ func (s *shards) run(ctx context.Context) {
 		case u := <-s.updates:
 			s.applyUpdate(u)
 		case <-timer.C:
-		case <-s.relinked:
+		case <-s.d.relinked:
 			if !s.loadConfig(ctx) {
 				continue
 			}
@@ -178,7 +199,7 @@ func (s *shards) setView(v zk.GroupView) {
 	byName := map[string]float64{}
 	ignored := map[string]string{}
 	for _, m := range v.Members {
-		st, err := configstore.ParseMember(s.f.a.cfg.Cluster, m.Name, m.Data, &m.Stat)
+		st, err := configstore.ParseMember(s.cfg.cluster, m.Name, m.Data, &m.Stat)
 		if err != nil {
 			key := fmt.Sprintf("%s@%d", m.Name, m.Stat.Czxid)
 			var me *configstore.MemberError
@@ -188,7 +209,7 @@ func (s *shards) setView(v zk.GroupView) {
 			}
 			ignored[key] = reason
 			if _, seen := s.ignored[key]; !seen {
-				s.logger.Warn("ignoring a node under members that is not a live agent's", "node", s.f.a.store.MemberPath(m.Name), "reason", reason, "err", err)
+				s.logger.Warn("ignoring a node under members that is not a live agent's", "node", zk.Join(s.cfg.membersPath, m.Name), "reason", reason, "err", err)
 			}
 			continue
 		}
@@ -199,8 +220,8 @@ func (s *shards) setView(v zk.GroupView) {
 		byName[name] = max(byName[name], w)
 	}
 	s.ignored = ignored
-	s.f.setIgnored(ignored)
-	byName[s.f.shardMember] = max(byName[s.f.shardMember], s.f.weight)
+	s.d.setIgnored(ignored)
+	byName[s.cfg.shardMember] = max(byName[s.cfg.shardMember], s.cfg.weight)
 	members := make([]shard.Member, 0, len(byName))
 	for n, w := range byName {
 		members = append(members, shard.Member{Name: n, Weight: w})
@@ -279,21 +300,21 @@ func (s *shards) advance(ctx context.Context, now time.Time) time.Time {
 		}
 		if err := writeAtomic(s.filePath(name), data); err != nil {
 			s.logger.Error("cannot write the share file; keeping the last one", "job", name, "err", err)
-			s.f.m.shardWriteErrors.WithLabelValues(name).Inc()
+			s.d.m.shardWriteErrors.WithLabelValues(name).Inc()
 			continue
 		}
 		j.last = data
 		wrote = true
-		s.f.m.shardWrites.WithLabelValues(name).Inc()
+		s.d.m.shardWrites.WithLabelValues(name).Inc()
 	}
 	if wrote && !s.pending.IsZero() {
-		s.f.m.rebalance.Observe(time.Since(s.pending).Seconds())
+		s.d.m.rebalance.Observe(time.Since(s.pending).Seconds())
 	}
 	if wrote || len(s.jobs) == 0 {
 		s.pending = time.Time{}
 	}
 	jobs, members := s.status()
-	s.f.setShardStatus(ctx, jobs, members)
+	s.d.setStatus(ctx, jobs, members)
 	return next
 }
 
@@ -313,7 +334,7 @@ func (s *shards) filePath(job string) string { return filepath.Join(s.dir, job+"
 // loadConfig reads shards.yml of the applied revision (DIR/current) and
 // starts, restarts or stops jobs when it changed (then it returns true).
 func (s *shards) loadConfig(ctx context.Context) bool {
-	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, bundle.ShardsFile))
+	data, err := os.ReadFile(filepath.Join(s.cfg.configDir, currentLink, bundle.ShardsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		data, err = nil, nil
 	}
@@ -327,16 +348,16 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 	s.loaded = true
 	cfg := &bundle.Shards{}
 	if data != nil {
-		cfg, err = bundle.ParseShards(data, s.f.cfg.ZooKeeper)
+		cfg, err = bundle.ParseShards(data, s.cfg.zooKeeper)
 		if err != nil {
 			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
 			s.cfgData = data
 			return false
 		}
 	} else {
-		cfg.ZooKeeper = &s.f.cfg.ZooKeeper
+		cfg.ZooKeeper = &s.cfg.zooKeeper
 	}
-	s.cfgData, s.cfg = data, cfg
+	s.cfgData, s.shards = data, cfg
 	if len(cfg.Jobs) > 0 {
 		s.mgr.ApplyConfig(cfg.DiscoveryConfig())
 	} else {
@@ -368,7 +389,7 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 			}
 		}
 		if j == nil {
-			j = &shardJob{sharder: shard.NewSharder(s.f.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
+			j = &shardJob{sharder: shard.NewSharder(s.cfg.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
 			if s.viewed {
 				j.sharder.SetMembers(s.members, now)
 			}
