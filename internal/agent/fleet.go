@@ -48,12 +48,17 @@ type FleetConfig struct {
 	UntrustedRecordWait time.Duration
 }
 
-// fleet ties the shards and the HA candidacy to the agent.
+// fleet ties the shards and the HA candidacy to the agent: it wakes the
+// agent's loop when the wanted variant changes and puts the fleet's part
+// into the agent's status, through the funcs it was handed.
 type fleet struct {
-	a      *Agent
-	cfg    FleetConfig
-	logger *slog.Logger
-	m      *fleetMetrics
+	cluster, member string
+	disk            disk                                               // the agent's (is the overlay live?)
+	status          func() configstore.Status                          // the agent's status
+	setStatus       func(context.Context, func(s *configstore.Status)) // changes it
+	cfg             FleetConfig
+	logger          *slog.Logger
+	m               *fleetMetrics
 
 	shardMember string
 	weight      float64
@@ -110,7 +115,7 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		cfg.ZooKeeper.Servers = strings.Join(cs.Servers, ",") + cs.Chroot
 		cfg.ZooKeeper.SessionTimeout = a.c.SessionTimeout()
 	}
-	f := &fleet{a: a, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
+	f := &fleet{cluster: a.cfg.Cluster, member: a.cfg.Member, disk: a.disk, status: a.Status, setStatus: a.setStatus, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
 		wake: make(chan struct{}, 1)}
 	if cfg.HAGroup != "" {
 		f.shardMember = cfg.HAGroup
@@ -187,12 +192,12 @@ func (f *fleet) publish(ctx context.Context) {
 	f.mu.Unlock()
 	v := f.ha.view()
 	fs.Leader, fs.Term, fs.LeaderSince, fs.Waiting = v.Leader, v.Term, v.Since, v.Waiting
-	fs.Overlay = f.a.disk.linkedLeader()
-	cur := f.a.Status().Fleet
+	fs.Overlay = f.disk.linkedLeader()
+	cur := f.status().Fleet
 	if cur != nil && fleetEqual(*cur, fs) {
 		return
 	}
-	f.a.setStatus(ctx, func(s *configstore.Status) { s.Fleet = &fs })
+	f.setStatus(ctx, func(s *configstore.Status) { s.Fleet = &fs })
 }
 
 func fleetEqual(a, b configstore.FleetStatus) bool {
@@ -211,11 +216,11 @@ func (f *fleet) refresh(ctx context.Context) {
 			return
 		case <-t.C:
 			f.publish(ctx)
-			if f.ha != nil && f.a.disk.linkedLeader() != f.leading() {
+			if f.ha != nil && f.disk.linkedLeader() != f.leading() {
 				f.wakeAgent() // e.g. Prometheus's files were switched back under a leader
 			}
 			if f.ha != nil {
-				f.a.disk.pruneVariants(-1, time.Minute) // never the live one
+				f.disk.pruneVariants(-1, time.Minute) // never the live one
 			}
 		}
 	}
@@ -257,7 +262,7 @@ var (
 )
 
 func newFleetMetrics(reg prometheus.Registerer, f *fleet) (*fleetMetrics, error) {
-	cl := prometheus.Labels{"cluster": f.a.cfg.Cluster, "member": f.a.cfg.Member}
+	cl := prometheus.Labels{"cluster": f.cluster, "member": f.member}
 	m := &fleetMetrics{
 		shardWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkprom_shard_file_writes_total",
 			Help: "Share files written (only on change) by sharded job.", ConstLabels: cl}, []string{"job"}),
@@ -293,7 +298,7 @@ func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	f := c.f
-	cl, mb := f.a.cfg.Cluster, f.a.cfg.Member
+	cl, mb := f.cluster, f.member
 	f.mu.Lock()
 	jobs, members, ignored := maps.Clone(f.jobs), f.members, maps.Clone(f.ignored)
 	f.mu.Unlock()
@@ -323,7 +328,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	if !v.LastHandover.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descHAHandover, prometheus.GaugeValue, float64(v.LastHandover.UnixNano())/1e9, cl, mb, g)
 	}
-	ch <- prometheus.MustNewConstMetric(descHAOverlay, prometheus.GaugeValue, b2f(f.a.disk.linkedLeader()), cl, mb, g)
+	ch <- prometheus.MustNewConstMetric(descHAOverlay, prometheus.GaugeValue, b2f(f.disk.linkedLeader()), cl, mb, g)
 }
 
 func b2f(b bool) float64 {
