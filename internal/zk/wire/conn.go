@@ -58,7 +58,22 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger gets the connection's debug chatter; nil discards it.
 	Logger *slog.Logger
+
+	// onWatch is told of every watch a reply confirms (the session's
+	// record, to set them again on the next connection).
+	onWatch func(kind watchKind, path string)
 }
+
+// watchKind is what kind of watch a request leaves.
+type watchKind int8
+
+const (
+	watchData watchKind = iota + 1
+	watchExist
+	watchChild
+	watchPersistent
+	watchPersistentRecursive
+)
 
 func (c Config) withDefaults() Config {
 	if c.SessionTimeout <= 0 {
@@ -127,6 +142,10 @@ type request struct {
 	// decodeOnError: multi and multiRead answers carry per-op results even
 	// when the header has an error code.
 	decodeOnError bool
+	// watch is the watch the request leaves when it succeeds (for the
+	// session's record of its watches), on path.
+	watch watchKind
+	path  string
 
 	hdr     jute.ReplyHeader
 	replied bool // the server answered (set before done is closed)
@@ -607,6 +626,18 @@ func (c *Conn) dispatch(frame []byte) error {
 	}
 	r.hdr = hdr
 	r.replied = true
+	if r.watch != 0 && c.cfg.onWatch != nil {
+		// Recorded here, in the reader, so that the record is there before
+		// any event read after this reply.
+		switch {
+		case err == nil && r.watch == watchExist:
+			c.cfg.onWatch(watchData, r.path) // exists on a node leaves a data watch
+		case err == nil:
+			c.cfg.onWatch(r.watch, r.path)
+		case r.watch == watchExist && Error(hdr.Err) == ErrNoNode:
+			c.cfg.onWatch(watchExist, r.path)
+		}
+	}
 	c.finish(r, err)
 	return nil
 }

@@ -60,7 +60,7 @@ func opErr(op, path string, err error) error {
 // Get reads a node's data and stat; watch leaves a data watch.
 func (c *Conn) Get(ctx context.Context, path string, watch bool) ([]byte, Stat, error) {
 	var resp jute.GetDataResponse
-	_, err := c.do(ctx, &request{op: jute.OpGetData, body: &jute.PathWatch{Path: path, Watch: watch},
+	_, err := c.do(ctx, &request{op: jute.OpGetData, body: &jute.PathWatch{Path: path, Watch: watch}, watch: ifWatch(watch, watchData), path: path,
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
 	if err != nil {
 		return nil, Stat{}, opErr("get", path, err)
@@ -72,7 +72,7 @@ func (c *Conn) Get(ctx context.Context, path string, watch bool) ([]byte, Stat, 
 // such node. watch leaves a watch that fires on creation too.
 func (c *Conn) Exists(ctx context.Context, path string, watch bool) (Stat, bool, error) {
 	var resp jute.StatResponse
-	_, err := c.do(ctx, &request{op: jute.OpExists, body: &jute.PathWatch{Path: path, Watch: watch},
+	_, err := c.do(ctx, &request{op: jute.OpExists, body: &jute.PathWatch{Path: path, Watch: watch}, watch: ifWatch(watch, watchExist), path: path,
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
 	if errors.Is(err, ErrNoNode) {
 		return Stat{}, false, nil
@@ -87,7 +87,7 @@ func (c *Conn) Exists(ctx context.Context, path string, watch bool) (Stat, bool,
 // leaves a child watch.
 func (c *Conn) Children(ctx context.Context, path string, watch bool) ([]string, Stat, error) {
 	resp := jute.ChildrenResponse{WithStat: true}
-	_, err := c.do(ctx, &request{op: jute.OpGetChildren2, body: &jute.PathWatch{Path: path, Watch: watch},
+	_, err := c.do(ctx, &request{op: jute.OpGetChildren2, body: &jute.PathWatch{Path: path, Watch: watch}, watch: ifWatch(watch, watchChild), path: path,
 		resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
 	if err != nil {
 		return nil, Stat{}, opErr("children", path, err)
@@ -177,11 +177,11 @@ func (c *Conn) AddAuth(ctx context.Context, scheme string, auth []byte) error {
 // and sees created, deleted, data and (non-recursive only) children
 // changes; recursive extends it to every node below.
 func (c *Conn) AddWatch(ctx context.Context, path string, recursive bool) error {
-	mode := jute.AddWatchPersistent
+	mode, kind := jute.AddWatchPersistent, watchPersistent
 	if recursive {
-		mode = jute.AddWatchPersistentRecursive
+		mode, kind = jute.AddWatchPersistentRecursive, watchPersistentRecursive
 	}
-	_, err := c.do(ctx, &request{op: jute.OpAddWatch, body: &jute.PathMode{Path: path, Mode: mode}}, false)
+	_, err := c.do(ctx, &request{op: jute.OpAddWatch, body: &jute.PathMode{Path: path, Mode: mode}, watch: kind, path: path}, false)
 	return opErr("addWatch", path, err)
 }
 
@@ -267,4 +267,11 @@ func (c *Conn) SetWatches(ctx context.Context, relativeZxid int64, w Watches) er
 		}
 	}
 	return nil
+}
+
+func ifWatch(watch bool, k watchKind) watchKind {
+	if watch {
+		return k
+	}
+	return 0
 }
