@@ -168,6 +168,18 @@ func TestOperations(t *testing.T) {
 	if err != nil || len(who) != 1 || who[0].AuthScheme != "ip" || who[0].User != "127.0.0.1" {
 		t.Errorf("whoAmI = %+v %v", who, err)
 	}
+
+	// setACL with the ACL version.
+	readOnly := []ACL{{Perms: 1, ID: ID{Scheme: "world", ID: "anyone"}}}
+	if _, err := c.SetACL(ctx, root+"/eph", readOnly, 5); !errors.Is(err, ErrBadVersion) {
+		t.Errorf("setACL at a wrong version: %v, want ErrBadVersion", err)
+	}
+	if st, err := c.SetACL(ctx, root+"/eph", readOnly, 0); err != nil || st.Aversion != 1 {
+		t.Errorf("setACL = %+v %v", st, err)
+	}
+	if _, err := c.Set(ctx, root+"/eph", []byte("x"), -1); !errors.Is(err, ErrNoAuth) {
+		t.Errorf("set on a read-only node: %v, want ErrNoAuth", err)
+	}
 }
 
 func TestAuthDigest(t *testing.T) {
