@@ -35,12 +35,7 @@ bench: deps build fuzz
 # Every fuzz target for FUZZTIME each (the seeds alone run in make test).
 FUZZTIME ?= 1m
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -short -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -short -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # A local ZooKeeper ensemble, Prometheus and zkprom wired together.
 demo: deps build

@@ -9,8 +9,8 @@ for pair in zookeeper.jar:zookeeper servlet-api.jar:libservlet-api-java \
             slf4j-simple.jar:libslf4j-java netty-codec.jar:libnetty-java; do
   [ -f "/usr/share/java/${pair%%:*}" ] || need="$need ${pair#*:}"
 done
-command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
-command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+# Debian's prometheus package has both prometheus and promtool.
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need="$need prometheus"
 # A JDK (the Curator interop test runs a single-file Java program) and
 # Apache Curator's service discovery, the real client zkprom must work with.
 command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"

@@ -18,7 +18,7 @@ var errNotAllowed = errors.New("not allowed")
 // checkAccess reads the cluster's access settings and checks that this
 // agent may run there: the nodes it relies on grant no more than the
 // model, and, unless the cluster is open, it is one of the agents. The
-// settings it admits the agent under are kept (Agent.Access): the nodes
+// settings it admits the agent under are kept (Agent.accessSettings): the nodes
 // the agent makes get their ACL from them.
 func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 	acc, _, err := a.store.Access(ctx)
@@ -62,7 +62,7 @@ func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 		return acc, fmt.Errorf("%w: %w", errNotAllowed, &configstore.ACLError{Cluster: a.cfg.Cluster, Problems: problems})
 	}
 	a.mu.Lock()
-	a.access = acc
+	a.acc = acc
 	a.mu.Unlock()
 	return acc, nil
 }

@@ -144,7 +144,7 @@ func TestHostRejectsMissingCredentials(t *testing.T) {
 	if !errors.As(err, &re) || re.Member != "agent-2" {
 		t.Fatalf("rollout error %v, want one naming agent-2", err)
 	}
-	if !strings.Contains(re.Message, "scrape.password") || re.Step != StepValidate {
+	if !strings.Contains(re.Message, "scrape.password") || re.Step != stepValidate {
 		t.Errorf("error does not carry promtool's text: step %s: %s", re.Step, re.Message)
 	}
 	st := agents[2].a.Status()
@@ -189,7 +189,7 @@ func TestReloadRefusedRollsBack(t *testing.T) {
 	if !errors.As(err, &re) || re.Member != "agent-1" {
 		t.Fatalf("rollout error %v, want one naming agent-1", err)
 	}
-	if re.Step != StepReload || !strings.Contains(re.Message, "errors occurred while applying the new configuration") {
+	if re.Step != stepReload || !strings.Contains(re.Message, "errors occurred while applying the new configuration") {
 		t.Errorf("want Prometheus's reload error, got step %s: %s", re.Step, re.Message)
 	}
 	ri, err := promClient(t, 1).RuntimeInfo(context.Background())
@@ -459,7 +459,7 @@ func TestReloadBySignal(t *testing.T) {
 	r2 := push(t, s, b, "host-local rules")
 	err := waitRollout(t, s, r2.Meta.Revision)
 	var re *configstore.RolloutError
-	if !errors.As(err, &re) || re.Member != "agent-2" || re.Step != StepVerify || !strings.Contains(re.Message, "reloadConfigSuccess=false") {
+	if !errors.As(err, &re) || re.Member != "agent-2" || re.Step != stepVerify || !strings.Contains(re.Message, "reloadConfigSuccess=false") {
 		t.Fatalf("rollout error %v, want agent-2 failing at verify", err)
 	}
 	ri, err := promClient(t, 2).RuntimeInfo(context.Background())

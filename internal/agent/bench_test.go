@@ -65,10 +65,10 @@ func benchRollout(b *testing.B, rounds int, mk func(salt string) *bundle.Bundle)
 			for _, a := range agents {
 				rep := a.a.lastReport()
 				propagate = append(propagate, rep.Noticed.Sub(res.Committed))
-				fetchStage = append(fetchStage, rep.Steps[StepFetch]+rep.Steps[StepStage])
-				agentValidate = append(agentValidate, rep.Steps[StepValidate])
-				reload = append(reload, rep.Steps[StepReload])
-				verify = append(verify, rep.Steps[StepVerify])
+				fetchStage = append(fetchStage, rep.Steps[stepFetch]+rep.Steps[stepStage])
+				agentValidate = append(agentValidate, rep.Steps[stepValidate])
+				reload = append(reload, rep.Steps[stepReload])
+				verify = append(verify, rep.Steps[stepVerify])
 			}
 			// Baseline: Prometheus reloading the same files alone.
 			pc := promClient(b, 0)

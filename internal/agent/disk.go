@@ -44,8 +44,8 @@ type manifest struct {
 	Written  time.Time         `json:"written"`
 }
 
-// State is what the agent remembers across restarts (DIR/state.json).
-type State struct {
+// savedState is what the agent remembers across restarts (DIR/state.json).
+type savedState struct {
 	Applied        int       `json:"applied"`
 	Checksum       string    `json:"checksum,omitempty"`
 	AppliedAt      time.Time `json:"applied_at,omitzero"`
@@ -54,7 +54,12 @@ type State struct {
 	FailedError    string    `json:"failed_error,omitempty"`
 }
 
-type disk struct{ dir string }
+type disk struct {
+	dir string
+	// onLink, when set, is called after every attempt to re-point
+	// DIR/current (the shards then read shards.yml of what is live).
+	onLink func()
+}
 
 func (d disk) revDir(rev int) string {
 	return filepath.Join(d.dir, revisionsDir, configstore.RevisionName(rev))
@@ -109,8 +114,8 @@ func (d disk) linkTarget() string {
 // relRevDir is a revision directory as the symlink names it.
 func relRevDir(rev int) string { return filepath.Join(revisionsDir, configstore.RevisionName(rev)) }
 
-func (d disk) readState() (State, error) {
-	var s State
+func (d disk) readState() (savedState, error) {
+	var s savedState
 	data, err := os.ReadFile(filepath.Join(d.dir, stateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -124,7 +129,7 @@ func (d disk) readState() (State, error) {
 	return s, nil
 }
 
-func (d disk) writeState(s State) error {
+func (d disk) writeState(s savedState) error {
 	data, _ := json.MarshalIndent(s, "", "  ")
 	return writeAtomic(filepath.Join(d.dir, stateFile), data)
 }
@@ -237,6 +242,9 @@ func (d disk) link(rev int) error { return d.linkTo(relRevDir(rev)) }
 
 // linkTo points DIR/current at target ("" removes the link).
 func (d disk) linkTo(target string) error {
+	if d.onLink != nil {
+		defer d.onLink()
+	}
 	if target == "" {
 		if err := os.Remove(d.current()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

@@ -48,19 +48,23 @@ type FleetConfig struct {
 	UntrustedRecordWait time.Duration
 }
 
-// fleet ties the shards and the HA candidacy to the agent.
+// fleet ties the shards and the HA candidacy to the agent: it wakes the
+// agent's loop when the wanted variant changes and puts the fleet's part
+// into the agent's status, through the funcs it was handed.
 type fleet struct {
-	a      *Agent
-	cfg    FleetConfig
-	logger *slog.Logger
-	m      *fleetMetrics
+	cluster, member string
+	disk            disk                                               // the agent's (is the overlay live?)
+	status          func() configstore.Status                          // the agent's status
+	setStatus       func(context.Context, func(s *configstore.Status)) // changes it
+	cfg             FleetConfig
+	logger          *slog.Logger
+	m               *fleetMetrics
 
 	shardMember string
 	weight      float64
 	sh          *shards
 	ha          *ha // nil without an HA group
 	wake        chan struct{}
-	ctx         context.Context
 
 	mu      sync.Mutex
 	jobs    map[string]configstore.ShardedJobStatus
@@ -111,18 +115,34 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		cfg.ZooKeeper.Servers = strings.Join(cs.Servers, ",") + cs.Chroot
 		cfg.ZooKeeper.SessionTimeout = a.c.SessionTimeout()
 	}
-	f := &fleet{a: a, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
-		wake: make(chan struct{}, 1), ctx: context.Background()}
+	f := &fleet{cluster: a.cfg.Cluster, member: a.cfg.Member, disk: a.disk, status: a.Status, setStatus: a.setStatus, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
+		wake: make(chan struct{}, 1)}
 	if cfg.HAGroup != "" {
 		f.shardMember = cfg.HAGroup
-	}
-	f.sh = newShards(f)
-	if cfg.HAGroup != "" {
-		f.ha = newHA(f)
 	}
 	var err error
 	if f.m, err = newFleetMetrics(reg, f); err != nil {
 		return nil, err
+	}
+	f.sh = newShards(shardsConfig{
+		cluster: a.cfg.Cluster, shardMember: f.shardMember, weight: f.weight, configDir: a.cfg.ConfigDir,
+		zooKeeper: cfg.ZooKeeper, membersPath: a.store.MembersPath(),
+	}, shardsDeps{c: a.c, relinked: a.linked, setIgnored: f.setIgnored, setStatus: f.setShardStatus, m: f.m}, a.logger)
+	if cfg.HAGroup != "" {
+		f.ha = newHA(haConfig{
+			member: a.cfg.Member, group: cfg.HAGroup, path: a.store.HAGroupPath(cfg.HAGroup),
+			advertiseURL: cfg.AdvertiseURL, ownURL: a.cfg.Prometheus.URL,
+			disconnectGrace: cfg.DisconnectGrace, checkTimeout: cfg.TakeoverCheckTimeout,
+			untrustedWait: cfg.UntrustedRecordWait, retry: a.cfg.RetryInterval,
+		}, haDeps{
+			c: a.c, access: a.accessSettings,
+			recordTrusted: func(ctx context.Context, acc configstore.Access) (bool, error) {
+				return a.store.RecordTrusted(ctx, acc, cfg.HAGroup)
+			},
+			leadershipChanged: func(ctx context.Context) { f.wakeAgent(); f.publish(ctx) },
+			viewChanged:       f.publish,
+			transitions:       f.m.haTransitions, untrusted: f.m.haUntrusted,
+		}, a.logger)
 	}
 	a.status.Fleet = &configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: cfg.HAGroup}
 	return f, nil
@@ -130,7 +150,6 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 
 // run runs the shards and the candidacy until ctx ends.
 func (f *fleet) run(ctx context.Context) {
-	f.ctx = ctx
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); f.sh.run(ctx) }()
@@ -155,32 +174,30 @@ func (f *fleet) wakeAgent() {
 // leading reports whether this agent should run the leader variant now.
 func (f *fleet) leading() bool { return f.ha.leading() }
 
-func (f *fleet) setShardStatus(jobs map[string]configstore.ShardedJobStatus, members int) {
+func (f *fleet) setShardStatus(ctx context.Context, jobs map[string]configstore.ShardedJobStatus, members int) {
 	f.mu.Lock()
 	same := maps.Equal(jobs, f.jobs) && members == f.members
 	f.jobs, f.members = jobs, members
 	f.mu.Unlock()
 	if !same {
-		f.publish()
+		f.publish(ctx)
 	}
 }
 
-func (f *fleet) publishHA() { f.publish() }
-
 // publish puts the fleet's part into the agent's status when it changed.
-func (f *fleet) publish() {
+func (f *fleet) publish(ctx context.Context) {
 	f.mu.Lock()
 	fs := configstore.FleetStatus{ShardMember: f.shardMember, Weight: f.weight, HAGroup: f.cfg.HAGroup,
 		Jobs: maps.Clone(f.jobs), Members: f.members}
 	f.mu.Unlock()
 	v := f.ha.view()
 	fs.Leader, fs.Term, fs.LeaderSince, fs.Waiting = v.Leader, v.Term, v.Since, v.Waiting
-	fs.Overlay = f.a.disk.linkedLeader()
-	cur := f.a.Status().Fleet
+	fs.Overlay = f.disk.linkedLeader()
+	cur := f.status().Fleet
 	if cur != nil && fleetEqual(*cur, fs) {
 		return
 	}
-	f.a.setStatus(f.ctx, func(s *configstore.Status) { s.Fleet = &fs })
+	f.setStatus(ctx, func(s *configstore.Status) { s.Fleet = &fs })
 }
 
 func fleetEqual(a, b configstore.FleetStatus) bool {
@@ -198,12 +215,12 @@ func (f *fleet) refresh(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			f.publish()
-			if f.ha != nil && f.a.disk.linkedLeader() != f.leading() {
+			f.publish(ctx)
+			if f.ha != nil && f.disk.linkedLeader() != f.leading() {
 				f.wakeAgent() // e.g. Prometheus's files were switched back under a leader
 			}
 			if f.ha != nil {
-				f.a.disk.pruneVariants(-1, time.Minute) // never the live one
+				f.disk.pruneVariants(-1, time.Minute) // never the live one
 			}
 		}
 	}
@@ -245,7 +262,7 @@ var (
 )
 
 func newFleetMetrics(reg prometheus.Registerer, f *fleet) (*fleetMetrics, error) {
-	cl := prometheus.Labels{"cluster": f.a.cfg.Cluster, "member": f.a.cfg.Member}
+	cl := prometheus.Labels{"cluster": f.cluster, "member": f.member}
 	m := &fleetMetrics{
 		shardWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zkprom_shard_file_writes_total",
 			Help: "Share files written (only on change) by sharded job.", ConstLabels: cl}, []string{"job"}),
@@ -281,7 +298,7 @@ func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	f := c.f
-	cl, mb := f.a.cfg.Cluster, f.a.cfg.Member
+	cl, mb := f.cluster, f.member
 	f.mu.Lock()
 	jobs, members, ignored := maps.Clone(f.jobs), f.members, maps.Clone(f.ignored)
 	f.mu.Unlock()
@@ -311,7 +328,7 @@ func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	if !v.LastHandover.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descHAHandover, prometheus.GaugeValue, float64(v.LastHandover.UnixNano())/1e9, cl, mb, g)
 	}
-	ch <- prometheus.MustNewConstMetric(descHAOverlay, prometheus.GaugeValue, b2f(f.a.disk.linkedLeader()), cl, mb, g)
+	ch <- prometheus.MustNewConstMetric(descHAOverlay, prometheus.GaugeValue, b2f(f.disk.linkedLeader()), cl, mb, g)
 }
 
 func b2f(b bool) float64 {

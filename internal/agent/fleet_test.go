@@ -71,7 +71,7 @@ func fleetBundle(base string, replicas int, overlay bool) *bundle.Bundle {
 // readShare returns the targets in one agent's share file (nil when the
 // file is missing).
 func readShare(dir string) (map[string]bool, error) {
-	data, err := os.ReadFile(filepath.Join(dir, ShardsDir, fleetJob+".json"))
+	data, err := os.ReadFile(filepath.Join(dir, shardsDir, fleetJob+".json"))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}

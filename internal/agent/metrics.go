@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent) (*metrics, error) {
 			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"step"}),
 	}
-	for _, r := range []string{StepFetch, StepStage, StepValidate, StepSwitch, StepReload, StepVerify, StepRollback} {
+	for _, r := range []string{stepFetch, stepStage, stepValidate, stepSwitch, stepReload, stepVerify, stepRollback} {
 		m.failures.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -93,7 +93,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 func (a *Agent) DocumentMetrics() {
 	a.m.stepDuration.WithLabelValues("total")
 	a.mu.Lock()
-	a.status.Revision, a.status.Target, a.status.LastReload = 1, 1, a.status.Started
+	a.state.Applied = 1
+	a.status.Target, a.status.LastReload = 1, a.status.Started
+	a.syncStatus()
 	a.mu.Unlock()
 	a.fleet.documentFleet()
 }

@@ -463,7 +463,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 		t.Errorf("member node lost the Prometheus address too: %s", member)
 	}
 	// The agent's own nodes carry the model's ACL.
-	access := a.Access()
+	access := a.accessSettings()
 	for p, kind := range map[string]configstore.NodeKind{s.MemberPath("agent-0"): configstore.KindAgentNode, rec: configstore.KindAgentNode,
 		s.HAGroupPath("solo"): configstore.KindAgentDir, zk.Join(s.HAGroupPath("solo"), "election"): configstore.KindAgentDir} {
 		got := must2(w.GetACL(ctx, p))
@@ -490,7 +490,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 		filepath.Join(rev, "secrets", "token"):        0o600,
 		filepath.Join(rev, "secrets"):                 0o700,
 		filepath.Join(rev, manifestDir, manifestFile): 0o600,
-		filepath.Join(env.dirs[0], ShardsDir):         0o700,
+		filepath.Join(env.dirs[0], shardsDir):         0o700,
 	} {
 		if got := mode(p); got != want {
 			t.Errorf("%s: mode %o, want %o", p, got, want)

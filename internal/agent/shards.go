@@ -25,10 +25,10 @@ import (
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
-// ShardsDir is the folder below --config-dir that holds one file_sd file
+// shardsDir is the folder below --config-dir that holds one file_sd file
 // per sharded job: DIR/shards/<job>.json, referenced from the bundle as
 // ${ZKPROM_CONFIG_DIR}/shards/<job>.json.
-const ShardsDir = "shards"
+const shardsDir = "shards"
 
 // shardOptions are a sharded job's assignment settings.
 func shardOptions(j bundle.ShardedJob) shard.Options {
@@ -89,14 +89,15 @@ type groupUpdate struct {
 // their targets, follows the cluster's members and writes this agent's
 // share of each job to DIR/shards/<job>.json.
 type shards struct {
-	f      *fleet
+	cfg    shardsConfig
+	d      shardsDeps
 	logger *slog.Logger
 	dir    string
 
 	mgr     *discovery.Manager
 	cfgData []byte // the last shards.yml read (good or bad)
 	loaded  bool
-	cfg     *bundle.ShardedJobs
+	shards  *bundle.ShardedJobs // the last good shards.yml
 	jobs    map[string]*shardJob
 	updates chan groupUpdate
 	members []shard.Member
@@ -106,8 +107,29 @@ type shards struct {
 	gen     int
 }
 
-func newShards(f *fleet) *shards {
-	return &shards{f: f, logger: f.logger.With("part", "shards"), dir: filepath.Join(f.a.cfg.ConfigDir, ShardsDir),
+// shardsConfig is what the shards need to know.
+type shardsConfig struct {
+	cluster     string
+	shardMember string  // this agent's name in the assignment (its HA group or its member name)
+	weight      float64 // this agent's share weight
+	configDir   string  // DIR
+	zooKeeper   zk.Config
+	membersPath string // the cluster's members node
+}
+
+// shardsDeps is what the shards need from the agent and the fleet.
+type shardsDeps struct {
+	c        *zk.Client      // to follow the members
+	relinked <-chan struct{} // DIR/current was re-pointed: read shards.yml again
+	// setIgnored and setStatus hand what the shards see to the fleet's
+	// status and metrics.
+	setIgnored func(nodes map[string]string)
+	setStatus  func(ctx context.Context, jobs map[string]configstore.ShardedJobStatus, members int)
+	m          *fleetMetrics
+}
+
+func newShards(cfg shardsConfig, d shardsDeps, logger *slog.Logger) *shards {
+	return &shards{cfg: cfg, d: d, logger: logger.With("part", "shards"), dir: filepath.Join(cfg.configDir, shardsDir),
 		jobs: map[string]*shardJob{}, updates: make(chan groupUpdate, 16), ignored: map[string]string{}}
 }
 
@@ -124,14 +146,15 @@ func (s *shards) run(ctx context.Context) {
 	}
 	s.mgr = mgr
 	defer mgr.Close()
-	views := zk.WatchGroup(ctx, s.f.a.c, s.f.a.store.MembersPath(), s.logger).Views()
+	views := zk.WatchGroup(ctx, s.d.c, s.cfg.membersPath, s.logger).Views()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	reread := time.NewTicker(time.Second)
+	// The apply path says when DIR/current changes; the slow re-read
+	// only catches a link changed behind the agent's back.
+	reread := time.NewTicker(shardsRecheck)
 	defer reread.Stop()
 	s.loadConfig(ctx)
 	for {
-		changed := s.f.a.statusChanged()
 		select {
 		case <-ctx.Done():
 			return
@@ -144,7 +167,7 @@ func (s *shards) run(ctx context.Context) {
 		case u := <-s.updates:
 			s.applyUpdate(u)
 		case <-timer.C:
-		case <-changed:
+		case <-s.d.relinked:
 			if !s.loadConfig(ctx) {
 				continue
 			}
@@ -153,13 +176,17 @@ func (s *shards) run(ctx context.Context) {
 				continue
 			}
 		}
-		next := s.advance(time.Now())
+		next := s.advance(ctx, time.Now())
 		timer.Stop()
 		if !next.IsZero() {
 			timer.Reset(max(time.Until(next), time.Millisecond))
 		}
 	}
 }
+
+// shardsRecheck is how often the shards read shards.yml of DIR/current
+// without being told that it changed.
+const shardsRecheck = 30 * time.Second
 
 // setView takes the cluster's members: each counts as its shard member
 // (its HA group or its name) with its weight. This agent always counts
@@ -172,7 +199,7 @@ func (s *shards) setView(v zk.GroupView) {
 	byName := map[string]float64{}
 	ignored := map[string]string{}
 	for _, m := range v.Members {
-		st, err := configstore.ParseMember(s.f.a.cfg.Cluster, m.Name, m.Data, &m.Stat)
+		st, err := configstore.ParseMember(s.cfg.cluster, m.Name, m.Data, &m.Stat)
 		if err != nil {
 			key := fmt.Sprintf("%s@%d", m.Name, m.Stat.Czxid)
 			var me *configstore.MemberError
@@ -182,7 +209,7 @@ func (s *shards) setView(v zk.GroupView) {
 			}
 			ignored[key] = reason
 			if _, seen := s.ignored[key]; !seen {
-				s.logger.Warn("ignoring a node under members that is not a live agent's", "node", s.f.a.store.MemberPath(m.Name), "reason", reason, "err", err)
+				s.logger.Warn("ignoring a node under members that is not a live agent's", "node", zk.Join(s.cfg.membersPath, m.Name), "reason", reason, "err", err)
 			}
 			continue
 		}
@@ -193,8 +220,8 @@ func (s *shards) setView(v zk.GroupView) {
 		byName[name] = max(byName[name], w)
 	}
 	s.ignored = ignored
-	s.f.setIgnored(ignored)
-	byName[s.f.shardMember] = max(byName[s.f.shardMember], s.f.weight)
+	s.d.setIgnored(ignored)
+	byName[s.cfg.shardMember] = max(byName[s.cfg.shardMember], s.cfg.weight)
 	members := make([]shard.Member, 0, len(byName))
 	for n, w := range byName {
 		members = append(members, shard.Member{Name: n, Weight: w})
@@ -256,7 +283,7 @@ func (s *shards) applyUpdate(u groupUpdate) {
 
 // advance lets every job's sharder catch up and writes the shares that
 // changed; it returns when to look again.
-func (s *shards) advance(now time.Time) time.Time {
+func (s *shards) advance(ctx context.Context, now time.Time) time.Time {
 	var next time.Time
 	wrote := false
 	for name, j := range s.jobs {
@@ -273,20 +300,21 @@ func (s *shards) advance(now time.Time) time.Time {
 		}
 		if err := writeAtomic(s.filePath(name), data); err != nil {
 			s.logger.Error("cannot write the share file; keeping the last one", "job", name, "err", err)
-			s.f.m.shardWriteErrors.WithLabelValues(name).Inc()
+			s.d.m.shardWriteErrors.WithLabelValues(name).Inc()
 			continue
 		}
 		j.last = data
 		wrote = true
-		s.f.m.shardWrites.WithLabelValues(name).Inc()
+		s.d.m.shardWrites.WithLabelValues(name).Inc()
 	}
 	if wrote && !s.pending.IsZero() {
-		s.f.m.rebalance.Observe(time.Since(s.pending).Seconds())
+		s.d.m.rebalance.Observe(time.Since(s.pending).Seconds())
 	}
 	if wrote || len(s.jobs) == 0 {
 		s.pending = time.Time{}
 	}
-	s.f.setShardStatus(s.status())
+	jobs, members := s.status()
+	s.d.setStatus(ctx, jobs, members)
 	return next
 }
 
@@ -306,7 +334,7 @@ func (s *shards) filePath(job string) string { return filepath.Join(s.dir, job+"
 // loadConfig reads shards.yml of the applied revision (DIR/current) and
 // starts, restarts or stops jobs when it changed (then it returns true).
 func (s *shards) loadConfig(ctx context.Context) bool {
-	data, err := os.ReadFile(filepath.Join(s.f.a.cfg.ConfigDir, currentLink, bundle.ShardsFile))
+	data, err := os.ReadFile(filepath.Join(s.cfg.configDir, currentLink, bundle.ShardsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		data, err = nil, nil
 	}
@@ -320,16 +348,16 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 	s.loaded = true
 	cfg := &bundle.ShardedJobs{}
 	if data != nil {
-		cfg, err = bundle.ParseShardedJobs(data, s.f.cfg.ZooKeeper)
+		cfg, err = bundle.ParseShardedJobs(data, s.cfg.zooKeeper)
 		if err != nil {
 			s.logger.Error("bad shards.yml in the applied revision; keeping the running jobs", "err", err)
 			s.cfgData = data
 			return false
 		}
 	} else {
-		cfg.ZooKeeper = &s.f.cfg.ZooKeeper
+		cfg.ZooKeeper = &s.cfg.zooKeeper
 	}
-	s.cfgData, s.cfg = data, cfg
+	s.cfgData, s.shards = data, cfg
 	if len(cfg.Jobs) > 0 {
 		s.mgr.ApplyConfig(cfg.DiscoveryConfig())
 	} else {
@@ -361,7 +389,7 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 			}
 		}
 		if j == nil {
-			j = &shardJob{sharder: shard.NewShare(s.f.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
+			j = &shardJob{sharder: shard.NewShare(s.cfg.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
 			if s.viewed {
 				j.sharder.SetMembers(s.members, now)
 			}

@@ -10,7 +10,7 @@ func TestStepErrorNamesTheStepOnce(t *testing.T) {
 		{"reload: prometheus unreachable", "reload: prometheus unreachable"},
 		{"prometheus unreachable", "reload: prometheus unreachable"},
 	} {
-		if got := (&stepError{step: StepReload, err: errors.New(tc.err)}).Error(); got != tc.want {
+		if got := (&stepError{step: stepReload, err: errors.New(tc.err)}).Error(); got != tc.want {
 			t.Errorf("%q: got %q, want %q", tc.err, got, tc.want)
 		}
 	}

@@ -107,8 +107,8 @@ func TestDiskStageLinkPrune(t *testing.T) {
 	if rev, err := d.linked(); err != nil || rev != 0 {
 		t.Errorf("foreign link: %d %v", rev, err)
 	}
-	// State round trip.
-	st := State{Applied: 3, Checksum: "sum", FailedRevision: 4, FailedError: "boom"}
+	// savedState round trip.
+	st := savedState{Applied: 3, Checksum: "sum", FailedRevision: 4, FailedError: "boom"}
 	if err := d.writeState(st); err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +130,7 @@ func TestPeerURL(t *testing.T) {
 		{"https://a:b@p1:9090/prom", "https://p2:9090/prom", "https://a:b@p2:9090/prom"},
 		{"http://a:b@p1:9090", "http://c:d@p2:9090", "http://c:d@p2:9090"},
 	} {
-		h := &ha{f: &fleet{a: &Agent{cfg: Config{Prometheus: prom.Config{URL: tc.own}}}}}
-		if got := h.peerURL(tc.recorded); got != tc.want {
+		if got := peerURL(tc.own, tc.recorded); got != tc.want {
 			t.Errorf("own %s, recorded %s: %s, want %s", tc.own, tc.recorded, got, tc.want)
 		}
 	}

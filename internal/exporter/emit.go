@@ -48,8 +48,8 @@ func (c *seriesCache) size() int {
 
 // maxPlans bounds the servers whose plan is kept (they are the configured
 // ones: a server outside them gets a cache of its own for one scrape). A
-// plan is kept only when all its keys are, so it holds little more than
-// pointers.
+// plan is kept only when all its keys and label sets are, so it holds
+// little more than pointers.
 const maxPlans = 256
 
 // statsPlan returns the plan for nums, the keys of the server whose
@@ -78,6 +78,8 @@ func (c *seriesCache) statsPlan(e *emitter, nums map[string]float64) (*statsPlan
 		vals[i] = nums[info.key]
 	}
 	c.mu.Lock()
+	// Kept only when the cache holds all its keys and label sets too.
+	keep = keep && len(sig) <= 2*maxCachedLen && len(c.labels) < maxCached
 	if _, ok := c.plans[sig]; keep && (ok || len(c.plans) < maxPlans) {
 		c.plans[sig] = p
 	} else if ok {

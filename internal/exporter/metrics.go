@@ -75,8 +75,14 @@ var gaugeRenames = map[string]string{
 
 // familyName maps a key (without stat prefix, namespace or server id) to a
 // metric name and a scale: counters end in _total, gauges lose a _count
-// suffix, milliseconds (_ms) become seconds.
+// suffix, milliseconds (_ms) become seconds. ZooKeeper's ensemble_* keys
+// (ensemble_auth_success, ...) count its quorum's authentication: they
+// become zookeeper_quorum_*, which cannot be mistaken for the exporter's
+// view of the ensemble (zookeeper_ensemble_*).
 func familyName(key string, counter bool) (string, float64) {
+	if rest, ok := strings.CutPrefix(key, "ensemble_"); ok {
+		key = "quorum_" + rest
+	}
 	scale := 1.0
 	if base, ok := strings.CutSuffix(key, "_ms"); ok {
 		key, scale = base+"_seconds", 0.001

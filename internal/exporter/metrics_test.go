@@ -191,7 +191,12 @@ func TestReservedNames(t *testing.T) {
 	for _, n := range []string{"zookeeper_ensemble_leaders", "zookeeper_up", "zookeeper_exporter_source"} {
 		out.absent(t, n)
 	}
-	out.want(t, 2, "zookeeper_ensemble_auth_fail_total")
+	out.want(t, 2, "zookeeper_quorum_auth_fail_total") // not in the view's zookeeper_ensemble_*
+	for name := range out.mfs {
+		if strings.HasPrefix(name, "zookeeper_ensemble_") {
+			t.Errorf("a ZooKeeper key made %s, in the name space of the ensemble view", name)
+		}
+	}
 }
 
 // Keys whose series would share a name (a plain key and a stat group, a
@@ -210,7 +215,7 @@ func TestNameClashes(t *testing.T) {
 		{map[string]float64{"cnt_x": 1, "sum_x": 2, "max_x": 3, "x_sum": 9}, "zookeeper_x", 1},
 		{map[string]float64{"cnt_y": 1, "sum_y": 2, "min_y": 3, "y_count": 9}, "zookeeper_y", 1},
 		{map[string]float64{"wait_ms": 1, "wait_seconds": 2}, "zookeeper_wait_seconds", 1},
-		{map[string]float64{"up": 1, "ensemble_leaders": 2, "a": 1}, "zookeeper_a", 2},
+		{map[string]float64{"up": 1, "exporter_source": 2, "a": 1}, "zookeeper_a", 2},
 	} {
 		s := Stats{Numbers: tc.keys, Strings: map[string]string{}}
 		var first string
@@ -242,4 +247,27 @@ func TestNameClashAcrossServers(t *testing.T) {
 	}, newSeriesCache()))) // fails on what a registry refuses
 	out.want(t, 2, "zookeeper_exporter_keys_dropped", "server=zk2:2181", "reason=name_clash")
 	out.absent(t, "zookeeper_exporter_keys_dropped", "server=zk1:2181")
+}
+
+// A server's plan follows its keys: when they change (a follower that
+// becomes leader, a key that goes or comes), the page is what a fresh
+// cache makes of the new keys.
+func TestStatsPlanFollowsKeys(t *testing.T) {
+	sets := []map[string]float64{
+		{"a": 1, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6, "min_y": 1},
+		{"a": 2, "min_x": 1, "max_x": 3, "b": 4},                             // one key gone, one new
+		{"a": 3, "min_x": 1, "max_x": 3, "c": 5},                             // same count, other key
+		{"a": 4, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6, "min_y": 1}, // back
+		{"a": 5, "x": 1, "min_x": 0, "max_x": 2, "cnt_y": 3, "sum_y": 6},     // x now clashes
+	}
+	kept := newSeriesCache()
+	for i, keys := range sets {
+		s := Stats{Numbers: keys, Strings: map[string]string{}}
+		got := pageText(serverPage(kept, func(e *emitter) { emitStats(e, s) }))
+		want := pageText(serverPage(newSeriesCache(), func(e *emitter) { emitStats(e, s) }))
+		parseExposition(t, got)
+		if got != want {
+			t.Errorf("set %d: with the kept plan\n%s\nwant\n%s", i, got, want)
+		}
+	}
 }

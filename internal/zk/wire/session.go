@@ -1,0 +1,491 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Auth is one set of credentials a session adds (addAuth) on every
+// connection.
+type Auth struct {
+	Scheme string
+	Data   []byte
+}
+
+// SessionConfig says how to keep a session over connections.
+type SessionConfig struct {
+	// Servers are host:port addresses, tried in turn from the first; host
+	// names are resolved again at each dial.
+	Servers []string
+	// Conn is every connection's settings (SessionID, Password and
+	// LastZxid are the session's own and are ignored).
+	Conn Config
+	// Auth is re-sent on every connection before anything else.
+	Auth []Auth
+	// RetryDelay is the pause after every server was tried in vain; 0
+	// means 200 ms.
+	RetryDelay time.Duration
+	Logger     *slog.Logger
+}
+
+// Session is one ZooKeeper session kept across connections: when a
+// connection fails, the next server is dialed with the session's id and
+// password, the credentials are sent again and every watch is set again
+// (setWatches2) with the last zxid seen, so one-shot watches fire for
+// what changed meanwhile and persistent ones come back.
+//
+// A request in flight when a connection fails gets ErrConnectionLoss (it
+// may or may not have been applied); a new request waits for the next
+// connection (bounded by its context). Once the server says the session
+// expired it stays expired: every request gets ErrSessionExpired and the
+// caller makes a new Session.
+type Session struct {
+	cfg    SessionConfig
+	logger *slog.Logger
+	events *eventQueue
+
+	mu       sync.Mutex
+	conn     *Conn         // nil while reconnecting
+	ready    chan struct{} // closed when conn is set; replaced when it goes
+	err      error         // terminal: expired or closed
+	closed   bool
+	watches  watchSet
+	lastZxid int64
+	next     int // index of the server to dial next
+	id       int64
+	passwd   []byte
+	timeout  time.Duration
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// watchSet is the session's record of its watches, kept to set them again.
+type watchSet map[watchKind]map[string]struct{}
+
+func (w watchSet) add(k watchKind, p string) {
+	if w[k] == nil {
+		w[k] = map[string]struct{}{}
+	}
+	w[k][p] = struct{}{}
+}
+
+func (w watchSet) list(k watchKind) []string {
+	out := make([]string, 0, len(w[k]))
+	for p := range w[k] {
+		out = append(out, p)
+	}
+	return out
+}
+
+// fired removes the one-shot watches an event has triggered.
+func (w watchSet) fired(ev Event) {
+	switch ev.Type {
+	case EventNodeCreated, EventNodeDataChanged:
+		delete(w[watchData], ev.Path)
+		delete(w[watchExist], ev.Path)
+	case EventNodeDeleted:
+		delete(w[watchData], ev.Path)
+		delete(w[watchExist], ev.Path)
+		delete(w[watchChild], ev.Path)
+	case EventNodeChildrenChanged:
+		delete(w[watchChild], ev.Path)
+	}
+}
+
+// NewSession opens a new session on the first server that answers.
+func NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("zookeeper session: no servers")
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Session{
+		cfg:     cfg,
+		logger:  cfg.Logger,
+		events:  newEventQueue(),
+		ready:   make(chan struct{}),
+		watches: watchSet{},
+		done:    make(chan struct{}),
+	}
+	c, err := s.dialRound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.setConn(c)
+	go s.run(runCtx, c)
+	return s, nil
+}
+
+// SessionID, Password and SessionTimeout are the session's.
+func (s *Session) SessionID() int64 { s.mu.Lock(); defer s.mu.Unlock(); return s.id }
+
+// Password is the session's password.
+func (s *Session) Password() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.passwd...)
+}
+
+// SessionTimeout is the timeout the server granted (on the last connection).
+func (s *Session) SessionTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timeout
+}
+
+// Events delivers watch events and the session's state changes in order,
+// none dropped: Disconnected when a connection fails, SyncConnected (or
+// ConnectedReadOnly) on the next, Expired or Closed last, then the channel
+// closes. Once called, read it until it is closed.
+func (s *Session) Events() <-chan Event { return s.events.channel() }
+
+// Close ends the session and waits for its goroutine.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	c := s.conn
+	s.mu.Unlock()
+	var err error
+	if c != nil {
+		err = c.Close()
+	}
+	s.stop()
+	<-s.done
+	return err
+}
+
+// Conn waits for the current connection (for what Session does not wrap).
+func (s *Session) Conn(ctx context.Context) (*Conn, error) {
+	for {
+		s.mu.Lock()
+		c, ready, err := s.conn, s.ready, s.err
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("zookeeper: waiting for a connection: %w", ctx.Err())
+		}
+	}
+}
+
+// setConn makes c the current connection, unless the session was closed
+// meanwhile (false).
+func (s *Session) setConn(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conn = c
+	s.id, s.passwd, s.timeout = c.SessionID(), c.Password(), c.SessionTimeout()
+	close(s.ready)
+	return true
+}
+
+// dialRound tries every server once, from s.next on.
+func (s *Session) dialRound(ctx context.Context) (*Conn, error) {
+	var errs []error
+	for range s.cfg.Servers {
+		s.mu.Lock()
+		addr := s.cfg.Servers[s.next%len(s.cfg.Servers)]
+		s.next++
+		cfg := s.cfg.Conn
+		cfg.SessionID, cfg.Password, cfg.LastZxid = s.id, s.passwd, s.lastZxid
+		s.mu.Unlock()
+		cfg.onWatch = s.recordWatch
+		dctx, cancel := context.WithTimeout(ctx, max(cfg.withDefaults().SessionTimeout/3, time.Second))
+		c, err := Dial(dctx, addr, cfg)
+		cancel()
+		if err == nil {
+			err = s.restore(ctx, c)
+			if err == nil {
+				return c, nil
+			}
+			c.Disconnect()
+		}
+		if errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrAuthFailed) {
+			return nil, err
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// restore sends the credentials and the watches on a fresh connection.
+func (s *Session) restore(ctx context.Context, c *Conn) error {
+	for _, a := range s.cfg.Auth {
+		if err := c.AddAuth(ctx, a.Scheme, a.Data); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	w := Watches{
+		Data: s.watches.list(watchData), Exist: s.watches.list(watchExist), Child: s.watches.list(watchChild),
+		Persistent: s.watches.list(watchPersistent), PersistentRecursive: s.watches.list(watchPersistentRecursive),
+	}
+	zxid := s.lastZxid
+	s.mu.Unlock()
+	if len(w.Data)+len(w.Exist)+len(w.Child)+len(w.Persistent)+len(w.PersistentRecursive) == 0 {
+		return nil
+	}
+	return c.SetWatches(ctx, zxid, w)
+}
+
+func (s *Session) recordWatch(k watchKind, p string) {
+	s.mu.Lock()
+	s.watches.add(k, p)
+	s.mu.Unlock()
+}
+
+// run forwards each connection's events and, when one ends, dials the next.
+func (s *Session) run(ctx context.Context, c *Conn) {
+	defer close(s.done)
+	for {
+		state := StateSyncConnected
+		if c.ReadOnly() {
+			state = StateConnectedReadOnly
+		}
+		s.events.push(Event{Type: EventNone, State: state})
+		var last Event
+		for ev := range c.Events() {
+			if ev.Type == EventNone && ev.Err != nil {
+				last = ev
+				continue
+			}
+			s.mu.Lock()
+			s.watches.fired(ev)
+			s.mu.Unlock()
+			s.events.push(ev)
+		}
+		s.mu.Lock()
+		s.conn = nil
+		s.ready = make(chan struct{})
+		s.lastZxid = max(s.lastZxid, c.LastZxid())
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			s.end(ErrClosing, StateClosed)
+			return
+		}
+		if last.State == StateExpired || last.State == StateAuthFailed {
+			s.end(last.Err, last.State)
+			return
+		}
+		s.events.push(Event{Type: EventNone, State: StateDisconnected, Err: last.Err})
+		s.logger.Debug("zookeeper connection lost, reconnecting", "server", c.Server(), "err", last.Err)
+		for {
+			next, err := s.dialRound(ctx)
+			if err == nil {
+				if !s.setConn(next) { // Close came while dialing: it saw no connection
+					next.Close()
+					s.end(ErrClosing, StateClosed)
+					return
+				}
+				c = next
+				break
+			}
+			if errors.Is(err, ErrSessionExpired) {
+				s.end(err, StateExpired)
+				return
+			}
+			if errors.Is(err, ErrAuthFailed) {
+				s.end(err, StateAuthFailed)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				s.end(ErrClosing, StateClosed)
+				return
+			case <-time.After(s.cfg.RetryDelay):
+			}
+		}
+	}
+}
+
+// ErrClosing: the session was closed by its owner.
+var ErrClosing = errors.New("zookeeper session closed")
+
+func (s *Session) end(err error, state State) {
+	s.mu.Lock()
+	s.err = err
+	close(s.ready) // wake waiters: they see s.err
+	s.mu.Unlock()
+	s.events.close(Event{Type: EventNone, State: state, Err: err})
+}
+
+// connLoss marks errors of a connection that failed under a request.
+func connLoss(err error) error {
+	if err != nil && errors.Is(err, ErrConnClosed) && !errors.Is(err, ErrSessionExpired) {
+		return fmt.Errorf("%w: %w", ErrConnectionLoss, err)
+	}
+	return err
+}
+
+// Get, Exists, Children, Create, Delete, Set, Multi, MultiRead, Sync,
+// GetACL, AddWatch, RemoveWatches, GetEphemerals and WhoAmI are the
+// connection's, on the current connection.
+
+func (s *Session) Get(ctx context.Context, path string, watch bool) ([]byte, Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, Stat{}, opErr("get", path, err)
+	}
+	data, st, err := c.Get(ctx, path, watch)
+	return data, st, connLoss(err)
+}
+
+func (s *Session) Exists(ctx context.Context, path string, watch bool) (Stat, bool, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return Stat{}, false, opErr("exists", path, err)
+	}
+	st, ok, err := c.Exists(ctx, path, watch)
+	return st, ok, connLoss(err)
+}
+
+func (s *Session) Children(ctx context.Context, path string, watch bool) ([]string, Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, Stat{}, opErr("children", path, err)
+	}
+	ch, st, err := c.Children(ctx, path, watch)
+	return ch, st, connLoss(err)
+}
+
+func (s *Session) Create(ctx context.Context, path string, data []byte, acl []ACL, mode CreateMode) (string, Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return "", Stat{}, opErr("create", path, err)
+	}
+	p, st, err := c.Create(ctx, path, data, acl, mode)
+	return p, st, connLoss(err)
+}
+
+func (s *Session) Delete(ctx context.Context, path string, version int32) error {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return opErr("delete", path, err)
+	}
+	return connLoss(c.Delete(ctx, path, version))
+}
+
+func (s *Session) Set(ctx context.Context, path string, data []byte, version int32) (Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return Stat{}, opErr("set", path, err)
+	}
+	st, err := c.Set(ctx, path, data, version)
+	return st, connLoss(err)
+}
+
+func (s *Session) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, opErr("multi", "", err)
+	}
+	res, err := c.Multi(ctx, ops...)
+	return res, connLoss(err)
+}
+
+func (s *Session) MultiRead(ctx context.Context, ops ...ReadOp) ([]ReadResult, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, opErr("multiRead", "", err)
+	}
+	res, err := c.MultiRead(ctx, ops...)
+	return res, connLoss(err)
+}
+
+func (s *Session) AddWatch(ctx context.Context, path string, recursive bool) error {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return opErr("addWatch", path, err)
+	}
+	return connLoss(c.AddWatch(ctx, path, recursive))
+}
+
+// RemoveWatches removes watches on the server and from the session's record.
+func (s *Session) RemoveWatches(ctx context.Context, path string, t WatcherType) error {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return opErr("removeWatches", path, err)
+	}
+	if err := c.RemoveWatches(ctx, path, t); err != nil {
+		return connLoss(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch t {
+	case WatcherData:
+		delete(s.watches[watchData], path)
+		delete(s.watches[watchExist], path)
+	case WatcherChildren:
+		delete(s.watches[watchChild], path)
+	default:
+		for _, m := range s.watches {
+			delete(m, path)
+		}
+	}
+	return nil
+}
+
+func (s *Session) Sync(ctx context.Context, path string) (string, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return "", opErr("sync", path, err)
+	}
+	p, err := c.Sync(ctx, path)
+	return p, connLoss(err)
+}
+
+func (s *Session) GetACL(ctx context.Context, path string) ([]ACL, Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, Stat{}, opErr("getACL", path, err)
+	}
+	acl, st, err := c.GetACL(ctx, path)
+	return acl, st, connLoss(err)
+}
+
+func (s *Session) GetEphemerals(ctx context.Context, prefix string) ([]string, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, opErr("getEphemerals", prefix, err)
+	}
+	e, err := c.GetEphemerals(ctx, prefix)
+	return e, connLoss(err)
+}
+
+func (s *Session) WhoAmI(ctx context.Context) ([]ClientInfo, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return nil, opErr("whoAmI", "", err)
+	}
+	who, err := c.WhoAmI(ctx)
+	return who, connLoss(err)
+}
