@@ -21,12 +21,12 @@ var errNotAllowed = errors.New("not allowed")
 // settings it admits the agent under are kept (Agent.accessSettings): the nodes
 // the agent makes get their ACL from them.
 func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
-	acc, _, err := a.store.Access(ctx)
+	acc, _, err := a.admission.Access(ctx)
 	if errors.Is(err, zk.ErrNoAuth) {
 		who := "an anonymous agent (no --zookeeper.auth-file)"
-		if own := a.c.DigestIdentities(); len(own) > 0 {
+		if own := a.pointers.DigestIdentities(); len(own) > 0 {
 			who = "identity " + own[0].String()
-		} else if a.c.Authenticated() {
+		} else if a.pointers.Authenticated() {
 			who = "this agent's client certificate"
 		}
 		return acc, fmt.Errorf("%w: cluster %s admits only its agents, and %s is not one of them (it may not read the cluster's access settings): run the agent with --zookeeper.auth-file holding the agents' credentials, or have the writer name this identity (zkprom config push --agents.id)",
@@ -40,19 +40,19 @@ func (a *Agent) checkAccess(ctx context.Context) (configstore.Access, error) {
 			// Retried: the agent starts once the writer upgraded the cluster.
 			return acc, fmt.Errorf("cluster %s has no access settings (made by an older zkprom): its writer must push once with --agents.auth-file or --agents.id and --repair-acls", a.cfg.Cluster)
 		}
-		if !a.c.Authenticated() {
+		if !a.pointers.Authenticated() {
 			return acc, fmt.Errorf("%w: cluster %s admits only its agents (%s): run the agent with --zookeeper.auth-file holding the agents' credentials, or a client certificate ZooKeeper maps to one of them",
 				errNotAllowed, a.cfg.Cluster, strings.Join(acc.Agents, ", "))
 		}
-		if own := a.c.DigestIdentities(); len(own) > 0 && !anyAgent(acc, own) {
+		if own := a.pointers.DigestIdentities(); len(own) > 0 && !anyAgent(acc, own) {
 			return acc, fmt.Errorf("%w: this agent's identity %s is not one of cluster %s's agents (%s): use the agents' credentials, or have the writer name it (zkprom config push --agents.id)",
 				errNotAllowed, own[0], a.cfg.Cluster, strings.Join(acc.Agents, ", "))
 		}
 	}
-	problems, err := a.store.CheckACLs(ctx, acc, false)
+	problems, err := a.admission.CheckACLs(ctx, acc, false)
 	if err == nil && a.cfg.Fleet.HAGroup != "" {
 		var more []configstore.ACLProblem
-		more, err = a.store.CheckGroupACLs(ctx, acc, a.cfg.Fleet.HAGroup)
+		more, err = a.admission.CheckGroupACLs(ctx, acc, a.cfg.Fleet.HAGroup)
 		problems = append(problems, more...)
 	}
 	if err != nil {

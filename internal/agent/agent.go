@@ -110,6 +110,12 @@ type Agent struct {
 	logger *slog.Logger
 	m      *metrics
 
+	// What the state machine uses of c and store (seams.go): they
+	// themselves, or an in-memory fake in unit tests.
+	revisions revisionSource
+	admission accessSource
+	pointers  pointerSession
+
 	// The record of what the agent is doing, under mu. state is what
 	// survives a restart (DIR/state.json) and is the one home of the
 	// applied and the failed revision; status is what /status, the
@@ -168,6 +174,7 @@ func New(c *zk.Client, cfg Config, logger *slog.Logger, reg prometheus.Registere
 	}
 	a := &Agent{
 		cfg: cfg, c: c, store: store, prom: pc,
+		revisions: store, admission: store, pointers: c,
 		logger:  logger.With("component", "agent", "cluster", cfg.Cluster, "member", cfg.Member),
 		noticed: map[int]time.Time{},
 		linked:  make(chan struct{}, 1),

@@ -241,7 +241,7 @@ func (a *Agent) fetchRevision(ctx context.Context, rev int, leader bool) (config
 	if _, err := a.checkAccess(ctx); err != nil {
 		return configstore.Meta{}, nil, err
 	}
-	return a.store.Revision(ctx, rev)
+	return a.revisions.Revision(ctx, rev)
 }
 
 // stageRevision lays down the wanted variant of rev; with the leader

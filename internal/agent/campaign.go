@@ -28,7 +28,7 @@ type ha struct {
 	logger *slog.Logger
 
 	mu           sync.Mutex
-	lead         *zk.Leadership
+	lead         leadership
 	since        time.Time
 	transitions  int
 	leaderName   string // the current leader as last seen
@@ -58,7 +58,9 @@ type haConfig struct {
 
 // haDeps is what the candidacy needs from the agent.
 type haDeps struct {
-	c *zk.Client
+	c groupSession
+	// elect makes a candidacy in the group's election (newElection).
+	elect func(path string, candidate []byte, opts zk.ElectionOptions) election
 	// access returns the cluster's access settings (ACLs of the nodes it
 	// makes, whether the cluster is open).
 	access func() configstore.Access
@@ -106,14 +108,14 @@ func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.cfg.member})
 	// A new election per campaign: its nodes get the ACL of the access
 	// settings as they are then.
-	election := func() *zk.Election {
+	election := func() election {
 		acc := h.d.access()
-		return zk.NewElection(h.d.c, zk.Join(h.cfg.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.cfg.disconnectGrace,
+		return h.d.elect(zk.Join(h.cfg.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.cfg.disconnectGrace,
 			ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
 	}
 	go h.follow(ctx, election())
 	go h.prev.watch(ctx, h.holderView)
-	resign := func(l *zk.Leadership) {
+	resign := func(l leadership) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		l.Resign(rctx) // hand over at once on a clean exit
 		cancel()
@@ -173,7 +175,7 @@ func (h *ha) run(ctx context.Context) {
 }
 
 // hold returns when leadership is lost, fails its check, or ctx ends.
-func (h *ha) hold(ctx context.Context, l *zk.Leadership) {
+func (h *ha) hold(ctx context.Context, l leadership) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -202,7 +204,7 @@ func (h *ha) hold(ctx context.Context, l *zk.Leadership) {
 // not answer runs nothing. Then the hand-over is recorded with a fenced
 // write, before any overlay is applied. False when leadership or ctx
 // ended first.
-func (h *ha) takeOver(ctx context.Context, l *zk.Leadership) bool {
+func (h *ha) takeOver(ctx context.Context, l leadership) bool {
 	defer h.setWaiting(ctx, "")
 	var warned time.Time
 	start := time.Now()
@@ -308,7 +310,7 @@ func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists b
 // it fails once another member can have taken over.
 // A record whose ACL is not the model's is replaced (deleted and created
 // again) in the same transaction.
-func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALeader, exists, trusted bool) error {
+func (h *ha) record(ctx context.Context, l leadership, prev configstore.HALeader, exists, trusted bool) error {
 	p := zk.Join(h.cfg.path, "leader")
 	ctx, cancel := context.WithTimeout(ctx, h.d.c.SessionTimeout())
 	defer cancel()
@@ -339,7 +341,7 @@ func (h *ha) record(ctx context.Context, l *zk.Leadership, prev configstore.HALe
 // metrics on every member). It reads the election and the leader record
 // again when a ZooKeeper watch on either fires, and every followRecheck
 // all the same: no watch fires when the record's ACL changes.
-func (h *ha) follow(ctx context.Context, e *zk.Election) {
+func (h *ha) follow(ctx context.Context, e election) {
 	electionPath, recordPath := zk.Join(h.cfg.path, "election"), zk.Join(h.cfg.path, "leader")
 	var candidates, record <-chan zk.WatchEvent // armed watches; nil: arm at the next read
 	for {

@@ -135,7 +135,7 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 			disconnectGrace: cfg.DisconnectGrace, checkTimeout: cfg.TakeoverCheckTimeout,
 			untrustedWait: cfg.UntrustedRecordWait, retry: a.cfg.RetryInterval,
 		}, haDeps{
-			c: a.c, access: a.accessSettings,
+			c: a.c, elect: newElection(a.c), access: a.accessSettings,
 			recordTrusted: func(ctx context.Context, acc configstore.Access) (bool, error) {
 				return a.store.RecordTrusted(ctx, acc, cfg.HAGroup)
 			},

@@ -196,7 +196,7 @@ func (a *Agent) dropOverlay(why string) {
 	checksum := a.state.Checksum
 	a.mu.Unlock()
 	if !a.disk.complete(rev, checksum) {
-		meta, b, err := a.store.Revision(ctx, rev)
+		meta, b, err := a.revisions.Revision(ctx, rev)
 		if err == nil {
 			var r *bundle.Bundle
 			if r, err = renderVariant(b, a.variantVars(rev, false), false); err == nil {

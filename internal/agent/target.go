@@ -80,25 +80,25 @@ func (a *Agent) target(ctx context.Context, w *watches) (int, bool, error) {
 	var ok bool
 	var err error
 	if w.access == nil {
-		if _, _, ch, err := a.c.GetW(ctx, a.store.AccessPath()); err == nil {
+		if _, _, ch, err := a.pointers.GetW(ctx, a.store.AccessPath()); err == nil {
 			w.access = ch
 		}
 	}
 	if w.canary == nil {
 		var ch <-chan zk.WatchEvent
-		ok, _, ch, err = a.c.ExistsW(ctx, a.store.CanaryPath())
+		ok, _, ch, err = a.pointers.ExistsW(ctx, a.store.CanaryPath())
 		if err == nil {
 			w.canary = ch
 		}
 	} else {
-		ok, _, err = a.c.Exists(ctx, a.store.CanaryPath())
+		ok, _, err = a.pointers.Exists(ctx, a.store.CanaryPath())
 	}
 	if err != nil {
 		return 0, false, err
 	}
 	var canary *configstore.CanaryPointer
 	if ok {
-		data, _, err := a.c.Get(ctx, a.store.CanaryPath())
+		data, _, err := a.pointers.Get(ctx, a.store.CanaryPath())
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return 0, false, err
 		}
@@ -111,10 +111,10 @@ func (a *Agent) target(ctx context.Context, w *watches) (int, bool, error) {
 	var data []byte
 	if w.current == nil {
 		var ch <-chan zk.WatchEvent
-		data, _, ch, err = a.c.GetW(ctx, a.store.CurrentPath())
+		data, _, ch, err = a.pointers.GetW(ctx, a.store.CurrentPath())
 		if errors.Is(err, zk.ErrNoNode) {
 			// Nothing pushed yet: wait for the node to appear.
-			ok, _, ch, err = a.c.ExistsW(ctx, a.store.CurrentPath())
+			ok, _, ch, err = a.pointers.ExistsW(ctx, a.store.CurrentPath())
 			if err != nil {
 				return 0, false, err
 			}
@@ -129,7 +129,7 @@ func (a *Agent) target(ctx context.Context, w *watches) (int, bool, error) {
 			w.current = ch
 		}
 	} else {
-		data, _, err = a.c.Get(ctx, a.store.CurrentPath())
+		data, _, err = a.pointers.Get(ctx, a.store.CurrentPath())
 		if errors.Is(err, zk.ErrNoNode) {
 			return 0, false, nil
 		}
