@@ -487,3 +487,10 @@ func (f *fakeStore) CheckACLs(ctx context.Context, a configstore.Access, deep bo
 func (f *fakeStore) CheckGroupACLs(ctx context.Context, a configstore.Access, group string) ([]configstore.ACLProblem, error) {
 	return nil, nil
 }
+
+// childrenOf lists the names below p.
+func (z *fakeZK) childrenOf(p string) []string {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.children(p)
+}
