@@ -31,10 +31,18 @@ type unitAgent struct {
 
 func newUnitAgent(t *testing.T) *unitAgent {
 	t.Helper()
+	return newUnitAgentWith(t, func(*Config) {})
+}
+
+// newUnitAgentWith is newUnitAgent with its configuration changed by mod.
+func newUnitAgentWith(t *testing.T, mod func(*Config)) *unitAgent {
+	t.Helper()
 	dir := t.TempDir()
 	p := newPromDouble(t, dir)
-	a, err := New(nil, Config{Cluster: "c", Member: "m1", ConfigDir: dir, Prometheus: prom.Config{URL: p.srv.URL},
-		Promtool: "none", VerifyTimeout: time.Second, RetryInterval: 50 * time.Millisecond}, nil, prometheus.NewRegistry())
+	cfg := Config{Cluster: "c", Member: "m1", ConfigDir: dir, Prometheus: prom.Config{URL: p.srv.URL},
+		Promtool: "none", VerifyTimeout: time.Second, RetryInterval: 50 * time.Millisecond}
+	mod(&cfg)
+	a, err := New(nil, cfg, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +61,15 @@ func newUnitAgent(t *testing.T) *unitAgent {
 
 // push stores rev and points current at it, as zkprom config push does.
 func (u *unitAgent) push(rev int, prometheusYML string) {
-	b := &bundle.Bundle{Files: map[string][]byte{bundle.MainFile: []byte(prometheusYML)}}
+	u.pushFiles(rev, map[string]string{bundle.MainFile: prometheusYML})
+}
+
+// pushFiles is push with a bundle of several files.
+func (u *unitAgent) pushFiles(rev int, files map[string]string) {
+	b := &bundle.Bundle{Files: map[string][]byte{}}
+	for name, data := range files {
+		b.Files[name] = []byte(data)
+	}
 	u.store.mu.Lock()
 	u.store.revs[rev] = b
 	u.store.mu.Unlock()

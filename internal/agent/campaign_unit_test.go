@@ -81,9 +81,14 @@ func runCandidate(t *testing.T, z *fakeZK, member string) *candidate {
 
 // record is the group's leader record in the fake ZooKeeper.
 func record(t *testing.T, z *fakeZK) configstore.HALeader {
+	return recordAt(t, z, unitGroupPath)
+}
+
+// recordAt is the leader record of the group at group.
+func recordAt(t *testing.T, z *fakeZK, group string) configstore.HALeader {
 	t.Helper()
 	var rec configstore.HALeader
-	if data, ok := z.get(unitGroupPath + "/leader"); ok {
+	if data, ok := z.get(group + "/leader"); ok {
 		if err := json.Unmarshal(data, &rec); err != nil {
 			t.Fatal(err)
 		}
@@ -179,4 +184,58 @@ func TestUnitHAWaitsWhilePreviousLeaderRunsOverlay(t *testing.T) {
 	if v := b.h.view(); v.Waiting != "" || b.changes.Load() != 1 {
 		t.Fatalf("after the take-over: %+v, %d changes", v, b.changes.Load())
 	}
+}
+
+// TestUnitHAVariantFollowsLeadership ties the candidacy to the apply
+// path: elected, the agent switches its Prometheus to the leader variant
+// from the files on disk; its session expired, it switches back.
+func TestUnitHAVariantFollowsLeadership(t *testing.T) {
+	u := newUnitAgentWith(t, func(c *Config) { c.Fleet.HAGroup = "pair" })
+	z := u.zk
+	s := u.a.pointers.(*fakeSession)
+	h := u.a.fleet.ha
+	h.d.c, h.d.elect = s, s.elect
+	h.d.access = func() configstore.Access { return configstore.Access{Open: true} }
+	h.d.recordTrusted = func(context.Context, configstore.Access) (bool, error) { return true, nil }
+
+	const overlay = "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['am:9093']\n"
+	u.pushFiles(1, map[string]string{bundle.MainFile: ymlOne, bundle.LeaderFile: overlay})
+	u.step()
+	u.expect(configstore.StateApplied, 1, ymlOne) // not leader: the plain variant
+	if u.a.disk.linkedLeader() {
+		t.Fatal("the leader variant is live before any election")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Run's loop: a wake from the candidacy switches the variant.
+	switched := func(leader bool) func() (bool, string) {
+		return func() (bool, string) {
+			select {
+			case <-u.a.fleet.wakeC():
+				u.a.fleetStep(ctx)
+			default:
+			}
+			loaded, _ := u.prom.state()
+			return u.a.disk.linkedLeader() == leader && strings.Contains(loaded, bundle.LeaderMarker) == leader,
+				fmt.Sprintf("leading %t, linked leader %t, Prometheus runs %q", h.leading(), u.a.disk.linkedLeader(), loaded)
+		}
+	}
+	waitFor(t, 5*time.Second, "the leader variant live", switched(true))
+	rev, live := u.live()
+	if rev != 1 || !strings.Contains(live, "am:9093") || !strings.Contains(live, bundle.LeaderMarker) {
+		t.Fatalf("leader variant of revision %d: %q", rev, live)
+	}
+	if rec := recordAt(t, z, h.cfg.path); rec.Member != "m1" || rec.Prometheus != u.prom.srv.URL {
+		t.Fatalf("leader record %+v", rec)
+	}
+	if st := u.a.Status(); st.State != configstore.StateApplied || st.Revision != 1 {
+		t.Fatalf("status %+v", st)
+	}
+
+	s.expire()
+	waitFor(t, 5*time.Second, "back on the plain variant", switched(false))
+	u.expect(configstore.StateApplied, 1, ymlOne)
 }
