@@ -25,6 +25,8 @@
 //	prevleader.go  probing the previous leader's Prometheus (overlay still on?)
 //	fleetstatus.go `zkprom shards`: the cluster's members and HA groups
 //	metrics.go     the agent's own metrics
+//	seams.go       what the state machines need of ZooKeeper: small interfaces
+//	               (unit tests run them on an in-memory fake, fakezk_test.go)
 package agent
 
 import (

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/zkprom/zkprom/internal/bundle"
@@ -53,8 +54,8 @@ func (z *fakeZK) session() *fakeSession {
 	return &fakeSession{z: z, id: z.sessions, timeout: 2 * time.Second}
 }
 
-// fire sends ev to the watches on p of the kind (a.mu held) and drops
-// them: a watch fires once.
+// fire sends an event of typ to the watches on p of the kind (z.mu
+// held) and drops them: a watch fires once.
 func (z *fakeZK) fire(p string, children bool, typ zk.WatchEventType) {
 	kept := z.watches[:0]
 	for _, w := range z.watches {
@@ -77,14 +78,18 @@ func (z *fakeZK) set(p string, data []byte) {
 		z.fire(p, false, zk.NodeDataChanged)
 		return
 	}
-	if parent := path.Dir(p); parent != p {
-		if _, ok := z.nodes[parent]; !ok {
-			z.mu.Unlock()
-			z.set(parent, nil)
-			z.mu.Lock()
-		}
-	}
+	z.createAll(path.Dir(p))
 	z.create(p, data, 0)
+}
+
+// createAll makes p and its missing parents, persistent and empty (z.mu
+// held).
+func (z *fakeZK) createAll(p string) {
+	if _, ok := z.nodes[p]; ok {
+		return
+	}
+	z.createAll(path.Dir(p))
+	z.create(p, nil, 0)
 }
 
 // create adds node p (z.mu held, the parent exists).
@@ -126,7 +131,7 @@ type fakeSession struct {
 
 var errFakeExpired = fmt.Errorf("fake zookeeper: %w", zk.ErrSessionExpired)
 
-// check fails once the session expired (z.mu held or not).
+// check fails once the session expired.
 func (s *fakeSession) check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -257,8 +262,9 @@ func (z *fakeZK) children(p string) []string {
 	return out
 }
 
-// multi applies ops all or none; the ops are read with reflect, since
-// zk.Op keeps its fields to itself.
+// multi applies ops all or none. The ops are read with reflect, since
+// zk.Op keeps its fields to itself; creates are persistent whatever
+// their mode (the candidacy's record is), ACLs are not kept.
 func (s *fakeSession) multi(ops []zk.Op) ([]zk.OpResult, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -351,11 +357,7 @@ func (e *fakeElection) Campaign(ctx context.Context) (leadership, error) {
 		}
 	}
 	if own == "" {
-		if _, ok := z.nodes[e.path]; !ok {
-			z.mu.Unlock()
-			z.set(e.path, nil)
-			z.mu.Lock()
-		}
+		z.createAll(e.path)
 		parent := z.nodes[e.path]
 		own = fmt.Sprintf("n_%010d", parent.seq)
 		parent.seq++
@@ -493,4 +495,56 @@ func (z *fakeZK) childrenOf(p string) []string {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	return z.children(p)
+}
+
+// TestFakeZK checks the fake where the agent relies on ZooKeeper's
+// behaviour: versions, one-shot watches, ephemerals and expiry.
+func TestFakeZK(t *testing.T) {
+	ctx := context.Background()
+	z := newFakeZK()
+	s1, s2 := z.session(), z.session()
+	z.set("/a/b", []byte("1"))
+	data, st, w, err := s1.GetW(ctx, "/a/b")
+	if err != nil || string(data) != "1" || st.Version != 0 {
+		t.Fatalf("get: %q %+v %v", data, st, err)
+	}
+	z.set("/a/b", []byte("2"))
+	z.set("/a/b", []byte("3"))
+	if ev := <-w; ev.Type != zk.NodeDataChanged || ev.Path != "/a/b" {
+		t.Fatalf("watch: %+v", ev)
+	}
+	select {
+	case ev := <-w:
+		t.Fatalf("a watch fired twice: %+v", ev)
+	default:
+	}
+	if _, st, _ := s1.Get(ctx, "/a/b"); st.Version != 2 {
+		t.Fatalf("version %d after two sets, want 2", st.Version)
+	}
+	if _, err := s1.multi([]zk.Op{zk.SetOp("/a/b", []byte("x"), 1)}); !errors.Is(err, zk.ErrBadVersion) {
+		t.Fatalf("set with a stale version: %v", err)
+	}
+
+	e := s2.elect("/a/election", nil, zk.ElectionOptions{})
+	l, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids, _, cw, _ := s1.ChildrenW(ctx, "/a/election")
+	if len(kids) != 1 || l.Check() != nil {
+		t.Fatalf("candidates %v, check %v", kids, l.Check())
+	}
+	s2.expire()
+	if ev := <-cw; ev.Type != zk.NodeChildrenChanged {
+		t.Fatalf("children watch: %+v", ev)
+	}
+	if ok, _, _ := s1.Exists(ctx, "/a/election/"+kids[0]); ok {
+		t.Fatal("the expired session's ephemeral node stays")
+	}
+	if l.Check() == nil || l.Context().Err() == nil {
+		t.Fatal("leadership holds on an expired session")
+	}
+	if _, _, err := s2.Get(ctx, "/a/b"); !errors.Is(err, zk.ErrSessionExpired) {
+		t.Fatalf("get on an expired session: %v", err)
+	}
 }
