@@ -60,7 +60,7 @@ type haConfig struct {
 type haDeps struct {
 	c groupSession
 	// elect makes a candidacy in the group's election (newElection).
-	elect func(path string, candidate []byte, opts zk.ElectionOptions) election
+	elect func(path string, candidate []byte, opts zk.ElectionOptions) groupElection
 	// access returns the cluster's access settings (ACLs of the nodes it
 	// makes, whether the cluster is open).
 	access func() configstore.Access
@@ -108,7 +108,7 @@ func (h *ha) run(ctx context.Context) {
 	candidate, _ := json.Marshal(map[string]string{"member": h.cfg.member})
 	// A new election per campaign: its nodes get the ACL of the access
 	// settings as they are then.
-	election := func() election {
+	election := func() groupElection {
 		acc := h.d.access()
 		return h.d.elect(zk.Join(h.cfg.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.cfg.disconnectGrace,
 			ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
@@ -341,7 +341,7 @@ func (h *ha) record(ctx context.Context, l leadership, prev configstore.HALeader
 // metrics on every member). It reads the election and the leader record
 // again when a ZooKeeper watch on either fires, and every followRecheck
 // all the same: no watch fires when the record's ACL changes.
-func (h *ha) follow(ctx context.Context, e election) {
+func (h *ha) follow(ctx context.Context, e groupElection) {
 	electionPath, recordPath := zk.Join(h.cfg.path, "election"), zk.Join(h.cfg.path, "leader")
 	var candidates, record <-chan zk.WatchEvent // armed watches; nil: arm at the next read
 	for {

@@ -340,7 +340,7 @@ type fakeElection struct {
 	candidate []byte
 }
 
-func (s *fakeSession) elect(p string, candidate []byte, _ zk.ElectionOptions) election {
+func (s *fakeSession) elect(p string, candidate []byte, _ zk.ElectionOptions) groupElection {
 	return &fakeElection{s: s, path: p, candidate: candidate}
 }
 

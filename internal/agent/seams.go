@@ -53,8 +53,8 @@ type groupSession interface {
 	SessionTimeout() time.Duration
 }
 
-// election is one candidacy in an HA group's election.
-type election interface {
+// groupElection is one candidacy in an HA group's election.
+type groupElection interface {
 	Campaign(ctx context.Context) (leadership, error)
 	Leader(ctx context.Context) ([]byte, int64, error)
 }
@@ -69,7 +69,7 @@ type leadership interface {
 	Resign(ctx context.Context) error
 }
 
-// zkElection is a *zk.Election as an election.
+// zkElection is a *zk.Election as a groupElection.
 type zkElection struct{ *zk.Election }
 
 func (e zkElection) Campaign(ctx context.Context) (leadership, error) {
@@ -81,8 +81,8 @@ func (e zkElection) Campaign(ctx context.Context) (leadership, error) {
 }
 
 // newElection is the HA group's election on the client c.
-func newElection(c *zk.Client) func(path string, candidate []byte, opts zk.ElectionOptions) election {
-	return func(path string, candidate []byte, opts zk.ElectionOptions) election {
+func newElection(c *zk.Client) func(path string, candidate []byte, opts zk.ElectionOptions) groupElection {
+	return func(path string, candidate []byte, opts zk.ElectionOptions) groupElection {
 		return zkElection{zk.NewElection(c, path, candidate, opts)}
 	}
 }
