@@ -2,9 +2,12 @@ package configstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
 
 	"github.com/zkprom/zkprom/internal/bundle"
 )
@@ -67,5 +70,136 @@ func (s *Store) checkCanaryReloads(ctx context.Context, c *CanaryRollout) error 
 			return fmt.Errorf("canary %s: revision %d, reload successful %t", m.Name, m.Status.Revision, m.Status.ReloadSuccessful)
 		}
 	}
+	return nil
+}
+
+// CanaryPointer is the data of the canary node.
+type CanaryPointer struct {
+	Revision int       `json:"revision"`
+	Previous int       `json:"previous"`
+	Checksum string    `json:"checksum"`
+	Members  []string  `json:"members"`
+	Author   string    `json:"author"`
+	Time     time.Time `json:"time"`
+}
+
+// Has reports whether member is one of the canaries.
+func (c *CanaryPointer) Has(member string) bool {
+	if c == nil {
+		return false
+	}
+	for _, m := range c.Members {
+		if m == member {
+			return true
+		}
+	}
+	return false
+}
+
+// Canary reads the canary pointer; nil when no canary rollout runs.
+func (s *Store) Canary(ctx context.Context) (*CanaryPointer, error) {
+	data, _, err := s.c.Get(ctx, s.CanaryPath())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read canary of cluster %s: %w", s.opts.Cluster, err)
+	}
+	return ParseCanary(data)
+}
+
+// ParseCanary decodes the canary node's data.
+func ParseCanary(data []byte) (*CanaryPointer, error) {
+	var c CanaryPointer
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("bad canary data: %w", err)
+	}
+	return &c, nil
+}
+
+// CanaryRollout is a running canary rollout: the revision exists and the canary
+// node sends it to the chosen members; the current pointer still names the
+// previous revision.
+type CanaryRollout struct {
+	s       *Store
+	Meta    Meta
+	Pointer CanaryPointer
+	version int32 // of the current node, bumped when the canary started
+	cur     Pointer
+}
+
+// StartCanary creates a revision and sends it to n live members first
+// (sorted by name) by creating the ephemeral canary node. The current
+// pointer's version is bumped in the same transaction, so a concurrent
+// push conflicts. If this process dies, the canary node goes with its
+// session and the canaries return to the current revision.
+func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, n int) (*CanaryRollout, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("canary count %d: want at least 1", n)
+	}
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	cur, version, exists, err := s.readCurrent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("canary push to cluster %s: the cluster has no revision yet; push the first one without --canary", s.opts.Cluster)
+	}
+	members, err := s.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	members = LiveMembers(members)
+	if len(members) < n {
+		return nil, fmt.Errorf("canary push to cluster %s: %d canaries asked for, %d agents live", s.opts.Cluster, n, len(members))
+	}
+	chosen := make([]string, 0, n)
+	for _, m := range members[:n] {
+		chosen = append(chosen, m.Name)
+	}
+	m, err := s.createRevision(ctx, b, pm, cur.Revision)
+	if err != nil {
+		return nil, fmt.Errorf("canary push to cluster %s: %w", s.opts.Cluster, err)
+	}
+	cp := CanaryPointer{Revision: m.Revision, Previous: cur.Revision, Checksum: m.Checksum, Members: chosen, Author: m.Author, Time: m.Time}
+	cdata, _ := json.Marshal(cp)
+	curData, _ := json.Marshal(cur)
+	res, err := s.c.Multi(ctx,
+		zk.SetOp(s.CurrentPath(), curData, version),
+		zk.CreateOp(s.CanaryPath(), cdata, zk.Ephemeral, s.access.ACL(KindStatus)),
+	)
+	if err != nil {
+		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
+		return nil, s.commitErr(ctx, err, m.Revision)
+	}
+	s.logger.Debug("started canary", "cluster", s.opts.Cluster, "revision", m.Revision, "members", chosen)
+	return &CanaryRollout{s: s, Meta: m, Pointer: cp, version: res[0].Stat.Version, cur: cur}, nil
+}
+
+// Promote moves the current pointer to the canary revision and ends the
+// canary, in one transaction.
+func (c *CanaryRollout) Promote(ctx context.Context) (*PushResult, error) {
+	s := c.s
+	ptr, _ := json.Marshal(Pointer{Revision: c.Meta.Revision, Checksum: c.Meta.Checksum, Author: c.Meta.Author, Time: time.Now().UTC()})
+	if _, err := s.c.Multi(ctx, zk.SetOp(s.CurrentPath(), ptr, c.version), zk.DeleteOp(s.CanaryPath(), -1)); err != nil {
+		return nil, s.commitErr(ctx, err, c.Meta.Revision)
+	}
+	committed := time.Now()
+	if err := s.Prune(ctx); err != nil {
+		s.logger.Warn("could not prune history", "cluster", s.opts.Cluster, "err", err)
+	}
+	return &PushResult{Meta: c.Meta, Previous: c.cur.Revision, Committed: committed}, nil
+}
+
+// Abort ends the canary: the canary node and the revision are deleted, so
+// the canaries return to the current revision.
+func (c *CanaryRollout) Abort(ctx context.Context) error {
+	s := c.s
+	if err := s.c.Delete(ctx, s.CanaryPath(), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("stop canary of cluster %s: %w", s.opts.Cluster, err)
+	}
+	s.deleteRevision(ctx, c.Meta.Revision)
 	return nil
 }
