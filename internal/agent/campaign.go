@@ -47,7 +47,8 @@ type ha struct {
 type haConfig struct {
 	member          string // this agent's member name
 	group           string
-	path            string // the group's node: election/ and leader below it
+	electionPath    string // the candidates' nodes
+	recordPath      string // the leader record
 	advertiseURL    string // this agent's Prometheus, as recorded for the others
 	ownURL          string // this agent's --prometheus.url
 	disconnectGrace time.Duration
@@ -110,7 +111,7 @@ func (h *ha) run(ctx context.Context) {
 	// settings as they are then.
 	election := func() groupElection {
 		acc := h.d.access()
-		return h.d.elect(zk.Join(h.cfg.path, "election"), candidate, zk.ElectionOptions{DisconnectGrace: h.cfg.disconnectGrace,
+		return h.d.elect(h.cfg.electionPath, candidate, zk.ElectionOptions{DisconnectGrace: h.cfg.disconnectGrace,
 			ACL: acc.ACL(configstore.KindAgentDir), CandidateACL: acc.ACL(configstore.KindAgentNode), Logger: h.logger})
 	}
 	go h.follow(ctx, election())
@@ -293,7 +294,7 @@ func (h *ha) setWaiting(ctx context.Context, why string) {
 func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.d.c.SessionTimeout())
 	defer cancel()
-	data, _, err := h.d.c.Get(ctx, zk.Join(h.cfg.path, "leader"))
+	data, _, err := h.d.c.Get(ctx, h.cfg.recordPath)
 	if errors.Is(err, zk.ErrNoNode) {
 		return rec, false, nil
 	}
@@ -311,7 +312,7 @@ func (h *ha) readRecord(ctx context.Context) (rec configstore.HALeader, exists b
 // A record whose ACL is not the model's is replaced (deleted and created
 // again) in the same transaction.
 func (h *ha) record(ctx context.Context, l leadership, prev configstore.HALeader, exists, trusted bool) error {
-	p := zk.Join(h.cfg.path, "leader")
+	p := h.cfg.recordPath
 	ctx, cancel := context.WithTimeout(ctx, h.d.c.SessionTimeout())
 	defer cancel()
 	rec := configstore.HALeader{Member: h.cfg.member, Term: l.Term(), Since: time.Now().UTC(),
@@ -342,7 +343,7 @@ func (h *ha) record(ctx context.Context, l leadership, prev configstore.HALeader
 // again when a ZooKeeper watch on either fires, and every followRecheck
 // all the same: no watch fires when the record's ACL changes.
 func (h *ha) follow(ctx context.Context, e groupElection) {
-	electionPath, recordPath := zk.Join(h.cfg.path, "election"), zk.Join(h.cfg.path, "leader")
+	electionPath, recordPath := h.cfg.electionPath, h.cfg.recordPath
 	var candidates, record <-chan zk.WatchEvent // armed watches; nil: arm at the next read
 	for {
 		rctx, cancel := context.WithTimeout(ctx, h.d.c.SessionTimeout())

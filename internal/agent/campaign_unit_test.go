@@ -57,7 +57,7 @@ type candidate struct {
 func runCandidate(t *testing.T, z *fakeZK, member string) *candidate {
 	c := &candidate{s: z.session(), prom: newOverlayProm(t), done: make(chan struct{})}
 	c.h = newHA(haConfig{
-		member: member, group: "pair", path: unitGroupPath,
+		member: member, group: "pair", electionPath: unitGroupPath + "/election", recordPath: unitGroupPath + "/leader",
 		advertiseURL: c.prom.srv.URL, ownURL: c.prom.srv.URL,
 		checkTimeout: 500 * time.Millisecond, untrustedWait: time.Minute, retry: 50 * time.Millisecond,
 	}, haDeps{
@@ -228,7 +228,7 @@ func TestUnitHAVariantFollowsLeadership(t *testing.T) {
 	if rev != 1 || !strings.Contains(live, "am:9093") || !strings.Contains(live, bundle.LeaderMarker) {
 		t.Fatalf("leader variant of revision %d: %q", rev, live)
 	}
-	if rec := recordAt(t, z, h.cfg.path); rec.Member != "m1" || rec.Prometheus != u.prom.srv.URL {
+	if rec := recordAt(t, z, strings.TrimSuffix(h.cfg.recordPath, "/leader")); rec.Member != "m1" || rec.Prometheus != u.prom.srv.URL {
 		t.Fatalf("leader record %+v", rec)
 	}
 	if st := u.a.Status(); st.State != configstore.StateApplied || st.Revision != 1 {

@@ -130,7 +130,8 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 	}, shardsDeps{c: a.c, relinked: a.linked, setIgnored: f.setIgnored, setStatus: f.setShardStatus, m: f.m}, a.logger)
 	if cfg.HAGroup != "" {
 		f.ha = newHA(haConfig{
-			member: a.cfg.Member, group: cfg.HAGroup, path: a.store.HAGroupPath(cfg.HAGroup),
+			member: a.cfg.Member, group: cfg.HAGroup,
+			electionPath: a.store.HAElectionPath(cfg.HAGroup), recordPath: a.store.HALeaderPath(cfg.HAGroup),
 			advertiseURL: cfg.AdvertiseURL, ownURL: a.cfg.Prometheus.URL,
 			disconnectGrace: cfg.DisconnectGrace, checkTimeout: cfg.TakeoverCheckTimeout,
 			untrustedWait: cfg.UntrustedRecordWait, retry: a.cfg.RetryInterval,

@@ -676,7 +676,7 @@ func TestHAMixedCredentials(t *testing.T) {
 	waitFor(t, 30*time.Second, "agent-1 leading with the overlay", func() (bool, string) {
 		return second.a.fleet.leading() && overlayOn(env.dirs[1]), "not yet"
 	})
-	data, _, err := writer.Get(ctx, zk.Join(s.HAGroupPath("pair"), "leader"))
+	data, _, err := writer.Get(ctx, s.HALeaderPath("pair"))
 	var rec configstore.HALeader
 	if err != nil || json.Unmarshal(data, &rec) != nil || rec.Member != "agent-1" || rec.Previous != "agent-0" {
 		t.Errorf("leader record %s (%v): want agent-1 after agent-0", data, err)

@@ -56,13 +56,13 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 	groups := make([]haGroupStatus, 0, len(names))
 	for _, g := range names {
 		hg := haGroupStatus{Name: g}
-		e := zk.NewElection(c, zk.Join(s.HAGroupPath(g), "election"), nil, zk.ElectionOptions{})
+		e := zk.NewElection(c, s.HAElectionPath(g), nil, zk.ElectionOptions{})
 		if data, term, err := e.Leader(ctx); err == nil {
 			var cand struct{ Member string }
 			json.Unmarshal(data, &cand)
 			hg.Elected, hg.ElectedTerm = cand.Member, term
 		}
-		if rdata, _, err := c.Get(ctx, zk.Join(s.HAGroupPath(g), "leader")); err == nil {
+		if rdata, _, err := c.Get(ctx, s.HALeaderPath(g)); err == nil {
 			var rec configstore.HALeader
 			if json.Unmarshal(rdata, &rec) == nil && rec.Member != "" {
 				// Written by agents, or by anyone in an open cluster.

@@ -290,7 +290,7 @@ func TestHALeaderOverlay(t *testing.T) {
 	}
 
 	// The record names the new leader, its Prometheus, and the one before.
-	data, _, err := c.Get(context.Background(), zk.Join(s.HAGroupPath("pair"), "leader"))
+	data, _, err := c.Get(context.Background(), s.HALeaderPath("pair"))
 	if err != nil {
 		t.Fatal(err)
 	}

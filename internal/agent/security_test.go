@@ -95,7 +95,7 @@ func TestAgentSecurityWideACL(t *testing.T) {
 	w := connect(t)
 	ctx := context.Background()
 	group := func(s *configstore.Store) string { return s.HAGroupPath("pair") }
-	election := func(s *configstore.Store) string { return zk.Join(s.HAGroupPath("pair"), "election") }
+	election := func(s *configstore.Store) string { return s.HAElectionPath("pair") }
 	for i, tc := range []struct {
 		node  func(*configstore.Store) string
 		extra zk.ACL
@@ -292,7 +292,7 @@ func forgeRecord(t *testing.T, c *zk.Client, s *configstore.Store, url string, a
 	t.Helper()
 	h, _ := os.Hostname()
 	data, _ := json.Marshal(configstore.HALeader{Member: "agent-9", Term: 1, Since: time.Now(), Prometheus: url, Host: h})
-	p := zk.Join(s.HAGroupPath("pair"), "leader")
+	p := s.HALeaderPath("pair")
 	if _, err := c.Multi(context.Background(), zk.DeleteOp(p, -1), zk.CreateOp(p, data, zk.Persistent, acl)); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestAgentSecurityForgedLeaderRecord(t *testing.T) {
 	skipShort(t)
 	p := startHAPair(t)
 	ctx := context.Background()
-	rec := zk.Join(p.store.HAGroupPath("pair"), "leader")
+	rec := p.store.HALeaderPath("pair")
 	anon := connectWith(t, zk.Config{Servers: env.ens.Connect()})
 	if _, err := anon.Set(ctx, rec, []byte(`{"member":"evil","term":99,"prometheus":"http://127.0.0.1:1"}`), -1); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("anonymous write of the leader record: %v", err)
@@ -446,7 +446,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	rec := zk.Join(s.HAGroupPath("solo"), "leader")
+	rec := s.HALeaderPath("solo")
 	waitFor(t, 30*time.Second, "leader record", func() (bool, string) {
 		ok, _, _ := w.Exists(ctx, rec)
 		return ok, "none"
@@ -465,7 +465,7 @@ func TestAgentSecuritySecretsStayLocal(t *testing.T) {
 	// The agent's own nodes carry the model's ACL.
 	access := a.accessSettings()
 	for p, kind := range map[string]configstore.NodeKind{s.MemberPath("agent-0"): configstore.KindAgentNode, rec: configstore.KindAgentNode,
-		s.HAGroupPath("solo"): configstore.KindAgentDir, zk.Join(s.HAGroupPath("solo"), "election"): configstore.KindAgentDir} {
+		s.HAGroupPath("solo"): configstore.KindAgentDir, s.HAElectionPath("solo"): configstore.KindAgentDir} {
 		got := must2(w.GetACL(ctx, p))
 		if zk.FormatACL(got) != zk.FormatACL(access.ACL(kind)) {
 			t.Errorf("%s: ACL %s, want the model's %s", p, zk.FormatACL(got), zk.FormatACL(access.ACL(kind)))

@@ -282,15 +282,15 @@ func (s *Store) layout(ctx context.Context, deep bool) ([]node, error) {
 // haGroupLayout lists an HA group's nodes: the group, its election node
 // and candidacies, and its leader record.
 func (s *Store) haGroupLayout(ctx context.Context, group string) ([]node, error) {
-	gp := s.HAGroupPath(group)
-	nodes := []node{{gp, KindAgentDir, gp}, {zk.Join(gp, "election"), KindAgentDir, gp}, {zk.Join(gp, "leader"), KindAgentNode, zk.Join(gp, "leader")}}
-	cands, _, err := s.c.Children(ctx, zk.Join(gp, "election"))
+	gp, election, leader := s.HAGroupPath(group), s.HAElectionPath(group), s.HALeaderPath(group)
+	nodes := []node{{gp, KindAgentDir, gp}, {election, KindAgentDir, gp}, {leader, KindAgentNode, leader}}
+	cands, _, err := s.c.Children(ctx, election)
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return nil, err
 	}
 	slices.Sort(cands)
 	for _, c := range cands {
-		p := zk.Join(gp, "election", c)
+		p := zk.Join(election, c)
 		nodes = append(nodes, node{p, KindAgentNode, p})
 	}
 	return nodes, nil
@@ -359,7 +359,7 @@ func (s *Store) RecordTrusted(ctx context.Context, a Access, group string) (bool
 	if a.Open {
 		return false, nil
 	}
-	p := zk.Join(s.HAGroupPath(group), "leader")
+	p := s.HALeaderPath(group)
 	acl, _, err := s.c.GetACL(ctx, p)
 	if err != nil {
 		return false, err

@@ -56,3 +56,9 @@ func (s *Store) HAPath() string { return s.base + "/ha" }
 // HAGroupPath is one HA group's node: election/ holds the candidates,
 // leader the last leader's record.
 func (s *Store) HAGroupPath(group string) string { return s.HAPath() + "/" + group }
+
+// HAElectionPath is the node of an HA group's candidates.
+func (s *Store) HAElectionPath(group string) string { return s.HAGroupPath(group) + "/election" }
+
+// HALeaderPath is an HA group's leader record (HALeader).
+func (s *Store) HALeaderPath(group string) string { return s.HAGroupPath(group) + "/leader" }
