@@ -29,6 +29,8 @@ func records() []Record {
 		&SetACLRequest{Path: "/s", ACL: acl, Version: 1},
 		&ACLResponse{ACL: acl, Stat: st},
 		&AuthPacket{Scheme: "digest", Auth: []byte("u:p")},
+		&GetSASLRequest{Token: []byte{}},
+		&SetSASLResponse{Token: []byte("rspauth=0123")},
 		&WatcherEvent{Type: 3, State: 3, Path: "/w"},
 		&MultiHeader{Type: -1, Done: true, Err: -1},
 		&ErrorResponse{Err: -103},

@@ -391,6 +391,23 @@ func (r *AuthPacket) Decode(d *Decoder) {
 	r.Auth = d.Buffer()
 }
 
+// GetSASLRequest carries one SASL token from the client (OpCode sasl).
+type GetSASLRequest struct {
+	Token []byte
+}
+
+func (r *GetSASLRequest) Encode(e *Encoder) { e.Buffer(r.Token) }
+func (r *GetSASLRequest) Decode(d *Decoder) { r.Token = d.Buffer() }
+
+// SetSASLResponse carries the server's SASL token (a challenge, or the last
+// word of the exchange); nil when the server has none.
+type SetSASLResponse struct {
+	Token []byte
+}
+
+func (r *SetSASLResponse) Encode(e *Encoder) { e.Buffer(r.Token) }
+func (r *SetSASLResponse) Decode(d *Decoder) { r.Token = d.Buffer() }
+
 // WatcherEvent is the body of a notification (xid -1).
 type WatcherEvent struct {
 	Type  int32
