@@ -9,10 +9,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,12 @@ type Options struct {
 	// ReadOnlyMode lets a server that loses its quorum serve reads
 	// (readonlymode.enabled, a JVM property).
 	ReadOnlyMode bool
+	// SASLUsers, when set, turns on SASL DIGEST-MD5 authentication: a
+	// server JAAS file (a Server section with DigestLoginModule and a
+	// user_<name>="<password>" entry per user, passed with
+	// -Djava.security.auth.login.config) and the sasl ACL scheme
+	// (authProvider.sasl). Clients may still connect without SASL.
+	SASLUsers map[string]string
 }
 
 // Server is one ZooKeeper server of an ensemble.
@@ -100,6 +108,11 @@ func StartEnsemble(opts Options) (*Ensemble, error) {
 		return nil, err
 	}
 	e := &Ensemble{Dir: dir, opts: opts}
+	if len(opts.SASLUsers) > 0 {
+		if err := writeJAAS(filepath.Join(dir, "jaas.conf"), opts.SASLUsers); err != nil {
+			return nil, err
+		}
+	}
 	if opts.TLS {
 		if e.TLS, err = GenerateCerts(filepath.Join(dir, "tls")); err != nil {
 			return nil, err
@@ -191,10 +204,25 @@ func (e *Ensemble) writeConfig(s *Server) error {
 			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", o.ID, o.quorum, o.election)
 		}
 	}
+	if len(e.opts.SASLUsers) > 0 {
+		b.WriteString("authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n")
+	}
 	for _, l := range e.opts.Extra {
 		b.WriteString(l + "\n")
 	}
 	return os.WriteFile(filepath.Join(s.Dir, "zoo.cfg"), []byte(b.String()), 0o644)
+}
+
+// writeJAAS writes a server JAAS file for DIGEST-MD5 users.
+func writeJAAS(path string, users map[string]string) error {
+	q := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	var b strings.Builder
+	b.WriteString("Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required")
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		fmt.Fprintf(&b, "\n  user_%s=\"%s\"", u, q.Replace(users[u]))
+	}
+	b.WriteString(";\n};\n")
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // Connect returns the connect string of all client ports.
@@ -230,6 +258,9 @@ func (e *Ensemble) Start(i int) error {
 	args := []string{"-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.idleTimeout=60000"}
 	if e.opts.ReadOnlyMode {
 		args = append(args, "-Dreadonlymode.enabled=true")
+	}
+	if len(e.opts.SASLUsers) > 0 {
+		args = append(args, "-Djava.security.auth.login.config="+filepath.Join(e.Dir, "jaas.conf"))
 	}
 	args = append(args, "-cp", zookeeperClasspath, "org.apache.zookeeper.server.quorum.QuorumPeerMain", filepath.Join(s.Dir, "zoo.cfg"))
 	cmd := exec.Command("java", args...)
