@@ -638,6 +638,10 @@ func (c *Conn) dispatch(frame []byte) error {
 			c.cfg.onWatch(watchExist, r.path)
 		}
 	}
+	saslRefused := r.op == jute.OpSASL && Error(hdr.Err) == ErrAuthFailed
 	c.finish(r, err)
+	if saslRefused {
+		return ErrAuthFailed // the server closes the connection after it
+	}
 	return nil
 }

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	if !testing.Short() {
 		var err error
-		ensemble, err = zktest.StartEnsemble(zktest.Options{Servers: 1, TLS: true, ClientAuth: "need"})
+		ensemble, err = zktest.StartEnsemble(zktest.Options{Servers: 1, TLS: true, ClientAuth: "need", SASLUsers: saslUsers})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "start ZooKeeper:", err)
 			os.Exit(1)

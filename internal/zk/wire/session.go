@@ -26,6 +26,10 @@ type SessionConfig struct {
 	Conn Config
 	// Auth is re-sent on every connection before anything else.
 	Auth []Auth
+	// SASL, when set, authenticates every connection (after Auth, before
+	// the watches are set again). A refusal ends the session
+	// (StateAuthFailed), as it would on every server.
+	SASL SASLMechanism
 	// RetryDelay is the pause after every server was tried in vain; 0
 	// means 200 ms.
 	RetryDelay time.Duration
@@ -225,7 +229,7 @@ func (s *Session) dialRound(ctx context.Context) (*Conn, error) {
 			}
 			c.Disconnect()
 		}
-		if errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrAuthFailed) {
+		if errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrSASL) {
 			return nil, err
 		}
 		errs = append(errs, err)
@@ -240,6 +244,11 @@ func (s *Session) dialRound(ctx context.Context) (*Conn, error) {
 func (s *Session) restore(ctx context.Context, c *Conn) error {
 	for _, a := range s.cfg.Auth {
 		if err := c.AddAuth(ctx, a.Scheme, a.Data); err != nil {
+			return err
+		}
+	}
+	if s.cfg.SASL != nil {
+		if err := c.SASL(ctx, s.cfg.SASL); err != nil {
 			return err
 		}
 	}
@@ -313,7 +322,7 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 				s.end(err, StateExpired)
 				return
 			}
-			if errors.Is(err, ErrAuthFailed) {
+			if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrSASL) {
 				s.end(err, StateAuthFailed)
 				return
 			}
