@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,8 +20,13 @@ type Auth struct {
 // SessionConfig says how to keep a session over connections.
 type SessionConfig struct {
 	// Servers are host:port addresses, tried in turn from the first; host
-	// names are resolved again at each dial.
+	// names are resolved again at each dial. ParseConnectString gives them
+	// and Chroot from a connect string.
 	Servers []string
+	// Chroot, when set, is the node every path is relative to: it is put
+	// before every path sent and taken off every path received (events,
+	// created paths, multi results, ephemerals). "" or "/" means none.
+	Chroot string
 	// Conn is every connection's settings (SessionID, Password and
 	// LastZxid are the session's own and are ignored).
 	Conn Config
@@ -49,6 +55,7 @@ type SessionConfig struct {
 // caller makes a new Session.
 type Session struct {
 	cfg    SessionConfig
+	root   chroot
 	logger *slog.Logger
 	events *eventQueue
 
@@ -106,6 +113,14 @@ func NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("zookeeper session: no servers")
 	}
+	if cfg.Chroot != "" {
+		if err := checkChroot(cfg.Chroot); err != nil {
+			return nil, fmt.Errorf("zookeeper session: chroot: %w", err)
+		}
+		if cfg.Chroot == "/" {
+			cfg.Chroot = ""
+		}
+	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = 200 * time.Millisecond
 	}
@@ -114,6 +129,7 @@ func NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	}
 	s := &Session{
 		cfg:     cfg,
+		root:    chroot(cfg.Chroot),
 		logger:  cfg.Logger,
 		events:  newEventQueue(),
 		ready:   make(chan struct{}),
@@ -175,6 +191,7 @@ func (s *Session) Close() error {
 }
 
 // Conn waits for the current connection (for what Session does not wrap).
+// The connection knows no chroot: its paths are the server's.
 func (s *Session) Conn(ctx context.Context) (*Conn, error) {
 	for {
 		s.mu.Lock()
@@ -289,6 +306,7 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 			s.mu.Lock()
 			s.watches.fired(ev)
 			s.mu.Unlock()
+			ev.Path = s.root.client(ev.Path)
 			s.events.push(ev)
 		}
 		s.mu.Lock()
@@ -356,15 +374,16 @@ func connLoss(err error) error {
 }
 
 // Get, Exists, Children, Create, Delete, Set, Multi, MultiRead, Sync,
-// GetACL, AddWatch, RemoveWatches, GetEphemerals and WhoAmI are the
-// connection's, on the current connection.
+// GetACL, SetACL, AddWatch, RemoveWatches, GetEphemerals and WhoAmI are the
+// connection's, on the current connection, with paths relative to the
+// chroot.
 
 func (s *Session) Get(ctx context.Context, path string, watch bool) ([]byte, Stat, error) {
 	c, err := s.Conn(ctx)
 	if err != nil {
 		return nil, Stat{}, opErr("get", path, err)
 	}
-	data, st, err := c.Get(ctx, path, watch)
+	data, st, err := c.Get(ctx, s.root.server(path), watch)
 	return data, st, connLoss(err)
 }
 
@@ -373,7 +392,7 @@ func (s *Session) Exists(ctx context.Context, path string, watch bool) (Stat, bo
 	if err != nil {
 		return Stat{}, false, opErr("exists", path, err)
 	}
-	st, ok, err := c.Exists(ctx, path, watch)
+	st, ok, err := c.Exists(ctx, s.root.server(path), watch)
 	return st, ok, connLoss(err)
 }
 
@@ -382,7 +401,7 @@ func (s *Session) Children(ctx context.Context, path string, watch bool) ([]stri
 	if err != nil {
 		return nil, Stat{}, opErr("children", path, err)
 	}
-	ch, st, err := c.Children(ctx, path, watch)
+	ch, st, err := c.Children(ctx, s.root.server(path), watch)
 	return ch, st, connLoss(err)
 }
 
@@ -391,8 +410,11 @@ func (s *Session) Create(ctx context.Context, path string, data []byte, acl []AC
 	if err != nil {
 		return "", Stat{}, opErr("create", path, err)
 	}
-	p, st, err := c.Create(ctx, path, data, acl, mode)
-	return p, st, connLoss(err)
+	p, st, err := c.Create(ctx, s.root.server(path), data, acl, mode)
+	if err != nil {
+		return "", st, connLoss(err)
+	}
+	return s.root.client(p), st, nil
 }
 
 func (s *Session) Delete(ctx context.Context, path string, version int32) error {
@@ -400,7 +422,7 @@ func (s *Session) Delete(ctx context.Context, path string, version int32) error 
 	if err != nil {
 		return opErr("delete", path, err)
 	}
-	return connLoss(c.Delete(ctx, path, version))
+	return connLoss(c.Delete(ctx, s.root.server(path), version))
 }
 
 func (s *Session) Set(ctx context.Context, path string, data []byte, version int32) (Stat, error) {
@@ -408,7 +430,7 @@ func (s *Session) Set(ctx context.Context, path string, data []byte, version int
 	if err != nil {
 		return Stat{}, opErr("set", path, err)
 	}
-	st, err := c.Set(ctx, path, data, version)
+	st, err := c.Set(ctx, s.root.server(path), data, version)
 	return st, connLoss(err)
 }
 
@@ -417,7 +439,18 @@ func (s *Session) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	if err != nil {
 		return nil, opErr("multi", "", err)
 	}
+	if s.root != "" {
+		ops = slices.Clone(ops)
+		for i := range ops {
+			ops[i].Path = s.root.server(ops[i].Path)
+		}
+	}
 	res, err := c.Multi(ctx, ops...)
+	for i := range res {
+		if res[i].Path != "" {
+			res[i].Path = s.root.client(res[i].Path)
+		}
+	}
 	return res, connLoss(err)
 }
 
@@ -425,6 +458,12 @@ func (s *Session) MultiRead(ctx context.Context, ops ...ReadOp) ([]ReadResult, e
 	c, err := s.Conn(ctx)
 	if err != nil {
 		return nil, opErr("multiRead", "", err)
+	}
+	if s.root != "" {
+		ops = slices.Clone(ops)
+		for i := range ops {
+			ops[i].Path = s.root.server(ops[i].Path)
+		}
 	}
 	res, err := c.MultiRead(ctx, ops...)
 	return res, connLoss(err)
@@ -435,7 +474,7 @@ func (s *Session) AddWatch(ctx context.Context, path string, recursive bool) err
 	if err != nil {
 		return opErr("addWatch", path, err)
 	}
-	return connLoss(c.AddWatch(ctx, path, recursive))
+	return connLoss(c.AddWatch(ctx, s.root.server(path), recursive))
 }
 
 // RemoveWatches removes watches on the server and from the session's record.
@@ -444,6 +483,7 @@ func (s *Session) RemoveWatches(ctx context.Context, path string, t WatcherType)
 	if err != nil {
 		return opErr("removeWatches", path, err)
 	}
+	path = s.root.server(path)
 	if err := c.RemoveWatches(ctx, path, t); err != nil {
 		return connLoss(err)
 	}
@@ -468,8 +508,11 @@ func (s *Session) Sync(ctx context.Context, path string) (string, error) {
 	if err != nil {
 		return "", opErr("sync", path, err)
 	}
-	p, err := c.Sync(ctx, path)
-	return p, connLoss(err)
+	p, err := c.Sync(ctx, s.root.server(path))
+	if err != nil {
+		return "", connLoss(err)
+	}
+	return s.root.client(p), nil
 }
 
 func (s *Session) GetACL(ctx context.Context, path string) ([]ACL, Stat, error) {
@@ -477,17 +520,38 @@ func (s *Session) GetACL(ctx context.Context, path string) ([]ACL, Stat, error) 
 	if err != nil {
 		return nil, Stat{}, opErr("getACL", path, err)
 	}
-	acl, st, err := c.GetACL(ctx, path)
+	acl, st, err := c.GetACL(ctx, s.root.server(path))
 	return acl, st, connLoss(err)
 }
 
+func (s *Session) SetACL(ctx context.Context, path string, acl []ACL, version int32) (Stat, error) {
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return Stat{}, opErr("setACL", path, err)
+	}
+	st, err := c.SetACL(ctx, s.root.server(path), acl, version)
+	return st, connLoss(err)
+}
+
+// GetEphemerals lists the session's ephemerals under the chroot whose path
+// starts with prefix (the server matches by string prefix: those of a
+// sibling of the chroot that shares its name's start are left out).
 func (s *Session) GetEphemerals(ctx context.Context, prefix string) ([]string, error) {
 	c, err := s.Conn(ctx)
 	if err != nil {
 		return nil, opErr("getEphemerals", prefix, err)
 	}
-	e, err := c.GetEphemerals(ctx, prefix)
-	return e, connLoss(err)
+	e, err := c.GetEphemerals(ctx, s.root.server(prefix))
+	if err != nil {
+		return nil, connLoss(err)
+	}
+	out := e[:0]
+	for _, p := range e {
+		if s.root.within(p) {
+			out = append(out, s.root.client(p))
+		}
+	}
+	return out, nil
 }
 
 func (s *Session) WhoAmI(ctx context.Context) ([]ClientInfo, error) {
