@@ -67,7 +67,7 @@ func (c *Conn) sasl(ctx context.Context, m SASLMechanism) error {
 			return fmt.Errorf("%w: no end after %d steps", ErrSASL, step)
 		}
 		var resp jute.SetSASLResponse
-		_, err := c.do(ctx, &request{op: jute.OpSASL, body: &jute.GetSASLRequest{Token: tok},
+		_, err = c.do(ctx, &request{op: jute.OpSASL, body: &jute.GetSASLRequest{Token: tok},
 			resp: func(d *jute.Decoder, _ jute.ReplyHeader) { resp.Decode(d) }}, false)
 		if errors.Is(err, ErrAuthFailed) {
 			return fmt.Errorf("%w: the server refused the credentials (check the user name and password, and the server's JAAS file)", err)

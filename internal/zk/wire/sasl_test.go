@@ -1,11 +1,16 @@
 package wire
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/zk/jute"
 )
 
 // saslUsers are the DIGEST-MD5 users of the test server's JAAS file.
@@ -176,5 +181,50 @@ func TestSessionSASL(t *testing.T) {
 	})
 	if !errors.Is(err, ErrAuthFailed) {
 		t.Errorf("NewSession with a wrong password: %v, want ErrAuthFailed", err)
+	}
+}
+
+// TestSASLClientRefuses: against fake servers, a server with no SASL set
+// up (it answers with no token) and one that does not prove it knows the
+// password are refused with ErrSASL and a message saying which.
+func TestSASLClientRefuses(t *testing.T) {
+	ctx := ctxT(t, 10*time.Second)
+	challenge := []byte(`realm="zk-sasl-md5",nonce="n0",qop="auth",charset=utf-8,algorithm=md5-sess`)
+	for _, tc := range []struct {
+		name   string
+		tokens [][]byte // the server's answers, in turn
+		want   string
+	}{
+		{"no SASL on the server", [][]byte{nil}, "sent no challenge"},
+		{"wrong rspauth", [][]byte{challenge, []byte("rspauth=0123456789abcdef0123456789abcdef")}, "did not prove"},
+		{"unsupported qop", [][]byte{[]byte(`nonce="n0",qop="auth-conf",algorithm=md5-sess`)}, "only auth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fakeServer(t, goodResp, nil, func(nc net.Conn, r *bufio.Reader) {
+				for _, tok := range tc.tokens {
+					b, err := readFrame(r, DefaultMaxBuffer)
+					if err != nil {
+						return
+					}
+					d := jute.NewDecoder(b)
+					var hdr jute.RequestHeader
+					hdr.Decode(d)
+					if hdr.Type != jute.OpSASL {
+						t.Errorf("request type %d, want sasl", hdr.Type)
+					}
+					writeFrame(nc, nil, &jute.ReplyHeader{Xid: hdr.Xid, Zxid: 1}, &jute.SetSASLResponse{Token: tok})
+				}
+				io.Copy(io.Discard, r)
+			})
+			c, err := Dial(ctx, addr, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Disconnect()
+			err = c.SASL(ctx, &DigestMD5{Username: "alice", Password: "pw"})
+			if !errors.Is(err, ErrSASL) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("SASL: %v, want ErrSASL saying %q (conn: %v)", err, tc.want, c.Err())
+			}
+		})
 	}
 }
