@@ -228,3 +228,46 @@ func TestSASLClientRefuses(t *testing.T) {
 		})
 	}
 }
+
+// flipMech authenticates with good on the first connection and with bad
+// on every later one.
+type flipMech struct {
+	good, bad SASLMechanism
+	n         int
+}
+
+func (m *flipMech) Name() string { return m.good.Name() }
+func (m *flipMech) Start(addr string) (SASLExchange, error) {
+	m.n++
+	if m.n == 1 {
+		return m.good.Start(addr)
+	}
+	return m.bad.Start(addr)
+}
+
+// TestSessionSASLRefusedOnReconnect: credentials refused on a later
+// connection end the session (auth_failed last), and requests then fail.
+func TestSessionSASLRefusedOnReconnect(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	p1, p2 := proxy(t), proxy(t)
+	s, err := NewSession(ctx, SessionConfig{
+		Servers: []string{p1.Addr(), p2.Addr()},
+		Conn:    Config{SessionTimeout: 20 * time.Second},
+		SASL: &flipMech{good: &DigestMD5{Username: "alice", Password: saslUsers["alice"]},
+			bad: &DigestMD5{Username: "alice", Password: "changed"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	events := s.Events()
+	wantState(t, events, StateSyncConnected)
+	p1.Cut()
+	wantState(t, events, StateDisconnected)
+	if ev := wantState(t, events, StateAuthFailed); !errors.Is(ev.Err, ErrAuthFailed) {
+		t.Errorf("last event's error %v, want ErrAuthFailed", ev.Err)
+	}
+	if _, _, err := s.Get(ctx, "/", false); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("get after the refusal: %v, want ErrAuthFailed", err)
+	}
+}
