@@ -383,6 +383,13 @@ func (e *Ensemble) WaitServing(timeout time.Duration) error {
 			}
 			running++
 			m, err := e.Mode(i)
+			if err == nil && e.Servers[i].SecureAddr != "" {
+				// The secure port (Netty) may open after the client port.
+				var c net.Conn
+				if c, err = net.DialTimeout("tcp", e.Servers[i].SecureAddr, time.Second); err == nil {
+					c.Close()
+				}
+			}
 			if err != nil {
 				last = err
 				continue
