@@ -196,6 +196,13 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 		}
 		tc.logger.Debug("tree cache session ended, starting a new one", "err", err)
 		tc.setStale(ctx, true)
+		if !errors.Is(err, errSessionEnded) {
+			// a read refused (an ACL, a node over MaxBuffer): not at once again
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
 	}
 	return nil
 }
