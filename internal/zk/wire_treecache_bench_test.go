@@ -20,9 +20,9 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 		b.Skip("needs the real ensemble")
 	}
 	for _, size := range benchSizes() {
-		root := fmt.Sprintf("/bench-tree-%d", size)
+		root := fmt.Sprintf("/bench-wire-cache-%d", size)
 		setup := connectB(b, nil)
-		populate(b, setup, root, 1000, size)
+		populateMembers(b, setup, root, 1000, size, memberPayload150)
 		setup.Close()
 		b.Run(fmt.Sprintf("members=%d", size), func(b *testing.B) {
 			var wireSecs, oldSecs, wireReqs float64
@@ -48,6 +48,50 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 			b.ReportMetric(oldSecs/wireSecs, "speedup-x")
 			b.ReportMetric(wireReqs/n, "wire-cache-requests")
 		})
+	}
+}
+
+// memberPayload150 is a serverset member of 150 bytes.
+var memberPayload150 = []byte(`{"serviceEndpoint":{"host":"10.20.30.40","port":8080},"additionalEndpoints":{"http":{"host":"10.20.30.40","port":8081}},"status":"ALIVE","shard":17}`)
+
+// populateMembers makes members znodes of payload under parents below
+// root, a Multi of 101 creates per parent, 8 in flight; a tree already
+// complete is kept (rounds and runs reuse it).
+func populateMembers(b *testing.B, c *Client, root string, parents, members int, payload []byte) {
+	ctx := context.Background()
+	if n, _, err := c.Children(ctx, root); err == nil && len(n) == parents {
+		total := 0
+		for _, p := range n {
+			_, st, _ := c.Exists(ctx, Join(root, p))
+			total += int(st.NumChildren)
+		}
+		if total == members {
+			return
+		}
+	}
+	c.DeleteAll(ctx, root)
+	if err := c.CreateAll(ctx, root, nil); err != nil {
+		b.Fatal(err)
+	}
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, parents)
+	for p := 0; p < parents; p++ {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			dir := Join(root, fmt.Sprintf("svc%04d", p))
+			ops := []Op{CreateOp(dir, nil, Persistent, nil)}
+			for m := 0; m < members/parents; m++ {
+				ops = append(ops, CreateOp(Join(dir, fmt.Sprintf("member_%010d", m)), payload, Persistent, nil))
+			}
+			_, err := c.Multi(ctx, ops...)
+			errs <- err
+		}()
+	}
+	for p := 0; p < parents; p++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
