@@ -1,11 +1,10 @@
 package zk
 
 import (
-	"fmt"
-	"net"
 	"path"
-	"strconv"
 	"strings"
+
+	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
 // ConnectString is a parsed ZooKeeper connect string such as
@@ -19,48 +18,8 @@ type ConnectString struct {
 // clients do: servers separated by commas, an optional chroot after the
 // first slash.
 func ParseConnectString(s string) (ConnectString, error) {
-	var cs ConnectString
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return cs, fmt.Errorf("empty ZooKeeper connect string: give host:port[,host:port...][/chroot]")
-	}
-	hosts := s
-	if i := strings.Index(s, "/"); i >= 0 {
-		hosts, cs.Chroot = s[:i], s[i:]
-		if cs.Chroot != "/" {
-			if err := ValidatePath(cs.Chroot); err != nil {
-				return cs, fmt.Errorf("chroot of connect string %q: %w", s, err)
-			}
-		}
-		if cs.Chroot == "/" {
-			cs.Chroot = ""
-		}
-	}
-	for _, h := range strings.Split(hosts, ",") {
-		h = strings.TrimSpace(h)
-		if h == "" {
-			continue
-		}
-		host, port, err := net.SplitHostPort(h)
-		if err != nil {
-			// No port given: "zk1" or "[::1]" or "::1".
-			host, port = strings.Trim(h, "[]"), "2181"
-			if strings.Contains(host, ":") && net.ParseIP(host) == nil {
-				return cs, fmt.Errorf("connect string %q: server %q is not host:port", s, h)
-			}
-		}
-		if host == "" {
-			return cs, fmt.Errorf("connect string %q: server %q has no host", s, h)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return cs, fmt.Errorf("connect string %q: server %q has no valid port (want host:port, e.g. zk1:2181)", s, h)
-		}
-		cs.Servers = append(cs.Servers, net.JoinHostPort(host, port))
-	}
-	if len(cs.Servers) == 0 {
-		return cs, fmt.Errorf("connect string %q names no server", s)
-	}
-	return cs, nil
+	servers, chroot, err := wire.ParseConnectString(s)
+	return ConnectString{Servers: servers, Chroot: chroot}, err
 }
 
 // String gives the connect string back in canonical form.
@@ -69,28 +28,7 @@ func (cs ConnectString) String() string {
 }
 
 // ValidatePath reports whether p is a valid absolute ZooKeeper path.
-func ValidatePath(p string) error {
-	switch {
-	case p == "":
-		return fmt.Errorf("empty path")
-	case p[0] != '/':
-		return fmt.Errorf("path %q is not absolute", p)
-	case p == "/":
-		return nil
-	case strings.HasSuffix(p, "/"):
-		return fmt.Errorf("path %q ends with /", p)
-	case strings.Contains(p, "//"):
-		return fmt.Errorf("path %q has an empty element", p)
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q contains a NUL byte", p)
-	}
-	for _, el := range strings.Split(p[1:], "/") {
-		if el == "." || el == ".." {
-			return fmt.Errorf("path %q has a relative element %q", p, el)
-		}
-	}
-	return nil
-}
+func ValidatePath(p string) error { return wire.ValidatePath(p) }
 
 // Join joins path elements into a ZooKeeper path.
 func Join(elem ...string) string {

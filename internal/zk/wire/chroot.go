@@ -20,8 +20,8 @@ func ParseConnectString(s string) (servers []string, chroot string, err error) {
 	hosts := s
 	if i := strings.IndexByte(s, '/'); i >= 0 {
 		hosts, chroot = s[:i], s[i:]
-		if err := checkChroot(chroot); err != nil {
-			return nil, "", fmt.Errorf("connect string %q: chroot: %w", s, err)
+		if err := ValidatePath(chroot); err != nil {
+			return nil, "", fmt.Errorf("chroot of connect string %q: %w", s, err)
 		}
 		if chroot == "/" {
 			chroot = ""
@@ -53,24 +53,25 @@ func ParseConnectString(s string) (servers []string, chroot string, err error) {
 	return servers, chroot, nil
 }
 
-// checkChroot accepts an absolute path without empty, relative or
-// trailing elements.
-func checkChroot(p string) error {
+// ValidatePath reports whether p is a valid absolute ZooKeeper path.
+func ValidatePath(p string) error {
 	switch {
+	case p == "":
+		return fmt.Errorf("empty path")
+	case p[0] != '/':
+		return fmt.Errorf("path %q is not absolute", p)
 	case p == "/":
 		return nil
-	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("%q is not absolute", p)
 	case strings.HasSuffix(p, "/"):
-		return fmt.Errorf("%q ends with /", p)
+		return fmt.Errorf("path %q ends with /", p)
 	case strings.Contains(p, "//"):
-		return fmt.Errorf("%q has an empty element", p)
+		return fmt.Errorf("path %q has an empty element", p)
 	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("%q contains a NUL byte", p)
+		return fmt.Errorf("path %q contains a NUL byte", p)
 	}
 	for _, el := range strings.Split(p[1:], "/") {
 		if el == "." || el == ".." {
-			return fmt.Errorf("%q has a relative element %q", p, el)
+			return fmt.Errorf("path %q has a relative element %q", p, el)
 		}
 	}
 	return nil

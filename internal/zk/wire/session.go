@@ -114,7 +114,7 @@ func NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		return nil, errors.New("zookeeper session: no servers")
 	}
 	if cfg.Chroot != "" {
-		if err := checkChroot(cfg.Chroot); err != nil {
+		if err := ValidatePath(cfg.Chroot); err != nil {
 			return nil, fmt.Errorf("zookeeper session: chroot: %w", err)
 		}
 		if cfg.Chroot == "/" {
