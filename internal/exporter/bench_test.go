@@ -130,6 +130,14 @@ func rawMonitor(c *http.Client, urls []string) error {
 	return nil
 }
 
+// rawMonitorSrvr is the floor of what an AdminServer-mode scrape asks:
+// monitor from the AdminServer and srvr on the client port, all at once.
+func rawMonitorSrvr(c *http.Client, urls, servers []string) error {
+	var monitorErr, srvrErr error
+	parallel(func() { monitorErr = rawMonitor(c, urls) }, func() { srvrErr = rawWords(servers, "srvr") })
+	return errors.Join(monitorErr, srvrErr)
+}
+
 // BenchmarkScrape: one scrape of the 3-node ensemble (every server asked,
 // parsed, turned into metrics and gathered), through the AdminServer and
 // through four-letter words, beside the floor of raw parallel mntr.
@@ -168,14 +176,17 @@ func BenchmarkScrape(b *testing.B) {
 	hc := newAdminClient(nil)
 	for range b.N {
 		m := measure(b, benchScrapes, func() error { return rawWords(servers, "mntr") }, func() error { return rawMonitor(hc, urls) },
-			func() error { return rawWords(servers, "mntr", "srvr") }, scrape("main"), scrape("words"))
-		floor, adminFloor, commands, admin, words := m[0], m[1], m[2], m[3], m[4]
+			func() error { return rawWords(servers, "mntr", "srvr") }, func() error { return rawMonitorSrvr(hc, urls, servers) },
+			scrape("main"), scrape("words"))
+		floor, adminFloor, commands, adminCommands, admin, words := m[0], m[1], m[2], m[3], m[4], m[5]
 		floor.report(b, "floor", measured{})
 		adminFloor.report(b, "floor-monitor", measured{})
+		commands.report(b, "floor-mntr-srvr", measured{})
+		adminCommands.report(b, "floor-monitor-srvr", measured{})
 		admin.report(b, "admin", floor)
 		b.ReportMetric(float64(admin.p50)/float64(adminFloor.p50), "admin-p50-x-floor-monitor")
+		b.ReportMetric(float64(admin.p50)/float64(adminCommands.p50), "admin-p50-x-floor-monitor-srvr")
 		words.report(b, "4lw", floor)
-		commands.report(b, "floor-mntr-srvr", measured{})
 		b.ReportMetric(float64(words.p50)/float64(commands.p50), "4lw-p50-x-floor-mntr-srvr")
 	}
 }
@@ -204,7 +215,8 @@ func BenchmarkExporterProcess(b *testing.B) {
 	}
 	servers := strings.Split(ens.Connect(), ",")
 	hc := newAdminClient(nil)
-	fs := []func() error{func() error { return rawMonitor(hc, urls) }, func() error { return rawWords(servers, "mntr") }}
+	fs := []func() error{func() error { return rawMonitor(hc, urls) }, func() error { return rawWords(servers, "mntr") },
+		func() error { return rawMonitorSrvr(hc, urls, servers) }}
 	names := []string{"exporter"}
 	procs := []exporterProcess{startExporter(b, bin, urls)}
 	if base := os.Getenv("ZKPROM_BENCH_BASELINE"); base != "" {
@@ -220,14 +232,15 @@ func BenchmarkExporterProcess(b *testing.B) {
 			cpu0[i] = procCPU(b, p.pid)
 		}
 		all := measure(b, benchScrapes, fs...)
-		monitor, mntr := all[0], all[1]
+		monitor, mntr, monitorSrvr := all[0], all[1], all[2]
 		for i, p := range procs {
-			m, name := all[2+i], names[i]
+			m, name := all[3+i], names[i]
 			cpu := (procCPU(b, p.pid) - cpu0[i]) / time.Duration(benchScrapes+10)
 			b.ReportMetric(ms(m.p50), name+"-http-p50-ms")
 			b.ReportMetric(ms(m.p99), name+"-http-p99-ms")
 			b.ReportMetric(float64(m.p50)/float64(monitor.p50), name+"-http-p50-x-floor-monitor")
 			b.ReportMetric(float64(m.p50)/float64(mntr.p50), name+"-http-p50-x-floor")
+			b.ReportMetric(float64(m.p50)/float64(monitorSrvr.p50), name+"-http-p50-x-floor-monitor-srvr")
 			b.ReportMetric(ms(cpu), name+"-cpu-ms/scrape")
 			b.ReportMetric(procRSS(b, p.pid), name+"-rss-MB")
 		}
