@@ -38,8 +38,11 @@ fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # A local ZooKeeper ensemble, Prometheus and zkprom wired together.
+# Built, then run in place of the shell: Ctrl-C reaches it, it stops
+# everything and exits 0, and make says nothing more.
 demo: deps build
-	$(GO) run ./demo -zkprom bin/zkprom
+	$(GO) build -o bin/demo ./demo
+	exec bin/demo -zkprom bin/zkprom
 
 # Regenerate the generated documentation (flags, metrics, labels).
 docs:

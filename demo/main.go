@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -46,8 +47,12 @@ var members = []struct{ name, promAddr, agentAddr, haGroup string }{
 	{"prom-c", "127.0.0.1:9092", "127.0.0.1:9795", ""},
 }
 
-// shardedTargets is how many synthetic targets the sharded job splits.
-const shardedTargets = 30
+// shardedTargets is how many synthetic targets the sharded job splits,
+// on ports from shardedBasePort; the demo answers for them.
+const (
+	shardedTargets  = 30
+	shardedBasePort = 19100
+)
 
 func main() {
 	zkprom := flag.String("zkprom", "bin/zkprom", "path of the zkprom binary")
@@ -65,6 +70,8 @@ type demo struct {
 	connect string
 	procs   []*exec.Cmd
 	exited  map[string]chan struct{} // by log name: closed when that zkprom exits
+	others  []*exec.Cmd              // Alertmanager
+	servers []*http.Server           // the demo's targets and webhook
 	lines   []string                 // what runs where
 
 	// The ZooKeeper auth files (user:password) of the cluster's writer
@@ -147,6 +154,22 @@ func run(zkprom, dir string) error {
 	}
 	d.note("zkprom sd              http://%s/   (http_sd per job: /sd/registered, /sd/serverset, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
 
+	step("serving the sample registrations' and the sharded nodes' targets")
+	samples, err := sampleAddrs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.serveTargets(append(samples, shardedAddrs()...)); err != nil {
+		return err
+	}
+	d.note("demo targets           %s and 30 sharded nodes %s-%d (each answers /metrics)", strings.Join(samples, ", "), shardedAddrs()[0], shardedBasePort+shardedTargets-1)
+
+	step("starting Alertmanager (the HA pair's leader sends it alerts)")
+	if err := d.startAlertmanager(); err != nil {
+		return err
+	}
+	d.note("Alertmanager           http://%s/#/alerts   (notifications are printed here)", alertmanagerAddr)
+
 	step("pushing the Prometheus configuration to ZooKeeper (zkprom config push)")
 	bundle, err := d.bundle()
 	if err != nil {
@@ -178,7 +201,9 @@ func run(zkprom, dir string) error {
 		if err := d.waitFile(ctx, "agent-"+m.name, promCfg); err != nil {
 			return err
 		}
-		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: promCfg, Addr: m.promAddr})
+		// Alerts are sent again every 10 s (not every minute): a new
+		// leader's show in Alertmanager soon after a hand-over.
+		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: promCfg, Addr: m.promAddr, Args: []string{"--rules.alert.resend-delay=10s"}})
 		if err != nil {
 			return err
 		}
@@ -225,6 +250,7 @@ func run(zkprom, dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "connect"), []byte(d.connect+"\n"), 0o644); err != nil {
 		return err
 	}
+	go watchSharded(ctx)
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
 	return nil
@@ -312,7 +338,7 @@ func (d *demo) bundle() (string, error) {
     cluster: ${ZKPROM_CLUSTER}
     replica: ${ZKPROM_MEMBER}
 `
-	cfg := "# The demo cluster's configuration, kept in ZooKeeper by zkprom config.\n" + global + `rule_files: [zookeeper-alerts.yml]
+	cfg := "# The demo cluster's configuration, kept in ZooKeeper by zkprom config.\n" + global + `rule_files: [zookeeper-alerts.yml, demo-alerts.yml]
 scrape_configs:
   - job_name: zookeeper
     scrape_timeout: 4s
@@ -324,7 +350,8 @@ scrape_configs:
 		"prometheus.yml": cfg,
 		// Only the leader of an HA group gets this label (leader.yml
 		// merges mappings key by key: the rest of global stays).
-		"leader.yml": "# On the HA leader only.\nglobal:\n  external_labels:\n    ha_role: leader\n",
+		"leader.yml":      "# On the HA leader only: its label, and alerts go to Alertmanager from it alone.\nglobal:\n  external_labels:\n    ha_role: leader\n" + leaderAlerting,
+		"demo-alerts.yml": demoRules,
 		"shards.yml": `# Targets split among the cluster's members (the HA pair counts once).
 replicas: 1
 overlap: 5s
@@ -377,13 +404,13 @@ func writeSamples(ctx context.Context, connect string) error {
 			return err
 		}
 	}
-	// Synthetic node-exporter-like targets for the sharded job (nothing
-	// listens there: they show as down, spread over the shard members).
+	// Node-exporter-like targets for the sharded job (the demo answers
+	// for them), spread over the shard members.
 	if err := c.CreateAll(cctx, "/demo/nodes", nil); err != nil {
 		return err
 	}
-	for i := 0; i < shardedTargets; i++ {
-		group := fmt.Sprintf(`{"targets":["127.0.0.1:%d"],"labels":{"rack":"r%d"}}`, 19100+i, i%3)
+	for i, addr := range shardedAddrs() {
+		group := fmt.Sprintf(`{"targets":[%q],"labels":{"rack":"r%d"}}`, addr, i%3)
 		if _, err := c.Create(cctx, fmt.Sprintf("/demo/nodes/node-%02d", i), []byte(group), zk.Persistent, nil); err != nil {
 			return err
 		}
@@ -446,8 +473,11 @@ func (d *demo) zkprom1(name string, args ...string) error {
 }
 
 func (d *demo) stopAll() {
-	for _, p := range d.procs {
+	for _, p := range append(d.procs, d.others...) {
 		p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, s := range d.servers {
+		s.Close()
 	}
 	for name, done := range d.exited {
 		select {
@@ -456,14 +486,17 @@ func (d *demo) stopAll() {
 			fmt.Fprintf(os.Stderr, "zkprom %s did not stop within 5s: killed\n", name)
 		}
 	}
-	for _, p := range d.procs {
+	for _, p := range append(d.procs, d.others...) {
 		p.Process.Kill()
+		if slices.Contains(d.others, p) {
+			p.Wait()
+		}
 	}
 }
 
 // portsFree checks the demo's fixed ports before anything starts.
 func portsFree() error {
-	addrs := []string{exporterAddr, sdAddr}
+	addrs := append([]string{exporterAddr, sdAddr, alertmanagerAddr, webhookAddr}, shardedAddrs()...)
 	for _, m := range members {
 		addrs = append(addrs, m.promAddr, m.agentAddr)
 	}

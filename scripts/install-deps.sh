@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what zkprom's tests and demo need on a Debian machine, if missing:
-# ZooKeeper and Prometheus from Debian's packages, a JDK and Apache Curator.
+# ZooKeeper, Prometheus and Alertmanager from Debian's packages, a JDK and
+# Apache Curator.
 set -eu
 need=""
 # The server's classpath also needs the servlet API (AdminServer), an slf4j
@@ -11,6 +12,8 @@ for pair in zookeeper.jar:zookeeper servlet-api.jar:libservlet-api-java \
 done
 # Debian's prometheus package has both prometheus and promtool.
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need="$need prometheus"
+# The demo's Alertmanager.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 # A JDK (the Curator interop test runs a single-file Java program) and
 # Apache Curator's service discovery, the real client zkprom must work with.
 command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
