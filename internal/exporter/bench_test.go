@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,6 +224,39 @@ func BenchmarkExporterProcess(b *testing.B) {
 		names = append(names, "baseline")
 		procs = append(procs, startExporter(b, base, urls))
 	}
+	// The floor of an exporter over HTTP: a server that asks the same
+	// commands, then sends a page as large as the exporter's, gzipped as
+	// it is, and nothing parsed or built.
+	page, err := procs[0].page()
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := rawMonitorSrvr(hc, urls, servers); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		gz := gzipWriters.get()
+		defer gzipWriters.put(gz)
+		gz.Reset(w)
+		w.Header().Set("Content-Encoding", "gzip")
+		gz.Write(page)
+		gz.Close()
+	}))
+	defer floor.Close()
+	floorClient := &http.Client{Timeout: 10 * time.Second}
+	fs = append(fs, func() error {
+		resp, err := floorClient.Get(floor.URL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil && (resp.StatusCode != http.StatusOK || n != int64(len(page))) {
+			err = fmt.Errorf("floor server: HTTP %d, %d bytes", resp.StatusCode, n)
+		}
+		return err
+	})
 	for _, p := range procs {
 		fs = append(fs, p.get)
 	}
@@ -232,15 +266,17 @@ func BenchmarkExporterProcess(b *testing.B) {
 			cpu0[i] = procCPU(b, p.pid)
 		}
 		all := measure(b, benchScrapes, fs...)
-		monitor, mntr, monitorSrvr := all[0], all[1], all[2]
+		monitor, mntr, monitorSrvr, httpFloor := all[0], all[1], all[2], all[3]
+		httpFloor.report(b, "floor-http", measured{})
 		for i, p := range procs {
-			m, name := all[3+i], names[i]
+			m, name := all[4+i], names[i]
 			cpu := (procCPU(b, p.pid) - cpu0[i]) / time.Duration(benchScrapes+10)
 			b.ReportMetric(ms(m.p50), name+"-http-p50-ms")
 			b.ReportMetric(ms(m.p99), name+"-http-p99-ms")
 			b.ReportMetric(float64(m.p50)/float64(monitor.p50), name+"-http-p50-x-floor-monitor")
 			b.ReportMetric(float64(m.p50)/float64(mntr.p50), name+"-http-p50-x-floor")
 			b.ReportMetric(float64(m.p50)/float64(monitorSrvr.p50), name+"-http-p50-x-floor-monitor-srvr")
+			b.ReportMetric(float64(m.p50)/float64(httpFloor.p50), name+"-http-p50-x-floor-http")
 			b.ReportMetric(ms(cpu), name+"-cpu-ms/scrape")
 			b.ReportMetric(procRSS(b, p.pid), name+"-rss-MB")
 		}
@@ -248,8 +284,9 @@ func BenchmarkExporterProcess(b *testing.B) {
 }
 
 type exporterProcess struct {
-	pid int
-	get func() error // one scrape of /metrics
+	pid  int
+	get  func() error           // one scrape of /metrics
+	page func() ([]byte, error) // one /metrics page
 }
 
 // startExporter runs bin's exporter against the ensemble (AdminServer
@@ -268,23 +305,24 @@ func startExporter(b *testing.B, bin string, adminURLs []string) exporterProcess
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	client := &http.Client{Timeout: 10 * time.Second}
-	get := func() error {
+	page := func() ([]byte, error) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 		req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
 		resp, err := client.Do(req)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("zookeeper_ensemble_leaders")) {
-			return fmt.Errorf("HTTP %d", resp.StatusCode)
+			return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
-		return nil
+		return body, nil
 	}
+	get := func() error { _, err := page(); return err }
 	deadline := time.Now().Add(20 * time.Second)
 	for get() != nil {
 		if time.Now().After(deadline) {
@@ -292,7 +330,7 @@ func startExporter(b *testing.B, bin string, adminURLs []string) exporterProcess
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return exporterProcess{pid: cmd.Process.Pid, get: get}
+	return exporterProcess{pid: cmd.Process.Pid, get: get, page: page}
 }
 
 // procCPU is a process's user+system time from /proc/<pid>/stat.
