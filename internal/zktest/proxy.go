@@ -1,14 +1,14 @@
 package zktest
 
 import (
-	"io"
 	"net"
 	"sync"
 )
 
 // Proxy is a loopback TCP proxy to one address. A test can stall it (bytes
 // stop flowing both ways, connections stay open: the peer sees silence) or
-// cut it (every connection is closed and new ones are refused).
+// cut it (every connection is closed and new ones are refused), at once or
+// after the server has sent so many more bytes (in the middle of a frame).
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -19,7 +19,17 @@ type Proxy struct {
 	cut     bool
 	conns   map[net.Conn]struct{}
 	closed  bool
+	budget  int64 // bytes from the server until then happens
+	then    afterBudget
 }
+
+type afterBudget int
+
+const (
+	afterNothing afterBudget = iota
+	afterStall               // Stall
+	afterDrop                // close every connection; new ones are accepted
+)
 
 // NewProxy listens on a free 127.0.0.1 port and forwards to target.
 func NewProxy(target string) (*Proxy, error) {
@@ -51,6 +61,27 @@ func (p *Proxy) Cut() {
 		c.Close()
 	}
 	p.mu.Unlock()
+}
+
+// StallAfter lets n more bytes come from the server, then stalls (the
+// rest waits for Resume).
+func (p *Proxy) StallAfter(n int64) { p.after(n, afterStall) }
+
+// DropAfter lets n more bytes come from the server, then closes every
+// connection; new connections are accepted, so a client can reconnect.
+func (p *Proxy) DropAfter(n int64) { p.after(n, afterDrop) }
+
+func (p *Proxy) after(n int64, then afterBudget) {
+	p.mu.Lock()
+	p.budget, p.then = n, then
+	p.mu.Unlock()
+}
+
+// Stalled says whether bytes are held.
+func (p *Proxy) Stalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
 }
 
 // Resume undoes Stall and Cut.
@@ -101,8 +132,8 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client) }()
-	go func() { defer wg.Done(); p.pipe(client, server) }()
+	go func() { defer wg.Done(); p.pipe(server, client, false) }()
+	go func() { defer wg.Done(); p.pipe(client, server, true) }()
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, client)
@@ -110,30 +141,47 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst; fromServer counts the bytes against a budget.
+func (p *Proxy) pipe(dst, src net.Conn, fromServer bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32*1024)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
+		for chunk := buf[:n]; len(chunk) > 0; {
 			p.mu.Lock()
 			for p.stalled && !p.closed && !p.cut {
 				p.cond.Wait()
 			}
-			drop := p.closed || p.cut
-			p.mu.Unlock()
-			if drop {
+			if p.closed || p.cut {
+				p.mu.Unlock()
 				return
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			part, then := chunk, afterNothing
+			if fromServer && p.then != afterNothing {
+				if int64(len(part)) >= p.budget {
+					part, then, p.then = part[:p.budget], p.then, afterNothing
+				}
+				p.budget -= int64(len(part))
+			}
+			if then == afterStall {
+				p.stalled = true // the rest of chunk waits for Resume
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(part); werr != nil {
+				return
+			}
+			chunk = chunk[len(part):]
+			if then == afterDrop {
+				p.mu.Lock()
+				for c := range p.conns {
+					c.Close()
+				}
+				p.mu.Unlock()
 				return
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 	}
