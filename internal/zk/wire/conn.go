@@ -224,6 +224,9 @@ func (c *Conn) handshake(ctx context.Context) error {
 	if err != nil {
 		return c.ctxErr(ctx, err)
 	}
+	if err := readOnlyRefusal(frame); err != nil {
+		return err
+	}
 	var resp jute.ConnectResponse
 	if err := jute.Decode(frame, &resp); err != nil {
 		return fmt.Errorf("%w: connect response: %v", ErrProtocol, err)
@@ -237,6 +240,18 @@ func (c *Conn) handshake(ctx context.Context) error {
 	c.readOnly = resp.ReadOnly
 	c.cfg.Logger.Debug("zookeeper session", "server", c.addr, "session", fmt.Sprintf("0x%x", c.sessionID), "timeout", c.timeout, "read_only", c.readOnly)
 	return nil
+}
+
+// readOnlyRefusal recognizes a read-only server's answer to a request
+// for a new session when it has no local sessions (localSessionsEnabled
+// off): a reply header with ZNOTREADONLY instead of a connect response.
+// Only a session made on a server with a quorum can come to it.
+func readOnlyRefusal(frame []byte) error {
+	var h jute.ReplyHeader
+	if len(frame) != 16 || jute.Decode(frame, &h) != nil || Error(h.Err) != ErrNotReadOnly {
+		return nil
+	}
+	return fmt.Errorf("%w: it makes no new session (its localSessionsEnabled is off): one made on a server with a quorum can come", ErrNotReadOnly)
 }
 
 func (c *Conn) ctxErr(ctx context.Context, err error) error {

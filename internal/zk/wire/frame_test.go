@@ -70,6 +70,8 @@ func TestHandshakeErrors(t *testing.T) {
 		{"huge length", []byte{0x7f, 0xff, 0xff, 0xff}, jute.ConnectResponse{}, ErrFrameTooLarge},
 		{"negative length", []byte{0xff, 0xff, 0xff, 0xf0}, jute.ConnectResponse{}, ErrFrameTooLarge},
 		{"password length past the end", frame(append(make([]byte, 16), 0x7f, 0, 0, 0)), jute.ConnectResponse{}, ErrProtocol},
+		// What a read-only 3.8 server without local sessions sends (seen).
+		{"read-only, no new session", frame([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 6, 0xff, 0xff, 0xff, 0x89}), jute.ConnectResponse{}, ErrNotReadOnly},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := fakeServer(t, tc.resp, tc.raw, nil)

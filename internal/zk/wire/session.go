@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -70,6 +72,10 @@ type Session struct {
 	id       int64
 	passwd   []byte
 	timeout  time.Duration
+	// seenRW: a server with a quorum accepted the session. Until then
+	// the session is a read-only server's own, which no other server
+	// knows: a reconnect asks for a new one.
+	seenRW bool
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -157,6 +163,15 @@ func (s *Session) Password() []byte {
 	return append([]byte(nil), s.passwd...)
 }
 
+// ReadOnly says whether the session is on a read-only server now (one
+// cut off from its quorum, with Config.CanBeReadOnly): what it reads may
+// be behind.
+func (s *Session) ReadOnly() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil && s.conn.ReadOnly()
+}
+
 // SessionTimeout is the timeout the server granted (on the last connection).
 func (s *Session) SessionTimeout() time.Duration {
 	s.mu.Lock()
@@ -221,6 +236,7 @@ func (s *Session) setConn(c *Conn) bool {
 	}
 	s.conn = c
 	s.id, s.passwd, s.timeout = c.SessionID(), c.Password(), c.SessionTimeout()
+	s.seenRW = s.seenRW || !c.ReadOnly()
 	close(s.ready)
 	return true
 }
@@ -233,7 +249,10 @@ func (s *Session) dialRound(ctx context.Context) (*Conn, error) {
 		addr := s.cfg.Servers[s.next%len(s.cfg.Servers)]
 		s.next++
 		cfg := s.cfg.Conn
-		cfg.SessionID, cfg.Password, cfg.LastZxid = s.id, s.passwd, s.lastZxid
+		if s.seenRW {
+			cfg.SessionID, cfg.Password = s.id, s.passwd
+		}
+		cfg.LastZxid = s.lastZxid
 		s.mu.Unlock()
 		cfg.onWatch = s.recordWatch
 		dctx, cancel := context.WithTimeout(ctx, max(cfg.withDefaults().SessionTimeout/3, time.Second))
@@ -295,6 +314,7 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 		state := StateSyncConnected
 		if c.ReadOnly() {
 			state = StateConnectedReadOnly
+			go s.seekReadWrite(ctx, c)
 		}
 		s.events.push(Event{Type: EventNone, State: state})
 		var last Event
@@ -325,7 +345,16 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 		}
 		s.events.push(Event{Type: EventNone, State: StateDisconnected, Err: last.Err})
 		s.logger.Debug("zookeeper connection lost, reconnecting", "server", c.Server(), "err", last.Err)
+		lost := time.Now()
 		for {
+			if s.cfg.Conn.CanBeReadOnly && time.Since(lost) > s.SessionTimeout() {
+				// No server took the session for longer than its timeout:
+				// the ensemble has expired it, and a read-only server
+				// refuses it. The owner's new session can be one a
+				// read-only server accepts.
+				s.end(fmt.Errorf("%w: no server took it within its timeout (%s)", ErrSessionExpired, s.SessionTimeout()), StateExpired)
+				return
+			}
 			next, err := s.dialRound(ctx)
 			if err == nil {
 				if !s.setConn(next) { // Close came while dialing: it saw no connection
@@ -336,6 +365,7 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 				c = next
 				break
 			}
+			s.logger.Debug("zookeeper: no server took the session, trying again", "err", err)
 			if errors.Is(err, ErrSessionExpired) {
 				s.end(err, StateExpired)
 				return
@@ -352,6 +382,55 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 			}
 		}
 	}
+}
+
+// seekReadWrite asks the servers, while c is a read-only server's
+// connection, whether they have a quorum (the four-letter word isro,
+// allowed wherever read-only mode is on), from every 100 ms to every
+// minute; at the first that has, it drops c, and the session moves there.
+func (s *Session) seekReadWrite(ctx context.Context, c *Conn) {
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+		for i, addr := range s.cfg.Servers {
+			if addr == c.Server() || !isReadWrite(ctx, addr, s.cfg.Conn.withDefaults().Dial) {
+				continue
+			}
+			s.logger.Info("zookeeper: a server with a quorum answers, leaving the read-only one", "server", addr, "read_only", c.Server())
+			s.mu.Lock()
+			s.next = i
+			s.mu.Unlock()
+			c.Disconnect()
+			return
+		}
+	}
+}
+
+// isReadWrite says whether the server at addr answers isro with rw; it
+// dials as the connections do (TLS included).
+func isReadWrite(ctx context.Context, addr string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	if _, err := conn.Write([]byte("isro")); err != nil {
+		return false
+	}
+	answer := make([]byte, 2)
+	_, err = io.ReadFull(conn, answer)
+	return err == nil && string(answer) == "rw"
 }
 
 // ErrClosing: the session was closed by its owner.

@@ -249,6 +249,9 @@ func (tc *TreeCache) runSession(ctx context.Context, s *Session) error {
 				return err
 			}
 			tc.replace(ctx, fresh)
+			if s.ReadOnly() {
+				tc.setStale(ctx, true) // served, but maybe behind
+			}
 			tc.syncedOnce.Do(func() { close(tc.synced) })
 			continue
 		}
