@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what zkprom's tests and demo need on a Debian machine, if missing:
-# ZooKeeper, Prometheus and Alertmanager from Debian's packages, a JDK and
-# Apache Curator.
+# ZooKeeper, Prometheus and Alertmanager from Debian's packages, a JDK,
+# Apache Curator and Chromium.
 set -eu
 need=""
 # The server's classpath also needs the servlet API (AdminServer), an slf4j
@@ -18,6 +18,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-ale
 # Apache Curator's service discovery, the real client zkprom must work with.
 command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
 [ -f /usr/share/java/curator-x-discovery.jar ] || need="$need libcurator-discovery-java"
+# Headless Chromium: the status pages' tests look at them in a browser.
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -n "$need" ] || exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
