@@ -12,11 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/zkprom/zkprom/internal/exporter"
+	"github.com/zkprom/zkprom/internal/statuspage"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -169,21 +169,15 @@ func (c *exporterCommand) run(logger *slog.Logger) int {
 	mux.Handle("/probe", x.ProbeHandler())
 	mux.Handle("/-/reload", x.ReloadHandler(c.load))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "OK") })
-	landing, err := web.NewLandingPage(web.LandingConfig{
+	mux.Handle("/", x.StatusHandler(statuspage.Page{
 		Name:        "zkprom exporter",
-		Description: "ZooKeeper servers and ensembles, for Prometheus",
-		Version:     version.Info(),
-		Links: []web.LandingLinks{
+		Description: "ZooKeeper servers and ensembles, for Prometheus: every configured ensemble, asked now",
+		Links: []statuspage.Link{
 			{Address: "/metrics", Text: "Metrics", Description: "every configured ensemble and the exporter itself"},
 			{Address: "/probe?ensemble=" + firstEnsemble(cfg), Text: "Probe an ensemble", Description: "/probe?ensemble=NAME"},
 			{Address: "/probe?target=" + firstServer(cfg), Text: "Probe a server", Description: "/probe?target=host:port (a configured server, or one of --probe.allow)"},
 		},
-	})
-	if err != nil {
-		logger.Error("landing page", "err", err)
-		return 1
-	}
-	mux.Handle("/", landing)
+	}))
 	return serveWeb(ctx, mux, c.web, logger)
 }
 

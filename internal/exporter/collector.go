@@ -280,8 +280,16 @@ type scrape struct {
 	series     *seriesCache
 }
 
-// run asks the servers and returns what they said as a page.
-func (c *scrape) run() *page {
+// ensembleResult is what one scrape learnt of one ensemble.
+type ensembleResult struct {
+	e       *ensemble
+	servers []*ServerResult
+	znodes  []ZnodeCount
+}
+
+// collect asks the servers (and counts their failed commands): the one
+// path from the servers to both the metrics and the status page.
+func (c *scrape) collect() []ensembleResult {
 	if c.closeAfter {
 		defer func() {
 			for _, e := range c.ensembles {
@@ -289,39 +297,49 @@ func (c *scrape) run() *page {
 			}
 		}()
 	}
+	out := make([]ensembleResult, len(c.ensembles))
 	fns := make([]func(), len(c.ensembles))
-	results := make([][]*ServerResult, len(c.ensembles))
-	znodes := make([][]ZnodeCount, len(c.ensembles))
 	for i, e := range c.ensembles {
+		out[i].e = e
 		fns[i] = func() {
 			parallel(
-				func() { results[i] = e.scrape(c.ctx) },
-				func() { znodes[i] = e.znodeCounts(c.ctx) },
+				func() { out[i].servers = e.scrape(c.ctx) },
+				func() { out[i].znodes = e.znodeCounts(c.ctx) },
 			)
 		}
 	}
 	parallel(fns...)
-	servers := 0
-	for _, r := range results {
-		servers += len(r)
-	}
-	p := newPage(servers)
-	for i, e := range c.ensembles {
-		base := newEmitter(p, c.series)
-		if !c.single {
-			base = base.with("ensemble", e.cfg.Name)
-		}
-		ensLabel := e.cfg.Name
+	for _, res := range out {
+		ensLabel := res.e.cfg.Name
 		if c.single {
 			ensLabel = c.origin
 		}
-		for _, r := range results[i] {
+		for _, r := range res.servers {
 			c.x.countErrors(ensLabel, r)
-			emitServer(base.with("server", r.Server), r, e.cfg.ConsLimit)
+		}
+	}
+	return out
+}
+
+// run asks the servers and returns what they said as a page.
+func (c *scrape) run() *page {
+	results := c.collect()
+	servers := 0
+	for _, r := range results {
+		servers += len(r.servers)
+	}
+	p := newPage(servers)
+	for _, res := range results {
+		base := newEmitter(p, c.series)
+		if !c.single {
+			base = base.with("ensemble", res.e.cfg.Name)
+		}
+		for _, r := range res.servers {
+			emitServer(base.with("server", r.Server), r, res.e.cfg.ConsLimit)
 		}
 		if !c.single {
-			emitView(base, ensembleView(results[i]))
-			emitZnodes(base, znodes[i])
+			emitView(base, ensembleView(res.servers))
+			emitZnodes(base, res.znodes)
 		}
 	}
 	return p

@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/statuspage"
 )
 
 // scraped is one parsed exposition.
@@ -196,6 +198,7 @@ func newTestServer(t testing.TB, cfg *Config, load func() (*Config, error)) *tes
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", x.MetricsHandler(reg))
 	mux.Handle("/probe", x.ProbeHandler())
+	mux.Handle("/", x.StatusHandler(statuspage.Page{Name: "zkprom exporter"}))
 	if load != nil {
 		mux.Handle("/-/reload", x.ReloadHandler(load))
 	}

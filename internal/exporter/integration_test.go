@@ -277,6 +277,8 @@ func TestPausedServer(t *testing.T) {
 	f := followers()[0]
 	ts := newTestServer(t, mainConfig(3*time.Second), nil)
 	ts.scrape(t, "/metrics") // connections open, as in a running exporter
+	browser := zktest.NewBrowser(t)
+	checkPage(t, browser, ts, -1)
 	if err := ens.Pause(f); err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +305,7 @@ func TestPausedServer(t *testing.T) {
 			t.Errorf("%s: timeout not counted", name)
 		}
 	}
+	checkPage(t, browser, ts, f)
 }
 
 // errorsCounted sums the exporter's scrape error counter (it lives in the
