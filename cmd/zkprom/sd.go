@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/zkprom/zkprom/internal/discovery"
+	"github.com/zkprom/zkprom/internal/statuspage"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -110,20 +110,10 @@ func (c *sdCommand) run(logger *slog.Logger) int {
 		}
 		fmt.Fprintln(w, "OK")
 	})
-	links := []web.LandingLinks{{Address: "/metrics", Text: "Metrics", Description: "the discovery's own metrics"}}
-	for _, j := range cfg.Jobs {
-		links = append(links, web.LandingLinks{Address: "/sd/" + j.Name, Text: "/sd/" + j.Name, Description: j.Format + " targets (http_sd)"})
-	}
-	landing, err := web.NewLandingPage(web.LandingConfig{
+	mux.Handle("/", m.StatusHandler(statuspage.Page{
 		Name:        "zkprom sd",
-		Description: "Prometheus targets registered in ZooKeeper",
-		Version:     version.Info(),
-		Links:       links,
-	})
-	if err != nil {
-		logger.Error("landing page", "err", err)
-		return 1
-	}
-	mux.Handle("/", landing)
+		Description: "Prometheus targets registered in ZooKeeper: what each job found, emitted and refused",
+		Links:       []statuspage.Link{{Address: "/metrics", Text: "Metrics", Description: "the discovery's own metrics"}},
+	}))
 	return serveWeb(ctx, mux, c.web, logger)
 }

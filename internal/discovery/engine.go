@@ -32,6 +32,7 @@ type job struct {
 	groups  map[string]*group          // by source
 	srcOf   map[string]string          // target id -> source
 	invalid map[string]string          // path -> reason, for znodes skipped now
+	refused refusals                   // the first few of them per reason, with why
 	// counters and state read by the collector
 	invalidTotal map[string]float64 // by reason
 	nTargets     int
@@ -315,7 +316,7 @@ func (j *job) apply(b zk.CacheBatch) {
 	for _, ev := range b.Events {
 		j.remove(ev.Path, touchedKeys)
 		if ev.Type == zk.Removed {
-			delete(j.invalid, ev.Path)
+			j.clearInvalid(ev.Path)
 		} else {
 			j.add(ev, touchedKeys)
 		}
@@ -403,7 +404,7 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		}
 	}
 	if len(ms) == 0 {
-		delete(j.invalid, ev.Path)
+		j.clearInvalid(ev.Path)
 		return
 	}
 	lim := j.cfg.Limits
@@ -471,7 +472,7 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		j.markInvalid(ev.Path, err)
 		return
 	}
-	delete(j.invalid, ev.Path)
+	j.clearInvalid(ev.Path)
 	for _, b := range built {
 		j.putTarget(b.id, b.src, b.entry)
 		ps.ids = append(ps.ids, b.id)
@@ -616,6 +617,15 @@ func (j *job) markInvalid(path string, err error) {
 		j.logger.Warn("skipping member that does not parse", "path", path, "reason", reason, "err", err)
 	}
 	j.invalid[path] = reason
+	j.refused.note(path, reason, err, time.Now())
+}
+
+// clearInvalid forgets that path was refused (it parses now, or is gone).
+func (j *job) clearInvalid(path string) {
+	if _, ok := j.invalid[path]; ok {
+		delete(j.invalid, path)
+		j.refused.forget(path)
+	}
 }
 
 // output returns the job's current file_sd list and whether the first

@@ -2,13 +2,10 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 
 	"github.com/prometheus/common/model"
-
-	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // Group is a target group as Prometheus's discovery defines it: a stable,
@@ -136,15 +133,15 @@ func (g *group) labelSets() []model.LabelSet {
 	sort.Strings(ids)
 	out := make([]model.LabelSet, 0, len(ids))
 	for _, id := range ids {
-		var e targetgroup.Group
-		if json.Unmarshal(g.targets[id], &e) != nil || len(e.Targets) != 1 {
+		t, ok := decodeEntry(g.targets[id])
+		if !ok {
 			continue
 		}
-		l := make(model.LabelSet, len(e.Labels)+1)
-		for k, v := range e.Labels {
+		l := make(model.LabelSet, len(t.Labels)+1)
+		for k, v := range t.Labels {
 			l[model.LabelName(k)] = model.LabelValue(v)
 		}
-		l[model.AddressLabel] = model.LabelValue(e.Targets[0])
+		l[model.AddressLabel] = model.LabelValue(t.Address)
 		out = append(out, l)
 	}
 	return out
