@@ -17,6 +17,7 @@ import (
 
 	"github.com/zkprom/zkprom/internal/agent"
 	"github.com/zkprom/zkprom/internal/bundle"
+	"github.com/zkprom/zkprom/internal/statuspage"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -78,13 +79,14 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		json.NewEncoder(w).Encode(st)
 	})
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "OK") })
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		fmt.Fprintln(w, "zkprom agent: /metrics, /status, /-/healthy")
-	})
+	mux.Handle("/", a.StatusHandler(statuspage.Page{
+		Name:        "zkprom agent",
+		Description: "beside one Prometheus: this member, its cluster's revisions, shards and HA groups",
+		Links: []statuspage.Link{
+			{Address: "/metrics", Text: "Metrics", Description: "the agent's own metrics"},
+			{Address: "/status", Text: "/status", Description: "this member's status as JSON (as in its member znode)"},
+		},
+	}))
 	srv := newServer(mux)
 	webErr := make(chan error, 1)
 	go func() { webErr <- web.ListenAndServe(srv, c.web, logger) }()

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-
-	"github.com/zkprom/zkprom/internal/bundle"
 )
 
 func newConfigHistoryCommand(parent *kingpin.CmdClause, out, errOut io.Writer) *storeCommand {
@@ -35,11 +33,7 @@ func writeHistory(ctx context.Context, out io.Writer, s openStore) error {
 		if i == 0 {
 			mark = " (current)"
 		}
-		msg := bundle.MaskSecrets(m.Message)
-		if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
-			msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
-		}
-		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), msg)
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%d\t%s\t%s\n", m.Revision, mark, m.Time.Format(time.RFC3339), m.Author, len(m.Files), m.Size, short(m.Checksum), m.ShownMessage())
 	}
 	tw.Flush()
 	return nil

@@ -23,10 +23,19 @@ import (
 // elected (the election's first candidate) and who holds the overlay (the
 // leader record, written when a leader takes over).
 type haGroupStatus struct {
-	Name        string
-	Elected     string // "" when the election has no candidate
-	ElectedTerm int64
-	Record      *configstore.HALeader // nil when none was written
+	Name        string                `json:"name"`
+	Elected     string                `json:"elected"` // "" when the election has no candidate
+	ElectedTerm int64                 `json:"elected_term"`
+	Record      *configstore.HALeader `json:"record"` // nil when none was written
+}
+
+// Fleet is the cluster's fleet as `zkprom shards` and the agent's page
+// show it: the member nodes, the HA groups and the replicas per sharded
+// job of the current revision (nil when unreadable).
+type Fleet struct {
+	Members  []configstore.Member
+	Groups   []haGroupStatus
+	Replicas map[string]int
 }
 
 // WriteFleetStatus prints the cluster's shard members (targets owned per
@@ -34,9 +43,19 @@ type haGroupStatus struct {
 // A cluster with no live agent and no revision is an error: it most
 // likely is a wrong --cluster or --root.
 func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w io.Writer) error {
-	members, err := s.Members(ctx)
+	f, err := ReadFleet(ctx, c, s)
 	if err != nil {
 		return err
+	}
+	writeFleetStatus(w, f.Members, f.Groups, f.Replicas)
+	return nil
+}
+
+// ReadFleet reads the cluster's fleet (see WriteFleetStatus).
+func ReadFleet(ctx context.Context, c *zk.Client, s *configstore.Store) (Fleet, error) {
+	members, err := s.Members(ctx)
+	if err != nil {
+		return Fleet{}, err
 	}
 	if len(members) == 0 {
 		if _, _, err := s.Current(ctx); errors.Is(err, configstore.ErrNoRevision) {
@@ -45,12 +64,12 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 				sort.Strings(known)
 				hint = fmt.Sprintf(" (clusters under %s: %s)", path.Dir(s.Path()), strings.Join(known, ", "))
 			}
-			return fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
+			return Fleet{}, fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
 		}
 	}
 	names, _, err := c.Children(ctx, s.HAPath())
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
+		return Fleet{}, fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
 	}
 	sort.Strings(names)
 	groups := make([]haGroupStatus, 0, len(names))
@@ -72,8 +91,7 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 		}
 		groups = append(groups, hg)
 	}
-	writeFleetStatus(w, members, groups, currentReplicas(ctx, s))
-	return nil
+	return Fleet{Members: members, Groups: groups, Replicas: currentReplicas(ctx, s)}, nil
 }
 
 // currentReplicas reads the replicas per sharded job from the current
@@ -113,35 +131,13 @@ func currentReplicas(ctx context.Context, s *configstore.Store) map[string]int {
 // the reasons of elected agents that wait, one line per HA group, and
 // per sharded job the totals.
 func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGroupStatus, replicas map[string]int) {
-	jobSet := map[string]bool{}
-	for _, m := range members {
-		if m.Status.Fleet != nil {
-			for j := range m.Status.Fleet.Jobs {
-				jobSet[j] = true
-			}
-		}
-	}
-	jobs := make([]string, 0, len(jobSet))
-	for j := range jobSet {
-		jobs = append(jobs, j)
-	}
-	sort.Strings(jobs)
+	jobs := shardedJobs(members)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, "MEMBER\tSHARD MEMBER\tWEIGHT\tHA GROUP\tROLE")
 	for _, j := range jobs {
 		fmt.Fprintf(tw, "\t%s (owned/assigned of discovered)", j)
 	}
 	fmt.Fprintln(tw)
-	// Both members of an HA group hold the same share: the totals count
-	// each shard member once.
-	type total struct {
-		assigned, discovered int
-		shardMembers         map[string]bool
-	}
-	totals := map[string]*total{}
-	for _, j := range jobs {
-		totals[j] = &total{shardMembers: map[string]bool{}}
-	}
 	var waiting []string
 	for _, m := range members {
 		f := m.Status.Fleet
@@ -149,32 +145,16 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", m.Name)
 			continue
 		}
-		role := "-"
-		if f.HAGroup != "" {
-			role = "follower"
-			if f.Leader {
-				role = fmt.Sprintf("leader (term %d)", f.Term)
-			} else if f.Waiting != "" {
-				role = "elected, waiting"
-				waiting = append(waiting, fmt.Sprintf("%s: %s", m.Name, bundle.CleanText(f.Waiting)))
-			}
-			if f.Overlay {
-				role += ", overlay on"
-			}
+		if f.Waiting != "" && !f.Leader && f.HAGroup != "" {
+			waiting = append(waiting, fmt.Sprintf("%s: %s", m.Name, bundle.CleanText(f.Waiting)))
 		}
 		group := f.HAGroup
 		if group == "" {
 			group = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Name, f.ShardMember, f.Weight, group, role)
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%s", m.Name, f.ShardMember, f.Weight, group, haRole(f))
 		for _, j := range jobs {
-			st, ok := f.Jobs[j]
-			t := totals[j]
-			t.discovered = max(t.discovered, st.Discovered)
-			if ok && !t.shardMembers[f.ShardMember] {
-				t.shardMembers[f.ShardMember] = true
-				t.assigned += st.Assigned
-			}
+			st := f.Jobs[j]
 			fmt.Fprintf(tw, "\t%d/%d of %d", st.Owned, st.Assigned, st.Discovered)
 		}
 		fmt.Fprintln(tw)
@@ -194,18 +174,77 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 	for _, g := range groups {
 		fmt.Fprintln(w, haGroupLine(g))
 	}
+	for _, l := range jobTotals(members, jobs, replicas) {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// shardedJobs are the sharded jobs the members report, sorted.
+func shardedJobs(members []configstore.Member) []string {
+	jobSet := map[string]bool{}
+	for _, m := range members {
+		if m.Status.Fleet != nil {
+			for j := range m.Status.Fleet.Jobs {
+				jobSet[j] = true
+			}
+		}
+	}
+	jobs := make([]string, 0, len(jobSet))
+	for j := range jobSet {
+		jobs = append(jobs, j)
+	}
+	sort.Strings(jobs)
+	return jobs
+}
+
+// jobTotals says per sharded job how many targets were discovered and
+// assigned over how many shard members. Both members of an HA group hold
+// the same share: the totals count each shard member once.
+func jobTotals(members []configstore.Member, jobs []string, replicas map[string]int) []string {
+	var out []string
 	for _, j := range jobs {
-		t := totals[j]
+		discovered, assigned := 0, 0
+		shardMembers := map[string]bool{}
+		for _, m := range members {
+			f := m.Status.Fleet
+			if m.Err != nil || f == nil {
+				continue
+			}
+			st, ok := f.Jobs[j]
+			discovered = max(discovered, st.Discovered)
+			if ok && !shardMembers[f.ShardMember] {
+				shardMembers[f.ShardMember] = true
+				assigned += st.Assigned
+			}
+		}
 		noun := "shard members"
-		if len(t.shardMembers) == 1 {
+		if len(shardMembers) == 1 {
 			noun = "shard member"
 		}
-		line := fmt.Sprintf("%s: %d discovered targets, %d assignments over %d %s", j, t.discovered, t.assigned, len(t.shardMembers), noun)
+		line := fmt.Sprintf("%s: %d discovered targets, %d assignments over %d %s", j, discovered, assigned, len(shardMembers), noun)
 		if r, ok := replicas[j]; ok {
 			line += fmt.Sprintf(" (replicas %d)", r)
 		}
-		fmt.Fprintln(w, line)
+		out = append(out, line)
 	}
+	return out
+}
+
+// haRole is a member's role in its HA group ("-" without one).
+func haRole(f *configstore.FleetStatus) string {
+	if f == nil || f.HAGroup == "" {
+		return "-"
+	}
+	role := "follower"
+	if f.Leader {
+		role = fmt.Sprintf("leader (term %d)", f.Term)
+	} else if f.Waiting != "" {
+		role = "elected, waiting"
+	}
+	if f.Overlay {
+		role += ", overlay on"
+	}
+	return role
 }
 
 // haGroupLine says who leads an HA group. The elected member acts (holds

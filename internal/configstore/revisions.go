@@ -31,6 +31,16 @@ type Meta struct {
 	RollbackOf int       `json:"rollback_of,omitempty"` // set by rollback: the revision whose bundle this copies
 }
 
+// ShownMessage is the message as people see it: secrets masked, and a
+// rollback named as one.
+func (m Meta) ShownMessage() string {
+	msg := bundle.MaskSecrets(m.Message)
+	if m.RollbackOf != 0 && !strings.Contains(msg, "rollback") {
+		msg = fmt.Sprintf("rollback to %d: %s", m.RollbackOf, msg)
+	}
+	return msg
+}
+
 // Pointer is the data of the current node.
 type Pointer struct {
 	Revision int       `json:"revision"`
