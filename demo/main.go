@@ -130,7 +130,7 @@ func run(zkprom, dir string) error {
 	if err := d.waitHTTP(ctx, "exporter", "http://"+exporterAddr+"/metrics"); err != nil {
 		return err
 	}
-	d.note("zkprom exporter        http://%s/metrics, /probe?ensemble=demo, /probe?target=%s", exporterAddr, ens.Servers[0].ClientAddr)
+	d.note("zkprom exporter        http://%s/ (status page), /metrics, /probe?ensemble=demo, /probe?target=%s", exporterAddr, ens.Servers[0].ClientAddr)
 
 	step("writing sample Curator/Spring, Dubbo and Kafka registrations, and targets to shard")
 	if err := writeSamples(ctx, d.connect); err != nil {
@@ -152,7 +152,7 @@ func run(zkprom, dir string) error {
 	if err := d.waitHTTP(ctx, "sd", "http://"+sdAddr+"/-/ready"); err != nil {
 		return err
 	}
-	d.note("zkprom sd              http://%s/   (http_sd per job: /sd/registered, /sd/serverset, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
+	d.note("zkprom sd              http://%s/ (status page)   (http_sd per job: /sd/registered, /sd/serverset, /sd/spring, /sd/dubbo, /sd/kafka)", sdAddr)
 
 	step("serving the sample registrations' and the sharded nodes' targets")
 	samples, err := sampleAddrs(ctx)
@@ -212,7 +212,7 @@ func run(zkprom, dir string) error {
 		if m.haGroup != "" {
 			role = "HA group " + m.haGroup
 		}
-		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (pid %d; agent http://%s/status, pid %d; %s)",
+		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (pid %d; agent http://%s/, pid %d; %s)",
 			m.name, m.promAddr, p.Pid(), m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
 		if err := d.start("register-"+m.name, "register", "--zookeeper.servers="+d.connect,
 			"--path=/zkprom/targets/"+m.name, "--address="+m.promAddr, "--label=component=prometheus",
