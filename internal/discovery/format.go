@@ -113,7 +113,7 @@ const (
 )
 
 // Reasons lists every reason, for documentation.
-var reasons = []string{ReasonMalformed, ReasonNoAddress, ReasonBadLabel}
+var reasons = []string{ReasonMalformed, ReasonNoAddress, ReasonBadLabel, ReasonTooLarge}
 
 // InvalidError says why a member was skipped.
 type InvalidError struct {
