@@ -154,18 +154,29 @@ type RuntimeInfo struct {
 
 // RuntimeInfo reads /api/v1/status/runtimeinfo.
 func (c *Client) RuntimeInfo(ctx context.Context) (RuntimeInfo, error) {
+	var ri RuntimeInfo
+	err := c.getAPI(ctx, "/api/v1/status/runtimeinfo", &ri)
+	return ri, err
+}
+
+// getAPI reads an answer of Prometheus's HTTP API, {"status", "data",
+// "error"}, and decodes its data into data.
+func (c *Client) getAPI(ctx context.Context, p string, data any) error {
 	var out struct {
-		Status string      `json:"status"`
-		Data   RuntimeInfo `json:"data"`
-		Error  string      `json:"error"`
+		Status string          `json:"status"`
+		Data   json.RawMessage `json:"data"`
+		Error  string          `json:"error"`
 	}
-	if err := c.getJSON(ctx, "/api/v1/status/runtimeinfo", &out); err != nil {
-		return RuntimeInfo{}, err
+	if err := c.getJSON(ctx, p, &out); err != nil {
+		return err
 	}
 	if out.Status != "success" {
-		return RuntimeInfo{}, fmt.Errorf("GET %s: status %q: %s", c.endpoint("/api/v1/status/runtimeinfo"), out.Status, out.Error)
+		return fmt.Errorf("GET %s: status %q: %s", c.endpoint(p), out.Status, out.Error)
 	}
-	return out.Data, nil
+	if err := json.Unmarshal(out.Data, data); err != nil {
+		return fmt.Errorf("GET %s: decode data: %w", c.endpoint(p), err)
+	}
+	return nil
 }
 
 func (c *Client) getJSON(ctx context.Context, p string, v any) error {
