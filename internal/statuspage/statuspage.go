@@ -59,7 +59,7 @@ type Template struct{ t *template.Template }
 // Parse parses content, which must define the template "content"; it is
 // executed with the page's data. funcs adds to the shared functions.
 func Parse(content string, funcs template.FuncMap) (*Template, error) {
-	t := template.New("layout").Funcs(Funcs())
+	t := template.New("layout").Funcs(sharedFuncs())
 	if funcs != nil {
 		t = t.Funcs(funcs)
 	}
@@ -96,11 +96,11 @@ type frame struct {
 	Data    any
 }
 
-// WantsJSON says whether r asks for a page's JSON twin.
-func WantsJSON(r *http.Request) bool { return r.URL.Query().Get(FormatParam) == FormatJSON }
+// wantsJSON says whether r asks for a page's JSON twin.
+func wantsJSON(r *http.Request) bool { return r.URL.Query().Get(FormatParam) == FormatJSON }
 
-// JSONURL is the address of the JSON twin of the page at u.
-func JSONURL(u *url.URL) string {
+// jsonURL is the address of the JSON twin of the page at u.
+func jsonURL(u *url.URL) string {
 	q := u.Query()
 	q.Set(FormatParam, FormatJSON)
 	return (&url.URL{Path: u.Path, RawQuery: q.Encode()}).String()
@@ -111,15 +111,15 @@ func JSONURL(u *url.URL) string {
 // sent, so that a template error is an HTTP 500, not half a page.
 func (t *Template) Serve(w http.ResponseWriter, r *http.Request, p Page, data any) {
 	w.Header().Set("Cache-Control", "no-store")
-	if WantsJSON(r) {
-		ServeJSON(w, data)
+	if wantsJSON(r) {
+		serveJSON(w, data)
 		return
 	}
 	if p.Title == "" {
 		p.Title = p.Name
 	}
-	f := frame{Page: p, Refresh: int(p.Refresh / time.Second), CSS: template.CSS(styleCSS), JSON: JSONURL(r.URL),
-		Version: "version " + version.Version + " (revision " + shortRevision(version.Revision) + ")", Now: time.Now().UTC(), Data: data}
+	f := frame{Page: p, Refresh: int(p.Refresh / time.Second), CSS: template.CSS(styleCSS), JSON: jsonURL(r.URL),
+		Version: versionLine(), Now: time.Now().UTC(), Data: data}
 	var buf bytes.Buffer
 	if err := t.t.ExecuteTemplate(&buf, "layout", f); err != nil {
 		http.Error(w, "render the status page: "+err.Error(), http.StatusInternalServerError)
@@ -129,8 +129,8 @@ func (t *Template) Serve(w http.ResponseWriter, r *http.Request, p Page, data an
 	w.Write(buf.Bytes())
 }
 
-// ServeJSON writes data as indented JSON.
-func ServeJSON(w http.ResponseWriter, data any) {
+// serveJSON writes data as indented JSON.
+func serveJSON(w http.ResponseWriter, data any) {
 	body, err := json.MarshalIndent(data, "", "  ")
 	if err != nil {
 		http.Error(w, "encode the status: "+err.Error(), http.StatusInternalServerError)
@@ -140,18 +140,23 @@ func ServeJSON(w http.ResponseWriter, data any) {
 	w.Write(append(body, '\n'))
 }
 
-func shortRevision(r string) string {
-	if len(r) > 12 {
-		return r[:12]
+// versionLine names the build of this binary.
+func versionLine() string {
+	if version.Version == "" {
+		return "version unknown (not built by make)"
 	}
-	return r
+	r := version.Revision
+	if len(r) > 12 {
+		r = r[:12]
+	}
+	return "version " + version.Version + " (revision " + r + ")"
 }
 
-// Funcs are the functions every page's template may use.
-func Funcs() template.FuncMap {
+// sharedFuncs are the functions every page's template may use.
+func sharedFuncs() template.FuncMap {
 	return template.FuncMap{
-		"ago":   Ago,
-		"when":  When,
+		"ago":   ago,
+		"when":  when,
 		"join":  strings.Join,
 		"yesno": func(b bool) string { return map[bool]string{true: "yes", false: "no"}[b] },
 		// okbad is the CSS class of a fact that is good when b.
@@ -159,18 +164,18 @@ func Funcs() template.FuncMap {
 	}
 }
 
-// Ago says how long before now t was, to the second ("-" for no time).
-func Ago(t time.Time) string {
+// ago says how long before now t was, to the second ("-" for no time).
+func ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	return time.Since(t).Round(time.Second).String() + " ago"
 }
 
-// When is t in UTC with how long ago ("-" for no time).
-func When(t time.Time) string {
+// when is t in UTC with how long ago ("-" for no time).
+func when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format(time.RFC3339) + " (" + Ago(t) + ")"
+	return t.UTC().Format(time.RFC3339) + " (" + ago(t) + ")"
 }
