@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"sort"
@@ -88,16 +89,20 @@ func (j *job) lookupPath(p string) LookupAnswer {
 		f := j.refusal(p)
 		return LookupAnswer{Verdict: VerdictRefused, Text: fmt.Sprintf("refused (%s)", f.Reason), Refused: []Refusal{f}}
 	}
-	if _, ok := j.paths[p]; ok {
-		var ts []Target
-		j.eachTarget(func(t Target) bool {
-			for _, z := range t.Znodes {
-				if z == p {
-					ts = append(ts, t)
-				}
+	if ps, ok := j.paths[p]; ok {
+		ids := []string{p} // the common case: one target, its id the path
+		if ps != nil {
+			ids = ps.ids
+			for _, m := range ps.keyed {
+				ids = append(ids, "key:"+m.Key)
 			}
-			return len(ts) < maxLookupMatches
-		})
+		}
+		var ts []Target
+		for _, id := range ids[:min(len(ids), maxLookupMatches)] {
+			if t, ok := j.target(id); ok {
+				ts = append(ts, t)
+			}
+		}
 		if len(ts) == 0 {
 			return LookupAnswer{Verdict: VerdictFiltered, Text: "the member parses, but the job's filter (filter.status, filter.enabled_only) leaves it out"}
 		}
@@ -134,7 +139,8 @@ func (j *job) lookupAddress(addr string) LookupAnswer {
 		host = addr
 	}
 	var exact, sameHost []Target
-	j.eachTarget(func(t Target) bool {
+	// Only the entries that name the host are decoded.
+	j.eachTarget(func(entry []byte) bool { return bytes.Contains(entry, []byte(host)) }, func(t Target) bool {
 		th, _, _ := net.SplitHostPort(t.Address)
 		switch {
 		case t.Address == addr:

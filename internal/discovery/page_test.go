@@ -65,16 +65,18 @@ func TestStatusPages(t *testing.T) {
 		t.Errorf("lookup of the refused znode: %q", got)
 	}
 
-	// The address lookup, through its JSON twin.
-	resp, err := http.Get(srv.URL + "/lookup?job=web&format=json&q=10.1.0.1:9100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var l Lookup
-	if err := json.Unmarshal(body, &l); err != nil || len(l.Answers) != 1 || l.Answers[0].Verdict != VerdictTarget ||
-		l.Answers[0].Targets[0].Labels["team"] != script {
-		t.Errorf("address lookup: %v %s", err, body)
+	// The lookups of the target, by address and by znode, through the JSON twin.
+	for _, q := range []string{"10.1.0.1:9100", "/pages/web/ok"} {
+		resp, err := http.Get(srv.URL + "/lookup?job=web&format=json&q=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var l Lookup
+		if err := json.Unmarshal(body, &l); err != nil || len(l.Answers) != 1 || l.Answers[0].Verdict != VerdictTarget ||
+			l.Answers[0].Targets[0].Labels["team"] != script {
+			t.Errorf("lookup of %s: %v %s", q, err, body)
+		}
 	}
 }

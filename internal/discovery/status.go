@@ -77,14 +77,11 @@ func (m *Manager) JobTargets(name string) (JobTargets, bool) {
 	j := v.j
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.eachTarget(func(t Target) bool {
-		if len(jt.List) == maxListedTargets {
-			jt.Omitted++
-			return true
-		}
+	j.eachTarget(nil, func(t Target) bool {
 		jt.List = append(jt.List, t)
-		return true
+		return len(jt.List) < maxListedTargets
 	})
+	jt.Omitted = j.nTargets - len(jt.List)
 	return jt, true
 }
 
@@ -156,9 +153,10 @@ func (v jobView) status() JobStatus {
 	return st
 }
 
-// eachTarget calls fn with every target, groups by source and targets by
-// id, until fn returns false (j.mu held).
-func (j *job) eachTarget(fn func(Target) bool) {
+// eachTarget calls fn with every target whose rendered entry match
+// accepts (nil: all), groups by source and targets by id, until fn
+// returns false (j.mu held). Only the accepted entries are decoded.
+func (j *job) eachTarget(match func(entry []byte) bool, fn func(Target) bool) {
 	srcs := make([]string, 0, len(j.groups))
 	for s := range j.groups {
 		srcs = append(srcs, s)
@@ -167,16 +165,25 @@ func (j *job) eachTarget(fn func(Target) bool) {
 	for _, s := range srcs {
 		g := j.groups[s]
 		for _, id := range g.sortedIDs() {
-			t, ok := decodeEntry(g.targets[id])
-			if !ok {
+			if match != nil && !match(g.targets[id]) {
 				continue
 			}
-			t.Group, t.Znodes = s, j.znodesOf(id)
-			if !fn(t) {
+			if t, ok := j.target(id); ok && !fn(t) {
 				return
 			}
 		}
 	}
+}
+
+// target returns the target with the id (j.mu held).
+func (j *job) target(id string) (Target, bool) {
+	src, ok := j.srcOf[id]
+	if !ok || j.groups[src] == nil {
+		return Target{}, false
+	}
+	t, ok := decodeEntry(j.groups[src].targets[id])
+	t.Group, t.Znodes = src, j.znodesOf(id)
+	return t, ok
 }
 
 // znodesOf returns the znodes a target id came from (j.mu held).
