@@ -23,16 +23,16 @@ import (
 // elected (the election's first candidate) and who holds the overlay (the
 // leader record, written when a leader takes over).
 type haGroupStatus struct {
-	Name        string                `json:"name"`
-	Elected     string                `json:"elected"` // "" when the election has no candidate
-	ElectedTerm int64                 `json:"elected_term"`
-	Record      *configstore.HALeader `json:"record"` // nil when none was written
+	Name        string
+	Elected     string // "" when the election has no candidate
+	ElectedTerm int64
+	Record      *configstore.HALeader // nil when none was written
 }
 
-// Fleet is the cluster's fleet as `zkprom shards` and the agent's page
+// fleetView is the cluster's fleet as `zkprom shards` and the agent's page
 // show it: the member nodes, the HA groups and the replicas per sharded
 // job of the current revision (nil when unreadable).
-type Fleet struct {
+type fleetView struct {
 	Members  []configstore.Member
 	Groups   []haGroupStatus
 	Replicas map[string]int
@@ -43,7 +43,7 @@ type Fleet struct {
 // A cluster with no live agent and no revision is an error: it most
 // likely is a wrong --cluster or --root.
 func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w io.Writer) error {
-	f, err := ReadFleet(ctx, c, s)
+	f, err := readFleet(ctx, c, s)
 	if err != nil {
 		return err
 	}
@@ -51,11 +51,11 @@ func WriteFleetStatus(ctx context.Context, c *zk.Client, s *configstore.Store, w
 	return nil
 }
 
-// ReadFleet reads the cluster's fleet (see WriteFleetStatus).
-func ReadFleet(ctx context.Context, c *zk.Client, s *configstore.Store) (Fleet, error) {
+// readFleet reads the cluster's fleet (see WriteFleetStatus).
+func readFleet(ctx context.Context, c *zk.Client, s *configstore.Store) (fleetView, error) {
 	members, err := s.Members(ctx)
 	if err != nil {
-		return Fleet{}, err
+		return fleetView{}, err
 	}
 	if len(members) == 0 {
 		if _, _, err := s.Current(ctx); errors.Is(err, configstore.ErrNoRevision) {
@@ -64,12 +64,12 @@ func ReadFleet(ctx context.Context, c *zk.Client, s *configstore.Store) (Fleet, 
 				sort.Strings(known)
 				hint = fmt.Sprintf(" (clusters under %s: %s)", path.Dir(s.Path()), strings.Join(known, ", "))
 			}
-			return Fleet{}, fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
+			return fleetView{}, fmt.Errorf("%w, and no agent has joined it: check --cluster and --root%s", err, hint)
 		}
 	}
 	names, _, err := c.Children(ctx, s.HAPath())
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return Fleet{}, fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
+		return fleetView{}, fmt.Errorf("list HA groups of cluster %s: %w", s.Cluster(), err)
 	}
 	sort.Strings(names)
 	groups := make([]haGroupStatus, 0, len(names))
@@ -91,7 +91,7 @@ func ReadFleet(ctx context.Context, c *zk.Client, s *configstore.Store) (Fleet, 
 		}
 		groups = append(groups, hg)
 	}
-	return Fleet{Members: members, Groups: groups, Replicas: currentReplicas(ctx, s)}, nil
+	return fleetView{Members: members, Groups: groups, Replicas: currentReplicas(ctx, s)}, nil
 }
 
 // currentReplicas reads the replicas per sharded job from the current
@@ -145,8 +145,8 @@ func writeFleetStatus(w io.Writer, members []configstore.Member, groups []haGrou
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", m.Name)
 			continue
 		}
-		if f.Waiting != "" && !f.Leader && f.HAGroup != "" {
-			waiting = append(waiting, fmt.Sprintf("%s: %s", m.Name, bundle.CleanText(f.Waiting)))
+		if why := waitingWhy(f); why != "" {
+			waiting = append(waiting, fmt.Sprintf("%s: %s", m.Name, why))
 		}
 		group := f.HAGroup
 		if group == "" {
@@ -245,6 +245,15 @@ func haRole(f *configstore.FleetStatus) string {
 		role += ", overlay on"
 	}
 	return role
+}
+
+// waitingWhy says why an elected member of an HA group does not lead yet
+// ("" when it is not waiting).
+func waitingWhy(f *configstore.FleetStatus) string {
+	if f == nil || f.HAGroup == "" || f.Leader {
+		return ""
+	}
+	return bundle.CleanText(f.Waiting)
 }
 
 // haGroupLine says who leads an HA group. The elected member acts (holds

@@ -95,21 +95,19 @@ func (a *Agent) Page(ctx context.Context) Page {
 	for _, m := range h[:min(len(h), historyShown)] {
 		p.History = append(p.History, HistoryEntry{Revision: m.Revision, Time: m.Time, Author: m.Author, Message: m.ShownMessage(), Files: len(m.Files)})
 	}
-	f, err := ReadFleet(ctx, a.c, a.store)
+	f, err := readFleet(ctx, a.c, a.store)
 	if err != nil {
 		fail("shards and HA groups", err)
 	}
-	p.Jobs, p.Totals = shardedJobs(f.Members), jobTotals(f.Members, shardedJobs(f.Members), f.Replicas)
+	p.Jobs = shardedJobs(f.Members)
+	p.Totals = jobTotals(f.Members, p.Jobs, f.Replicas)
 	for _, m := range f.Members {
 		fs := m.Status.Fleet
 		if m.Err != nil || fs == nil {
 			continue
 		}
-		row := ShardRow{Member: m.Name, ShardMember: fs.ShardMember, Weight: fs.Weight, HAGroup: fs.HAGroup, Role: haRole(fs), Jobs: fs.Jobs}
-		if fs.HAGroup != "" && !fs.Leader {
-			row.Waiting = bundle.CleanText(fs.Waiting)
-		}
-		p.Shards = append(p.Shards, row)
+		p.Shards = append(p.Shards, ShardRow{Member: m.Name, ShardMember: fs.ShardMember, Weight: fs.Weight, HAGroup: fs.HAGroup,
+			Role: haRole(fs), Waiting: waitingWhy(fs), Jobs: fs.Jobs})
 	}
 	for _, g := range f.Groups {
 		p.HAGroups = append(p.HAGroups, haGroupLine(g))
