@@ -10,15 +10,20 @@ import (
 
 // Verdicts of a lookup: what a job makes of an address or a znode.
 const (
-	VerdictTarget      = "target"       // it is a target (Targets says which)
-	VerdictRefused     = "refused"      // the znode is refused (Refusal or Reason says why)
-	VerdictFiltered    = "filtered"     // the member parses but the job's filter leaves it out
-	VerdictOutside     = "outside"      // the znode is under none of the job's paths
-	VerdictNotMember   = "not_a_member" // the znode is no member itself; members below it are counted
-	VerdictNotSeen     = "not_seen"     // the job's cache has no such znode
-	VerdictNoTarget    = "no_target"    // no target of the job has the address
-	maxLookupMatches   = 20             // targets or znodes named in one answer
-	lookupPathsPreview = 5              // refused znodes named when an address is not found
+	VerdictTarget    = "target"       // it is a target (Targets says which)
+	VerdictRefused   = "refused"      // the znode is refused (Refused says why)
+	VerdictFiltered  = "filtered"     // the member parses but the job's filter leaves it out
+	VerdictOutside   = "outside"      // the znode is under none of the job's paths
+	VerdictNotMember = "not_a_member" // the znode is no member itself; members below it are counted
+	VerdictNotSeen   = "not_seen"     // the job's cache has no such znode
+	VerdictNoTarget  = "no_target"    // no target of the job has the address
+)
+
+// maxLookupMatches bounds the targets one answer lists, and
+// lookupPathsPreview the refused znodes it names.
+const (
+	maxLookupMatches   = 20
+	lookupPathsPreview = 5
 )
 
 // Lookup is the answer to "why is this address or this znode not a
@@ -179,7 +184,7 @@ func (j *job) lookupAddress(addr string) LookupAnswer {
 	if len(named) > 0 {
 		a.Text += fmt.Sprintf("; %d refused znode(s) name the host", len(named))
 	} else if n := len(j.invalid); n > 0 {
-		a.Text += fmt.Sprintf("; %d refused znode(s) (their data is not kept: look them up by path, or see the list above)", n)
+		a.Text += fmt.Sprintf("; %d refused znode(s) (their data is not kept: look one up by its path; the job page lists the first few per reason)", n)
 	}
 	return a
 }
