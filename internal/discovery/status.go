@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -157,12 +159,7 @@ func (v jobView) status() JobStatus {
 // accepts (nil: all), groups by source and targets by id, until fn
 // returns false (j.mu held). Only the accepted entries are decoded.
 func (j *job) eachTarget(match func(entry []byte) bool, fn func(Target) bool) {
-	srcs := make([]string, 0, len(j.groups))
-	for s := range j.groups {
-		srcs = append(srcs, s)
-	}
-	sort.Strings(srcs)
-	for _, s := range srcs {
+	for _, s := range slices.Sorted(maps.Keys(j.groups)) {
 		g := j.groups[s]
 		for _, id := range g.sortedIDs() {
 			if match != nil && !match(g.targets[id]) {
@@ -189,12 +186,7 @@ func (j *job) target(id string) (Target, bool) {
 // znodesOf returns the znodes a target id came from (j.mu held).
 func (j *job) znodesOf(id string) []string {
 	if key, ok := strings.CutPrefix(id, "key:"); ok {
-		paths := make([]string, 0, len(j.keyed[key]))
-		for p := range j.keyed[key] {
-			paths = append(paths, p)
-		}
-		sort.Strings(paths)
-		return paths
+		return slices.Sorted(maps.Keys(j.keyed[key]))
 	}
 	p, _, _ := strings.Cut(id, "\x00")
 	return []string{p}
