@@ -16,6 +16,7 @@ import (
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zk"
+	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 const haTimeout = 4 * time.Second
@@ -215,6 +216,13 @@ func TestHALeaderOverlay(t *testing.T) {
 		return metricValue(m, "zkprom_ha_takeover_waiting") == "1", "not waiting"
 	})
 	elected := time.Since(stopped)
+	// What an operator sees on the waiting agent's page (the binary's).
+	waiter := procs[other].member
+	zktest.NewBrowser(t).Wait(t, procs[other].web+"/", 15*time.Second, waiter+" elected and waiting, and why", func(pg *zktest.Page) bool {
+		role := pg.Cell("shards", waiter, "role")
+		return strings.HasPrefix(role, "elected, waiting: ") && len(role) > len("elected, waiting: ") &&
+			strings.Contains(pg.TextOf("fleet"), "HA group pair: elected "+waiter)
+	})
 	if d := timeout + 3*time.Second - time.Since(stopped); d > 0 {
 		time.Sleep(d) // frozen well past the session timeout
 	}
