@@ -7,12 +7,22 @@ BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown
 LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) \
              -X $(PKG).BuildUser=$(shell id -un 2>/dev/null)@$(shell uname -n 2>/dev/null) -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build deps test unit bench fuzz demo docs fmt vet clean
+.PHONY: all build package tarball deps test unit bench fuzz demo docs fmt vet clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/zkprom ./cmd/zkprom
+
+# dist/zkprom_<version>_<arch>.deb (dpkg-deb) and the release tarball
+# dist/zkprom-<version>.linux-<arch>.tar.gz: docs/install.md.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+export SOURCE_DATE_EPOCH
+package: build
+	$(GO) run ./internal/packaging/mkpkg -zkprom bin/zkprom -version $(VERSION) -out dist deb
+
+tarball: build
+	$(GO) run ./internal/packaging/mkpkg -zkprom bin/zkprom -version $(VERSION) -out dist tarball
 
 # System packages (ZooKeeper, Prometheus, a JRE) and Go modules.
 deps:
@@ -52,4 +62,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
