@@ -108,8 +108,9 @@ func TarballFiles(repo string) ([]File, error) {
 }
 
 var (
-	describeRE = regexp.MustCompile(`^v?([0-9][0-9A-Za-z.]*)(?:-([0-9A-Za-z.-]+?))?(?:-([0-9]+)-g([0-9a-f]+))?$`)
-	hashRE     = regexp.MustCompile(`^[0-9a-f]{4,}$`)
+	tagRE     = regexp.MustCompile(`^v?([0-9][0-9A-Za-z.]*)(?:-([0-9A-Za-z.-]+))?$`)
+	commitsRE = regexp.MustCompile(`-([0-9]+)-g([0-9a-f]+)$`) // commits since the tag
+	hashRE    = regexp.MustCompile(`^[0-9a-f]{4,}$`)
 )
 
 // DebianVersion turns what `git describe --tags --always --dirty` prints
@@ -123,18 +124,22 @@ var (
 func DebianVersion(describe string) (string, error) {
 	s, dirty := strings.CutSuffix(describe, "-dirty")
 	var v string
-	if m := describeRE.FindStringSubmatch(s); m != nil && !hashRE.MatchString(s) {
+	if hashRE.MatchString(s) {
+		v = "0.0.0+g" + s
+	} else {
+		var since string
+		if m := commitsRE.FindStringSubmatch(s); m != nil {
+			s, since = strings.TrimSuffix(s, m[0]), "+"+m[1]+".g"+m[2]
+		}
+		m := tagRE.FindStringSubmatch(s)
+		if m == nil {
+			return "", fmt.Errorf("make a Debian version of %q: expected vX.Y.Z[-PRE][-N-gHASH][-dirty] or a commit hash from git describe", describe)
+		}
 		v = m[1]
 		if m[2] != "" {
 			v += "~" + strings.ReplaceAll(m[2], "-", ".")
 		}
-		if m[3] != "" {
-			v += "+" + m[3] + ".g" + m[4]
-		}
-	} else if hashRE.MatchString(s) {
-		v = "0.0.0+g" + s
-	} else {
-		return "", fmt.Errorf("make a Debian version of %q: expected vX.Y.Z[-PRE][-N-gHASH][-dirty] or a commit hash from git describe", describe)
+		v += since
 	}
 	if dirty {
 		if strings.Contains(v, "+") {
@@ -169,7 +174,8 @@ func TarballName(o Options) string {
 }
 
 // BuildDeb stages the package's tree in a temporary directory and builds
-// it with dpkg-deb (files owned by root); it returns the package's path.
+// it with dpkg-deb (files owned by root; gzip: xz takes six times as long
+// for a tenth less); it returns the package's path.
 func BuildDeb(o Options) (string, error) {
 	name, err := DebName(o)
 	if err != nil {
@@ -264,7 +270,7 @@ Description: Apache ZooKeeper and Prometheus, working together
 		return "", err
 	}
 	out := filepath.Join(o.Out, name)
-	cmd := exec.Command("dpkg-deb", "--root-owner-group", "-Zxz", "--build", stage, out)
+	cmd := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", stage, out)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.Date.Unix()))
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("dpkg-deb --build: %w: %s", err, msg)
