@@ -20,6 +20,9 @@ command -v javac >/dev/null 2>&1 || need="$need default-jdk-headless"
 [ -f /usr/share/java/curator-x-discovery.jar ] || need="$need libcurator-discovery-java"
 # Headless Chromium: the status pages' tests look at them in a browser.
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+# The package test checks the units with systemd-analyze (a Debian machine
+# has it; a container may not). dpkg-deb is part of dpkg, always there.
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 [ -n "$need" ] || exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

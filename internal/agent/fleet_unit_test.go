@@ -225,7 +225,7 @@ func TestPrometheusDropIn(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		out, err := exec.Command("sh", "-c", strings.ReplaceAll(cmd, "/var/lib/zkprom-agent", d.dir)).CombinedOutput()
+		out, err := exec.Command("sh", "-c", strings.ReplaceAll(cmd, "/var/lib/zkprom-agent/main", d.dir)).CombinedOutput()
 		if err != nil {
 			t.Errorf("current -> %q: %v: %s", link, err, out)
 		}
