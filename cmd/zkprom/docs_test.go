@@ -25,27 +25,32 @@ func flagsDoc() string {
 	b.WriteString("# zkprom command-line flags\n\n")
 	b.WriteString("## Global flags\n\n")
 	writeFlags(&b, model.Flags)
-	var walk func(cmds []*kingpin.CmdModel)
-	walk = func(cmds []*kingpin.CmdModel) {
-		for _, c := range cmds {
-			if c.Hidden {
-				continue
-			}
-			if len(c.Commands) > 0 {
-				walk(c.Commands)
-				continue
-			}
-			fmt.Fprintf(&b, "## zkprom %s\n\n%s\n\n", c.FullCommand, c.Help)
-			for _, arg := range c.Args {
-				fmt.Fprintf(&b, "Argument `%s`: %s\n\n", arg.Name, arg.Help)
-			}
-			if len(c.Flags) > 0 {
-				writeFlags(&b, c.Flags)
-			}
+	for _, c := range leafCommands(model.Commands) {
+		fmt.Fprintf(&b, "## zkprom %s\n\n%s\n\n", c.FullCommand, c.Help)
+		for _, arg := range c.Args {
+			fmt.Fprintf(&b, "Argument `%s`: %s\n\n", arg.Name, arg.Help)
+		}
+		if len(c.Flags) > 0 {
+			writeFlags(&b, c.Flags)
 		}
 	}
-	walk(model.Commands)
 	return b.String()
+}
+
+// leafCommands lists the commands that run (config push, not config), in
+// the order of the help, without the hidden ones.
+func leafCommands(cmds []*kingpin.CmdModel) []*kingpin.CmdModel {
+	var leaves []*kingpin.CmdModel
+	for _, c := range cmds {
+		switch {
+		case c.Hidden:
+		case len(c.Commands) > 0:
+			leaves = append(leaves, leafCommands(c.Commands)...)
+		default:
+			leaves = append(leaves, c)
+		}
+	}
+	return leaves
 }
 
 func writeFlags(b *strings.Builder, flags []*kingpin.FlagModel) {
@@ -65,8 +70,13 @@ func writeFlags(b *strings.Builder, flags []*kingpin.FlagModel) {
 
 // TestDocumentation keeps docs/flags.md equal to the flags in the code.
 func TestDocumentation(t *testing.T) {
-	const path = "../../docs/flags.md"
-	want := flagsDoc()
+	checkGenerated(t, "../../docs/flags.md", flagsDoc())
+}
+
+// checkGenerated fails when the file at path differs from want (-update
+// rewrites it).
+func checkGenerated(t *testing.T, path, want string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
@@ -115,24 +125,13 @@ func manPage() string {
 	b.WriteString(".SH GLOBAL FLAGS\n")
 	writeManFlags(&b, model.Flags)
 	b.WriteString(".SH COMMANDS\n")
-	var walk func(cmds []*kingpin.CmdModel)
-	walk = func(cmds []*kingpin.CmdModel) {
-		for _, c := range cmds {
-			if c.Hidden {
-				continue
-			}
-			if len(c.Commands) > 0 {
-				walk(c.Commands)
-				continue
-			}
-			fmt.Fprintf(&b, ".SS \"zkprom %s\"\n%s\n", c.FullCommand, roff(c.Help))
-			for _, arg := range c.Args {
-				fmt.Fprintf(&b, ".TP\n.I %s\n%s\n", arg.Name, roff(arg.Help))
-			}
-			writeManFlags(&b, c.Flags)
+	for _, c := range leafCommands(model.Commands) {
+		fmt.Fprintf(&b, ".SS \"zkprom %s\"\n%s\n", c.FullCommand, roff(c.Help))
+		for _, arg := range c.Args {
+			fmt.Fprintf(&b, ".TP\n.I %s\n%s\n", arg.Name, roff(arg.Help))
 		}
+		writeManFlags(&b, c.Flags)
 	}
-	walk(model.Commands)
 	b.WriteString(".SH FILES\n.TP\n.I /etc/zkprom/\nexample configurations and flag files of the systemd units\n" +
 		".TP\n.I /etc/default/zkprom-*\nARGS=... added to each unit's command line\n")
 	return b.String()
@@ -165,19 +164,7 @@ func roff(s string) string {
 // code, and checks that man reads it without a warning where man exists.
 func TestDocumentationManPage(t *testing.T) {
 	const path = "../../docs/zkprom.1"
-	want := manPage()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, []byte(want)) {
-		t.Fatalf("%s is out of date with the code: run `make docs`", path)
-	}
+	checkGenerated(t, path, manPage())
 	if _, err := exec.LookPath("man"); err != nil {
 		t.Log("man is not installed: the page's rendering is not checked")
 		return
