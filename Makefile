@@ -16,13 +16,14 @@ build:
 
 # dist/zkprom_<version>_<arch>.deb (dpkg-deb) and the release tarball
 # dist/zkprom-<version>.linux-<arch>.tar.gz: docs/install.md.
+# Their files and changelog carry the date of the last commit.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
-export SOURCE_DATE_EPOCH
+MKPKG := SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./internal/packaging/mkpkg -zkprom bin/zkprom -version $(VERSION) -out dist
 package: build
-	$(GO) run ./internal/packaging/mkpkg -zkprom bin/zkprom -version $(VERSION) -out dist deb
+	$(MKPKG) deb
 
 tarball: build
-	$(GO) run ./internal/packaging/mkpkg -zkprom bin/zkprom -version $(VERSION) -out dist tarball
+	$(MKPKG) tarball
 
 # System packages (ZooKeeper, Prometheus, a JRE) and Go modules.
 deps:

@@ -20,9 +20,9 @@ import (
 	"time"
 )
 
-// Maintainer is the Maintainer field of the package and the signature of
-// its changelog.
-const Maintainer = "zkprom developers <zkprom-dev@example.org>"
+// maintainer is the Maintainer field of the package and the signature of
+// its changelog (a placeholder address until the project names a contact).
+const maintainer = "zkprom developers <zkprom-dev@example.org>"
 
 // Options says what to package.
 type Options struct {
@@ -49,9 +49,9 @@ const (
 	doc   = "usr/share/doc/zkprom/"
 )
 
-// DebFiles lists what the Debian package installs, except the generated
+// debFiles lists what the Debian package installs, except the generated
 // changelog.Debian.gz and the man page's gzip (both added by BuildDeb).
-func DebFiles(repo string) ([]File, error) {
+func debFiles(repo string) ([]File, error) {
 	files := []File{
 		{"", "usr/bin/zkprom", 0o755},
 		{"deploy/package/zkprom-exporter.service", units + "zkprom-exporter.service", 0o644},
@@ -93,10 +93,10 @@ func docFiles(repo, dir string) ([]File, error) {
 	return files, err
 }
 
-// TarballFiles lists the tarball's files below its top directory: the
+// tarballFiles lists the tarball's files below its top directory: the
 // binary, LICENSE and NOTICE when the repository has them, the README and
 // docs, and the example configurations.
-func TarballFiles(repo string) ([]File, error) {
+func tarballFiles(repo string) ([]File, error) {
 	files := []File{{"", "zkprom", 0o755}}
 	for _, name := range []string{"LICENSE", "NOTICE"} {
 		if _, err := os.Stat(filepath.Join(repo, name)); err == nil {
@@ -110,7 +110,7 @@ func TarballFiles(repo string) ([]File, error) {
 var (
 	tagRE     = regexp.MustCompile(`^v?([0-9][0-9A-Za-z.]*)(?:-([0-9A-Za-z.-]+))?$`)
 	commitsRE = regexp.MustCompile(`-([0-9]+)-g([0-9a-f]+)$`) // commits since the tag
-	hashRE    = regexp.MustCompile(`^[0-9a-f]{4,}$`)
+	hashRE    = regexp.MustCompile(`^[0-9a-f]{7,40}$`)        // no tag yet
 )
 
 // DebianVersion turns what `git describe --tags --always --dirty` prints
@@ -155,8 +155,8 @@ func DebianVersion(describe string) (string, error) {
 var debArch = map[string]string{"amd64": "amd64", "arm64": "arm64", "386": "i386", "arm": "armhf",
 	"ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
 
-// DebName is the file name of the Debian package.
-func DebName(o Options) (string, error) {
+// debName is the file name of the Debian package.
+func debName(o Options) (string, error) {
 	v, err := DebianVersion(o.Version)
 	if err != nil {
 		return "", err
@@ -168,8 +168,8 @@ func DebName(o Options) (string, error) {
 	return fmt.Sprintf("zkprom_%s_%s.deb", v, arch), nil
 }
 
-// TarballName is the file name of the tarball: zkprom-VERSION.linux-ARCH.tar.gz.
-func TarballName(o Options) string {
+// tarballName is the file name of the tarball: zkprom-VERSION.linux-ARCH.tar.gz.
+func tarballName(o Options) string {
 	return fmt.Sprintf("zkprom-%s.linux-%s.tar.gz", strings.TrimPrefix(o.Version, "v"), o.GOARCH)
 }
 
@@ -177,7 +177,7 @@ func TarballName(o Options) string {
 // it with dpkg-deb (files owned by root; gzip: xz takes six times as long
 // for a tenth less); it returns the package's path.
 func BuildDeb(o Options) (string, error) {
-	name, err := DebName(o)
+	name, err := debName(o)
 	if err != nil {
 		return "", err
 	}
@@ -187,7 +187,7 @@ func BuildDeb(o Options) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(stage)
-	files, err := DebFiles(o.Repo)
+	files, err := debFiles(o.Repo)
 	if err != nil {
 		return "", err
 	}
@@ -229,7 +229,7 @@ func BuildDeb(o Options) (string, error) {
 	control := fmt.Sprintf(`Package: zkprom
 Version: %s
 Architecture: %s
-Maintainer: %s
+maintainer: %s
 Installed-Size: %d
 Depends: passwd
 Suggests: prometheus
@@ -240,7 +240,7 @@ Description: Apache ZooKeeper and Prometheus, working together
  ZooKeeper's metrics (zkprom-exporter), discovery of Prometheus targets
  registered in ZooKeeper (zkprom-sd, zkprom-register@), and the agent that
  keeps a Prometheus's configuration from ZooKeeper (zkprom-agent@).
-`, version, debArch[o.GOARCH], Maintainer, (size+1023)/1024)
+`, version, debArch[o.GOARCH], maintainer, (size+1023)/1024)
 	debian := map[string][]byte{"control": []byte(control), "md5sums": []byte(sums.String()), "conffiles": []byte(conffiles.String())}
 	for _, name := range sortedKeys(debian) {
 		if err := writeFile(filepath.Join(stage, "DEBIAN", name), debian[name], 0o644, o.Date); err != nil {
@@ -281,17 +281,17 @@ Description: Apache ZooKeeper and Prometheus, working together
 // changelog is the package's changelog.Debian: one entry for this build.
 func changelog(version string, date time.Time) []byte {
 	return []byte(fmt.Sprintf("zkprom (%s) unstable; urgency=medium\n\n  * Built from the zkprom sources (make package).\n\n -- %s  %s\n",
-		version, Maintainer, date.UTC().Format(time.RFC1123Z)))
+		version, maintainer, date.UTC().Format(time.RFC1123Z)))
 }
 
 // BuildTarball writes zkprom-VERSION.linux-ARCH.tar.gz, its files under a
 // top directory of the same name, owned by root; it returns its path.
 func BuildTarball(o Options) (string, error) {
-	files, err := TarballFiles(o.Repo)
+	files, err := tarballFiles(o.Repo)
 	if err != nil {
 		return "", err
 	}
-	name := TarballName(o)
+	name := tarballName(o)
 	top := strings.TrimSuffix(name, ".tar.gz") + "/"
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)

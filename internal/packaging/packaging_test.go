@@ -128,7 +128,7 @@ func testTarball(t *testing.T, o Options) {
 	if want := "zkprom-1.2.3-rc.1-4-gabc1234.linux-" + runtime.GOARCH + ".tar.gz"; filepath.Base(path) != want {
 		t.Errorf("tarball %s, want %s", filepath.Base(path), want)
 	}
-	files, err := TarballFiles(repo)
+	files, err := tarballFiles(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func testDeb(t *testing.T, o Options) {
 	if exec.Command("getent", "passwd", "zkprom").Run() == nil {
 		t.Skip("a user zkprom exists on this machine: not touching it")
 	}
-	files, err := DebFiles(repo)
+	files, err := debFiles(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
