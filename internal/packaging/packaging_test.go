@@ -250,6 +250,7 @@ func testDeb(t *testing.T, o Options) {
 		}
 	})
 	t.Run("units", func(t *testing.T) { checkUnits(t) })
+	t.Run("command lines", func(t *testing.T) { checkCommandLines(t) })
 
 	// What the operator and the units leave behind: kept on remove, gone on purge.
 	leftovers := []string{"/etc/zkprom/agent.auth", "/var/lib/zkprom/sd/api.json", "/var/lib/zkprom-agent/main/state.json"}
@@ -376,6 +377,32 @@ func checkFiles(t *testing.T, files []File) {
 // The installed units, by name (instances for the templates), so that
 // systemd loads them as it would: with the zkprom-.service.d drop-in.
 var installedUnits = []string{"zkprom-exporter.service", "zkprom-sd.service", "zkprom-agent@main.service", "zkprom-register@example.service"}
+
+// checkCommandLines runs each installed unit's ExecStart, as systemd would
+// expand it for the instance (without $ARGS), with --help: the flags of the
+// unit and of the example .args files exist, and the @file can be read.
+func checkCommandLines(t *testing.T) {
+	for _, u := range installedUnits {
+		name, instance, _ := strings.Cut(strings.TrimSuffix(u, ".service"), "@")
+		file := "/usr/lib/systemd/system/" + name + ".service"
+		if instance != "" {
+			file = "/usr/lib/systemd/system/" + name + "@.service"
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^ExecStart=(.*) \$ARGS$`).FindSubmatch(data)
+		if m == nil {
+			t.Errorf("%s: no ExecStart=... $ARGS", file)
+			continue
+		}
+		args := strings.Fields(strings.ReplaceAll(string(m[1]), "%i", instance))
+		if out, err := exec.Command(args[0], append(args[1:], "--help")...).CombinedOutput(); err != nil {
+			t.Errorf("%s: %s --help: %v\n%s", u, strings.Join(args, " "), err, out)
+		}
+	}
+}
 
 // checkUnits runs systemd-analyze verify and security (offline) on every
 // installed unit. Without systemd as PID 1, verify still parses the unit
