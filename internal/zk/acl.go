@@ -1,22 +1,49 @@
 package zk
 
 import (
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
 
-	gozk "github.com/go-zookeeper/zk"
+	"github.com/zkprom/zkprom/internal/zk/jute"
+	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
 // Permission bits of an ACL entry.
 const (
-	PermRead   = gozk.PermRead
-	PermWrite  = gozk.PermWrite
-	PermCreate = gozk.PermCreate
-	PermDelete = gozk.PermDelete
-	PermAdmin  = gozk.PermAdmin
-	PermAll    = gozk.PermAll
+	PermRead   = jute.PermRead
+	PermWrite  = jute.PermWrite
+	PermCreate = jute.PermCreate
+	PermDelete = jute.PermDelete
+	PermAdmin  = jute.PermAdmin
+	PermAll    = jute.PermAll
 )
+
+// ACL is one entry of a node's ACL: perms granted to scheme:id.
+type ACL struct {
+	Perms  int32
+	Scheme string
+	ID     string
+}
+
+// wireACL and fromWireACL convert to and from the protocol's shape.
+func wireACL(acl []ACL) []wire.ACL {
+	out := make([]wire.ACL, len(acl))
+	for i, a := range acl {
+		out[i] = wire.ACL{Perms: a.Perms, ID: wire.ID{Scheme: a.Scheme, ID: a.ID}}
+	}
+	return out
+}
+
+func fromWireACL(acl []wire.ACL) []ACL {
+	out := make([]ACL, len(acl))
+	for i, a := range acl {
+		out[i] = ACL{Perms: a.Perms, Scheme: a.ID.Scheme, ID: a.ID.ID}
+	}
+	return out
+}
 
 // ACLCreatorAllWorldRead gives the authenticated creator every permission
 // and everyone else read access. It needs credentials on the session; only
@@ -31,7 +58,7 @@ func ACLCreatorAllWorldRead() []ACL {
 func ACLCreatorOnly() []ACL { return []ACL{{Perms: PermAll, Scheme: "auth", ID: ""}} }
 
 // ACLOpen lets everyone do everything (ZooKeeper's OPEN_ACL_UNSAFE).
-func ACLOpen() []ACL { return gozk.WorldACL(PermAll) }
+func ACLOpen() []ACL { return Grant(PermAll, World) }
 
 // Identity is whom an ACL entry names: digest:user:hash, x509:<subject>,
 // sasl:<principal>, ip:<address>, or world:anyone.
@@ -68,8 +95,8 @@ func ParseIdentity(s string) (Identity, error) {
 // DigestIdentity is the identity ZooKeeper gives a session that added
 // digest credentials user:password.
 func DigestIdentity(user, password string) Identity {
-	a := gozk.DigestACL(PermRead, user, password)[0]
-	return Identity{Scheme: a.Scheme, ID: a.ID}
+	h := sha1.Sum([]byte(user + ":" + password))
+	return Identity{Scheme: "digest", ID: user + ":" + base64.StdEncoding.EncodeToString(h[:])}
 }
 
 // AuthFileIdentities returns the digest identities of an auth file's

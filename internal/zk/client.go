@@ -1,8 +1,10 @@
 // Package zk is zkprom's ZooKeeper session layer: the only package that
-// imports go-zookeeper. It adds what the library lacks and every part of
-// zkprom needs: contexts, chroot, digest auth from a file, verified TLS,
-// DNS names re-resolved on every reconnect, session state as a stream and
-// as metrics, a watched tree cache and the recipes built on them.
+// speaks ZooKeeper. It runs on zkprom's own client (package wire: one
+// session kept over connections) and adds what every part of zkprom
+// needs: contexts, a new session after expiry, digest and SASL
+// credentials from files, verified TLS, session state as a stream and as
+// metrics, one-shot watches as channels, a watched tree cache and the
+// recipes built on them.
 package zk
 
 import (
@@ -10,33 +12,36 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
 
-	gozk "github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
-// Types shared with go-zookeeper, re-exported so that no other package
-// imports it.
-type (
-	Stat = gozk.Stat
-	ACL  = gozk.ACL
-)
+// Stat is a node's metadata.
+type Stat = wire.Stat
 
 // Errors callers test for with errors.Is.
 var (
-	ErrNoNode                  = gozk.ErrNoNode
-	ErrNodeExists              = gozk.ErrNodeExists
-	ErrBadVersion              = gozk.ErrBadVersion
-	ErrNotEmpty                = gozk.ErrNotEmpty
-	ErrNoAuth                  = gozk.ErrNoAuth
-	ErrSessionExpired          = gozk.ErrSessionExpired
-	ErrConnectionClosed        = gozk.ErrConnectionClosed
-	ErrClosing                 = gozk.ErrClosing
-	ErrNoChildrenForEphemerals = gozk.ErrNoChildrenForEphemerals
-	ErrInvalidACL              = gozk.ErrInvalidACL
+	ErrNoNode                  error = wire.ErrNoNode
+	ErrNodeExists              error = wire.ErrNodeExists
+	ErrBadVersion              error = wire.ErrBadVersion
+	ErrNotEmpty                error = wire.ErrNotEmpty
+	ErrNoAuth                  error = wire.ErrNoAuth
+	ErrSessionExpired          error = wire.ErrSessionExpired
+	ErrConnectionLoss          error = wire.ErrConnectionLoss
+	ErrAuthFailed              error = wire.ErrAuthFailed
+	ErrNoChildrenForEphemerals error = wire.ErrNoChildrenForEphemerals
+	ErrInvalidACL              error = wire.ErrInvalidACL
+	// ErrClosing: the client was closed.
+	ErrClosing = wire.ErrClosing
+	// ErrNoSession: there is no session right now (between an expiry and
+	// the next session).
+	ErrNoSession = errors.New("no ZooKeeper session")
 )
 
 // Config says how to reach a ZooKeeper ensemble. It is what the common
@@ -44,6 +49,7 @@ var (
 type Config struct {
 	Servers        string        `yaml:"servers"`
 	AuthFile       string        `yaml:"auth_file,omitempty"`
+	SASL           SASLConfig    `yaml:"sasl,omitempty"`
 	TLS            TLSConfig     `yaml:"tls,omitempty"`
 	SessionTimeout time.Duration `yaml:"session_timeout,omitempty"`
 }
@@ -51,40 +57,40 @@ type Config struct {
 // DefaultSessionTimeout is used when Config.SessionTimeout is zero.
 const DefaultSessionTimeout = 10 * time.Second
 
-// Client is one ZooKeeper session (renewed by the library after expiry)
-// with a context-first API. Paths are relative to the connect string's
-// chroot.
+// Client is one ZooKeeper session at a time, with a context-first API: a
+// session that expires is followed by a new one (SessionEvent.NewSession
+// says so). Paths are relative to the connect string's chroot.
 type Client struct {
-	conn    *gozk.Conn
-	chroot  string
 	cs      ConnectString
-	timeout time.Duration
-	authed  bool       // digest credentials were added, or a client certificate is presented
+	timeout time.Duration // asked for
+	scfg    wire.SessionConfig
+	authed  bool       // digest or SASL credentials, or a client certificate
 	ids     []Identity // the digest identities of the credentials
 	logger  *slog.Logger
 	m       *clientMetrics
 
-	events *mailbox[gozk.Event]
-
-	mu        sync.Mutex
-	state     State
-	sessionID int64
-	subs      map[*subscription]struct{}
-	watches   map[string][]chan WatchEvent // by full path
-	hooks     map[*nodeHook]struct{}
 	closed    chan struct{}
+	closedCtx context.Context // ends when the client is closed
 	closeOnce sync.Once
 	loopDone  chan struct{}
 
+	mu           sync.Mutex
+	sess         *wire.Session // nil between sessions
+	ready        chan struct{} // closed when sess is set; replaced when it goes
+	isClosed     bool
+	running      bool // run was started
+	state        State
+	sessionID    int64
+	subs         map[*subscription]struct{}
+	watches      map[watchKey][]chan WatchEvent
+	hooks        map[*nodeHook]struct{}
 	lastDialErr  string // last failed connection attempt
 	lastDialWarn time.Time
 	negotiated   time.Duration // the session timeout the server granted
-	granted      chan struct{} // closed when negotiated is first known
-	grantedOnce  sync.Once
 }
 
-// Connect opens a session and waits, within ctx, until it is established,
-// the credentials of the auth file are added and the chroot is found.
+// Connect opens a session and waits, within ctx, until it is established
+// (the credentials sent, the chroot found), trying the servers in turn.
 func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -97,7 +103,11 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, err
 	}
-	dialer, err := cfg.TLS.dialer()
+	sasl, err := cfg.SASL.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	dial, err := cfg.TLS.dialer()
 	if err != nil {
 		return nil, err
 	}
@@ -106,105 +116,139 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		timeout = DefaultSessionTimeout
 	}
 	c := &Client{
-		chroot:   cs.Chroot,
-		timeout:  timeout,
 		cs:       cs,
+		timeout:  timeout,
 		logger:   logger,
-		events:   newMailbox[gozk.Event](),
-		state:    StateConnecting,
-		subs:     map[*subscription]struct{}{},
-		watches:  map[string][]chan WatchEvent{},
-		hooks:    map[*nodeHook]struct{}{},
+		authed:   len(creds) > 0 || sasl != nil || cfg.TLS.CertFile != "",
 		closed:   make(chan struct{}),
 		loopDone: make(chan struct{}),
-		granted:  make(chan struct{}),
+		ready:    make(chan struct{}),
+		state:    StateConnecting,
+		subs:     map[*subscription]struct{}{},
+		watches:  map[watchKey][]chan WatchEvent{},
+		hooks:    map[*nodeHook]struct{}{},
+	}
+	var stop context.CancelFunc
+	c.closedCtx, stop = context.WithCancel(context.Background())
+	go func() { <-c.closed; stop() }()
+	c.scfg = wire.SessionConfig{
+		Servers: cs.Servers,
+		Chroot:  cs.Chroot,
+		Conn: wire.Config{
+			SessionTimeout: timeout,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := dial(ctx, network, addr)
+				if err != nil && ctx.Err() == nil { // not cut short by the caller
+					c.noteDialError(addr, err)
+				}
+				return nc, err
+			},
+			Logger: logger,
+		},
+		SASL:   sasl,
+		Logger: logger,
+	}
+	for _, cr := range creds {
+		u, p, _ := strings.Cut(cr, ":")
+		c.ids = append(c.ids, DigestIdentity(u, p))
+		c.scfg.Auth = append(c.scfg.Auth, wire.Auth{Scheme: "digest", Data: []byte(cr)})
 	}
 	c.m, err = newClientMetrics(reg, cs.String())
 	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	s, err := c.firstSession(ctx)
+	if err != nil {
+		c.Close()
 		return nil, err
 	}
 	connected := c.Subscribe()
 	defer connected.Close()
-
-	conn, _, err := gozk.Connect(cs.Servers, timeout,
-		gozk.WithHostProvider(&resolvingHostProvider{}),
-		gozk.WithDialer(dialer),
-		gozk.WithLogger(slogAdapter{c}),
-		gozk.WithLogInfo(true), // at debug level; its "authenticated" line carries the granted timeout
-		gozk.WithEventCallback(func(ev gozk.Event) { c.events.put(ev) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect to ZooKeeper %s: %w", cs, err)
-	}
-	c.conn = conn
-	go c.dispatch()
-
-	if err := c.waitSession(ctx, connected); err != nil {
+	c.install(s)
+	c.mu.Lock()
+	c.running = true
+	c.mu.Unlock()
+	go c.run(s)
+	if err := c.waitConnected(ctx, connected); err != nil {
 		c.Close()
 		return nil, err
 	}
-	// The library logs the granted timeout just after it reports the
-	// session: wait for that line, briefly, so that SessionTimeout is the
-	// server's from the start.
-	select {
-	case <-c.granted:
-	case <-time.After(time.Second):
-	case <-ctx.Done():
-	}
-	c.authed = len(creds) > 0 || cfg.TLS.CertFile != ""
-	for _, cr := range creds {
-		u, p, _ := strings.Cut(cr, ":")
-		c.ids = append(c.ids, DigestIdentity(u, p))
-		if err := conn.AddAuth("digest", []byte(cr)); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("add digest credentials from %s: %w", cfg.AuthFile, err)
-		}
-	}
-	if c.chroot != "" {
-		ok, _, err := conn.Exists(c.chroot)
+	if cs.Chroot != "" {
+		ok, _, err := c.Exists(ctx, "/")
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("check chroot %s: %w", c.chroot, err)
+			return nil, fmt.Errorf("check chroot %s: %w", cs.Chroot, err)
 		}
 		if !ok {
 			c.Close()
-			return nil, fmt.Errorf("chroot %s of connect string %s does not exist: create it first (zkCli.sh create %s)", c.chroot, cs, c.chroot)
+			return nil, fmt.Errorf("chroot %s of connect string %s does not exist: create it first (zkCli.sh create %s)", cs.Chroot, cs, cs.Chroot)
 		}
 	}
 	return c, nil
 }
 
-func (c *Client) waitSession(ctx context.Context, sub *Subscription) error {
-	var last State
+// newSession opens a session on the first server that answers (each tried
+// once).
+func (c *Client) newSession(ctx context.Context) (*wire.Session, error) {
+	s, err := wire.NewSession(ctx, c.scfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to ZooKeeper %s: %w", c.cs, err)
+	}
+	return s, nil
+}
+
+// firstSession tries the servers until one grants a session or ctx ends.
+func (c *Client) firstSession(ctx context.Context) (*wire.Session, error) {
+	delay := 200 * time.Millisecond
 	for {
-		if c.State() == StateConnected {
-			return nil
+		s, err := c.newSession(ctx)
+		if err == nil {
+			return s, nil
 		}
+		if errors.Is(err, wire.ErrAuthFailed) || errors.Is(err, wire.ErrSASL) {
+			return nil, fmt.Errorf("%w (check --zookeeper.auth-file and --zookeeper.sasl.*)", err)
+		}
+		c.logger.Debug("no ZooKeeper session yet; retrying", "err", err)
 		select {
-		case ev := <-sub.C:
-			last = ev.State
-			if ev.State == StateAuthFailed {
-				return fmt.Errorf("connect to ZooKeeper %s: authentication failed", c.cs)
-			}
+		case <-time.After(delay):
+			delay = min(2*delay, 2*time.Second)
 		case <-ctx.Done():
 			c.mu.Lock()
 			dialErr := c.lastDialErr
 			c.mu.Unlock()
-			if dialErr != "" {
-				return fmt.Errorf("connect to ZooKeeper %s: no session established: last attempt %s (check --zookeeper.servers and that ZooKeeper runs): %w", c.cs, dialErr, ctx.Err())
+			if dialErr == "" {
+				dialErr = err.Error()
 			}
-			return fmt.Errorf("connect to ZooKeeper %s: no session established (last state %s): %w", c.cs, last, ctx.Err())
+			return nil, fmt.Errorf("connect to ZooKeeper %s: no session established: last attempt %s (check --zookeeper.servers and that ZooKeeper runs): %w", c.cs, dialErr, ctx.Err())
 		}
 	}
 }
 
+func (c *Client) waitConnected(ctx context.Context, sub *Subscription) error {
+	for c.State() != StateConnected {
+		select {
+		case ev := <-sub.C:
+			if ev.State == StateAuthFailed {
+				return fmt.Errorf("connect to ZooKeeper %s: authentication failed", c.cs)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("connect to ZooKeeper %s: no session established (last state %s): %w", c.cs, c.State(), ctx.Err())
+		}
+	}
+	return nil
+}
+
 // Validate checks a configuration without connecting: the connect string,
-// the auth file and the TLS files.
+// the credential files and the TLS files.
 func (cfg Config) Validate() error {
 	if _, err := ParseConnectString(cfg.Servers); err != nil {
 		return err
 	}
 	if _, err := readAuthFile(cfg.AuthFile); err != nil {
+		return err
+	}
+	if _, err := cfg.SASL.mechanism(); err != nil {
 		return err
 	}
 	if _, err := cfg.TLS.Config(); err != nil {
@@ -219,9 +263,9 @@ func (cfg Config) Validate() error {
 // ConnectString returns the connect string the client was made with.
 func (c *Client) ConnectString() ConnectString { return c.cs }
 
-// SessionTimeout returns the session timeout the server granted (it
-// clamps the one asked for to [2, 20] × its tickTime), or the one asked
-// for before a session was established.
+// SessionTimeout returns the session timeout the server granted in the
+// handshake (it clamps the one asked for to [2, 20] × its tickTime), or
+// the one asked for before a session was established.
 func (c *Client) SessionTimeout() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -239,7 +283,6 @@ func (c *Client) noteNegotiated(d time.Duration) {
 	changed := d != c.negotiated
 	c.negotiated = d
 	c.mu.Unlock()
-	c.grantedOnce.Do(func() { close(c.granted) })
 	if changed && d != c.timeout {
 		c.logger.Warn("ZooKeeper granted another session timeout than asked for (it allows 2 to 20 ticks)",
 			"asked", c.timeout, "granted", d, "servers", c.cs.String())
@@ -247,26 +290,37 @@ func (c *Client) noteNegotiated(d time.Duration) {
 }
 
 // Authenticated reports whether the session proves an identity: digest
-// credentials from the auth file, or a TLS client certificate (ZooKeeper
-// maps it to x509:<subject>).
+// credentials from the auth file, SASL credentials, or a TLS client
+// certificate (ZooKeeper maps it to x509:<subject>).
 func (c *Client) Authenticated() bool { return c.authed }
 
 // DigestIdentities returns the identities of the session's digest
-// credentials (none for a session with only a client certificate).
+// credentials (none for a session with only SASL or a client certificate).
 func (c *Client) DigestIdentities() []Identity { return c.ids }
 
 // SessionID returns the current session's id (0 when there is none).
-func (c *Client) SessionID() int64 { return c.conn.SessionID() }
+func (c *Client) SessionID() int64 {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return s.SessionID()
+}
 
 // Close ends the session: ephemeral nodes go at once.
 func (c *Client) Close() {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.isClosed = true
+		s, running := c.sess, c.running
+		c.mu.Unlock()
 		close(c.closed)
-		if c.conn != nil {
-			c.conn.Close()
+		if s != nil {
+			s.Close()
 		}
-		c.events.close()
-		if c.conn != nil {
+		if running {
 			<-c.loopDone
 		}
 	})
@@ -275,54 +329,45 @@ func (c *Client) Close() {
 // Done is closed when the client is closed.
 func (c *Client) Done() <-chan struct{} { return c.closed }
 
-func (c *Client) full(p string) string {
-	if c.chroot == "" {
-		return p
+// session waits for the current session (bounded by ctx).
+func (c *Client) session(ctx context.Context) (*wire.Session, error) {
+	for {
+		c.mu.Lock()
+		s, ready, closed := c.sess, c.ready, c.isClosed
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosing
+		case s != nil:
+			return s, nil
+		}
+		select {
+		case <-ready:
+		case <-c.closed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrNoSession, ctx.Err())
+		}
 	}
-	if p == "/" {
-		return c.chroot
-	}
-	return c.chroot + p
 }
 
-func (c *Client) rel(p string) string {
-	if c.chroot == "" {
-		return p
-	}
-	r := strings.TrimPrefix(p, c.chroot)
-	if r == "" {
-		return "/"
-	}
-	return r
-}
-
-// call runs f, which blocks in the library, honouring ctx: when ctx ends
-// first the caller gets ctx's error and the reply is dropped.
-func call[T any](ctx context.Context, c *Client, op string, f func() (T, error)) (T, error) {
+// call runs one request on the current session, timed by operation, and
+// turns its error into a PathError on p.
+func call[T any](ctx context.Context, c *Client, op, p string, f func(s *wire.Session) (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
-		return zero, err
+		return zero, fmt.Errorf("zookeeper %s %s: %w", op, p, err)
 	}
 	start := time.Now()
 	defer func() { c.m.requestDuration.WithLabelValues(op).Observe(time.Since(start).Seconds()) }()
-	if ctx.Done() == nil {
-		return f()
+	s, err := c.session(ctx)
+	if err != nil {
+		return zero, c.pathErr(ctx, op, p, err)
 	}
-	type result struct {
-		v   T
-		err error
+	v, err := f(s)
+	if err != nil {
+		return v, c.pathErr(ctx, op, p, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
+	return v, nil
 }
 
 // PathError records a failed operation on a path. For a permission error it
@@ -338,9 +383,9 @@ func (e *PathError) Error() string {
 	msg := fmt.Sprintf("zookeeper %s %s: %v", e.Op, e.Path, e.Err)
 	if errors.Is(e.Err, ErrNoAuth) {
 		if e.ACL != nil {
-			msg += fmt.Sprintf(" (ACL %s; check --zookeeper.auth-file)", FormatACL(e.ACL))
+			msg += fmt.Sprintf(" (ACL %s; check --zookeeper.auth-file or --zookeeper.sasl.*)", FormatACL(e.ACL))
 		} else {
-			msg += " (check --zookeeper.auth-file)"
+			msg += " (check --zookeeper.auth-file or --zookeeper.sasl.*)"
 		}
 	}
 	return msg
@@ -348,25 +393,34 @@ func (e *PathError) Error() string {
 
 func (e *PathError) Unwrap() error { return e.Err }
 
-func (c *Client) pathErr(op, p string, err error) error {
-	if err == nil {
-		return nil
-	}
+func (c *Client) pathErr(ctx context.Context, op, p string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("zookeeper %s %s: %w", op, p, err)
 	}
-	pe := &PathError{Op: op, Path: p, Err: err}
+	pe := &PathError{Op: op, Path: p, Err: bare(err)}
 	if errors.Is(err, ErrNoAuth) {
 		aclPath := p
 		if op == "create" {
 			aclPath = Parent(p) // create is checked against the parent
 			pe.Path = p + " (parent " + aclPath + ")"
 		}
-		if acl, _, aerr := c.conn.GetACL(c.full(aclPath)); aerr == nil {
-			pe.ACL = acl
+		if s, serr := c.session(ctx); serr == nil {
+			if acl, _, aerr := s.GetACL(ctx, aclPath); aerr == nil {
+				pe.ACL = fromWireACL(acl)
+			}
 		}
 	}
 	return pe
+}
+
+// bare is a server's error code without the layers below naming the
+// request again (with the server's path, chroot included).
+func bare(err error) error {
+	var code wire.Error
+	if errors.As(err, &code) {
+		return code
+	}
+	return err
 }
 
 func check(p string) error {
@@ -376,16 +430,29 @@ func check(p string) error {
 	return nil
 }
 
+// read is what a read returns: a value and the node's stat.
+type read[T any] struct {
+	v    T
+	stat *Stat
+}
+
+func readOf[T any](v T, st wire.Stat, err error) (read[T], error) {
+	return read[T]{v, &st}, err
+}
+
 // Get reads a node's data.
 func (c *Client) Get(ctx context.Context, p string) ([]byte, *Stat, error) {
+	return c.get(ctx, p, false)
+}
+
+func (c *Client) get(ctx context.Context, p string, watch bool) ([]byte, *Stat, error) {
 	if err := check(p); err != nil {
 		return nil, nil, err
 	}
-	r, err := call(ctx, c, "get", func() (pair[[]byte], error) {
-		d, s, err := c.conn.Get(c.full(p))
-		return pair[[]byte]{d, s}, err
+	r, err := call(ctx, c, "get", p, func(s *wire.Session) (read[[]byte], error) {
+		return readOf(s.Get(ctx, p, watch))
 	})
-	return r.v, r.stat, c.pathErr("get", p, err)
+	return r.v, r.stat, err
 }
 
 // GetW reads a node's data and leaves a data watch on it.
@@ -393,28 +460,28 @@ func (c *Client) GetW(ctx context.Context, p string) ([]byte, *Stat, <-chan Watc
 	if err := check(p); err != nil {
 		return nil, nil, nil, err
 	}
-	w := c.addWatch(p)
-	r, err := call(ctx, c, "get", func() (pair[[]byte], error) {
-		d, s, _, err := c.conn.GetW(c.full(p))
-		return pair[[]byte]{d, s}, err
-	})
+	w := c.addWatch(p, false)
+	data, st, err := c.get(ctx, p, true)
 	if err != nil {
-		c.dropWatch(p, w)
-		return nil, nil, nil, c.pathErr("get", p, err)
+		c.dropWatch(p, false, w)
+		return nil, nil, nil, err
 	}
-	return r.v, r.stat, w, nil
+	return data, st, w, nil
 }
 
 // Children lists a node's children (unsorted, as the server returns them).
 func (c *Client) Children(ctx context.Context, p string) ([]string, *Stat, error) {
+	return c.children(ctx, p, false)
+}
+
+func (c *Client) children(ctx context.Context, p string, watch bool) ([]string, *Stat, error) {
 	if err := check(p); err != nil {
 		return nil, nil, err
 	}
-	r, err := call(ctx, c, "children", func() (pair[[]string], error) {
-		ch, s, err := c.conn.Children(c.full(p))
-		return pair[[]string]{ch, s}, err
+	r, err := call(ctx, c, "children", p, func(s *wire.Session) (read[[]string], error) {
+		return readOf(s.Children(ctx, p, watch))
 	})
-	return r.v, r.stat, c.pathErr("children", p, err)
+	return r.v, r.stat, err
 }
 
 // ChildrenW lists a node's children and leaves a children watch on it.
@@ -422,31 +489,32 @@ func (c *Client) ChildrenW(ctx context.Context, p string) ([]string, *Stat, <-ch
 	if err := check(p); err != nil {
 		return nil, nil, nil, err
 	}
-	w := c.addWatch(p)
-	r, err := call(ctx, c, "children", func() (pair[[]string], error) {
-		ch, s, _, err := c.conn.ChildrenW(c.full(p))
-		return pair[[]string]{ch, s}, err
-	})
+	w := c.addWatch(p, true)
+	ch, st, err := c.children(ctx, p, true)
 	if err != nil {
-		c.dropWatch(p, w)
-		return nil, nil, nil, c.pathErr("children", p, err)
+		c.dropWatch(p, true, w)
+		return nil, nil, nil, err
 	}
-	return r.v, r.stat, w, nil
+	return ch, st, w, nil
 }
 
 // Exists reports whether a node exists; the stat is nil when it does not.
 func (c *Client) Exists(ctx context.Context, p string) (bool, *Stat, error) {
+	return c.exists(ctx, p, false)
+}
+
+func (c *Client) exists(ctx context.Context, p string, watch bool) (bool, *Stat, error) {
 	if err := check(p); err != nil {
 		return false, nil, err
 	}
-	r, err := call(ctx, c, "exists", func() (pair[bool], error) {
-		ok, s, err := c.conn.Exists(c.full(p))
-		return pair[bool]{ok, s}, err
+	r, err := call(ctx, c, "exists", p, func(s *wire.Session) (read[bool], error) {
+		st, ok, err := s.Exists(ctx, p, watch)
+		return readOf(ok, st, err)
 	})
 	if !r.v {
 		r.stat = nil
 	}
-	return r.v, r.stat, c.pathErr("exists", p, err)
+	return r.v, r.stat, err
 }
 
 // ExistsW is Exists with a watch that fires on create, delete or change.
@@ -454,35 +522,26 @@ func (c *Client) ExistsW(ctx context.Context, p string) (bool, *Stat, <-chan Wat
 	if err := check(p); err != nil {
 		return false, nil, nil, err
 	}
-	w := c.addWatch(p)
-	r, err := call(ctx, c, "exists", func() (pair[bool], error) {
-		ok, s, _, err := c.conn.ExistsW(c.full(p))
-		return pair[bool]{ok, s}, err
-	})
+	w := c.addWatch(p, false)
+	ok, st, err := c.exists(ctx, p, true)
 	if err != nil {
-		c.dropWatch(p, w)
-		return false, nil, nil, c.pathErr("exists", p, err)
+		c.dropWatch(p, false, w)
+		return false, nil, nil, err
 	}
-	if !r.v {
-		r.stat = nil
-	}
-	return r.v, r.stat, w, nil
-}
-
-type pair[T any] struct {
-	v    T
-	stat *Stat
+	return ok, st, w, nil
 }
 
 // CreateMode says what kind of node Create makes.
-type CreateMode int32
+type CreateMode = wire.CreateMode
 
 const (
-	Persistent           CreateMode = gozk.FlagPersistent
-	Ephemeral            CreateMode = gozk.FlagEphemeral
-	PersistentSequential CreateMode = gozk.FlagSequence
-	EphemeralSequential  CreateMode = gozk.FlagEphemeralSequential
-	Container            CreateMode = gozk.FlagContainer
+	Persistent           = wire.Persistent
+	Ephemeral            = wire.Ephemeral
+	PersistentSequential = wire.PersistentSequential
+	EphemeralSequential  = wire.EphemeralSequential
+	// Container nodes are deleted by the server once their last child
+	// goes.
+	Container = wire.Container
 )
 
 // Create makes a node and returns its path (with the sequence number for
@@ -495,16 +554,10 @@ func (c *Client) Create(ctx context.Context, p string, data []byte, mode CreateM
 	if err != nil {
 		return "", fmt.Errorf("zookeeper create %s: %w", p, err)
 	}
-	created, err := call(ctx, c, "create", func() (string, error) {
-		if mode == Container {
-			return c.conn.CreateContainer(c.full(p), data, int32(mode), acl)
-		}
-		return c.conn.Create(c.full(p), data, int32(mode), acl)
+	return call(ctx, c, "create", p, func(s *wire.Session) (string, error) {
+		created, _, err := s.Create(ctx, p, data, wireACL(acl), mode)
+		return created, err
 	})
-	if err != nil {
-		return "", c.pathErr("create", p, err)
-	}
-	return c.rel(created), nil
 }
 
 // CreateAll makes p and any missing parents as persistent nodes; it is not
@@ -537,8 +590,10 @@ func (c *Client) Set(ctx context.Context, p string, data []byte, version int32) 
 	if err := check(p); err != nil {
 		return nil, err
 	}
-	s, err := call(ctx, c, "set", func() (*Stat, error) { return c.conn.Set(c.full(p), data, version) })
-	return s, c.pathErr("set", p, err)
+	return call(ctx, c, "set", p, func(s *wire.Session) (*Stat, error) {
+		st, err := s.Set(ctx, p, data, version)
+		return &st, err
+	})
 }
 
 // Delete removes a node if its version matches (-1 matches any).
@@ -546,8 +601,10 @@ func (c *Client) Delete(ctx context.Context, p string, version int32) error {
 	if err := check(p); err != nil {
 		return err
 	}
-	_, err := call(ctx, c, "delete", func() (struct{}, error) { return struct{}{}, c.conn.Delete(c.full(p), version) })
-	return c.pathErr("delete", p, err)
+	_, err := call(ctx, c, "delete", p, func(s *wire.Session) (struct{}, error) {
+		return struct{}{}, s.Delete(ctx, p, version)
+	})
+	return err
 }
 
 // DeleteAll removes p and everything below it; a missing node is no error.
@@ -577,8 +634,8 @@ func (c *Client) Sync(ctx context.Context, p string) error {
 	if err := check(p); err != nil {
 		return err
 	}
-	_, err := call(ctx, c, "sync", func() (string, error) { return c.conn.Sync(c.full(p)) })
-	return c.pathErr("sync", p, err)
+	_, err := call(ctx, c, "sync", p, func(s *wire.Session) (string, error) { return s.Sync(ctx, p) })
+	return err
 }
 
 // GetACL reads a node's ACL.
@@ -586,11 +643,11 @@ func (c *Client) GetACL(ctx context.Context, p string) ([]ACL, *Stat, error) {
 	if err := check(p); err != nil {
 		return nil, nil, err
 	}
-	r, err := call(ctx, c, "get_acl", func() (pair[[]ACL], error) {
-		a, s, err := c.conn.GetACL(c.full(p))
-		return pair[[]ACL]{a, s}, err
+	r, err := call(ctx, c, "get_acl", p, func(s *wire.Session) (read[[]ACL], error) {
+		acl, st, err := s.GetACL(ctx, p)
+		return readOf(fromWireACL(acl), st, err)
 	})
-	return r.v, r.stat, c.pathErr("get_acl", p, err)
+	return r.v, r.stat, err
 }
 
 // SetACL replaces a node's ACL if its ACL version matches (-1 matches any).
@@ -602,8 +659,10 @@ func (c *Client) SetACL(ctx context.Context, p string, acl []ACL, aversion int32
 	if err != nil {
 		return fmt.Errorf("zookeeper set_acl %s: %w", p, err)
 	}
-	_, err = call(ctx, c, "set_acl", func() (*Stat, error) { return c.conn.SetACL(c.full(p), acl, aversion) })
-	return c.pathErr("set_acl", p, err)
+	_, err = call(ctx, c, "set_acl", p, func(s *wire.Session) (wire.Stat, error) {
+		return s.SetACL(ctx, p, wireACL(acl), aversion)
+	})
+	return err
 }
 
 // Op is one operation of a Multi transaction.
@@ -655,37 +714,47 @@ func (e *MultiError) Unwrap() error { return e.Err }
 
 // Multi applies all ops atomically, or none of them.
 func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
-	reqs := make([]any, len(ops))
+	reqs := make([]wire.Op, len(ops))
 	for i, op := range ops {
 		if err := check(op.path); err != nil {
 			return nil, err
 		}
-		fp := c.full(op.path)
 		switch op.kind {
 		case "create":
 			acl, err := c.resolveACL(op.acl)
 			if err != nil {
 				return nil, fmt.Errorf("zookeeper multi: create %s: %w", op.path, err)
 			}
-			op.acl = acl
-			reqs[i] = &gozk.CreateRequest{Path: fp, Data: op.data, Acl: op.acl, Flags: int32(op.mode)}
+			reqs[i] = wire.CreateOp(op.path, op.data, wireACL(acl), op.mode)
 		case "set":
-			reqs[i] = &gozk.SetDataRequest{Path: fp, Data: op.data, Version: op.version}
+			reqs[i] = wire.SetOp(op.path, op.data, op.version)
 		case "delete":
-			reqs[i] = &gozk.DeleteRequest{Path: fp, Version: op.version}
+			reqs[i] = wire.DeleteOp(op.path, op.version)
 		case "check":
-			reqs[i] = &gozk.CheckVersionRequest{Path: fp, Version: op.version}
+			reqs[i] = wire.CheckOp(op.path, op.version)
 		default:
 			return nil, fmt.Errorf("zookeeper multi: unknown operation %q", op.kind)
 		}
 	}
-	resp, err := call(ctx, c, "multi", func() ([]gozk.MultiResponse, error) { return c.conn.Multi(reqs...) })
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("zookeeper multi: %w", err)
+	}
+	start := time.Now()
+	defer func() { c.m.requestDuration.WithLabelValues("multi").Observe(time.Since(start).Seconds()) }()
+	s, err := c.session(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("zookeeper multi: %w", err)
+	}
+	resp, err := s.Multi(ctx, reqs...)
 	out := make([]OpResult, len(resp))
 	var first *MultiError
 	for i, r := range resp {
-		out[i] = OpResult{Path: c.rel(r.String), Stat: r.Stat, Err: r.Error}
-		if r.Error != nil && first == nil && i < len(ops) && !errors.Is(r.Error, gozk.ErrAPIError) && !errors.Is(r.Error, gozk.ErrUnknown) {
-			first = &MultiError{Index: i, Op: ops[i].kind, Path: ops[i].path, Err: r.Error}
+		out[i] = OpResult{Path: r.Path, Err: bare(r.Err)}
+		if ops[i].kind == "set" && r.Err == nil {
+			out[i].Stat = &r.Stat
+		}
+		if r.Err != nil && first == nil && !errors.Is(r.Err, wire.ErrRuntimeInconsistency) {
+			first = &MultiError{Index: i, Op: ops[i].kind, Path: ops[i].path, Err: bare(r.Err)}
 		}
 	}
 	if err != nil {
@@ -701,27 +770,16 @@ func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 // without the per-call channels of GetW and friends.
 
 func (c *Client) getWatched(ctx context.Context, p string) ([]byte, *Stat, error) {
-	r, err := call(ctx, c, "get", func() (pair[[]byte], error) {
-		d, s, _, err := c.conn.GetW(c.full(p))
-		return pair[[]byte]{d, s}, err
-	})
-	return r.v, r.stat, c.pathErr("get", p, err)
+	return c.get(ctx, p, true)
 }
 
 func (c *Client) childrenWatched(ctx context.Context, p string) ([]string, *Stat, error) {
-	r, err := call(ctx, c, "children", func() (pair[[]string], error) {
-		ch, s, _, err := c.conn.ChildrenW(c.full(p))
-		return pair[[]string]{ch, s}, err
-	})
-	return r.v, r.stat, c.pathErr("children", p, err)
+	return c.children(ctx, p, true)
 }
 
 func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
-	ok, err := call(ctx, c, "exists", func() (bool, error) {
-		ok, _, _, err := c.conn.ExistsW(c.full(p))
-		return ok, err
-	})
-	return ok, c.pathErr("exists", p, err)
+	ok, _, err := c.exists(ctx, p, true)
+	return ok, err
 }
 
 // resolveACL turns the default (nil) into creator-all + world-read, or,
@@ -741,7 +799,7 @@ func (c *Client) resolveACL(acl []ACL) ([]ACL, error) {
 	}
 	for _, a := range acl {
 		if a.Scheme == "auth" {
-			return nil, fmt.Errorf("an ACL for the creator needs credentials: give --zookeeper.auth-file (digest user:password) or a TLS client certificate (--zookeeper.tls.cert-file)")
+			return nil, fmt.Errorf("an ACL for the creator needs credentials: give --zookeeper.auth-file (digest user:password), SASL credentials (--zookeeper.sasl.*) or a TLS client certificate (--zookeeper.tls.cert-file)")
 		}
 	}
 	return acl, nil

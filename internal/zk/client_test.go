@@ -52,22 +52,14 @@ func TestParseConnectString(t *testing.T) {
 	}
 }
 
-func TestHostProviderDoesNotResolve(t *testing.T) {
-	h := &resolvingHostProvider{}
-	h.Init([]string{"zk-a.example:2181", "zk-b.example:2181"})
-	seen := map[string]bool{}
-	for i := 0; i < 2; i++ {
-		s, retry := h.Next()
-		if retry {
-			t.Errorf("retryStart on the first round")
-		}
-		seen[s] = true
-	}
-	if !seen["zk-a.example:2181"] || !seen["zk-b.example:2181"] {
-		t.Errorf("names must be handed to the dialer unresolved, got %v", seen)
-	}
-	if _, retry := h.Next(); !retry {
-		t.Errorf("no retryStart after every server was tried")
+// Host names reach the dialer as written, so that every connection attempt
+// resolves them again (a replaced server is found under its name).
+func TestDialerResolvesNames(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, Config{Servers: "zk-a.invalid:2181,zk-b.invalid:2181"}, testLogger(), nil)
+	if err == nil || !strings.Contains(err.Error(), "last attempt zk-") || !strings.Contains(err.Error(), ".invalid") {
+		t.Fatalf("connect to unresolvable names: %v, want the name handed to the dialer", err)
 	}
 }
 

@@ -178,7 +178,7 @@ func (r *Registration) ensure(ctx context.Context) error {
 	}
 	session := r.c.SessionID()
 	if session == 0 {
-		return ErrConnectionClosed
+		return ErrNoSession
 	}
 	r.sessions[session] = true
 	if r.actual != "" {

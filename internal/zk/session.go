@@ -1,6 +1,7 @@
 package zk
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -10,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	gozk "github.com/go-zookeeper/zk"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
 // State is the state of the client's session as other parts see it.
@@ -100,28 +102,36 @@ type WatchEvent struct {
 	Err  error // for WatchLost
 }
 
-func (c *Client) addWatch(p string) chan WatchEvent {
+// watchKey names the one-shot watches of a path: data and exists watches
+// (fired by created, deleted and data changed) or children watches (fired
+// by deleted and children changed).
+type watchKey struct {
+	path  string
+	child bool
+}
+
+func (c *Client) addWatch(p string, child bool) chan WatchEvent {
 	ch := make(chan WatchEvent, 1)
-	fp := c.full(p)
+	k := watchKey{p, child}
 	c.mu.Lock()
-	c.watches[fp] = append(c.watches[fp], ch)
+	c.watches[k] = append(c.watches[k], ch)
 	c.mu.Unlock()
 	return ch
 }
 
-func (c *Client) dropWatch(p string, ch chan WatchEvent) {
-	fp := c.full(p)
+func (c *Client) dropWatch(p string, child bool, ch chan WatchEvent) {
+	k := watchKey{p, child}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	list := c.watches[fp]
+	list := c.watches[k]
 	for i, w := range list {
 		if w == ch {
-			c.watches[fp] = append(list[:i:i], list[i+1:]...)
+			c.watches[k] = append(list[:i:i], list[i+1:]...)
 			break
 		}
 	}
-	if len(c.watches[fp]) == 0 {
-		delete(c.watches, fp)
+	if len(c.watches[k]) == 0 {
+		delete(c.watches, k)
 	}
 }
 
@@ -143,86 +153,139 @@ func (c *Client) removeHook(h *nodeHook) {
 	c.mu.Unlock()
 }
 
-// dispatch turns the library's callback events into session events and
+// run follows the sessions' event streams, one session after another: a
+// new session is made when one expires (or its credentials are refused)
+// until the client is closed. It turns the events into session events and
 // fired watches, in order, on one goroutine.
-func (c *Client) dispatch() {
+func (c *Client) run(s *wire.Session) {
 	defer close(c.loopDone)
-	for ev := range c.events.out() {
-		if ev.Type == gozk.EventSession {
-			c.onSession(ev)
-			continue
+	for s != nil {
+		end := c.follow(s)
+		if end == wire.StateClosed {
+			break
 		}
-		we := WatchEvent{Path: c.rel(ev.Path), Err: ev.Err}
-		fire := true // whether watches registered at this path fire
-		switch ev.Type {
-		case gozk.EventNodeCreated:
-			we.Type = NodeCreated
-		case gozk.EventNodeDeleted:
-			we.Type = NodeDeleted
-		case gozk.EventNodeDataChanged:
-			we.Type = NodeDataChanged
-		case gozk.EventNodeChildrenChanged:
-			we.Type = NodeChildrenChanged
-		case gozk.EventNotWatching:
-			we.Type = WatchLost
-		default:
-			fire = false
-		}
-		if !fire {
-			continue
-		}
-		c.mu.Lock()
-		chans := c.watches[ev.Path]
-		delete(c.watches, ev.Path)
-		hooks := make([]*nodeHook, 0, len(c.hooks))
-		for h := range c.hooks {
-			hooks = append(hooks, h)
-		}
-		c.mu.Unlock()
-		for _, ch := range chans {
-			ch <- we
-			close(ch)
-		}
-		for _, h := range hooks {
-			h.fn(we)
-		}
+		s = c.renew(end)
 	}
 	// Closed: whoever still waits on a watch learns it is gone.
 	c.mu.Lock()
-	for p, chans := range c.watches {
-		for _, ch := range chans {
-			ch <- WatchEvent{Type: WatchLost, Path: c.rel(p), Err: ErrClosing}
-			close(ch)
-		}
-	}
-	c.watches = map[string][]chan WatchEvent{}
+	lost := c.takeWatches()
 	subs := c.subs
 	c.subs = map[*subscription]struct{}{}
 	c.mu.Unlock()
+	fireLost(lost, ErrClosing)
 	for s := range subs {
 		s.box.close()
 	}
 }
 
-func (c *Client) onSession(ev gozk.Event) {
-	var st State
-	switch ev.State {
-	case gozk.StateHasSession:
-		st = StateConnected
-	case gozk.StateDisconnected:
-		st = StateDisconnected
-	case gozk.StateExpired:
-		st = StateExpired
-		c.m.expirations.Inc()
-	case gozk.StateAuthFailed:
-		st = StateAuthFailed
-	default: // connecting, connected (TCP only)
+// follow handles one session's events until its end, which it returns
+// (expired, auth_failed or closed).
+func (c *Client) follow(s *wire.Session) wire.State {
+	for ev := range s.Events() {
+		if ev.Type != wire.EventNone {
+			c.fire(ev)
+			continue
+		}
+		switch ev.State {
+		case wire.StateSyncConnected, wire.StateConnectedReadOnly:
+			c.setState(StateConnected, s)
+		case wire.StateDisconnected:
+			c.setState(StateDisconnected, nil)
+			c.logger.Debug("ZooKeeper connection lost", "err", ev.Err)
+		case wire.StateExpired, wire.StateAuthFailed, wire.StateClosed:
+			c.mu.Lock()
+			c.sess = nil
+			c.ready = make(chan struct{})
+			lost := c.takeWatches()
+			c.mu.Unlock()
+			s.Close()
+			switch ev.State {
+			case wire.StateExpired:
+				fireLost(lost, ErrSessionExpired)
+				c.m.expirations.Inc()
+				c.setState(StateExpired, nil)
+			case wire.StateAuthFailed:
+				fireLost(lost, ErrAuthFailed)
+				c.setState(StateAuthFailed, nil)
+				c.logger.Warn("ZooKeeper refused the session's credentials; making a new session", "err", ev.Err, "servers", c.cs.String())
+			default:
+				fireLost(lost, ErrClosing)
+			}
+			return ev.State
+		}
+	}
+	return wire.StateClosed
+}
+
+// fire hands a watch event to the one-shot watches it triggers and to the
+// hooks.
+func (c *Client) fire(ev wire.Event) {
+	we := WatchEvent{Path: ev.Path}
+	var data, child bool // which one-shot watches of the path it fires
+	switch ev.Type {
+	case wire.EventNodeCreated:
+		we.Type, data = NodeCreated, true
+	case wire.EventNodeDeleted:
+		we.Type, data, child = NodeDeleted, true, true
+	case wire.EventNodeDataChanged:
+		we.Type, data = NodeDataChanged, true
+	case wire.EventNodeChildrenChanged:
+		we.Type, child = NodeChildrenChanged, true
+	default:
 		return
 	}
+	c.mu.Lock()
+	var chans []chan WatchEvent
+	if data {
+		chans = append(chans, c.watches[watchKey{ev.Path, false}]...)
+		delete(c.watches, watchKey{ev.Path, false})
+	}
+	if child {
+		chans = append(chans, c.watches[watchKey{ev.Path, true}]...)
+		delete(c.watches, watchKey{ev.Path, true})
+	}
+	hooks := make([]*nodeHook, 0, len(c.hooks))
+	for h := range c.hooks {
+		hooks = append(hooks, h)
+	}
+	c.mu.Unlock()
+	for _, ch := range chans {
+		ch <- we // never blocks: room for one, and only one is sent
+		close(ch)
+	}
+	for _, h := range hooks {
+		h.fn(we)
+	}
+}
+
+// takeWatches removes every one-shot watch (c.mu held).
+func (c *Client) takeWatches() map[watchKey][]chan WatchEvent {
+	w := c.watches
+	c.watches = map[watchKey][]chan WatchEvent{}
+	return w
+}
+
+// fireLost tells the holders of watches that they are gone.
+func fireLost(watches map[watchKey][]chan WatchEvent, err error) {
+	for k, chans := range watches {
+		for _, ch := range chans {
+			ch <- WatchEvent{Type: WatchLost, Path: k.path, Err: err}
+			close(ch)
+		}
+	}
+}
+
+// setState records and publishes a state. s is the session for
+// StateConnected.
+func (c *Client) setState(st State, s *wire.Session) {
 	se := SessionEvent{State: st}
+	if st == StateConnected {
+		// Before the state is seen: SessionTimeout is the server's then.
+		c.noteNegotiated(s.SessionTimeout())
+	}
 	c.mu.Lock()
 	if st == StateConnected {
-		se.SessionID = c.conn.SessionID()
+		se.SessionID = s.SessionID()
 		se.NewSession = se.SessionID != c.sessionID
 		c.sessionID = se.SessionID
 	}
@@ -231,12 +294,50 @@ func (c *Client) onSession(ev gozk.Event) {
 		return
 	}
 	c.state = st
-	for s := range c.subs {
-		s.box.put(se)
+	for sub := range c.subs {
+		sub.box.put(se)
 	}
 	c.mu.Unlock()
 	c.m.setState(st)
-	c.logger.Debug("ZooKeeper session state", "state", st, "session", fmt.Sprintf("0x%x", se.SessionID), "server", ev.Server)
+	c.logger.Debug("ZooKeeper session state", "state", st, "session", fmt.Sprintf("0x%x", se.SessionID))
+}
+
+// renew makes a new session after the last one ended, retrying until it
+// succeeds or the client is closed (nil).
+func (c *Client) renew(why wire.State) *wire.Session {
+	backoff := c.scfg.RetryDelay
+	if why == wire.StateAuthFailed {
+		backoff = 5 * time.Second // the same credentials: not at once again
+	}
+	for {
+		select {
+		case <-c.closed:
+			return nil
+		case <-time.After(backoff):
+		}
+		s, err := c.newSession(c.closedCtx)
+		if err == nil {
+			if !c.install(s) {
+				s.Close()
+				return nil
+			}
+			return s
+		}
+		c.logger.Debug("no new ZooKeeper session yet; retrying", "err", err)
+		backoff = min(max(2*backoff, 200*time.Millisecond), 5*time.Second)
+	}
+}
+
+// install makes s the client's session, unless the client was closed.
+func (c *Client) install(s *wire.Session) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return false
+	}
+	c.sess = s
+	close(c.ready)
+	return true
 }
 
 type clientMetrics struct {
@@ -284,30 +385,11 @@ func (m *clientMetrics) setState(st State) {
 	}
 }
 
-// slogAdapter sends the library's chatter to slog at debug level, and
-// keeps its failed connection attempts: they are what an operator needs
-// when no server can be reached.
-type slogAdapter struct{ c *Client }
-
-func (a slogAdapter) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	a.c.logger.Debug(msg, "library", "go-zookeeper")
-	if strings.HasPrefix(format, "failed to connect to") && len(args) == 2 {
-		a.c.noteDialError(fmt.Sprint(args[0]), fmt.Sprint(args[1]))
-	}
-	// The library keeps the granted timeout to itself but logs it.
-	if strings.HasPrefix(format, "authenticated: id=") && len(args) == 2 {
-		if ms, ok := args[1].(int32); ok && ms > 0 {
-			a.c.noteNegotiated(time.Duration(ms) * time.Millisecond)
-		}
-	}
-}
-
 // noteDialError records a failed connection attempt and warns about it,
 // at most every 10 seconds.
-func (c *Client) noteDialError(server, err string) {
+func (c *Client) noteDialError(server string, err error) {
 	c.mu.Lock()
-	c.lastDialErr = fmt.Sprintf("%s: %s", server, err)
+	c.lastDialErr = fmt.Sprintf("%s: %v", server, err)
 	warn := time.Since(c.lastDialWarn) >= 10*time.Second
 	if warn {
 		c.lastDialWarn = time.Now()
@@ -316,42 +398,6 @@ func (c *Client) noteDialError(server, err string) {
 	if warn {
 		c.logger.Warn("cannot reach ZooKeeper server; retrying", "server", server, "err", err, "servers", c.cs.String())
 	}
-}
-
-// resolvingHostProvider hands out host:port strings without resolving
-// them, so that the dialer resolves a name again on every connection
-// attempt (the library's default resolves once, at start).
-type resolvingHostProvider struct {
-	mu      sync.Mutex
-	servers []string
-	next    int
-	tried   int
-}
-
-func (h *resolvingHostProvider) Init(servers []string) error {
-	h.servers = servers
-	return nil
-}
-
-func (h *resolvingHostProvider) Len() int { return len(h.servers) }
-
-func (h *resolvingHostProvider) Next() (string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.servers[h.next]
-	h.next = (h.next + 1) % len(h.servers)
-	retryStart := h.tried >= len(h.servers)
-	if retryStart {
-		h.tried = 0
-	}
-	h.tried++
-	return s, retryStart
-}
-
-func (h *resolvingHostProvider) Connected() {
-	h.mu.Lock()
-	h.tried = 0
-	h.mu.Unlock()
 }
 
 // TLSConfig says how to reach ZooKeeper's secure client port. The server's
@@ -396,15 +442,18 @@ func (t TLSConfig) Config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-func (t TLSConfig) dialer() (gozk.Dialer, error) {
+// dialer opens a connection to a server, by TLS when it is configured. A
+// host name is resolved at every dial, so a replaced server is found.
+func (t TLSConfig) dialer() (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
 	cfg, err := t.Config()
 	if err != nil {
 		return nil, err
 	}
+	var nd net.Dialer
 	if cfg == nil {
-		return net.DialTimeout, nil
+		return nd.DialContext, nil
 	}
-	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c := cfg.Clone()
 		if c.ServerName == "" {
 			host, _, err := net.SplitHostPort(addr)
@@ -413,8 +462,8 @@ func (t TLSConfig) dialer() (gozk.Dialer, error) {
 			}
 			c.ServerName = host
 		}
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: c}
-		conn, err := d.Dial(network, addr)
+		d := &tls.Dialer{NetDialer: &nd, Config: c}
+		conn, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, fmt.Errorf("TLS to %s: %w", addr, err)
 		}
@@ -452,7 +501,7 @@ func readAuthFile(path string) ([]string, error) {
 }
 
 // mailbox is an unbounded FIFO between a producer that must never block
-// (the library's callback) and one consumer.
+// (the session's event loop) and one consumer.
 type mailbox[T any] struct {
 	mu     sync.Mutex
 	items  []T

@@ -2,7 +2,9 @@ package zk
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +97,134 @@ func counterFrom(t *testing.T, reg *prometheus.Registry, name string, labels pro
 	}
 	t.Fatalf("%s not gathered", name)
 	return nil
+}
+
+// TestWatchesSurviveReconnect cuts the connection and makes changes while
+// no server answers: on the next connection (the same session, another
+// server) the one-shot watches are set again (setWatches2) and fire for
+// what they missed; later changes fire the hooks in the order made.
+func TestWatchesSurviveReconnect(t *testing.T) {
+	needEnsemble(t)
+	var pxs []*zktest.Proxy
+	for _, srv := range ensemble.Servers[:2] {
+		px, err := zktest.NewProxy(srv.ClientAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(px.Close)
+		pxs = append(pxs, px)
+	}
+	ctx := ctxT(t, 60*time.Second)
+	c := connect(t, Config{Servers: pxs[0].Addr() + "," + pxs[1].Addr(), SessionTimeout: 20 * time.Second})
+	writer := connect(t, Config{})
+	const root = "/watch-reconnect"
+	writer.DeleteAll(ctx, root)
+	for _, p := range []string{root + "/data", root + "/kids", root + "/order"} {
+		if err := writer.CreateAll(ctx, p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer writer.DeleteAll(context.Background(), root)
+	if err := c.Sync(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	_, _, wData, err := c.GetW(ctx, root+"/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, wKids, err := c.ChildrenW(ctx, root+"/kids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, wMissing, err := c.ExistsW(ctx, root+"/missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := c.Subscribe()
+	defer sub.Close()
+	id := c.SessionID()
+
+	for _, px := range pxs {
+		px.Stall()
+	}
+	pxs[0].Cut()
+	pxs[1].Cut()
+	waitState(t, sub, StateDisconnected)
+	writer.Set(ctx, root+"/data", []byte("changed"), -1)
+	writer.Create(ctx, root+"/kids/new", nil, Persistent, nil)
+	writer.Create(ctx, root+"/missing", nil, Persistent, nil)
+	for _, px := range pxs {
+		px.Resume()
+	}
+	if ev := waitState(t, sub, StateConnected); ev.NewSession || ev.SessionID != id {
+		t.Fatalf("reconnected to session 0x%x (new %v), want 0x%x", ev.SessionID, ev.NewSession, id)
+	}
+	for _, w := range []struct {
+		ch   <-chan WatchEvent
+		typ  WatchEventType
+		path string
+	}{
+		{wData, NodeDataChanged, root + "/data"},
+		{wKids, NodeChildrenChanged, root + "/kids"},
+		{wMissing, NodeCreated, root + "/missing"},
+	} {
+		select {
+		case ev := <-w.ch:
+			if ev.Type != w.typ || ev.Path != w.path {
+				t.Errorf("watch on %s: %+v, want %v", w.path, ev, w.typ)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("watch on %s did not fire for the change it missed", w.path)
+		}
+	}
+
+	// Events reach the hooks in the order of the changes.
+	var mu sync.Mutex
+	var seen []string
+	h := c.addHook(func(ev WatchEvent) {
+		mu.Lock()
+		seen = append(seen, ev.Path)
+		mu.Unlock()
+	})
+	defer c.removeHook(h)
+	var want []string
+	for i := range 20 {
+		p := fmt.Sprintf("%s/order/n%02d", root, i)
+		writer.Create(ctx, p, nil, Persistent, nil)
+		if _, _, err := c.getWatched(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	for _, p := range want {
+		writer.Set(ctx, p, []byte("x"), -1)
+	}
+	eventually(t, 10*time.Second, "every data change seen", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) < len(want) {
+			return fmt.Errorf("%d of %d events", len(seen), len(want))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Errorf("events in the order %v, want %v", seen, want)
+	}
+}
+
+func waitState(t *testing.T, sub *Subscription, want State) SessionEvent {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-sub.C:
+			if ev.State == want {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s session event", want)
+		}
+	}
 }

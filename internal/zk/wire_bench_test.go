@@ -7,21 +7,16 @@ import (
 	"testing"
 	"time"
 
-	gozk "github.com/go-zookeeper/zk"
-
 	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
-type quietLogger struct{}
-
-func (quietLogger) Printf(string, ...any) {}
-
 // BenchmarkWireInitialRead reads a tree of 100 parents × 100 members
-// (~90-byte payloads) whole from a fresh session, three ways, interleaved
+// (~90-byte payloads) whole from a fresh session, four ways, interleaved
 // in the same run against the same server:
-//   - go-zookeeper (what internal/zk runs on today): getChildren per parent,
-//     getData per member, 64 requests in flight;
-//   - zkprom's own client (internal/zk/wire), the same per-node reads;
+//   - internal/zk's Client: getChildren per parent, getData per member, 64
+//     requests in flight;
+//   - zkprom's own client (internal/zk/wire) directly, the same per-node
+//     reads;
 //   - the own client with getData in multiRead batches (100 and 1,000 per
 //     batch, 4 batches in flight).
 //
@@ -43,7 +38,7 @@ func BenchmarkWireInitialRead(b *testing.B) {
 		read func(b *testing.B) (nodes int, requests int64)
 	}
 	variants := []variant{
-		{"gozk-getData", func(b *testing.B) (int, int64) { return readGoZK(b, addr, root) }},
+		{"client-getData", func(b *testing.B) (int, int64) { return readClient(b, addr, root) }},
 		{"wire-getData", func(b *testing.B) (int, int64) { return readWire(b, addr, root, 0) }},
 		{"wire-multiRead100", func(b *testing.B) (int, int64) { return readWire(b, addr, root, 100) }},
 		{"wire-multiRead1000", func(b *testing.B) (int, int64) { return readWire(b, addr, root, 1000) }},
@@ -68,26 +63,21 @@ func BenchmarkWireInitialRead(b *testing.B) {
 		b.ReportMetric(secs[k]/n*1000, v.name+"-ms")
 		b.ReportMetric(reqs[k]/n, v.name+"-requests")
 	}
-	b.ReportMetric(secs[0]/secs[1], "wire-vs-gozk-x")
-	b.ReportMetric(secs[0]/secs[3], "multiRead1000-vs-gozk-x")
+	b.ReportMetric(secs[0]/secs[1], "wire-vs-client-x")
+	b.ReportMetric(secs[0]/secs[3], "multiRead1000-vs-client-x")
 }
 
-// readGoZK reads every member's data with go-zookeeper, 64 in flight.
-func readGoZK(b *testing.B, addr, root string) (int, int64) {
-	conn, events, err := gozk.Connect([]string{addr}, 30*time.Second, gozk.WithLogger(quietLogger{}), gozk.WithLogInfo(false))
+// readClient reads every member's data through internal/zk's Client, 64
+// in flight.
+func readClient(b *testing.B, addr, root string) (int, int64) {
+	ctx := context.Background()
+	c, err := Connect(ctx, Config{Servers: addr, SessionTimeout: 30 * time.Second}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
-	go func() {
-		for range events {
-		}
-	}()
-	for conn.State() != gozk.StateHasSession {
-		time.Sleep(time.Millisecond)
-	}
+	defer c.Close()
 	var requests atomic.Int64
-	dirs, _, err := conn.Children(root)
+	dirs, _, err := c.Children(ctx, root)
 	requests.Add(1)
 	if err != nil {
 		b.Fatal(err)
@@ -100,7 +90,7 @@ func readGoZK(b *testing.B, addr, root string) (int, int64) {
 		go func() {
 			defer wg.Done()
 			for p := range paths {
-				if _, _, err := conn.Get(p); err != nil {
+				if _, _, err := c.Get(ctx, p); err != nil {
 					b.Error(err)
 				}
 				requests.Add(1)
@@ -109,7 +99,7 @@ func readGoZK(b *testing.B, addr, root string) (int, int64) {
 		}()
 	}
 	for _, d := range dirs {
-		kids, _, err := conn.Children(root + "/" + d)
+		kids, _, err := c.Children(ctx, root+"/"+d)
 		requests.Add(1)
 		if err != nil {
 			b.Fatal(err)

@@ -12,9 +12,9 @@ import (
 // BenchmarkWireTreeCacheInitialSync compares, in the same run and on the
 // same tree (1,000 parents, reused across rounds), the first sync of the
 // tree cache on zkprom's own client (one persistent recursive watch,
-// getChildren2 per parent, getData in multiRead batches) with today's tree
-// cache on go-zookeeper (a children watch per parent and a data watch per
-// member, pipelined). Each round uses fresh sessions; the order alternates.
+// getChildren2 per parent, getData in multiRead batches) with the
+// per-node tree cache of internal/zk (a children watch per parent and a
+// data watch per member, pipelined). Each round uses fresh sessions; the order alternates.
 func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 	if ensemble == nil {
 		b.Skip("needs the real ensemble")
@@ -44,7 +44,7 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 			}
 			n := float64(b.N)
 			b.ReportMetric(wireSecs/n, "wire-cache-s")
-			b.ReportMetric(oldSecs/n, "gozk-cache-s")
+			b.ReportMetric(oldSecs/n, "pernode-cache-s")
 			b.ReportMetric(oldSecs/wireSecs, "speedup-x")
 			b.ReportMetric(wireReqs/n, "wire-cache-requests")
 		})
@@ -126,7 +126,7 @@ func syncWireCache(b *testing.B, root string, size int) float64 {
 	return float64(st.MultiReads + st.Children + 1)
 }
 
-// syncOldCache runs today's cache (go-zookeeper) until its first snapshot.
+// syncOldCache runs the per-node cache until its first snapshot.
 func syncOldCache(b *testing.B, root string, size int) {
 	c := connectB(b, nil)
 	defer c.Close()
