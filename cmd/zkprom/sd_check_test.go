@@ -49,3 +49,29 @@ func TestSDZooKeeperFlagsAsDefault(t *testing.T) {
 		t.Errorf("a bad connect string in the flag: exit %d, %q", code, out.String())
 	}
 }
+
+// The --zookeeper.sasl.* flags reach the ZooKeeper config: incomplete SASL
+// credentials fail the check with what to give, never the password.
+func TestSASLFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sd.yml")
+	os.WriteFile(cfg, []byte("jobs:\n  - name: a\n    format: zkprom\n    paths: [/x]\n"), 0o644)
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("alice-secret\n"), 0o600)
+	check := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"sd", "--config.file=" + cfg, "--config.check", "--zookeeper.servers=zk1:2181"}, args...), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := check("--zookeeper.sasl.user=alice", "--zookeeper.sasl.password-file="+pw); code != 0 {
+		t.Errorf("SASL user and password file: exit %d, %q", code, out)
+	}
+	code, out := check("--zookeeper.sasl.user=alice")
+	if code != 1 || !strings.Contains(out, "--zookeeper.sasl.password-file") {
+		t.Errorf("SASL user without a password file: exit %d, %q", code, out)
+	}
+	code, out = check("--zookeeper.sasl.mechanism=GSSAPI", "--zookeeper.sasl.user=alice", "--zookeeper.sasl.password-file="+pw)
+	if code != 1 || !strings.Contains(out, "DIGEST-MD5") || strings.Contains(out, "alice-secret") {
+		t.Errorf("an unsupported mechanism: exit %d, %q", code, out)
+	}
+}

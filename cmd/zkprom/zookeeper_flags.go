@@ -17,6 +17,14 @@ func addZooKeeperFlags(cmd *kingpin.CmdClause, defaultServers string) *zk.Config
 	f.StringVar(&cfg.Servers)
 	cmd.Flag("zookeeper.auth-file", "File with ZooKeeper digest credentials, one user:password per line (never put them on the command line).").
 		StringVar(&cfg.AuthFile)
+	cmd.Flag("zookeeper.sasl.mechanism", "SASL mechanism to authenticate with (DIGEST-MD5, ZooKeeper's authProvider.sasl); on when SASL credentials are given.").
+		StringVar(&cfg.SASL.Mechanism)
+	cmd.Flag("zookeeper.sasl.user", "SASL user name (the session is then sasl:<user>).").
+		StringVar(&cfg.SASL.User)
+	cmd.Flag("zookeeper.sasl.password-file", "File whose first line is the SASL user's password.").
+		StringVar(&cfg.SASL.PasswordFile)
+	cmd.Flag("zookeeper.sasl.credentials-file", "File with one SASL user:password line (instead of --zookeeper.sasl.user and --zookeeper.sasl.password-file).").
+		StringVar(&cfg.SASL.CredentialsFile)
 	cmd.Flag("zookeeper.tls.ca-file", "CA certificate (PEM) that verifies ZooKeeper's TLS certificate; turns TLS on.").
 		StringVar(&cfg.TLS.CAFile)
 	cmd.Flag("zookeeper.tls.cert-file", "Client certificate (PEM) for ZooKeeper's TLS port.").
