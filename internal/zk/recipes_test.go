@@ -34,12 +34,27 @@ func proxiedClient(t testing.TB, server int) (*Client, *zktest.Proxy) {
 // the client has a new one.
 func expire(t testing.TB, c *Client, px *zktest.Proxy, during func()) {
 	t.Helper()
+	ctx := ctxT(t, 60*time.Second)
+	old := c.SessionID()
+	// An ephemeral node of the session tells when the server has expired
+	// it: a little after sessionTimeout (rounded up to a tick, then
+	// committed), later on a loaded machine. Reconnecting before would
+	// resume the old session.
+	probe := fmt.Sprintf("/expire-probe-%x", old)
+	if _, err := c.Create(ctx, probe, nil, Ephemeral, nil); err != nil {
+		t.Fatal(err)
+	}
+	observer := connect(t, Config{})
 	sub := c.Subscribe()
 	defer sub.Close()
-	old := c.SessionID()
 	px.Stall()
-	// The server expires the session sessionTimeout after its last packet.
-	time.Sleep(sessionTimeout + 2*time.Second)
+	time.Sleep(sessionTimeout)
+	eventually(t, 30*time.Second, "the server expires the silent session", func() error {
+		if ok, _, err := observer.Exists(ctx, probe); err != nil || ok {
+			return fmt.Errorf("probe %s still there (%v)", probe, err)
+		}
+		return nil
+	})
 	if during != nil {
 		during()
 	}
