@@ -350,19 +350,30 @@ func (c *Client) session(ctx context.Context) (*wire.Session, error) {
 	}
 }
 
+// start checks ctx, waits for the session and times a request by op
+// (done records the duration).
+func (c *Client) start(ctx context.Context, op string) (s *wire.Session, done func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	begin := time.Now()
+	done = func() { c.m.requestDuration.WithLabelValues(op).Observe(time.Since(begin).Seconds()) }
+	if s, err = c.session(ctx); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return s, done, nil
+}
+
 // call runs one request on the current session, timed by operation, and
 // turns its error into a PathError on p.
 func call[T any](ctx context.Context, c *Client, op, p string, f func(s *wire.Session) (T, error)) (T, error) {
 	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, fmt.Errorf("zookeeper %s %s: %w", op, p, err)
-	}
-	start := time.Now()
-	defer func() { c.m.requestDuration.WithLabelValues(op).Observe(time.Since(start).Seconds()) }()
-	s, err := c.session(ctx)
+	s, done, err := c.start(ctx, op)
 	if err != nil {
 		return zero, c.pathErr(ctx, op, p, err)
 	}
+	defer done()
 	v, err := f(s)
 	if err != nil {
 		return v, c.pathErr(ctx, op, p, err)
@@ -736,15 +747,11 @@ func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 			return nil, fmt.Errorf("zookeeper multi: unknown operation %q", op.kind)
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("zookeeper multi: %w", err)
-	}
-	start := time.Now()
-	defer func() { c.m.requestDuration.WithLabelValues("multi").Observe(time.Since(start).Seconds()) }()
-	s, err := c.session(ctx)
+	s, done, err := c.start(ctx, "multi")
 	if err != nil {
 		return nil, fmt.Errorf("zookeeper multi: %w", err)
 	}
+	defer done()
 	resp, err := s.Multi(ctx, reqs...)
 	out := make([]OpResult, len(resp))
 	var first *MultiError
@@ -780,6 +787,40 @@ func (c *Client) childrenWatched(ctx context.Context, p string) ([]string, *Stat
 func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
 	ok, _, err := c.exists(ctx, p, true)
 	return ok, err
+}
+
+// addPersistentWatch leaves a persistent recursive watch on p (3.6+; on
+// a node that does not exist too): every created, deleted and data
+// changed event at p and below reaches the hooks, and the session sets it
+// again on every connection (what it missed meanwhile is not replayed).
+// It stays until the session ends: 3.8 cannot remove a persistent watch
+// alone (RemoveWatches of any kind would take the path's one-shot watches
+// too).
+func (c *Client) addPersistentWatch(ctx context.Context, p string) error {
+	_, err := call(ctx, c, "add_watch", p, func(s *wire.Session) (struct{}, error) {
+		return struct{}{}, s.AddWatch(ctx, p, true)
+	})
+	return err
+}
+
+// multiRead reads the data and stat of paths in one request (3.6+); a
+// missing node is a result with ErrNoNode. A reply over the connection's
+// buffer (jute.maxbuffer) fails with ErrFrameTooLarge in the chain.
+func (c *Client) multiRead(ctx context.Context, paths []string) ([]wire.ReadResult, error) {
+	s, done, err := c.start(ctx, "multi_read")
+	if err != nil {
+		return nil, fmt.Errorf("zookeeper multi_read: %w", err)
+	}
+	defer done()
+	ops := make([]wire.ReadOp, len(paths))
+	for i, p := range paths {
+		ops[i] = wire.GetDataOp(p)
+	}
+	res, err := s.MultiRead(ctx, ops...)
+	if err != nil {
+		return nil, fmt.Errorf("zookeeper multi_read of %d nodes from %s: %w", len(paths), paths[0], err)
+	}
+	return res, nil
 }
 
 // resolveACL turns the default (nil) into creator-all + world-read, or,

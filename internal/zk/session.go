@@ -344,6 +344,7 @@ type clientMetrics struct {
 	state           *prometheus.GaugeVec
 	expirations     prometheus.Counter
 	requestDuration *prometheus.HistogramVec
+	treeCacheMode   *prometheus.GaugeVec
 }
 
 func newClientMetrics(reg prometheus.Registerer, connect string) (*clientMetrics, error) {
@@ -361,13 +362,20 @@ func newClientMetrics(reg prometheus.Registerer, connect string) (*clientMetrics
 			Help:    "Duration of ZooKeeper requests by operation.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"op"}),
+		treeCacheMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zkprom_zookeeper_tree_cache_mode",
+			Help: "Tree caches running on the ZooKeeper session by how they learn of changes (persistent_watch: one persistent recursive watch per root, 3.6+; per_node_watches: a watch per node).",
+		}, []string{"mode"}),
 	}
 	m.setState(StateConnecting)
+	for _, mode := range []CacheMode{CachePersistentWatch, CachePerNodeWatches} {
+		m.treeCacheMode.WithLabelValues(mode.String())
+	}
 	if reg == nil {
 		return m, nil
 	}
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"zookeeper": connect}, reg)
-	for _, col := range []prometheus.Collector{m.state, m.expirations, m.requestDuration} {
+	for _, col := range []prometheus.Collector{m.state, m.expirations, m.requestDuration, m.treeCacheMode} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register ZooKeeper session metrics for %s: %w", connect, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
 // CacheOptions says what a TreeCache mirrors.
@@ -29,7 +31,32 @@ type CacheOptions struct {
 	ForgetData bool
 	// Concurrency bounds the requests in flight during a sync (default 64).
 	Concurrency int
-	Logger      *slog.Logger
+	// Mode says how the cache learns of changes; the default picks
+	// CachePersistentWatch when the server has it (3.6+).
+	Mode   CacheMode
+	Logger *slog.Logger
+}
+
+// CacheMode says how a TreeCache learns of changes.
+type CacheMode int
+
+const (
+	// CacheModeAuto is CachePersistentWatch where the server has
+	// persistent watches and multiRead (3.6+), else CachePerNodeWatches.
+	CacheModeAuto CacheMode = iota
+	// CachePersistentWatch: one persistent recursive watch per root, set
+	// before the tree is read; data read in multiRead batches. The server
+	// does not replay what the watch missed while disconnected, so the
+	// tree is read again after every reconnect.
+	CachePersistentWatch
+	// CachePerNodeWatches: a children watch per mirrored directory and,
+	// with Data, a data watch per node (every ZooKeeper version); one-shot
+	// watches are set again on a reconnect and fire for what they missed.
+	CachePerNodeWatches
+)
+
+func (m CacheMode) String() string {
+	return [...]string{"auto", "persistent_watch", "per_node_watches"}[m]
 }
 
 // CacheEventType says what happened to a node.
@@ -68,15 +95,21 @@ type Node struct {
 }
 
 // TreeCache keeps an in-memory mirror of one or more subtrees, with one
-// children watch per mirrored directory and a data watch only when data
-// is asked for. It reads the initial tree with bounded concurrency, keeps
-// its state through disconnects (flagged stale), and after a session
-// expiry re-reads everything and emits exactly the difference.
+// persistent recursive watch per root (3.6+), or else one children watch
+// per mirrored directory and a data watch only when data is asked for
+// (CacheOptions.Mode). It reads the initial tree with bounded
+// concurrency, keeps its state through disconnects (flagged stale), and
+// after a session expiry (in the persistent mode after every reconnect)
+// re-reads everything and emits exactly the difference.
 type TreeCache struct {
 	c      *Client
 	roots  []string
 	opts   CacheOptions
 	logger *slog.Logger
+
+	mode    CacheMode    // as decided by the first read (Run's goroutine)
+	modeV   atomic.Int32 // mode, for the hook and Mode
+	maxData atomic.Int64 // largest data read: the multiRead batch estimate
 
 	mu    sync.RWMutex
 	nodes map[string]*cacheNode // every mirrored node, roots included
@@ -126,10 +159,11 @@ func NewTreeCache(c *Client, roots []string, opts CacheOptions) *TreeCache {
 	if opts.Logger == nil {
 		opts.Logger = c.logger
 	}
-	return &TreeCache{
+	tc := &TreeCache{
 		c:       c,
 		roots:   append([]string(nil), roots...),
 		opts:    opts,
+		mode:    opts.Mode,
 		logger:  opts.Logger.With("component", "treecache", "roots", strings.Join(roots, ",")),
 		nodes:   map[string]*cacheNode{},
 		stale:   true,
@@ -138,7 +172,18 @@ func NewTreeCache(c *Client, roots []string, opts CacheOptions) *TreeCache {
 		pending: map[string]dirty{},
 		signal:  make(chan struct{}, 1),
 	}
+	tc.maxData.Store(1024)
+	tc.modeV.Store(int32(opts.Mode))
+	return tc
 }
+
+// Mode is how the cache learns of changes: CacheModeAuto until its first
+// read has decided.
+func (tc *TreeCache) Mode() CacheMode { return CacheMode(tc.modeV.Load()) }
+
+// watchesNodes says whether reads leave one-shot watches (the per-node
+// mode, and before the mode is decided).
+func (tc *TreeCache) watchesNodes() bool { return tc.Mode() != CachePersistentWatch }
 
 // Events delivers the changes in order. The cache waits for the reader,
 // so read it steadily.
@@ -202,6 +247,7 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 	if !ok {
 		return
 	}
+	p := ev.Path
 	var d dirty
 	switch ev.Type {
 	case NodeDataChanged:
@@ -210,6 +256,14 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 		d = dirtyChildren
 	case NodeDeleted, NodeCreated:
 		d = dirtyTree
+		if !tc.watchesNodes() && depth > 0 {
+			// A persistent watch sends no children event: the parent
+			// lists its children again (and reads a new child's subtree).
+			if tc.opts.MaxDepth != 0 && depth > tc.opts.MaxDepth {
+				return
+			}
+			p, d = Parent(p), dirtyChildren
+		}
 	default:
 		return
 	}
@@ -217,7 +271,7 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 		return
 	}
 	tc.pmu.Lock()
-	tc.pending[ev.Path] |= d
+	tc.pending[p] |= d
 	tc.pmu.Unlock()
 	select {
 	case tc.signal <- struct{}{}:
@@ -248,6 +302,14 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 	hook := tc.c.addHook(tc.onEvent)
 	defer tc.c.removeHook(hook)
 	defer close(tc.events)
+	if tc.mode != CacheModeAuto { // chosen: else the first read decides
+		tc.setMode(tc.mode, nil)
+	}
+	defer func() {
+		if tc.mode != CacheModeAuto {
+			tc.c.m.treeCacheMode.WithLabelValues(tc.mode.String()).Dec()
+		}
+	}()
 
 	var syncedSession int64 // the session whose watches back the mirror
 	needResync := true
@@ -263,7 +325,8 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 		case ev := <-sub.C:
 			switch ev.State {
 			case StateConnected:
-				if ev.SessionID != syncedSession {
+				// A persistent watch's missed events are not replayed.
+				if ev.SessionID != syncedSession || !tc.watchesNodes() {
 					needResync = true
 				} else if !needResync {
 					tc.setStale(ctx, false)
@@ -324,6 +387,9 @@ func (tc *TreeCache) emit(ctx context.Context, b CacheBatch) {
 // resync reads every root again and replaces the mirror by the result,
 // emitting only the difference.
 func (tc *TreeCache) resync(ctx context.Context) error {
+	if err := tc.watchRoots(ctx); err != nil {
+		return err
+	}
 	tc.takePending() // the new read covers them; new watches report later changes
 	fresh, err := tc.fetch(ctx, tc.roots, 0)
 	if err != nil {
@@ -361,6 +427,42 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 	tc.syncedOnce.Do(func() { close(tc.synced) })
 	tc.logger.Debug("tree cache synced", "nodes", len(fresh), "changes", len(evs))
 	return nil
+}
+
+// watchRoots leaves the persistent watches on the roots before a read (a
+// new session has none; on the same session it is a no-op), and on the
+// first read decides the mode: a server without addWatch (before 3.6)
+// answers it as unimplemented.
+func (tc *TreeCache) watchRoots(ctx context.Context) error {
+	if tc.mode == CachePerNodeWatches {
+		return nil
+	}
+	for _, r := range tc.roots {
+		err := tc.c.addPersistentWatch(ctx, r)
+		if tc.mode == CacheModeAuto && (errors.Is(err, wire.ErrUnimplemented) || errors.Is(err, wire.ErrBadArguments)) {
+			tc.setMode(CachePerNodeWatches, err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tree cache: watch %s: %w", r, err)
+		}
+	}
+	if tc.mode == CacheModeAuto {
+		tc.setMode(CachePersistentWatch, nil)
+	}
+	return nil
+}
+
+// setMode records the mode, once, in the log and the metrics.
+func (tc *TreeCache) setMode(m CacheMode, why error) {
+	tc.mode = m
+	tc.modeV.Store(int32(m))
+	tc.c.m.treeCacheMode.WithLabelValues(m.String()).Inc()
+	if why != nil {
+		tc.logger.Info("tree cache mode: the server has no persistent watches (before 3.6): a watch per node", "mode", m, "err", why)
+		return
+	}
+	tc.logger.Info("tree cache mode", "mode", m)
 }
 
 func (tc *TreeCache) changed(o, n *cacheNode) bool {
@@ -422,10 +524,10 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 
 	childReads := make([]childRead, len(childPaths))
 	dataReads := make([]dataRead, len(dataPaths))
-	err := tc.parallel(ctx, len(childPaths)+len(dataPaths), func(i int) error {
+	err := tc.parallel(ctx, len(childPaths)+len(dataPaths), tc.opts.Concurrency, func(i int) error {
 		if i < len(childPaths) {
 			p := childPaths[i]
-			ch, st, err := tc.c.childrenWatched(ctx, p)
+			ch, st, err := tc.c.children(ctx, p, tc.watchesNodes())
 			if errors.Is(err, ErrNoNode) {
 				childReads[i] = childRead{path: p, gone: true}
 				return nil
@@ -434,7 +536,7 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 			return err
 		}
 		p := dataPaths[i-len(childPaths)]
-		d, st, err := tc.c.getWatched(ctx, p)
+		d, st, err := tc.c.get(ctx, p, tc.watchesNodes())
 		if errors.Is(err, ErrNoNode) {
 			dataReads[i-len(childPaths)] = dataRead{path: p, gone: true}
 			return nil
@@ -569,15 +671,17 @@ func (tc *TreeCache) unlinkFromParent(p string) {
 	}
 }
 
+type fetchItem struct {
+	path  string
+	depth int32
+}
+
 // fetch reads the subtrees at starts, level by level with bounded
 // concurrency, setting watches as it goes. depth -1 means "find out from
 // the path". A start that does not exist is left out (a root gets an
 // exists watch and an empty entry).
 func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map[string]*cacheNode, error) {
-	type item struct {
-		path  string
-		depth int32
-	}
+	type item = fetchItem
 	out := make(map[string]*cacheNode, len(starts))
 	var mu sync.Mutex
 	level := make([]item, 0, len(starts))
@@ -588,16 +692,17 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		}
 		level = append(level, item{s, int32(d)})
 	}
+	watch := tc.watchesNodes()
 	for len(level) > 0 {
 		var next []item
-		err := tc.parallel(ctx, len(level), func(i int) error {
+		err := tc.parallel(ctx, len(level), tc.opts.Concurrency, func(i int) error {
 			it := level[i]
 			n := &cacheNode{depth: it.depth}
 			wantChildren := tc.opts.MaxDepth == 0 || int(it.depth) < tc.opts.MaxDepth
 			wantData := tc.opts.Data && it.depth > 0
 			var kids []string
 			if wantChildren {
-				ch, st, err := tc.c.childrenWatched(ctx, it.path)
+				ch, st, err := tc.c.children(ctx, it.path, watch)
 				if errors.Is(err, ErrNoNode) {
 					if it.depth == 0 {
 						return tc.watchMissingRoot(ctx, it.path, &mu, out)
@@ -620,7 +725,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 					}
 				}
 			}
-			if wantData {
+			if wantData && watch { // else read in batches below
 				d, st, err := tc.c.getWatched(ctx, it.path)
 				if errors.Is(err, ErrNoNode) {
 					return nil
@@ -640,6 +745,11 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		})
 		if err != nil {
 			return nil, err
+		}
+		if !watch && tc.opts.Data {
+			if next, err = tc.readLevelData(ctx, level, out, next); err != nil {
+				return nil, err
+			}
 		}
 		// A child listed but gone before its own read is left out; its
 		// parent's children watch reports the removal.
@@ -667,6 +777,12 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 }
 
 func (tc *TreeCache) watchMissingRoot(ctx context.Context, root string, mu *sync.Mutex, out map[string]*cacheNode) error {
+	if !tc.watchesNodes() { // the root's persistent watch reports its creation
+		mu.Lock()
+		out[root] = &cacheNode{depth: 0}
+		mu.Unlock()
+		return nil
+	}
 	ok, err := tc.c.existsWatched(ctx, root)
 	if err != nil {
 		return err
@@ -688,13 +804,98 @@ func (tc *TreeCache) watchMissingRoot(ctx context.Context, root string, mu *sync
 	return nil
 }
 
-// parallel runs f(0..n-1) with at most opts.Concurrency in flight and
+// multiRead batches: replies are planned under half of the default
+// jute.maxbuffer (1 MiB), guessing each node's data as the largest seen so
+// far; a reply that turns out over it is read again in halves.
+const (
+	batchBytes = wire.DefaultMaxBuffer / 2
+	maxBatch   = 1000
+)
+
+// readLevelData reads the data of one level's nodes (those in out, whose
+// children were listed) in multiRead batches. A node gone meanwhile leaves
+// out, and its children leave next.
+func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out map[string]*cacheNode, next []fetchItem) ([]fetchItem, error) {
+	var paths []string
+	for _, it := range level {
+		if _, ok := out[it.path]; ok && it.depth > 0 {
+			paths = append(paths, it.path)
+		}
+	}
+	res, err := tc.readData(ctx, paths)
+	if err != nil {
+		return nil, err
+	}
+	gone := map[string]bool{}
+	for i, p := range paths {
+		if res[i] == nil {
+			delete(out, p)
+			gone[p] = true
+			continue
+		}
+		out[p].data, out[p].stat = res[i].data, res[i].stat
+	}
+	if len(gone) == 0 {
+		return next, nil
+	}
+	kept := next[:0]
+	for _, it := range next {
+		if !gone[Parent(it.path)] {
+			kept = append(kept, it)
+		}
+	}
+	return kept, nil
+}
+
+type dataResult struct {
+	data []byte
+	stat Stat
+}
+
+// readData reads the data and stat of paths (nil: no such node) in
+// multiRead batches, a few in flight.
+func (tc *TreeCache) readData(ctx context.Context, paths []string) ([]*dataResult, error) {
+	spans := wire.ReadBatches(paths, int(tc.maxData.Load()), batchBytes, maxBatch)
+	out := make([]*dataResult, len(paths))
+	var read func(lo, hi int) error
+	read = func(lo, hi int) error {
+		res, err := tc.c.multiRead(ctx, paths[lo:hi])
+		if errors.Is(err, wire.ErrFrameTooLarge) && hi-lo > 1 {
+			mid := lo + (hi-lo)/2
+			if err := read(lo, mid); err != nil {
+				return err
+			}
+			return read(mid, hi)
+		}
+		if err != nil {
+			return err
+		}
+		m := 0
+		for i, r := range res {
+			if errors.Is(r.Err, ErrNoNode) {
+				continue
+			}
+			if r.Err != nil {
+				return fmt.Errorf("read %s: %w", paths[lo+i], bare(r.Err))
+			}
+			out[lo+i] = &dataResult{data: r.Data, stat: r.Stat}
+			m = max(m, len(r.Data))
+		}
+		for old := tc.maxData.Load(); int64(m) > old && !tc.maxData.CompareAndSwap(old, int64(m)); old = tc.maxData.Load() {
+		}
+		return nil
+	}
+	err := tc.parallel(ctx, len(spans), min(tc.opts.Concurrency, 8), func(i int) error { return read(spans[i][0], spans[i][1]) })
+	return out, err
+}
+
+// parallel runs f(0..n-1) with at most k in flight and
 // returns the first error.
-func (tc *TreeCache) parallel(ctx context.Context, n int, f func(i int) error) error {
+func (tc *TreeCache) parallel(ctx context.Context, n, k int, f func(i int) error) error {
 	if n == 0 {
 		return nil
 	}
-	workers := min(tc.opts.Concurrency, n)
+	workers := min(k, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var once sync.Once

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // freshRead reads the subtree at root the plain way, one node at a time:
@@ -163,14 +166,22 @@ func converged(t testing.TB, ctx context.Context, reader *Client, tc *TreeCache,
 	})
 }
 
+// TestTreeCacheEvents runs in both modes: the default (a persistent watch
+// per root on this 3.8 server) and the per-node fallback, forced.
 func TestTreeCacheEvents(t *testing.T) {
 	needEnsemble(t)
+	for _, mode := range []CacheMode{CacheModeAuto, CachePerNodeWatches} {
+		t.Run(mode.String(), func(t *testing.T) { testTreeCacheEvents(t, mode) })
+	}
+}
+
+func testTreeCacheEvents(t *testing.T, mode CacheMode) {
 	c := connect(t, Config{})
 	ctx := ctxT(t, 60*time.Second)
 	c.CreateAll(ctx, "/tc-basic/svc", nil)
 	c.Create(ctx, "/tc-basic/svc/m1", []byte("one"), Persistent, nil)
 
-	tc := NewTreeCache(c, []string{"/tc-basic", "/tc-later"}, CacheOptions{MaxDepth: 2, Data: true})
+	tc := NewTreeCache(c, []string{"/tc-basic", "/tc-later"}, CacheOptions{MaxDepth: 2, Data: true, Mode: mode})
 	go tc.Run(ctx)
 	first := <-tc.Events()
 	<-tc.Synced()
@@ -180,6 +191,16 @@ func TestTreeCacheEvents(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "added /tc-basic/svc ,added /tc-basic/svc/m1 one" {
 		t.Fatalf("initial batch: %v", got)
+	}
+	want := CachePersistentWatch
+	if mode == CachePerNodeWatches {
+		want = CachePerNodeWatches
+	}
+	if tc.Mode() != want {
+		t.Errorf("mode %s, want %s", tc.Mode(), want)
+	}
+	if v := testutil.ToFloat64(c.m.treeCacheMode.WithLabelValues(want.String())); v != 1 {
+		t.Errorf("zkprom_zookeeper_tree_cache_mode{mode=%q} = %v, want 1", want, v)
 	}
 	expect := func(want string) {
 		t.Helper()
@@ -222,6 +243,7 @@ func TestTreeCacheEvents(t *testing.T) {
 	c.Create(ctx, "/tc-later/y", []byte("back"), Persistent, nil)
 	expect("added /tc-later/y back")
 	c.DeleteAll(ctx, "/tc-basic")
+	c.DeleteAll(ctx, "/tc-later")
 }
 
 // randomOps changes the tree at root at random: creates (persistent and
@@ -274,39 +296,59 @@ func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
 	defer writer.DeleteAll(context.Background(), root)
 	randomOps(ctx, t, writer, rng, root, 100)
 
+	// The default mode (a persistent watch on this 3.8 server) and the
+	// per-node fallback, forced, side by side.
 	full := NewTreeCache(cacheClient, []string{root}, CacheOptions{Data: true, Concurrency: 8})
 	names := NewTreeCache(cacheClient, []string{root}, CacheOptions{MaxDepth: 2})
 	forget := NewTreeCache(cacheClient, []string{root}, CacheOptions{Data: true, ForgetData: true, Concurrency: 8})
-	mFull, mNames, mForget := follow(full), follow(names), follow(forget)
-	go full.Run(ctx)
-	go names.Run(ctx)
-	go forget.Run(ctx)
+	fullPerNode := NewTreeCache(cacheClient, []string{root}, CacheOptions{Data: true, Concurrency: 8, Mode: CachePerNodeWatches})
+	namesPerNode := NewTreeCache(cacheClient, []string{root}, CacheOptions{MaxDepth: 2, Mode: CachePerNodeWatches})
+	mFull, mNames, mForget, mFullPerNode, mNamesPerNode := follow(full), follow(names), follow(forget), follow(fullPerNode), follow(namesPerNode)
+	for _, tc := range []*TreeCache{full, names, forget, fullPerNode, namesPerNode} {
+		go tc.Run(ctx)
+	}
+	allConverged := func() {
+		t.Helper()
+		converged(t, ctx, writer, full, mFull, root, 0, true)
+		converged(t, ctx, writer, names, mNames, root, 2, false)
+		converged(t, ctx, writer, forget, mForget, root, 0, true)
+		converged(t, ctx, writer, fullPerNode, mFullPerNode, root, 0, true)
+		converged(t, ctx, writer, namesPerNode, mNamesPerNode, root, 2, false)
+	}
 
 	// Changes while the caches run.
 	for round := 0; round < 3; round++ {
 		randomOps(ctx, t, writer, rng, root, 100)
-		converged(t, ctx, writer, full, mFull, root, 0, true)
-		converged(t, ctx, writer, names, mNames, root, 2, false)
-		converged(t, ctx, writer, forget, mForget, root, 0, true)
+		allConverged()
 	}
+	if full.Mode() != CachePersistentWatch || fullPerNode.Mode() != CachePerNodeWatches {
+		t.Errorf("modes %s and %s, want persistent_watch and per_node_watches", full.Mode(), fullPerNode.Mode())
+	}
+
+	// A cut connection: the persistent watches come back on the same
+	// session but do not replay what they missed; the caches read again.
+	px.Stall()
+	px.Cut()
+	randomOps(ctx, t, writer, rng, root, 40)
+	px.Resume()
+	allConverged()
 
 	// A session expiry with changes while the caches are cut off.
 	before, nBatches := mFull.snapshot()
 	_, nForget := mForget.snapshot()
+	_, nPerNode := mFullPerNode.snapshot()
 	var touched map[string]bool
 	expire(t, cacheClient, px, func() {
 		touched = randomOps(ctx, t, writer, rng, root, 60)
 	})
-	converged(t, ctx, writer, full, mFull, root, 0, true)
-	converged(t, ctx, writer, names, mNames, root, 2, false)
-	converged(t, ctx, writer, forget, mForget, root, 0, true)
+	allConverged()
 
 	// Exactly the difference: every event names a node that differs
 	// between before and after, and none is removed and added back.
 	// The same for the cache that forgets the data, which tells changes
 	// apart by their zxids alone.
 	after, _ := mFull.snapshot()
-	for _, b := range append(mFull.batchesSince(nBatches), mForget.batchesSince(nForget)...) {
+	for _, b := range slices.Concat(mFull.batchesSince(nBatches), mForget.batchesSince(nForget), mFullPerNode.batchesSince(nPerNode)) {
 		seen := map[string]CacheEventType{}
 		for _, ev := range b {
 			if prev, ok := seen[ev.Path]; ok {
@@ -323,7 +365,5 @@ func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
 
 	// And more changes on the new session.
 	randomOps(ctx, t, writer, rng, root, 100)
-	converged(t, ctx, writer, full, mFull, root, 0, true)
-	converged(t, ctx, writer, names, mNames, root, 2, false)
-	converged(t, ctx, writer, forget, mForget, root, 0, true)
+	allConverged()
 }

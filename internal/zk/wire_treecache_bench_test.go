@@ -10,11 +10,13 @@ import (
 )
 
 // BenchmarkWireTreeCacheInitialSync compares, in the same run and on the
-// same tree (1,000 parents, reused across rounds), the first sync of the
-// tree cache on zkprom's own client (one persistent recursive watch,
-// getChildren2 per parent, getData in multiRead batches) with the
-// per-node tree cache of internal/zk (a children watch per parent and a
-// data watch per member, pipelined). Each round uses fresh sessions; the order alternates.
+// same tree (1,000 parents, reused across rounds), the first sync of three
+// tree caches: wire.TreeCache (its own session, one persistent recursive
+// watch, getChildren2 per parent, getData in multiRead batches),
+// internal/zk's in its persistent watch mode (the same reads on a Client)
+// and in its per-node mode (a children watch per parent and a data watch
+// per member, pipelined). Each round uses fresh sessions; the order
+// rotates.
 func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 	if ensemble == nil {
 		b.Skip("needs the real ensemble")
@@ -25,7 +27,7 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 		populateMembers(b, setup, root, 1000, size, memberPayload150)
 		setup.Close()
 		b.Run(fmt.Sprintf("members=%d", size), func(b *testing.B) {
-			var wireSecs, oldSecs, wireReqs float64
+			var wireSecs, persistentSecs, perNodeSecs, wireReqs float64
 			for i := 0; i < b.N; i++ {
 				runs := []func(){
 					func() {
@@ -35,17 +37,25 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 					},
 					func() {
 						start := time.Now()
-						syncOldCache(b, root, size)
-						oldSecs += time.Since(start).Seconds()
+						syncCache(b, root, size, CachePersistentWatch)
+						persistentSecs += time.Since(start).Seconds()
+					},
+					func() {
+						start := time.Now()
+						syncCache(b, root, size, CachePerNodeWatches)
+						perNodeSecs += time.Since(start).Seconds()
 					},
 				}
-				runs[i%2]()
-				runs[(i+1)%2]()
+				for k := range runs {
+					runs[(i+k)%len(runs)]()
+				}
 			}
 			n := float64(b.N)
 			b.ReportMetric(wireSecs/n, "wire-cache-s")
-			b.ReportMetric(oldSecs/n, "pernode-cache-s")
-			b.ReportMetric(oldSecs/wireSecs, "speedup-x")
+			b.ReportMetric(persistentSecs/n, "persistent-cache-s")
+			b.ReportMetric(perNodeSecs/n, "pernode-cache-s")
+			b.ReportMetric(perNodeSecs/wireSecs, "speedup-x")
+			b.ReportMetric(perNodeSecs/persistentSecs, "persistent-speedup-x")
 			b.ReportMetric(wireReqs/n, "wire-cache-requests")
 		})
 	}
@@ -126,13 +136,13 @@ func syncWireCache(b *testing.B, root string, size int) float64 {
 	return float64(st.MultiReads + st.Children + 1)
 }
 
-// syncOldCache runs the per-node cache until its first snapshot.
-func syncOldCache(b *testing.B, root string, size int) {
+// syncCache runs internal/zk's cache in a mode until its first snapshot.
+func syncCache(b *testing.B, root string, size int, mode CacheMode) {
 	c := connectB(b, nil)
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tc := NewTreeCache(c, []string{root}, CacheOptions{MaxDepth: 2, Data: true})
+	tc := NewTreeCache(c, []string{root}, CacheOptions{MaxDepth: 2, Data: true, Mode: mode})
 	go func() {
 		for range tc.Events() {
 		}

@@ -196,3 +196,31 @@ func (c *Conn) MultiRead(ctx context.Context, ops ...ReadOp) ([]ReadResult, erro
 	}
 	return res, nil
 }
+
+// multiRead sizes: a result's header (type, done, err), the data's length,
+// the stat; a request's op header, path length and watch flag.
+const (
+	readReplyOverhead = 9 + 4 + 68
+	readReqOverhead   = 9 + 4 + 1
+)
+
+// ReadBatches cuts paths into runs for MultiRead of getData whose request
+// and expected reply stay under budget bytes (guessing each node's data as
+// est bytes), at most maxBatch reads each: [lo, hi) index pairs in order.
+func ReadBatches(paths []string, est, budget, maxBatch int) [][2]int {
+	var spans [][2]int
+	lo, size, reqSize := 0, 0, 0
+	for i, p := range paths {
+		r, q := readReplyOverhead+est, readReqOverhead+len(p)
+		if i > lo && (size+r > budget || reqSize+q > budget || i-lo >= maxBatch) {
+			spans = append(spans, [2]int{lo, i})
+			lo, size, reqSize = i, 0, 0
+		}
+		size += r
+		reqSize += q
+	}
+	if lo < len(paths) {
+		spans = append(spans, [2]int{lo, len(paths)})
+	}
+	return spans
+}

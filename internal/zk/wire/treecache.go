@@ -405,34 +405,12 @@ func joinPath(dir, name string) string {
 	return dir + "/" + name
 }
 
-// multiRead reply sizes: a result's header (type, done, err), the data's
-// length, the stat; the request's op header, path length and watch flag.
-const (
-	readReplyOverhead = 9 + 4 + 68
-	readReqOverhead   = 9 + 4 + 1
-)
-
 // readData reads every path's data and stat (nil: no such node) in
 // multiRead batches whose replies are expected under BatchBytes; a batch
 // whose reply turns out over MaxBuffer is split in two and read again.
 func (tc *TreeCache) readData(ctx context.Context, s *Session, paths []string) ([]*cached, error) {
 	out := make([]*cached, len(paths))
-	type span struct{ lo, hi int }
-	var spans []span
-	est := tc.maxData
-	lo, size, reqSize := 0, 0, 0
-	for i, p := range paths {
-		r, q := readReplyOverhead+est, readReqOverhead+len(p)
-		if i > lo && (size+r > tc.cfg.BatchBytes || reqSize+q > tc.cfg.BatchBytes || i-lo >= tc.cfg.MaxBatch) {
-			spans = append(spans, span{lo, i})
-			lo, size, reqSize = i, 0, 0
-		}
-		size += r
-		reqSize += q
-	}
-	if lo < len(paths) {
-		spans = append(spans, span{lo, len(paths)})
-	}
+	spans := ReadBatches(paths, tc.maxData, tc.cfg.BatchBytes, tc.cfg.MaxBatch)
 	var mu sync.Mutex
 	maxSeen := 0
 	var read func(lo, hi int) error
@@ -478,7 +456,7 @@ func (tc *TreeCache) readData(ctx context.Context, s *Session, paths []string) (
 			return nil
 		}
 	}
-	err := parallel(ctx, len(spans), tc.cfg.Concurrency, func(i int) error { return read(spans[i].lo, spans[i].hi) })
+	err := parallel(ctx, len(spans), tc.cfg.Concurrency, func(i int) error { return read(spans[i][0], spans[i][1]) })
 	if maxSeen > 0 {
 		tc.maxData = max(maxSeen, 64)
 	}
