@@ -71,6 +71,7 @@ type Client struct {
 
 	closed    chan struct{}
 	closedCtx context.Context // ends when the client is closed
+	cancel    context.CancelFunc
 	closeOnce sync.Once
 	loopDone  chan struct{}
 
@@ -78,7 +79,7 @@ type Client struct {
 	sess         *wire.Session // nil between sessions
 	ready        chan struct{} // closed when sess is set; replaced when it goes
 	isClosed     bool
-	running      bool // run was started
+	running      bool // a session was installed: run follows it
 	state        State
 	sessionID    int64
 	subs         map[*subscription]struct{}
@@ -128,9 +129,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		watches:  map[watchKey][]chan WatchEvent{},
 		hooks:    map[*nodeHook]struct{}{},
 	}
-	var stop context.CancelFunc
-	c.closedCtx, stop = context.WithCancel(context.Background())
-	go func() { <-c.closed; stop() }()
+	c.closedCtx, c.cancel = context.WithCancel(context.Background())
 	c.scfg = wire.SessionConfig{
 		Servers: cs.Servers,
 		Chroot:  cs.Chroot,
@@ -166,9 +165,6 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 	connected := c.Subscribe()
 	defer connected.Close()
 	c.install(s)
-	c.mu.Lock()
-	c.running = true
-	c.mu.Unlock()
 	go c.run(s)
 	if err := c.waitConnected(ctx, connected); err != nil {
 		c.Close()
@@ -317,6 +313,7 @@ func (c *Client) Close() {
 		s, running := c.sess, c.running
 		c.mu.Unlock()
 		close(c.closed)
+		c.cancel()
 		if s != nil {
 			s.Close()
 		}
@@ -456,6 +453,8 @@ func (c *Client) Get(ctx context.Context, p string) ([]byte, *Stat, error) {
 	return c.get(ctx, p, false)
 }
 
+// get, children and exists with watch leave a watch whose event reaches
+// only the hooks (the tree cache's way: no channel per node).
 func (c *Client) get(ctx context.Context, p string, watch bool) ([]byte, *Stat, error) {
 	if err := check(p); err != nil {
 		return nil, nil, err
@@ -771,22 +770,6 @@ func (c *Client) Multi(ctx context.Context, ops ...Op) ([]OpResult, error) {
 		return out, fmt.Errorf("zookeeper multi: %w", err)
 	}
 	return out, nil
-}
-
-// The tree cache learns of fired watches through a hook, so it sets watches
-// without the per-call channels of GetW and friends.
-
-func (c *Client) getWatched(ctx context.Context, p string) ([]byte, *Stat, error) {
-	return c.get(ctx, p, true)
-}
-
-func (c *Client) childrenWatched(ctx context.Context, p string) ([]string, *Stat, error) {
-	return c.children(ctx, p, true)
-}
-
-func (c *Client) existsWatched(ctx context.Context, p string) (bool, error) {
-	ok, _, err := c.exists(ctx, p, true)
-	return ok, err
 }
 
 // addPersistentWatch leaves a persistent recursive watch on p (3.6+; on

@@ -336,6 +336,7 @@ func (c *Client) install(s *wire.Session) bool {
 		return false
 	}
 	c.sess = s
+	c.running = true
 	close(c.ready)
 	return true
 }

@@ -190,8 +190,10 @@ func TestWatchesSurviveReconnect(t *testing.T) {
 	var want []string
 	for i := range 20 {
 		p := fmt.Sprintf("%s/order/n%02d", root, i)
-		writer.Create(ctx, p, nil, Persistent, nil)
-		if _, _, err := c.getWatched(ctx, p); err != nil {
+		if _, err := c.Create(ctx, p, nil, Persistent, nil); err != nil { // read on the server it is made on
+			t.Fatal(err)
+		}
+		if _, _, err := c.get(ctx, p, true); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, p)

@@ -726,7 +726,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 				}
 			}
 			if wantData && watch { // else read in batches below
-				d, st, err := tc.c.getWatched(ctx, it.path)
+				d, st, err := tc.c.get(ctx, it.path, true)
 				if errors.Is(err, ErrNoNode) {
 					return nil
 				}
@@ -783,7 +783,7 @@ func (tc *TreeCache) watchMissingRoot(ctx context.Context, root string, mu *sync
 		mu.Unlock()
 		return nil
 	}
-	ok, err := tc.c.existsWatched(ctx, root)
+	ok, _, err := tc.c.exists(ctx, root, true)
 	if err != nil {
 		return err
 	}
