@@ -42,6 +42,8 @@ func newSDCommand(app *kingpin.Application, out, errOut io.Writer) *sdCommand {
 		StringVar(&c.fileSDDir)
 	// The ZooKeeper flags are the config's zookeeper block when it has none.
 	c.zk = addZooKeeperFlags(cmd, "")
+	cmd.Flag("zookeeper.read-only", "Also read from a ZooKeeper server cut off from its quorum that serves reads (readonlymode.enabled and localSessionsEnabled on the server): targets stay served, marked stale.").
+		BoolVar(&c.zk.ReadOnly)
 	c.web = kingpinflag.AddFlags(cmd, ":9142")
 	return c
 }

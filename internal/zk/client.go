@@ -52,6 +52,11 @@ type Config struct {
 	SASL           SASLConfig    `yaml:"sasl,omitempty"`
 	TLS            TLSConfig     `yaml:"tls,omitempty"`
 	SessionTimeout time.Duration `yaml:"session_timeout,omitempty"`
+	// ReadOnly lets a client that only reads use a server cut off from
+	// its quorum that serves reads (readonlymode.enabled, and
+	// localSessionsEnabled for its own sessions): what it reads there may
+	// be behind, and writes fail.
+	ReadOnly bool `yaml:"read_only,omitempty"`
 }
 
 // DefaultSessionTimeout is used when Config.SessionTimeout is zero.
@@ -81,6 +86,7 @@ type Client struct {
 	isClosed     bool
 	running      bool // a session was installed: run follows it
 	state        State
+	readOnly     bool // StateConnected to a read-only server
 	sessionID    int64
 	subs         map[*subscription]struct{}
 	watches      map[watchKey][]chan WatchEvent
@@ -135,6 +141,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		Chroot:  cs.Chroot,
 		Conn: wire.Config{
 			SessionTimeout: timeout,
+			CanBeReadOnly:  cfg.ReadOnly,
 			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				nc, err := dial(ctx, network, addr)
 				if err != nil && ctx.Err() == nil { // not cut short by the caller

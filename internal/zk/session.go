@@ -44,6 +44,9 @@ type SessionEvent struct {
 	// the one before (the first session, or a new one after expiry): all
 	// watches and ephemeral nodes of the old one are gone.
 	NewSession bool
+	// ReadOnly is true for StateConnected when the server is cut off from
+	// its quorum and serves reads only (Config.ReadOnly).
+	ReadOnly bool
 }
 
 // Subscription delivers session events in order; it never blocks the
@@ -80,6 +83,13 @@ func (c *Client) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state
+}
+
+// ReadOnly says whether the session is on a read-only server now.
+func (c *Client) ReadOnly() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == StateConnected && c.readOnly
 }
 
 // WatchEventType says what fired a watch.
@@ -188,9 +198,9 @@ func (c *Client) follow(s *wire.Session) wire.State {
 		}
 		switch ev.State {
 		case wire.StateSyncConnected, wire.StateConnectedReadOnly:
-			c.setState(StateConnected, s)
+			c.setState(StateConnected, s, ev.State == wire.StateConnectedReadOnly)
 		case wire.StateDisconnected:
-			c.setState(StateDisconnected, nil)
+			c.setState(StateDisconnected, nil, false)
 			c.logger.Debug("ZooKeeper connection lost", "err", ev.Err)
 		case wire.StateExpired, wire.StateAuthFailed, wire.StateClosed:
 			c.mu.Lock()
@@ -203,10 +213,10 @@ func (c *Client) follow(s *wire.Session) wire.State {
 			case wire.StateExpired:
 				fireLost(lost, ErrSessionExpired)
 				c.m.expirations.Inc()
-				c.setState(StateExpired, nil)
+				c.setState(StateExpired, nil, false)
 			case wire.StateAuthFailed:
 				fireLost(lost, ErrAuthFailed)
-				c.setState(StateAuthFailed, nil)
+				c.setState(StateAuthFailed, nil, false)
 				c.logger.Warn("ZooKeeper refused the session's credentials; making a new session", "err", ev.Err, "servers", c.cs.String())
 			default:
 				fireLost(lost, ErrClosing)
@@ -277,8 +287,8 @@ func fireLost(watches map[watchKey][]chan WatchEvent, err error) {
 
 // setState records and publishes a state. s is the session for
 // StateConnected.
-func (c *Client) setState(st State, s *wire.Session) {
-	se := SessionEvent{State: st}
+func (c *Client) setState(st State, s *wire.Session, readOnly bool) {
+	se := SessionEvent{State: st, ReadOnly: readOnly}
 	if st == StateConnected {
 		// Before the state is seen: SessionTimeout is the server's then.
 		c.noteNegotiated(s.SessionTimeout())
@@ -289,11 +299,11 @@ func (c *Client) setState(st State, s *wire.Session) {
 		se.NewSession = se.SessionID != c.sessionID
 		c.sessionID = se.SessionID
 	}
-	if c.state == st && !se.NewSession {
+	if c.state == st && c.readOnly == readOnly && !se.NewSession {
 		c.mu.Unlock()
 		return
 	}
-	c.state = st
+	c.state, c.readOnly = st, readOnly
 	for sub := range c.subs {
 		sub.box.put(se)
 	}

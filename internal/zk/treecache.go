@@ -329,7 +329,7 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 				if ev.SessionID != syncedSession || !tc.watchesNodes() {
 					needResync = true
 				} else if !needResync {
-					tc.setStale(ctx, false)
+					tc.setStale(ctx, ev.ReadOnly)
 				}
 			case StateDisconnected, StateExpired, StateAuthFailed:
 				tc.setStale(ctx, true)
@@ -420,10 +420,12 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 		tc.forget(n)
 	}
 	tc.nodes = fresh
-	tc.stale = false
+	// A read-only server's tree is served, marked stale: it may be behind.
+	stale := tc.c.ReadOnly()
+	tc.stale = stale
 	tc.mu.Unlock()
 	sortEvents(evs)
-	tc.emit(ctx, CacheBatch{Events: evs})
+	tc.emit(ctx, CacheBatch{Events: evs, Stale: stale})
 	tc.syncedOnce.Do(func() { close(tc.synced) })
 	tc.logger.Debug("tree cache synced", "nodes", len(fresh), "changes", len(evs))
 	return nil
@@ -612,10 +614,11 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 	for _, n := range fetched {
 		tc.forget(n)
 	}
+	stale := tc.stale
 	tc.mu.Unlock()
 	if len(evs) > 0 {
 		sortEvents(evs)
-		tc.emit(ctx, CacheBatch{Events: evs})
+		tc.emit(ctx, CacheBatch{Events: evs, Stale: stale})
 	}
 	return nil
 }
