@@ -27,7 +27,7 @@ tarball: build
 
 # System packages (ZooKeeper, Prometheus, a JRE) and Go modules.
 deps:
-	scripts/install-deps.sh
+	GO=$(GO) scripts/install-deps.sh
 	$(GO) mod download
 
 # Unit and integration tests against a real ZooKeeper and a real Prometheus.

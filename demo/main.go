@@ -212,8 +212,9 @@ func run(zkprom, dir string) error {
 		if m.haGroup != "" {
 			role = "HA group " + m.haGroup
 		}
-		d.note("Prometheus %s       http://%s/classic/targets, /classic/alerts   (pid %d; agent http://%s/, pid %d; %s)",
-			m.name, m.promAddr, p.Pid(), m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
+		v := p.Build.Version
+		d.note("Prometheus %s       http://%s%s, %s   (pid %d; agent http://%s/, pid %d; %s)",
+			m.name, m.promAddr, v.UIPath("targets"), v.UIPath("alerts"), p.Pid(), m.agentAddr, d.procs[len(d.procs)-1].Process.Pid, role)
 		if err := d.start("register-"+m.name, "register", "--zookeeper.servers="+d.connect,
 			"--path=/zkprom/targets/"+m.name, "--address="+m.promAddr, "--label=component=prometheus",
 			"--check.http=http://"+m.promAddr+"/-/ready"); err != nil {

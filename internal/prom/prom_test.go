@@ -1,4 +1,4 @@
-package prom
+package prom_test
 
 import (
 	"context"
@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/prom"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 func TestNewBadURL(t *testing.T) {
 	for _, u := range []string{"", "127.0.0.1:9090", "ftp://x", "http://"} {
-		if _, err := New(Config{URL: u}); err == nil {
+		if _, err := prom.New(prom.Config{URL: u}); err == nil {
 			t.Errorf("URL %q accepted", u)
 		}
 	}
@@ -25,33 +26,35 @@ func TestCheckConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs promtool")
 	}
-	ctx := context.Background()
-	dir := t.TempDir()
-	p := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(p, []byte("scrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n    scrape_timeout: 5s\n"), 0o644)
-	_, err := CheckConfig(ctx, "", p)
-	var ce *CheckError
-	if !errors.As(err, &ce) || !strings.Contains(ce.Output, "scrape timeout greater than scrape interval") {
-		t.Errorf("bad config: %v", err)
-	}
-	os.WriteFile(p, []byte("global: {}\n"), 0o644)
-	if _, err := CheckConfig(ctx, "", p); err != nil {
-		t.Errorf("good config: %v", err)
-	}
-	if _, err := CheckConfig(ctx, "/nonexistent/promtool", p); !errors.Is(err, ErrPromtoolNotFound) {
+	zktest.ForEachPrometheus(t, func(t *testing.T, b zktest.PrometheusBuild) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		p := filepath.Join(dir, "prometheus.yml")
+		os.WriteFile(p, []byte("scrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n    scrape_timeout: 5s\n"), 0o644)
+		_, err := prom.CheckConfig(ctx, b.Promtool, p)
+		var ce *prom.CheckError
+		if !errors.As(err, &ce) || !strings.Contains(ce.Output, "scrape timeout greater than scrape interval") {
+			t.Errorf("bad config: %v", err)
+		}
+		os.WriteFile(p, []byte("global: {}\n"), 0o644)
+		if _, err := prom.CheckConfig(ctx, b.Promtool, p); err != nil {
+			t.Errorf("good config: %v", err)
+		}
+		if v, err := prom.BinaryVersion(ctx, b.Promtool); err != nil || v != b.Version {
+			t.Errorf("promtool's version %+v (%v), prometheus's %+v", v, err, b.Version)
+		}
+	})
+	if _, err := prom.CheckConfig(context.Background(), "/nonexistent/promtool", "x.yml"); !errors.Is(err, prom.ErrPromtoolNotFound) {
 		t.Errorf("missing promtool: %v", err)
 	}
 }
 
-func start(t *testing.T, noLifecycle bool) (*zktest.Prometheus, string) {
+func start(t *testing.T, b zktest.PrometheusBuild, noLifecycle bool, args ...string) (*zktest.Prometheus, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs Prometheus")
-	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	os.WriteFile(cfg, []byte("global:\n  scrape_interval: 15s\n"), 0o644)
-	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: cfg, NoLifecycle: noLifecycle})
+	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{Build: b, ConfigFile: cfg, NoLifecycle: noLifecycle, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,10 +62,20 @@ func start(t *testing.T, noLifecycle bool) (*zktest.Prometheus, string) {
 	return p, cfg
 }
 
-func TestReloadAndVerify(t *testing.T) {
-	p, cfg := start(t, false)
+// forEachPrometheus is zktest.ForEachPrometheus for the integration tests.
+func forEachPrometheus(t *testing.T, f func(t *testing.T, b zktest.PrometheusBuild)) {
+	if testing.Short() {
+		t.Skip("integration test: needs Prometheus")
+	}
+	zktest.ForEachPrometheus(t, f)
+}
+
+func TestReloadAndVerify(t *testing.T) { forEachPrometheus(t, testReloadAndVerify) }
+
+func testReloadAndVerify(t *testing.T, b zktest.PrometheusBuild) {
+	p, cfg := start(t, b, false)
 	ctx := context.Background()
-	c, err := New(Config{URL: p.URL + "/"})
+	c, err := prom.New(prom.Config{URL: p.URL + "/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +100,7 @@ func TestReloadAndVerify(t *testing.T) {
 	// A bad config: Prometheus's text, the metric drops to 0.
 	os.WriteFile(cfg, []byte("scrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n    scrape_timeout: 5s\n"), 0o644)
 	err = c.Reload(ctx)
-	var re *ReloadError
+	var re *prom.ReloadError
 	if !errors.As(err, &re) || re.Status != 500 || !strings.Contains(re.Message, "scrape timeout greater than scrape interval") {
 		t.Errorf("bad reload: %v", err)
 	}
@@ -106,15 +119,17 @@ func TestReloadAndVerify(t *testing.T) {
 	}
 	// Unreachable.
 	p.Stop()
-	if err := c.Reload(ctx); !errors.Is(err, ErrUnreachable) {
+	if err := c.Reload(ctx); !errors.Is(err, prom.ErrUnreachable) {
 		t.Errorf("reload of a stopped Prometheus: %v", err)
 	}
 }
 
-func TestReloadBySignal(t *testing.T) {
-	p, _ := start(t, true)
+func TestReloadBySignal(t *testing.T) { forEachPrometheus(t, testReloadBySignal) }
+
+func testReloadBySignal(t *testing.T, b zktest.PrometheusBuild) {
+	p, _ := start(t, b, true)
 	ctx := context.Background()
-	c, _ := New(Config{URL: p.URL})
+	c, _ := prom.New(prom.Config{URL: p.URL})
 	if err := c.Reload(ctx); err == nil || !strings.Contains(err.Error(), "--web.enable-lifecycle") {
 		t.Errorf("POST without lifecycle: %v", err)
 	}
@@ -124,7 +139,7 @@ func TestReloadBySignal(t *testing.T) {
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	os.WriteFile(pidFile, []byte(strconv.Itoa(p.Pid())+"\n"), 0o644)
-	c, _ = New(Config{URL: p.URL, PIDFile: pidFile})
+	c, _ = prom.New(prom.Config{URL: p.URL, PIDFile: pidFile})
 	if err := c.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +157,30 @@ func TestReloadBySignal(t *testing.T) {
 	os.WriteFile(pidFile, []byte("nope"), 0o644)
 	if err := c.Reload(ctx); err == nil {
 		t.Error("bad pid file accepted")
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in                  string
+		major, minor, patch int
+		ok                  bool
+	}{
+		{"2.42.0+ds", 2, 42, 0, true}, {"3.16.0", 3, 16, 0, true}, {"v3.0.0-rc.1", 3, 0, 0, true}, {"", 0, 0, 0, true},
+		{"3.16", 0, 0, 0, false}, {"three.1.0", 0, 0, 0, false},
+	} {
+		v, err := prom.ParseVersion(tc.in)
+		if (err == nil) != tc.ok || v.Major != tc.major || v.Minor != tc.minor || v.Patch != tc.patch {
+			t.Errorf("ParseVersion(%q) = %+v, %v", tc.in, v, err)
+		}
+	}
+	v2, _ := prom.ParseVersion("2.42.0+ds")
+	v3, _ := prom.ParseVersion("3.16.0")
+	v3b, _ := prom.ParseVersion("3.16.2")
+	if v2.SameRelease(v3) || !v3.SameRelease(v3b) {
+		t.Error("SameRelease compares major.minor")
+	}
+	if v2.UIPath("targets") != "/classic/targets" || v3.UIPath("targets") != "/targets" {
+		t.Errorf("UIPath: %s %s", v2.UIPath("targets"), v3.UIPath("targets"))
 	}
 }

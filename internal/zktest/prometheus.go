@@ -1,18 +1,148 @@
 package zktest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/prom"
 )
+
+// PrometheusBuild is one Prometheus release the tests run against: its
+// two binaries and the version they report.
+type PrometheusBuild struct {
+	Name       string // "prometheus-2.42": the subtest name
+	Prometheus string // path of prometheus
+	Promtool   string // path of promtool
+	Version    prom.Version
+}
+
+// DebianPrometheus is Debian's package (2.42 on Debian 12): prometheus and
+// promtool in $PATH.
+func DebianPrometheus() (PrometheusBuild, error) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		return PrometheusBuild{}, fmt.Errorf("prometheus is not installed (apt-get install prometheus; make deps does it): %w", err)
+	}
+	tool, err := exec.LookPath("promtool")
+	if err != nil {
+		return PrometheusBuild{}, fmt.Errorf("promtool is not installed (apt-get install prometheus; make deps does it): %w", err)
+	}
+	return newBuild(bin, tool)
+}
+
+// PinnedPrometheus is the Prometheus 3.x pinned in
+// scripts/prometheus-version (a module version of
+// github.com/prometheus/prometheus), which make deps builds into
+// $(go env GOPATH)/zkprom/prometheus-<module version>/.
+func PinnedPrometheus() (PrometheusBuild, error) {
+	dir, err := pinnedDir()
+	if err != nil {
+		return PrometheusBuild{}, err
+	}
+	bin, tool := filepath.Join(dir, "prometheus"), filepath.Join(dir, "promtool")
+	for _, f := range []string{bin, tool} {
+		if _, err := os.Stat(f); err != nil {
+			return PrometheusBuild{}, fmt.Errorf("the pinned Prometheus 3.x is not built (run make deps, or scripts/install-deps.sh): %w", err)
+		}
+	}
+	return newBuild(bin, tool)
+}
+
+// pinnedDir is where scripts/install-deps.sh installs the pinned version.
+func pinnedDir() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(root, "scripts", "prometheus-version"))
+	if err != nil {
+		return "", fmt.Errorf("read the pinned Prometheus version: %w", err)
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOPATH: %w", err)
+	}
+	gopath := filepath.SplitList(strings.TrimSpace(string(out)))
+	if len(gopath) == 0 {
+		return "", errors.New("go env GOPATH: empty")
+	}
+	return filepath.Join(gopath[0], "zkprom", "prometheus-"+strings.TrimSpace(string(b))), nil
+}
+
+// moduleRoot is the nearest directory above the working directory (a
+// test's package directory) with a go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func newBuild(bin, tool string) (PrometheusBuild, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := prom.BinaryVersion(ctx, bin)
+	if err != nil {
+		return PrometheusBuild{}, err
+	}
+	if !v.Known() {
+		return PrometheusBuild{}, fmt.Errorf("%s reports no version (built without -ldflags -X github.com/prometheus/common/version.Version=...; scripts/install-deps.sh stamps it)", bin)
+	}
+	return PrometheusBuild{Name: fmt.Sprintf("prometheus-%d.%d", v.Major, v.Minor), Prometheus: bin, Promtool: tool, Version: v}, nil
+}
+
+// PrometheusBuilds is every build the tests run against: Debian's 2.42,
+// then the pinned 3.x.
+func PrometheusBuilds() ([]PrometheusBuild, error) {
+	debian, err := DebianPrometheus()
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := PinnedPrometheus()
+	if err != nil {
+		return nil, err
+	}
+	return []PrometheusBuild{debian, pinned}, nil
+}
+
+// ForEachPrometheus runs f as a subtest per build (PrometheusBuilds), named
+// for it: "prometheus-2.42", "prometheus-3.16".
+func ForEachPrometheus(t *testing.T, f func(t *testing.T, b PrometheusBuild)) {
+	t.Helper()
+	builds, err := PrometheusBuilds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range builds {
+		t.Run(b.Name, func(t *testing.T) { f(t, b) })
+	}
+}
 
 // PrometheusOptions says how to start a Prometheus.
 type PrometheusOptions struct {
+	// Build is the release to run; the zero value is Debian's
+	// (DebianPrometheus).
+	Build      PrometheusBuild
 	ConfigFile string   // required: path of prometheus.yml
 	Addr       string   // listen address; default a free 127.0.0.1 port
 	Args       []string // extra flags
@@ -20,11 +150,12 @@ type PrometheusOptions struct {
 	NoLifecycle bool
 }
 
-// Prometheus is a running Prometheus server from Debian's package.
+// Prometheus is a running Prometheus server.
 type Prometheus struct {
-	URL  string // http://127.0.0.1:port
-	Addr string
-	Dir  string
+	URL   string // http://127.0.0.1:port
+	Addr  string
+	Dir   string
+	Build PrometheusBuild
 
 	opts PrometheusOptions
 	mu   sync.Mutex
@@ -35,8 +166,12 @@ type Prometheus struct {
 // StartPrometheus starts Prometheus on a free loopback port and waits until
 // it is ready.
 func StartPrometheus(opts PrometheusOptions) (*Prometheus, error) {
-	if _, err := exec.LookPath("prometheus"); err != nil {
-		return nil, fmt.Errorf("prometheus is not installed (apt-get install prometheus; make test does it): %w", err)
+	if opts.Build.Prometheus == "" {
+		b, err := DebianPrometheus()
+		if err != nil {
+			return nil, err
+		}
+		opts.Build = b
 	}
 	addr := opts.Addr
 	if addr == "" {
@@ -50,7 +185,7 @@ func StartPrometheus(opts PrometheusOptions) (*Prometheus, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Prometheus{Addr: addr, Dir: dir, opts: opts}
+	p := &Prometheus{Addr: addr, Dir: dir, Build: opts.Build, opts: opts}
 	p.URL = "http://" + p.Addr
 	if err := p.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -81,7 +216,7 @@ func (p *Prometheus) Start() error {
 		p.mu.Unlock()
 		return err
 	}
-	cmd := exec.Command("prometheus", args...)
+	cmd := exec.Command(p.Build.Prometheus, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -99,7 +234,7 @@ func (p *Prometheus) Start() error {
 		select {
 		case <-done:
 			log, _ := os.ReadFile(filepath.Join(p.Dir, "prometheus.log"))
-			return fmt.Errorf("prometheus exited at start: %s", log)
+			return fmt.Errorf("%s exited at start: %s", p.Build.Name, log)
 		default:
 		}
 		resp, err := http.Get(p.URL + "/-/ready")

@@ -1,6 +1,7 @@
 package zktest
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/prom"
 )
 
 func TestEnsembleFaults(t *testing.T) {
@@ -78,21 +81,33 @@ func TestTLSStandalone(t *testing.T) {
 	}
 }
 
+// TestPrometheus starts each Prometheus the tests run against: it
+// answers, reloads, and reports the version the harness read from its
+// binary.
 func TestPrometheus(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1s\n"), 0o644)
-	p, err := StartPrometheus(PrometheusOptions{ConfigFile: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	resp, err := http.Post(p.URL+"/-/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("reload: %s", resp.Status)
-	}
+	ForEachPrometheus(t, func(t *testing.T, b PrometheusBuild) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "prometheus.yml")
+		os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1s\n"), 0o644)
+		p, err := StartPrometheus(PrometheusOptions{Build: b, ConfigFile: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		resp, err := http.Post(p.URL+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("reload: %s", resp.Status)
+		}
+		c, err := prom.New(prom.Config{URL: p.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := c.BuildVersion(context.Background()); err != nil || v != b.Version {
+			t.Errorf("buildinfo says %+v (%v), the binary %+v", v, err, b.Version)
+		}
+	})
 }
