@@ -15,7 +15,8 @@
 //	agent.go       Config, New, Run: the member node, the status, the main loop
 //	target.go      which revision this member should run, and the step towards it
 //	apply.go       one attempt: fetch, stage, validate, switch, reload, verify, report
-//	reload.go      asking Prometheus: reload state, verify, switch back, --config.file
+//	reload.go      asking Prometheus: reload state, reload, verify, switch back
+//	promcheck.go   its --config.file, --config.auto-reload, version against promtool's
 //	disk.go        the layout below --config-dir: revisions, the link, state.json
 //	leader.go      the leader variant: its directory, rendering, switching variants
 //	access.go      whether the cluster admits this agent
@@ -134,6 +135,8 @@ type Agent struct {
 	linked  chan struct{} // DIR/current was re-pointed (one pending signal at most)
 	fleet   *fleet
 	acc     configstore.Access // the cluster's, as read at registration
+	// toolVersion is promtool's version, asked once (promcheck.go).
+	toolVersion *prom.Version
 }
 
 // New checks cfg and builds an agent; Run starts it.

@@ -183,21 +183,21 @@ func (a *Agent) carry(ctx context.Context, at *attempt) bool {
 		return true
 	}
 	at.swapped = true
-	if err := a.timed(at, stepSwitch, func() error { return a.disk.linkTo(relVariantDir(at.rev, at.leader)) }); err != nil {
+	var before reloadState
+	if err := a.timed(at, stepSwitch, func() error {
+		before, _ = a.reloadState(ctx) // unread when Prometheus does not answer: see reloadSwitched
+		return a.disk.linkTo(relVariantDir(at.rev, at.leader))
+	}); err != nil {
 		return a.fail(ctx, at, err)
 	}
 	at.switched = time.Now()
-	var before reloadState
 	err := a.timed(at, stepReload, func() error {
-		var err error
-		if err := a.checkConfigFile(ctx); err != nil {
-			return err
-		}
-		before, err = a.reloadState(ctx)
+		flags, err := a.checkPrometheus(ctx)
 		if err != nil {
 			return err
 		}
-		return a.prom.Reload(ctx)
+		before, err = a.reloadSwitched(ctx, before, flags.AutoReload)
+		return err
 	})
 	if errors.Is(err, prom.ErrUnreachable) {
 		// Prometheus is not up (yet): the files are in place; it reads them
@@ -403,14 +403,14 @@ func (a *Agent) finishPending(ctx context.Context, canary bool) bool {
 	if err != nil {
 		return true
 	}
-	if err := a.checkConfigFile(ctx); err != nil {
+	if _, err := a.checkPrometheus(ctx); err != nil {
 		if errors.Is(err, prom.ErrUnreachable) {
 			return true
 		}
 		a.dropPending()
 		return a.fail(ctx, at, &stepError{step: stepReload, err: err})
 	}
-	if rs.ok && rs.ri.ReloadConfigSuccess && rs.lastSuccess.After(at.switched) {
+	if rs.healthy() && rs.lastSuccess.After(at.switched) {
 		// Prometheus started after the switch and loaded the new files.
 		a.succeed(ctx, at, rs.ri)
 		return false

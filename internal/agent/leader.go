@@ -211,19 +211,8 @@ func (a *Agent) dropOverlay(why string) {
 			return
 		}
 	}
-	if err := a.disk.link(rev); err != nil {
-		a.logger.Error(why+": could not switch back from the overlay", "err", err)
-		return
-	}
-	before, err := a.reloadState(ctx)
-	if err == nil {
-		err = a.prom.Reload(ctx)
-	}
-	if err == nil {
-		_, err = a.verify(ctx, before)
-	}
-	if err != nil {
-		a.logger.Warn(why+": overlay removed on disk, Prometheus reload not verified", "err", err)
+	if _, err := a.switchTo(ctx, relRevDir(rev)); err != nil {
+		a.logger.Warn(why+": could not remove the leader overlay and verify Prometheus's reload", "err", err)
 		return
 	}
 	a.logger.Info(why+": leader overlay removed", "revision", rev)

@@ -24,6 +24,11 @@ var (
 		"1 for the agent's current state.", []string{"cluster", "member", "state"}, nil)
 	descLastReload = prometheus.NewDesc("zkprom_agent_last_reload_timestamp_seconds",
 		"Prometheus's lastConfigTime after the last verified reload.", []string{"cluster", "member"}, nil)
+	descVersionMismatch = prometheus.NewDesc("zkprom_agent_promtool_version_mismatch",
+		"1 when the agent's promtool is not of the major.minor release of the Prometheus it validates for, 0 when it is or a version is unknown (absent until the agent has looked, and with --promtool=none).",
+		[]string{"cluster", "member", "prometheus_version", "promtool_version"}, nil)
+	descAutoReload = prometheus.NewDesc("zkprom_agent_prometheus_auto_reload",
+		"1 when Prometheus runs with --config.auto-reload and reloads by itself when its files change (absent until the agent has looked).", []string{"cluster", "member"}, nil)
 )
 
 var allStates = []string{configstore.StateStarting, configstore.StateApplying, configstore.StateApplied, configstore.StateFailed, configstore.StateWaiting}
@@ -65,6 +70,8 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descTarget
 	ch <- descState
 	ch <- descLastReload
+	ch <- descVersionMismatch
+	ch <- descAutoReload
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -86,6 +93,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if !st.LastReload.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descLastReload, prometheus.GaugeValue, float64(st.LastReload.UnixNano())/1e9, l...)
 	}
+	if st.PrometheusVersion != "" {
+		ch <- prometheus.MustNewConstMetric(descAutoReload, prometheus.GaugeValue, b2f(st.AutoReload), l...)
+	}
+	if st.PromtoolVersion != "" {
+		ch <- prometheus.MustNewConstMetric(descVersionMismatch, prometheus.GaugeValue, b2f(st.VersionWarning != ""),
+			st.Cluster, st.Member, st.PrometheusVersion, st.PromtoolVersion)
+	}
 }
 
 // DocumentMetrics makes every metric of the agent visible in a Gather
@@ -95,6 +109,7 @@ func (a *Agent) DocumentMetrics() {
 	a.mu.Lock()
 	a.state.Applied = 1
 	a.status.Target, a.status.LastReload = 1, a.status.Started
+	a.status.PrometheusVersion, a.status.PromtoolVersion = "3.16.0", "2.42.0"
 	a.syncStatus()
 	a.mu.Unlock()
 	a.fleet.documentFleet()

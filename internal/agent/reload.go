@@ -1,6 +1,6 @@
-// Asking Prometheus about reloads: its reload state, verifying a reload,
-// switching back to the previous revision, and checking that it reads
-// DIR/current/prometheus.yml at all.
+// Asking Prometheus about reloads: its reload state, reloading the files
+// just switched to, verifying a reload, switching back to the previous
+// revision.
 
 package agent
 
@@ -8,10 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
-	"github.com/zkprom/zkprom/internal/bundle"
 	"github.com/zkprom/zkprom/internal/prom"
 )
 
@@ -22,6 +20,19 @@ type reloadState struct {
 	ri          prom.RuntimeInfo
 	ok          bool      // prometheus_config_last_reload_successful
 	lastSuccess time.Time // prometheus_config_last_reload_success_timestamp_seconds
+}
+
+// read reports whether the state was read (a Prometheus that answers has
+// loaded a configuration at least once).
+func (s reloadState) read() bool { return !s.lastSuccess.IsZero() }
+
+// healthy: Prometheus runs the configuration it last loaded.
+func (s reloadState) healthy() bool { return s.ok && s.ri.ReloadConfigSuccess }
+
+// reloadedSince reports whether Prometheus reloaded, successfully or not,
+// after it was in the healthy state before.
+func (s reloadState) reloadedSince(before reloadState) bool {
+	return !s.healthy() || s.lastSuccess.After(before.lastSuccess)
 }
 
 func (a *Agent) reloadState(ctx context.Context) (reloadState, error) {
@@ -43,7 +54,7 @@ func (a *Agent) reloadState(ctx context.Context) (reloadState, error) {
 func (a *Agent) verify(ctx context.Context, before reloadState) (prom.RuntimeInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
 	defer cancel()
-	wasFailing := !before.ok || !before.ri.ReloadConfigSuccess
+	wasFailing := !before.healthy()
 	var last prom.RuntimeInfo
 	var lastErr error
 	for {
@@ -71,45 +82,50 @@ func (a *Agent) verify(ctx context.Context, before reloadState) (prom.RuntimeInf
 	}
 }
 
-// switchBack points DIR/current at prev again, reloads and verifies.
-func (a *Agent) switchBack(ctx context.Context, prevLink string) (prom.RuntimeInfo, error) {
-	ctx = context.WithoutCancel(ctx)
-	t := time.Now()
-	defer func() { a.m.stepDuration.WithLabelValues(stepRollback).Observe(time.Since(t).Seconds()) }()
-	if err := a.disk.linkTo(prevLink); err != nil {
-		return prom.RuntimeInfo{}, err
+// reloadSwitched has Prometheus load the files DIR/current was just
+// switched to, and returns the state verify compares with. before is the
+// state read before the switch (unread when Prometheus did not answer
+// then: it is read now). A Prometheus with --config.auto-reload may have
+// reloaded the switched files by itself already (its poll came between
+// the switch and now): that reload, or its failure, is the outcome, and
+// the agent does not ask for a second one. Only a healthy Prometheus is
+// judged so: after a failed reload it polls again even without a change.
+func (a *Agent) reloadSwitched(ctx context.Context, before reloadState, autoReload bool) (reloadState, error) {
+	if !before.read() {
+		var err error
+		if before, err = a.reloadState(ctx); err != nil {
+			return before, err
+		}
+	} else if autoReload && before.healthy() {
+		if now, err := a.reloadState(ctx); err == nil && now.reloadedSince(before) {
+			a.logger.Info("Prometheus reloaded the switched files by itself (--config.auto-reload); not asking again")
+			return before, nil
+		}
 	}
-	if prevLink == "" {
-		return prom.RuntimeInfo{}, nil
+	return before, a.prom.Reload(ctx)
+}
+
+// switchTo points DIR/current at target, has Prometheus reload and
+// verifies the reload.
+func (a *Agent) switchTo(ctx context.Context, target string) (prom.RuntimeInfo, error) {
+	before, _ := a.reloadState(ctx) // unread when Prometheus does not answer: see reloadSwitched
+	if err := a.disk.linkTo(target); err != nil {
+		return prom.RuntimeInfo{}, fmt.Errorf("switch %s to %s: %w", currentLink, target, err)
 	}
-	before, err := a.reloadState(ctx)
+	before, err := a.reloadSwitched(ctx, before, a.Status().AutoReload)
 	if err != nil {
-		return prom.RuntimeInfo{}, err
-	}
-	if err := a.prom.Reload(ctx); err != nil {
 		return prom.RuntimeInfo{}, err
 	}
 	return a.verify(ctx, before)
 }
 
-// checkConfigFile makes sure Prometheus runs DIR/current/prometheus.yml:
-// otherwise a reload would "succeed" without it ever reading a revision.
-func (a *Agent) checkConfigFile(ctx context.Context) error {
-	got, err := a.prom.ConfigFile(ctx)
-	if err != nil {
-		return err
+// switchBack points DIR/current at prev again, reloads and verifies.
+func (a *Agent) switchBack(ctx context.Context, prevLink string) (prom.RuntimeInfo, error) {
+	ctx = context.WithoutCancel(ctx)
+	t := time.Now()
+	defer func() { a.m.stepDuration.WithLabelValues(stepRollback).Observe(time.Since(t).Seconds()) }()
+	if prevLink == "" {
+		return prom.RuntimeInfo{}, a.disk.linkTo("")
 	}
-	want, err := filepath.Abs(filepath.Join(a.cfg.ConfigDir, currentLink, bundle.MainFile))
-	if err != nil {
-		return err
-	}
-	if got != want {
-		// The same directory under another name (a symlinked parent)?
-		g, gerr := filepath.EvalSymlinks(filepath.Dir(filepath.Dir(got)))
-		w, werr := filepath.EvalSymlinks(a.cfg.ConfigDir)
-		if gerr != nil || werr != nil || g != w || filepath.Base(filepath.Dir(got)) != currentLink || filepath.Base(got) != bundle.MainFile {
-			return fmt.Errorf("Prometheus at %s runs --config.file=%s, not %s: it would never read the revisions this agent lays down (start it with --config.file=%s)", a.prom.URL(), got, want, want)
-		}
-	}
-	return nil
+	return a.switchTo(ctx, prevLink)
 }

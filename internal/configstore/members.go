@@ -46,6 +46,15 @@ type Status struct {
 	Version          string    `json:"agent_version,omitempty"`
 	// Fleet is the sharding and HA part (nil when the agent has none).
 	Fleet *FleetStatus `json:"fleet,omitempty"`
+	// What the agent saw of its Prometheus at its last reload: the
+	// versions of Prometheus and of the promtool that validates for it
+	// ("unknown" when a build does not say), a warning when they are not
+	// the same major.minor release, and whether Prometheus reloads by
+	// itself (--config.auto-reload).
+	PrometheusVersion string `json:"prometheus_version,omitempty"`
+	PromtoolVersion   string `json:"promtool_version,omitempty"`
+	VersionWarning    string `json:"version_warning,omitempty"`
+	AutoReload        bool   `json:"prometheus_auto_reload,omitempty"`
 }
 
 // Member is one live agent, or a node under members that is not one

@@ -365,23 +365,32 @@ func (c *Client) Flags(ctx context.Context) (map[string]string, error) {
 	return out.Data, nil
 }
 
-// ConfigFile returns the absolute path of the --config.file Prometheus
-// runs with (a relative one is resolved against its working directory).
-func (c *Client) ConfigFile(ctx context.Context) (string, error) {
+// RunFlags is what the agent needs of the flags Prometheus runs with.
+type RunFlags struct {
+	// ConfigFile is the absolute path of --config.file (a relative one is
+	// resolved against Prometheus's working directory).
+	ConfigFile string
+	// AutoReload is --config.auto-reload (3.x): Prometheus reloads by
+	// itself when its files change.
+	AutoReload bool
+}
+
+// RunFlags reads the flags Prometheus runs with.
+func (c *Client) RunFlags(ctx context.Context) (RunFlags, error) {
 	flags, err := c.Flags(ctx)
 	if err != nil {
-		return "", err
+		return RunFlags{}, err
 	}
 	f, ok := flags["config.file"]
 	if !ok {
-		return "", fmt.Errorf("GET %s: no config.file flag", c.endpoint("/api/v1/status/flags"))
+		return RunFlags{}, fmt.Errorf("GET %s: no config.file flag", c.endpoint("/api/v1/status/flags"))
 	}
 	if !filepath.IsAbs(f) {
 		ri, err := c.RuntimeInfo(ctx)
 		if err != nil {
-			return "", err
+			return RunFlags{}, err
 		}
 		f = filepath.Join(ri.CWD, f)
 	}
-	return filepath.Clean(f), nil
+	return RunFlags{ConfigFile: filepath.Clean(f), AutoReload: flags[AutoReloadFlag] == "true"}, nil
 }

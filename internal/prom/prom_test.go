@@ -160,6 +160,23 @@ func testReloadBySignal(t *testing.T, b zktest.PrometheusBuild) {
 	}
 }
 
+// TestRunFlags: --config.file as Prometheus reports it, and
+// --config.auto-reload, which only 3.x has.
+func TestRunFlags(t *testing.T) {
+	forEachPrometheus(t, func(t *testing.T, b zktest.PrometheusBuild) {
+		var args []string
+		if b.Version.Major >= 3 {
+			args = []string{"--" + prom.AutoReloadFlag}
+		}
+		p, cfg := start(t, b, false, args...)
+		c, _ := prom.New(prom.Config{URL: p.URL})
+		f, err := c.RunFlags(context.Background())
+		if err != nil || f.ConfigFile != cfg || f.AutoReload != (len(args) > 0) {
+			t.Errorf("run flags %+v %v, want %s, auto-reload %v", f, err, cfg, len(args) > 0)
+		}
+	})
+}
+
 func TestParseVersion(t *testing.T) {
 	for _, tc := range []struct {
 		in                  string
