@@ -26,6 +26,10 @@ func skipShort(t *testing.T) {
 // finds a newer revision applies it.
 func TestPushRolloutRollbackRestart(t *testing.T) {
 	skipShort(t)
+	forEachPrometheus(t, testPushRolloutRollbackRestart)
+}
+
+func testPushRolloutRollbackRestart(t *testing.T) {
 	reset(t)
 	cluster := clusterName(t)
 	s := newStore(t, connect(t), cluster)
@@ -167,11 +171,14 @@ func TestHostRejectsMissingCredentials(t *testing.T) {
 // Prometheus's error text.
 func TestReloadRefusedRollsBack(t *testing.T) {
 	skipShort(t)
+	forEachPrometheus(t, testReloadRefusedRollsBack)
+}
+
+func testReloadRefusedRollsBack(t *testing.T) {
 	reset(t)
 	cluster := clusterName(t)
 	s := newStore(t, connect(t), cluster)
-	writeFile(t, filepath.Join(env.dirs[1], "local-rules", "bad.yml"),
-		"groups:\n  - name: local\n    rules:\n      - record: bad\n        expr: sum(up{\n")
+	writeBadLocalRules(t, env.dirs[1])
 	agents := startAgents(t, cluster, func(i int, c *Config) {
 		if i == 1 {
 			c.Promtool = "none"
@@ -181,8 +188,7 @@ func TestReloadRefusedRollsBack(t *testing.T) {
 	if err := waitRollout(t, s, r1.Meta.Revision); err != nil {
 		t.Fatal(err)
 	}
-	b := testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
-	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
+	b := withLocalRules(testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil))
 	r2 := push(t, s, b, "host-local rules")
 	err := waitRollout(t, s, r2.Meta.Revision)
 	var re *configstore.RolloutError
@@ -337,6 +343,19 @@ func TestConcurrentPushes(t *testing.T) {
 	}
 }
 
+// writeBadLocalRules writes a host-local rule file with bad PromQL into
+// the agent directory dir: promtool refuses it, and so does Prometheus at
+// reload (a bundle reads it through withLocalRules).
+func writeBadLocalRules(t testing.TB, dir string) {
+	writeFile(t, filepath.Join(dir, "local-rules", "bad.yml"), "groups:\n  - name: local\n    rules:\n      - record: bad\n        expr: sum(up{\n")
+}
+
+// withLocalRules makes b's prometheus.yml read the host-local rule files.
+func withLocalRules(b *bundle.Bundle) *bundle.Bundle {
+	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
+	return b
+}
+
 func writeFile(t testing.TB, p, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -406,6 +425,10 @@ func TestZooKeeperOutage(t *testing.T) {
 // once Prometheus answers.
 func TestPrometheusNotUpYet(t *testing.T) {
 	skipShort(t)
+	forEachPrometheus(t, testPrometheusNotUpYet)
+}
+
+func testPrometheusNotUpYet(t *testing.T) {
 	reset(t)
 	cluster := clusterName(t)
 	s := newStore(t, connect(t), cluster)
@@ -438,11 +461,14 @@ func TestPrometheusNotUpYet(t *testing.T) {
 // and rolled back the same way.
 func TestReloadBySignal(t *testing.T) {
 	skipShort(t)
+	forEachPrometheus(t, testReloadBySignal)
+}
+
+func testReloadBySignal(t *testing.T) {
 	reset(t)
 	cluster := clusterName(t)
 	s := newStore(t, connect(t), cluster)
-	writeFile(t, filepath.Join(env.dirs[2], "local-rules", "bad.yml"),
-		"groups:\n  - name: local\n    rules:\n      - record: bad\n        expr: sum(up{\n")
+	writeBadLocalRules(t, env.dirs[2])
 	agents := startAgents(t, cluster, func(i int, c *Config) {
 		if i == 2 {
 			c.Prometheus.PID = env.proms[2].Pid()
@@ -454,8 +480,7 @@ func TestReloadBySignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServed(t, 2, []string{"job_a"}, []string{"group_a"})
-	b := testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil)
-	b.Files["prometheus.yml"] = []byte(strings.Replace(string(b.Files["prometheus.yml"]), "  - rules/*.yml\n", "  - rules/*.yml\n  - ${ZKPROM_CONFIG_DIR}/local-rules/*.yml\n", 1))
+	b := withLocalRules(testBundle([]string{"job_a", "job_new"}, []string{"group_a"}, "", nil))
 	r2 := push(t, s, b, "host-local rules")
 	err := waitRollout(t, s, r2.Meta.Revision)
 	var re *configstore.RolloutError

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -282,6 +283,9 @@ func startAgentProc(t testing.TB, cluster, member, dir string, timeout time.Dura
 		"--cluster=" + cluster, "--member=" + member, "--config-dir=" + dir,
 		"--prometheus.url=" + promURL, "--retry.interval=200ms", "--verify.timeout=10s",
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", ports[0]), "--log.level=info"}, extra...)
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--promtool=") }) {
+		args = append(args, "--promtool="+env.build.Promtool) // the one of the Prometheus it runs beside
+	}
 	cmd := exec.Command(env.binary, args...)
 	logPath := filepath.Join(env.tmp, "fleet-"+member+".log")
 	logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

@@ -202,6 +202,10 @@ func (s *haSampler) finish() []haSample {
 //   - SIGTERM of the leader: overlay off there, then on on the other.
 func TestHALeaderOverlay(t *testing.T) {
 	skipShort(t)
+	forEachPrometheus(t, testHALeaderOverlay)
+}
+
+func testHALeaderOverlay(t *testing.T) {
 	p := startHAPair(t)
 	procs, dirs, s, c := p.procs, p.dirs, p.store, p.c
 	leader, other := p.leader, 1-p.leader

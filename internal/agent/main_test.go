@@ -22,11 +22,18 @@ import (
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
-// One ensemble and three Prometheus servers for the whole package.
+// One ensemble for the whole package, and three Prometheus servers of
+// each build the tests run against (Debian's 2.42, the pinned 3.x).
 var env struct {
-	ens    *zktest.Ensemble
+	ens *zktest.Ensemble
+	// build, proms and dirs are the Prometheus servers a test uses and
+	// their agents' config dirs (Prometheus runs
+	// DIR/current/prometheus.yml): those of sets[0] (Debian's), or of the
+	// build a subtest of forEachPrometheus runs against.
+	build  zktest.PrometheusBuild
 	proms  []*zktest.Prometheus
-	dirs   []string // agent config dirs; Prometheus runs DIR/current/prometheus.yml
+	dirs   []string
+	sets   []promSet
 	tmp    string
 	binary string // built zkprom, for the kill -9 test
 	// Credentials: tests push as the writer and run agents as the agents'
@@ -35,7 +42,28 @@ var env struct {
 	agentID               zk.Identity
 }
 
+// promSet is nProm Prometheus servers of one build.
+type promSet struct {
+	build zktest.PrometheusBuild
+	proms []*zktest.Prometheus
+	dirs  []string
+}
+
 const nProm = 3
+
+// forEachPrometheus runs f as a subtest per build, on that build's
+// Prometheus servers, with agents that validate with its promtool. The
+// tests of the package run one at a time: env is switched for the
+// subtest and back.
+func forEachPrometheus(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, set := range env.sets {
+		env.build, env.proms, env.dirs = set.build, set.proms, set.dirs
+		t.Run(set.build.Name, f)
+	}
+	first := env.sets[0]
+	env.build, env.proms, env.dirs = first.build, first.proms, first.dirs
+}
 
 const tickTime = 500 * time.Millisecond
 
@@ -72,19 +100,28 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer env.ens.Close()
-	for i := 0; i < nProm; i++ {
-		dir := filepath.Join(tmp, fmt.Sprintf("prom%d", i))
-		if err := bootstrap(dir); err != nil {
-			return 0, err
-		}
-		p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: filepath.Join(dir, "current", "prometheus.yml")})
-		if err != nil {
-			return 0, err
-		}
-		defer p.Close()
-		env.proms = append(env.proms, p)
-		env.dirs = append(env.dirs, dir)
+	builds, err := zktest.PrometheusBuilds()
+	if err != nil {
+		return 0, err
 	}
+	for _, b := range builds {
+		set := promSet{build: b}
+		for i := 0; i < nProm; i++ {
+			dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", b.Name, i))
+			if err := bootstrap(dir); err != nil {
+				return 0, err
+			}
+			p, err := zktest.StartPrometheus(zktest.PrometheusOptions{Build: b, ConfigFile: filepath.Join(dir, "current", "prometheus.yml")})
+			if err != nil {
+				return 0, err
+			}
+			defer p.Close()
+			set.proms = append(set.proms, p)
+			set.dirs = append(set.dirs, dir)
+		}
+		env.sets = append(env.sets, set)
+	}
+	env.build, env.proms, env.dirs = env.sets[0].build, env.sets[0].proms, env.sets[0].dirs
 	env.binary = filepath.Join(tmp, "zkprom")
 	if out, err := exec.Command("go", "build", "-o", env.binary, "../../cmd/zkprom").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build zkprom: %v: %s", err, out)
@@ -150,8 +187,10 @@ func reset(t testing.TB) {
 	}
 }
 
-func promClient(t testing.TB, i int) *prom.Client {
-	pc, err := prom.New(prom.Config{URL: env.proms[i].URL})
+func promClient(t testing.TB, i int) *prom.Client { return promClientFor(t, env.proms[i].URL) }
+
+func promClientFor(t testing.TB, url string) *prom.Client {
+	pc, err := prom.New(prom.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +264,8 @@ func startAgent(t testing.TB, cluster string, i int, mod func(*Config)) *running
 	}
 	cfg := Config{
 		Cluster: cluster, Member: fmt.Sprintf("agent-%d", i), ConfigDir: env.dirs[i],
-		Prometheus: prom.Config{URL: env.proms[i].URL}, VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
+		Prometheus: prom.Config{URL: env.proms[i].URL}, Promtool: env.build.Promtool,
+		VerifyTimeout: 10 * time.Second, RetryInterval: 300 * time.Millisecond,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -337,10 +377,9 @@ func waitRollout(t testing.TB, s *configstore.Store, rev int) error {
 	return s.WaitRollout(ctx, rev, nil, nil)
 }
 
-// served checks that Prometheus i serves exactly these scrape pools and
+// served checks that Prometheus pc serves exactly these scrape pools and
 // rule groups.
-func served(t testing.TB, i int, jobs, groups []string) (bool, string) {
-	pc := promClient(t, i)
+func served(pc *prom.Client, jobs, groups []string) (bool, string) {
 	ctx := context.Background()
 	pools, err := pc.Targets(ctx)
 	if err != nil {
@@ -351,24 +390,31 @@ func served(t testing.TB, i int, jobs, groups []string) (bool, string) {
 		return false, err.Error()
 	}
 	if len(pools) != len(jobs) || len(rules) != len(groups) {
-		return false, fmt.Sprintf("prometheus %d: pools %v rule groups %v, want %v %v", i, pools, rules, jobs, groups)
+		return false, fmt.Sprintf("pools %v rule groups %v, want %v %v", pools, rules, jobs, groups)
 	}
 	for _, j := range jobs {
 		if pools[j] == 0 {
-			return false, fmt.Sprintf("prometheus %d: no pool %s in %v", i, j, pools)
+			return false, fmt.Sprintf("no pool %s in %v", j, pools)
 		}
 	}
 	for _, g := range groups {
 		if _, ok := rules[g]; !ok {
-			return false, fmt.Sprintf("prometheus %d: no rule group %s in %v", i, g, rules)
+			return false, fmt.Sprintf("no rule group %s in %v", g, rules)
 		}
 	}
 	return true, ""
 }
 
+// waitServed waits until Prometheus i serves these scrape pools and rule
+// groups.
 func waitServed(t testing.TB, i int, jobs, groups []string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("prometheus %d to serve %v %v", i, jobs, groups), func() (bool, string) {
-		return served(t, i, jobs, groups)
+	waitServedBy(t, promClient(t, i), jobs, groups)
+}
+
+func waitServedBy(t testing.TB, pc *prom.Client, jobs, groups []string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%s to serve %v %v", pc.URL(), jobs, groups), func() (bool, string) {
+		return served(pc, jobs, groups)
 	})
 }

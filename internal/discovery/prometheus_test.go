@@ -59,23 +59,28 @@ func promTargets(t testing.TB, p *zktest.Prometheus) map[string][]string {
 // file_sd, give identical target label sets.
 func TestSameAsPrometheus(t *testing.T) {
 	needEnsemble(t)
+	zktest.ForEachPrometheus(t, testSameAsPrometheus)
+}
+
+func testSameAsPrometheus(t *testing.T, build zktest.PrometheusBuild) {
 	w := writer(t, ensemble.Connect())
+	root := "/cmp-" + build.Name // a tree per build
 	// Serversets as Aurora and Finagle write them, at several depths,
 	// with folders whose data is empty.
-	put(t, w, "/cmp/aurora/www-data/prod/hello/member_0000000000", []byte(`{"serviceEndpoint": {"host": "127.0.0.1", "port": 31000}, "additionalEndpoints": {"aurora": {"host": "127.0.0.1", "port": 31000}, "health": {"host": "127.0.0.1", "port": 31001}}, "status": "ALIVE", "shard": 0}`))
-	put(t, w, "/cmp/aurora/www-data/prod/hello/member_0000000001", []byte(`{"serviceEndpoint": {"host": "127.0.0.2", "port": 31000}, "additionalEndpoints": {"http-admin": {"host": "127.0.0.2", "port": 9990}, "metrics.v2": {"host": "127.0.0.2", "port": 9991}}, "status": "STARTING", "shard": 1}`))
-	put(t, w, "/cmp/aurora/finagle/member_0000000007", []byte(`{"serviceEndpoint":{"host":"localhost","port":8080},"additionalEndpoints":{},"status":"ALIVE"}`))
-	put(t, w, "/cmp/aurora/finagle/member_0000000008", []byte(`{"serviceEndpoint":{"host":"::1","port":8081},"status":"WARNING","shard":12}`))
-	put(t, w, "/cmp/nerve/web/services/i-0abc_0000000001", []byte(`{"host":"127.0.0.3","port":8080,"name":"i-0abc","weight":1}`))
-	put(t, w, "/cmp/nerve/web/services/i-0def_0000000002", []byte(`{"host":"localhost","port":8081,"name":"i-0def"}`))
-	put(t, w, "/cmp/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5432,"name":""}`))
+	put(t, w, root+"/aurora/www-data/prod/hello/member_0000000000", []byte(`{"serviceEndpoint": {"host": "127.0.0.1", "port": 31000}, "additionalEndpoints": {"aurora": {"host": "127.0.0.1", "port": 31000}, "health": {"host": "127.0.0.1", "port": 31001}}, "status": "ALIVE", "shard": 0}`))
+	put(t, w, root+"/aurora/www-data/prod/hello/member_0000000001", []byte(`{"serviceEndpoint": {"host": "127.0.0.2", "port": 31000}, "additionalEndpoints": {"http-admin": {"host": "127.0.0.2", "port": 9990}, "metrics.v2": {"host": "127.0.0.2", "port": 9991}}, "status": "STARTING", "shard": 1}`))
+	put(t, w, root+"/aurora/finagle/member_0000000007", []byte(`{"serviceEndpoint":{"host":"localhost","port":8080},"additionalEndpoints":{},"status":"ALIVE"}`))
+	put(t, w, root+"/aurora/finagle/member_0000000008", []byte(`{"serviceEndpoint":{"host":"::1","port":8081},"status":"WARNING","shard":12}`))
+	put(t, w, root+"/nerve/web/services/i-0abc_0000000001", []byte(`{"host":"127.0.0.3","port":8080,"name":"i-0abc","weight":1}`))
+	put(t, w, root+"/nerve/web/services/i-0def_0000000002", []byte(`{"host":"localhost","port":8081,"name":"i-0def"}`))
+	put(t, w, root+"/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5432,"name":""}`))
 
 	dir := t.TempDir()
 	_, _ = startManager(t, `
 zookeeper: {servers: '`+ensemble.Connect()+`'}
 jobs:
-  - {name: serverset, format: serverset, paths: [/cmp/aurora]}
-  - {name: nerve, format: nerve, paths: [/cmp/nerve]}
+  - {name: serverset, format: serverset, paths: [`+root+`/aurora]}
+  - {name: nerve, format: nerve, paths: [`+root+`/nerve]}
 `, dir)
 	var servers []string
 	for _, s := range ensemble.Servers {
@@ -87,15 +92,15 @@ jobs:
 global: {scrape_interval: 1h, scrape_timeout: 1s}
 scrape_configs:
   - job_name: builtin_serverset
-    serverset_sd_configs: [{servers: `+zs+`, paths: [/cmp/aurora]}]
+    serverset_sd_configs: [{servers: `+zs+`, paths: [`+root+`/aurora]}]
   - job_name: zkprom_serverset
     file_sd_configs: [{files: ['`+filepath.Join(dir, "serverset.json")+`']}]
   - job_name: builtin_nerve
-    nerve_sd_configs: [{servers: `+zs+`, paths: [/cmp/nerve]}]
+    nerve_sd_configs: [{servers: `+zs+`, paths: [`+root+`/nerve]}]
   - job_name: zkprom_nerve
     file_sd_configs: [{files: ['`+filepath.Join(dir, "nerve.json")+`']}]
 `), 0o644)
-	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: cfg})
+	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{Build: build, ConfigFile: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,14 +133,14 @@ scrape_configs:
 	compare("initial", 4, 3)
 
 	// Members come, go and change: both follow.
-	del(t, w, "/cmp/aurora/finagle/member_0000000007")
-	put(t, w, "/cmp/aurora/www-data/prod/hello/member_0000000002", []byte(`{"serviceEndpoint": {"host": "127.0.0.5", "port": 31000}, "additionalEndpoints": {"health": {"host": "127.0.0.5", "port": 31001}}, "status": "ALIVE", "shard": 2}`))
-	put(t, w, "/cmp/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5433,"name":"i-1"}`))
+	del(t, w, root+"/aurora/finagle/member_0000000007")
+	put(t, w, root+"/aurora/www-data/prod/hello/member_0000000002", []byte(`{"serviceEndpoint": {"host": "127.0.0.5", "port": 31000}, "additionalEndpoints": {"health": {"host": "127.0.0.5", "port": 31001}}, "status": "ALIVE", "shard": 2}`))
+	put(t, w, root+"/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5433,"name":"i-1"}`))
 	compare("after changes", 4, 3)
 
 	// Where they differ on purpose: a member holding {} becomes the
 	// target ":0" in Prometheus's built-in discovery; zkprom sd skips it.
-	put(t, w, "/cmp/aurora/finagle/member_0000000009", []byte(`{}`))
+	put(t, w, root+"/aurora/finagle/member_0000000009", []byte(`{}`))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got := promTargets(t, p)

@@ -83,6 +83,10 @@ var loadDependent = map[string]bool{
 // pending, and nothing else.
 func TestPrometheusWithAlertRules(t *testing.T) {
 	needZooKeeper(t)
+	zktest.ForEachPrometheus(t, testPrometheusWithAlertRules)
+}
+
+func testPrometheusWithAlertRules(t *testing.T, build zktest.PrometheusBuild) {
 	ts := newTestServer(t, mainConfig(5*time.Second), nil)
 	ts.scrape(t, "/metrics") // warm: connections open, as in a running exporter
 	dir := t.TempDir()
@@ -107,7 +111,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: filepath.Join(dir, "prometheus.yml")})
+	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{Build: build, ConfigFile: filepath.Join(dir, "prometheus.yml")})
 	if err != nil {
 		t.Fatal(err)
 	}
