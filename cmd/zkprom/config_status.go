@@ -71,6 +71,11 @@ func writeMembers(out io.Writer, members []configstore.MemberStatus, now time.Ti
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%s\t%s\n", m.Name, st.State, st.Revision, m.Want, now.Sub(st.Updated).Round(time.Second), reload, errText)
 	}
 	tw.Flush()
+	for _, m := range members {
+		if w := m.Status.VersionWarning; m.Err == nil && w != "" {
+			fmt.Fprintf(out, "warning: %s: %s\n", m.Name, w)
+		}
+	}
 }
 
 func oneLine(s string) string {
