@@ -26,11 +26,12 @@ type reloadState struct {
 // loaded a configuration at least once).
 func (s reloadState) read() bool { return !s.lastSuccess.IsZero() }
 
-// healthy: Prometheus runs the configuration it last loaded.
+// healthy reports whether Prometheus says its last reload succeeded (the
+// metric and runtimeinfo).
 func (s reloadState) healthy() bool { return s.ok && s.ri.ReloadConfigSuccess }
 
-// reloadedSince reports whether Prometheus reloaded, successfully or not,
-// after it was in the healthy state before.
+// reloadedSince reports whether Prometheus has reloaded, successfully or
+// not, since the healthy state before.
 func (s reloadState) reloadedSince(before reloadState) bool {
 	return !s.healthy() || s.lastSuccess.After(before.lastSuccess)
 }

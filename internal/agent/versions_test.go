@@ -27,9 +27,8 @@ func otherBuild() zktest.PrometheusBuild {
 // The agent compares its promtool's version with its Prometheus's, with
 // the real binaries: agent-0 has the matching promtool, agent-1 the other
 // release's, which it names in its status and its member node (zkprom
-// config status shows it). On 3.x, a
-// revision with a key that 2.42 does not know is then refused by agent-1
-// alone, at validation.
+// config status shows it). On 3.x, a revision with a key that 2.42 does
+// not know is then refused by agent-1 alone, at validation.
 func TestPromtoolVersion(t *testing.T) {
 	skipShort(t)
 	forEachPrometheus(t, testPromtoolVersion)
