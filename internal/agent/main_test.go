@@ -49,6 +49,9 @@ type promSet struct {
 	dirs  []string
 }
 
+// use makes s the set the tests use (env.build, env.proms, env.dirs).
+func (s promSet) use() { env.build, env.proms, env.dirs = s.build, s.proms, s.dirs }
+
 const nProm = 3
 
 // forEachPrometheus runs f as a subtest per build, on that build's
@@ -58,11 +61,10 @@ const nProm = 3
 func forEachPrometheus(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	for _, set := range env.sets {
-		env.build, env.proms, env.dirs = set.build, set.proms, set.dirs
+		set.use()
 		t.Run(set.build.Name, f)
 	}
-	first := env.sets[0]
-	env.build, env.proms, env.dirs = first.build, first.proms, first.dirs
+	env.sets[0].use()
 }
 
 const tickTime = 500 * time.Millisecond
@@ -121,7 +123,7 @@ func setup(m *testing.M) (int, error) {
 		}
 		env.sets = append(env.sets, set)
 	}
-	env.build, env.proms, env.dirs = env.sets[0].build, env.sets[0].proms, env.sets[0].dirs
+	env.sets[0].use()
 	env.binary = filepath.Join(tmp, "zkprom")
 	if out, err := exec.Command("go", "build", "-o", env.binary, "../../cmd/zkprom").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build zkprom: %v: %s", err, out)
