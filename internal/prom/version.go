@@ -77,15 +77,11 @@ const AutoReloadFlag = "config.auto-reload"
 // BuildVersion reads the version Prometheus reports in
 // /api/v1/status/buildinfo.
 func (c *Client) BuildVersion(ctx context.Context) (Version, error) {
-	var out struct {
-		Data struct {
-			Version string `json:"version"`
-		} `json:"data"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/status/buildinfo", &out); err != nil {
+	bi, err := c.BuildInfo(ctx)
+	if err != nil {
 		return Version{}, err
 	}
-	return ParseVersion(out.Data.Version)
+	return ParseVersion(bi.Version)
 }
 
 // BinaryVersion runs `BIN --version` (promtool or prometheus; a path or a
