@@ -147,8 +147,9 @@ func serverWatches(b *testing.B) int {
 // serverset members in 1,000 services under one path, from process start
 // to all listed: time, its own CPU seconds, peak RSS, and the watches it
 // put on the servers. Then, from the start of both, a Prometheus fed by
-// its file_sd file beside a Prometheus with its own serverset_sd_configs
-// on the same tree: the time until each has all 100,000 in its scrape pool.
+// its file_sd file (the newest release) beside Prometheus with its own
+// serverset_sd_configs on the same tree (each release): the time until
+// each has all 100,000 in its scrape pool, and Prometheus's peak RSS.
 func BenchmarkSDFromStart(b *testing.B) {
 	needEnsemble(b)
 	const members = 100000
@@ -180,8 +181,14 @@ func BenchmarkSDFromStart(b *testing.B) {
 		pcfg := filepath.Join(dir, "file.yml")
 		os.WriteFile(pcfg, []byte("global: {scrape_interval: 1h, scrape_timeout: 1s}\nscrape_configs:\n  - job_name: big\n    file_sd_configs: [{files: ['"+
 			filepath.Join(fileSD.files, "big.json")+"']}]\n"), 0o644)
-		fed := timePrometheus(b, pcfg, members, fileSD.start)
+		builds, err := zktest.PrometheusBuilds()
+		if err != nil {
+			b.Fatal(err)
+		}
+		newest := builds[len(builds)-1]
+		fed, _ := timePrometheus(b, newest, pcfg, members, fileSD.start)
 		fileSD.stop()
+		b.ReportMetric(fed.Seconds(), newest.Name+"-fed-by-file-sd-s")
 		var servers []string
 		for _, s := range ensemble.Servers {
 			servers = append(servers, fmt.Sprintf("%q", s.ClientAddr))
@@ -189,26 +196,31 @@ func BenchmarkSDFromStart(b *testing.B) {
 		scfg := filepath.Join(dir, "serverset.yml")
 		os.WriteFile(scfg, []byte("global: {scrape_interval: 1h, scrape_timeout: 1s}\nscrape_configs:\n  - job_name: big\n    serverset_sd_configs: [{servers: ["+
 			strings.Join(servers, ", ")+"], paths: ["+root+"]}]\n"), 0o644)
-		own := timePrometheus(b, scfg, members, time.Now())
-		b.ReportMetric(fed.Seconds(), "prometheus-fed-by-file-sd-s")
-		b.ReportMetric(own.Seconds(), "prometheus-serverset-sd-s")
-		b.ReportMetric(own.Seconds()/fed.Seconds(), "serverset-sd-x-file-sd")
+		for _, build := range builds {
+			own, peak := timePrometheus(b, build, scfg, members, time.Now())
+			b.ReportMetric(own.Seconds(), build.Name+"-serverset-sd-s")
+			b.ReportMetric(peak/1e6, build.Name+"-serverset-sd-peak-rss-MB")
+			if build == newest {
+				b.ReportMetric(own.Seconds()/fed.Seconds(), newest.Name+"-serverset-sd-x-file-sd")
+			}
+		}
 	}
 }
 
-// timePrometheus starts Prometheus on cfg and returns the time from since
-// until its scrape pool big holds want targets.
-func timePrometheus(b *testing.B, cfg string, want int, since time.Time) time.Duration {
-	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: cfg})
+// timePrometheus starts Prometheus build on cfg and returns the time from
+// since until its scrape pool big holds want targets, and its peak RSS.
+func timePrometheus(b *testing.B, build zktest.PrometheusBuild, cfg string, want int, since time.Time) (time.Duration, float64) {
+	p, err := zktest.StartPrometheus(zktest.PrometheusOptions{ConfigFile: cfg, Build: build})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
 	at, ok := waitMetric(b, p.URL, `prometheus_target_scrape_pool_targets{scrape_job="big"}`, float64(want), 10*time.Minute, 200*time.Millisecond)
 	if !ok {
-		b.Fatal("Prometheus did not get every target")
+		b.Fatalf("%s did not get every target", build.Name)
 	}
-	return at.Sub(since)
+	_, peak := procStat(p.Pid())
+	return at.Sub(since), peak
 }
 
 // BenchmarkChurn: 10,000 ephemeral serverset members under 20 parents,
