@@ -254,6 +254,7 @@ func run(zkprom, dir string) error {
 	go watchSharded(ctx)
 	<-ctx.Done()
 	fmt.Println("\nstopping ...")
+	d.stopAll() // before ZooKeeper stops: registrations leave cleanly
 	return nil
 }
 
@@ -493,6 +494,7 @@ func (d *demo) stopAll() {
 			p.Wait()
 		}
 	}
+	d.procs, d.others, d.servers, d.exited = nil, nil, nil, map[string]chan struct{}{}
 }
 
 // portsFree checks the demo's fixed ports before anything starts.
