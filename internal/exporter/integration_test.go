@@ -498,19 +498,5 @@ func TestReadOnlyServer(t *testing.T) {
 
 // silentListener accepts connections and never answers.
 func silentListener(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
-	return ln.Addr().String()
+	return zktest.Serve(t, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 }

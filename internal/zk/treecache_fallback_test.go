@@ -12,27 +12,14 @@ import (
 
 	"github.com/zkprom/zkprom/internal/zk/jute"
 	"github.com/zkprom/zkprom/internal/zk/wire"
+	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 // oldServer is a proxy to a real server that answers addWatch and
 // multiRead as a server before 3.6 does: unimplemented.
 func oldServer(t *testing.T, upstream string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			cl, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveOld(cl, upstream)
-		}
-	}()
-	return ln.Addr().String()
+	return zktest.Serve(t, func(cl net.Conn) { serveOld(cl, upstream) })
 }
 
 func serveOld(cl net.Conn, upstream string) {

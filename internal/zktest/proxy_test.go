@@ -11,21 +11,7 @@ import (
 // sender listens and writes payload to every connection, then closes it.
 func sender(t *testing.T, payload []byte) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.Write(payload); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
+	return Serve(t, func(c net.Conn) { c.Write(payload); c.Close() })
 }
 
 func TestProxyBudget(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -371,6 +372,20 @@ func (e *Ensemble) Leader() int {
 
 // WaitServing waits until every running server serves and there is
 // exactly one leader (or the standalone server serves).
+// adminAnswers says whether the AdminServer at url answers ruok.
+func adminAnswers(url string) error {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(url + "/commands/ruok")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("AdminServer %s: HTTP %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
 func (e *Ensemble) WaitServing(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -389,6 +404,10 @@ func (e *Ensemble) WaitServing(timeout time.Duration) error {
 				if c, err = net.DialTimeout("tcp", e.Servers[i].SecureAddr, time.Second); err == nil {
 					c.Close()
 				}
+			}
+			if err == nil && e.Servers[i].AdminURL != "" {
+				// So may the AdminServer (Jetty), on a loaded machine.
+				err = adminAnswers(e.Servers[i].AdminURL)
 			}
 			if err != nil {
 				last = err

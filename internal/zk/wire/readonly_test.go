@@ -128,43 +128,29 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // each connect request.
 func fakeQuorumServer(t *testing.T, asked chan<- int64) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer nc.Close()
-				r := bufio.NewReader(nc)
-				head, err := r.Peek(4)
-				if err != nil {
-					return
-				}
-				if string(head) == "isro" {
-					nc.Write([]byte("rw"))
-					return
-				}
-				f, err := readFrame(r, DefaultMaxBuffer)
-				var req jute.ConnectRequest
-				if err != nil || jute.Decode(f, &req) != nil {
-					return
-				}
-				asked <- req.SessionID
-				resp := goodResp
-				if err := writeFrame(nc, nil, &resp); err != nil {
-					return
-				}
-				io.Copy(io.Discard, r)
-			}()
+	return zktest.Serve(t, func(nc net.Conn) {
+		defer nc.Close()
+		r := bufio.NewReader(nc)
+		head, err := r.Peek(4)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		if string(head) == "isro" {
+			nc.Write([]byte("rw"))
+			return
+		}
+		f, err := readFrame(r, DefaultMaxBuffer)
+		var req jute.ConnectRequest
+		if err != nil || jute.Decode(f, &req) != nil {
+			return
+		}
+		asked <- req.SessionID
+		resp := goodResp
+		if err := writeFrame(nc, nil, &resp); err != nil {
+			return
+		}
+		io.Copy(io.Discard, r)
+	})
 }
 
 // TestSessionLeavesReadOnlyServer: a session on a read-only server asks
