@@ -32,6 +32,9 @@ if [ -n "$need" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null
 fi
 
+# The demo runs Debian's Prometheus only.
+[ "${1:-}" = "--no-prometheus3" ] && exit 0
+
 # Prometheus 3.x: Debian 12 packages only 2.42, so the version pinned in
 # scripts/prometheus-version (a module version: v0.316.0 is Prometheus
 # 3.16.0) is built from source with go install, once per machine, into
