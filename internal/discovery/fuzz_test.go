@@ -1,11 +1,15 @@
 package discovery
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // fuzzFormat checks that a parser never panics and never yields a target
@@ -95,4 +99,28 @@ func FuzzDruid(f *testing.F) {
 
 func FuzzZkprom(f *testing.F) {
 	fuzzFormat(f, zkpromFormat{}, "api", [2]string{"i-1", `{"targets":["10.0.0.1:9100"],"labels":{"env":"prod"}}`})
+}
+
+// FuzzRender: render writes exactly what json.Marshal makes of the
+// target's targetgroup.Group, whatever the labels hold.
+func FuzzRender(f *testing.F) {
+	f.Add("127.0.0.1:80", "__meta_x", "plain", "team", "a<b>&c\"d\\e")
+	f.Add("", "a", "\x00\x1f\b\f\n\r\t\x7f", "b", "\xff\xfe\u2028\u2029é")
+	f.Add("h:1", "__address__", "other", "", "")
+	f.Fuzz(func(t *testing.T, addr, k1, v1, k2, v2 string) {
+		l := model.LabelSet{model.AddressLabel: model.LabelValue(addr), model.LabelName(k1): model.LabelValue(v1), model.LabelName(k2): model.LabelValue(v2)}
+		e := targetgroup.Group{Targets: []string{string(l[model.AddressLabel])}, Labels: map[string]string{}}
+		for k, v := range l {
+			if k != model.AddressLabel {
+				e.Labels[string(k)] = string(v)
+			}
+		}
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := render(l); !bytes.Equal(got, want) {
+			t.Fatalf("render = %s, json.Marshal = %s", got, want)
+		}
+	})
 }

@@ -1,14 +1,12 @@
 package discovery
 
 import (
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
-
-	"github.com/zkprom/zkprom/internal/targetgroup"
 )
 
 // rules are a job's metrics and filter settings, applied to members.
@@ -116,14 +114,85 @@ func (r rules) target(m Member) (model.LabelSet, error) {
 	return l, nil
 }
 
-// render encodes one target as a file_sd list element.
+// render encodes one target as a file_sd list element: exactly what
+// json.Marshal makes of its targetgroup.Group (labels sorted by name, the
+// same escaping; FuzzRender compares them), written directly because it
+// runs for every target of every sync.
 func render(l model.LabelSet) []byte {
-	e := targetgroup.Group{Targets: []string{string(l[model.AddressLabel])}, Labels: make(map[string]string, len(l))}
+	names := make([]string, 0, len(l))
+	size := len(`{"targets":[""],"labels":{}}`)
 	for k, v := range l {
 		if k != model.AddressLabel {
-			e.Labels[string(k)] = string(v)
+			names = append(names, string(k))
 		}
+		size += len(k) + len(v) + len(`"":"",`)
 	}
-	b, _ := json.Marshal(e) // strings and maps of strings always encode
-	return b
+	slices.Sort(names)
+	b := make([]byte, 0, size)
+	b = append(b, `{"targets":[`...)
+	b = appendJSONString(b, string(l[model.AddressLabel]))
+	b = append(b, `],"labels":{`...)
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, string(l[model.LabelName(k)]))
+	}
+	return append(b, "}}"...)
+}
+
+// appendJSONString appends s as encoding/json writes a string: quotes,
+// backslashes and control characters escaped, <, > and & as \u00XX, invalid
+// UTF-8 as \ufffd, U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += n
+			continue
+		}
+		i += n
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
