@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -947,5 +948,5 @@ func dedupeSubtrees(paths []string) []string {
 }
 
 func sortEvents(evs []CacheEvent) {
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Path < evs[j].Path })
+	slices.SortStableFunc(evs, func(a, b CacheEvent) int { return strings.Compare(a.Path, b.Path) })
 }
