@@ -5,6 +5,7 @@
 package discovery
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -197,4 +198,4 @@ func joinHostPort(h string, p int) string { return net.JoinHostPort(h, strconv.I
 func itoa(i int) model.LabelValue { return model.LabelValue(strconv.Itoa(i)) }
 
 // isEmpty reports data that carries nothing: folders in every JSON format.
-func isEmpty(data []byte) bool { return len(strings.TrimSpace(string(data))) == 0 }
+func isEmpty(data []byte) bool { return len(bytes.TrimSpace(data)) == 0 }
