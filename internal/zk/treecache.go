@@ -263,6 +263,11 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 			if tc.opts.MaxDepth != 0 && depth > tc.opts.MaxDepth {
 				return
 			}
+			if ev.Type == NodeCreated {
+				// Deleted and created again between two listings, the
+				// name looks unchanged to the parent: read the node too.
+				tc.markPending(p, dirtyTree)
+			}
 			p, d = Parent(p), dirtyChildren
 		}
 	default:
@@ -271,6 +276,11 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 	if d == dirtyData && (!tc.opts.Data || depth == 0) {
 		return
 	}
+	tc.markPending(p, d)
+}
+
+// markPending queues what to read again at p and wakes the cache.
+func (tc *TreeCache) markPending(p string, d dirty) {
 	tc.pmu.Lock()
 	tc.pending[p] |= d
 	tc.pmu.Unlock()
@@ -592,9 +602,14 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 			now[name] = struct{}{}
 		}
 		for name := range n.children {
-			if _, ok := now[name]; !ok {
-				evs = tc.removeSubtree(Join(r.path, name), evs)
+			if _, ok := now[name]; ok {
+				continue
 			}
+			cp := Join(r.path, name)
+			if c := tc.nodes[cp]; c != nil && r.stat != nil && c.stat.Czxid > r.stat.Pzxid {
+				continue // created again after this listing (read above)
+			}
+			evs = tc.removeSubtree(cp, evs)
 		}
 		if r.stat != nil && !tc.opts.Data {
 			n.stat = *r.stat
