@@ -45,6 +45,10 @@ type LookupAnswer struct {
 	Refused []Refusal `json:"refused,omitempty"`
 }
 
+// maxLookupQuery bounds a lookup's query (ZooKeeper paths and addresses
+// are far shorter).
+const maxLookupQuery = 1024
+
 // Lookup asks job (every job when "") about q: a znode path (starting
 // with /) or a scrape address (host:port).
 func (m *Manager) Lookup(job, q string) Lookup {

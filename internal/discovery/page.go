@@ -2,6 +2,7 @@ package discovery
 
 import (
 	_ "embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strings"
@@ -57,6 +58,11 @@ func (m *Manager) StatusHandler(page statuspage.Page) http.Handler {
 			job.Serve(w, r, p, jt)
 		case r.URL.Path == "/lookup":
 			q := r.URL.Query()
+			if len(q.Get("q")) > maxLookupQuery || len(q.Get("job")) > maxLookupQuery {
+				// A lookup holds a job's lock while it scans: no made-up megabyte.
+				http.Error(w, fmt.Sprintf("lookup: give a znode path or host:port of at most %d bytes", maxLookupQuery), http.StatusBadRequest)
+				return
+			}
 			p.Title, p.Refresh = "lookup", 0
 			lookup.Serve(w, r, p, m.Lookup(q.Get("job"), q.Get("q")))
 		default:

@@ -65,6 +65,20 @@ func TestStatusPages(t *testing.T) {
 		t.Errorf("lookup of the refused znode: %q", got)
 	}
 
+	// A query no znode or address could be is refused before any job is
+	// locked and scanned.
+	for _, param := range []string{"q", "job"} {
+		resp, err := http.Get(srv.URL + "/lookup?" + param + "=/" + strings.Repeat("a", maxLookupQuery))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "at most 1024 bytes") {
+			t.Errorf("a %d-byte %s: HTTP %d %q, want 400 saying the bound", maxLookupQuery+1, param, resp.StatusCode, body)
+		}
+	}
+
 	// The lookups of the target, by address and by znode, through the JSON twin.
 	for _, q := range []string{"10.1.0.1:9100", "/pages/web/ok"} {
 		resp, err := http.Get(srv.URL + "/lookup?job=web&format=json&q=" + url.QueryEscape(q))
