@@ -946,19 +946,26 @@ func (tc *TreeCache) parallel(ctx context.Context, n, k int, f func(i int) error
 	return nil
 }
 
-// dedupeSubtrees drops paths that lie inside another path of the list.
+// dedupeSubtrees drops paths that lie inside another path of the list
+// (ancestors are looked up: in sorted order "/a/b-c" falls between "/a/b"
+// and "/a/b/c").
 func dedupeSubtrees(paths []string) []string {
-	sort.Strings(paths)
-	var out []string
+	set := make(map[string]bool, len(paths))
 	for _, p := range paths {
-		if len(out) > 0 {
-			last := out[len(out)-1]
-			if p == last || strings.HasPrefix(p, last+"/") || last == "/" {
-				continue
-			}
-		}
-		out = append(out, p)
+		set[p] = true
 	}
+	var out []string
+	for p := range set {
+		inside := false
+		for a := p; a != "/" && !inside; {
+			a = Parent(a)
+			inside = set[a]
+		}
+		if !inside {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -333,6 +333,28 @@ func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
 	px.Resume()
 	allConverged()
 
+	// Connections cut at random moments while changes run: reads fail
+	// half done, events are lost on the way, the caches read again.
+	stop := make(chan struct{})
+	cutsDone := make(chan struct{})
+	go func() {
+		defer close(cutsDone)
+		for cut := rand.New(rand.NewSource(seed + 1)); ; {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(20+cut.Intn(300)) * time.Millisecond):
+				px.Drop()
+			}
+		}
+	}()
+	for range 3 {
+		randomOps(ctx, t, writer, rng, root, 100)
+	}
+	close(stop)
+	<-cutsDone
+	allConverged()
+
 	// A session expiry with changes while the caches are cut off.
 	before, nBatches := mFull.snapshot()
 	_, nForget := mForget.snapshot()
@@ -366,4 +388,14 @@ func TestTreeCacheRandomizedWithExpiry(t *testing.T) {
 	// And more changes on the new session.
 	randomOps(ctx, t, writer, rng, root, 100)
 	allConverged()
+}
+
+func TestDedupeSubtrees(t *testing.T) {
+	got := dedupeSubtrees([]string{"/a/b/c", "/a/b-c", "/a/b", "/x", "/a/b-c/d", "/x"})
+	if want := []string{"/a/b", "/a/b-c", "/x"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := dedupeSubtrees([]string{"/a", "/"}); !slices.Equal(got, []string{"/"}) {
+		t.Errorf("under the root: got %q", got)
+	}
 }

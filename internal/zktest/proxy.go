@@ -63,6 +63,16 @@ func (p *Proxy) Cut() {
 	p.mu.Unlock()
 }
 
+// Drop closes every connection now; new ones are accepted, so a client
+// can reconnect.
+func (p *Proxy) Drop() {
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
 // StallAfter lets n more bytes come from the server, then stalls (the
 // rest waits for Resume).
 func (p *Proxy) StallAfter(n int64) { p.after(n, afterStall) }
