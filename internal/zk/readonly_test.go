@@ -2,9 +2,11 @@ package zk
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/zkprom/zkprom/internal/zk/wire"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
@@ -72,6 +74,15 @@ func TestTreeCacheReadOnly(t *testing.T) {
 		waitUntil(t, 60*time.Second, tc.Mode().String()+" cache on the read-only server", func() bool { return tc.c.ReadOnly() })
 		waitUntil(t, 30*time.Second, tc.Mode().String()+" cache read again there", func() bool { return tc.Stale() && has(tc, "/ro/a") && has(tc, "/ro/b") })
 	}
+	// Such a session reads but cannot write.
+	ro := caches[0].c
+	roID := ro.SessionID()
+	if data, _, err := ro.Get(ctx, "/ro/a"); err != nil || string(data) != "/ro/a" {
+		t.Fatalf("read on the read-only server: %q, %v", data, err)
+	}
+	if _, err := ro.Create(ctx, "/ro/x", nil, Persistent, nil); !errors.Is(err, wire.ErrNotReadOnly) {
+		t.Fatalf("write on the read-only server: %v, want a read-only refusal", err)
+	}
 
 	for _, i := range []int{1, 2} {
 		if err := e.Start(i); err != nil {
@@ -91,6 +102,14 @@ func TestTreeCacheReadOnly(t *testing.T) {
 	}
 	for _, tc := range caches {
 		waitUntil(t, 90*time.Second, tc.Mode().String()+" cache fresh with /ro/c", func() bool { return !tc.Stale() && has(tc, "/ro/c") })
+	}
+	// The read-only server's own session stays behind: no other server
+	// knows it. The new one writes.
+	if ro.SessionID() == roID {
+		t.Error("the read-only server's own session was kept")
+	}
+	if _, err := ro.Create(ctx, "/ro/d", nil, Persistent, nil); err != nil {
+		t.Errorf("write after the quorum came back: %v", err)
 	}
 }
 

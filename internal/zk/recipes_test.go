@@ -22,12 +22,19 @@ const sessionTimeout = 4 * time.Second // the least tickTime 2000 allows
 // can silence the session until it expires.
 func proxiedClient(t testing.TB, server int) (*Client, *zktest.Proxy) {
 	t.Helper()
+	px := newProxy(t, server)
+	return connect(t, Config{Servers: px.Addr(), SessionTimeout: sessionTimeout}), px
+}
+
+// newProxy is a proxy to the ensemble's server, closed when the test ends.
+func newProxy(t testing.TB, server int) *zktest.Proxy {
+	t.Helper()
 	px, err := zktest.NewProxy(ensemble.Servers[server].ClientAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(px.Close)
-	return connect(t, Config{Servers: px.Addr(), SessionTimeout: sessionTimeout}), px
+	return px
 }
 
 // expire silences the proxy until the server has expired the session and

@@ -2,30 +2,16 @@ package wire
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 )
 
-// bigTree makes n members of size bytes each under a fresh root: about
-// n*size bytes of multiRead replies to read.
-func bigTree(t *testing.T, c *Conn, n, size int) string {
+func mustCreate(t testing.TB, c *Conn, p, data string) {
 	t.Helper()
-	root := testRoot(t, c)
-	data := bytes.Repeat([]byte("d"), size)
-	ctx := ctxT(t, 60*time.Second)
-	for i := 0; i < n; i += 200 {
-		var ops []Op
-		for j := i; j < min(i+200, n); j++ {
-			ops = append(ops, CreateOp(fmt.Sprintf("%s/m%05d", root, j), data, nil, Persistent))
-		}
-		if _, err := c.Multi(ctx, ops...); err != nil {
-			t.Fatal(err)
-		}
+	if _, _, err := c.Create(ctxT(t, 5*time.Second), p, []byte(data), nil, Persistent); err != nil {
+		t.Fatal(err)
 	}
-	return root
 }
 
 // TestConnDroppedMidFrame: the connection closes in the middle of a large
@@ -69,73 +55,4 @@ func TestConnDroppedMidFrame(t *testing.T) {
 	if s.SessionID() != id {
 		t.Error("a new session: the old one should have been kept")
 	}
-}
-
-// TestTreeCacheDroppedMidMultiRead: the connection closes in the middle of
-// the initial read's multiRead replies. The cache reads again from the
-// start and its snapshot and its events both equal a fresh read: nothing
-// of the cut read is half applied.
-func TestTreeCacheDroppedMidMultiRead(t *testing.T) {
-	c := dial(t, Config{})
-	root := bigTree(t, c, 1500, 600) // ~900 KB of data, ~20 KB of children lists
-	p := proxy(t)
-	p.DropAfter(400_000)
-	tc, f := startCache(t, CacheConfig{Root: root, BatchBytes: 64 << 10, Session: SessionConfig{Servers: []string{p.Addr()}}})
-	converge(t, c, tc, f, root)
-	if st := tc.Stats(); st.FullReads < 2 {
-		t.Errorf("stats %+v: the cut read was not started again", st)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.last) == 0 || len(f.last[0].Events) != 1501 {
-		t.Errorf("the first batch of events has %d nodes, want the whole tree (1501) at once", len(f.last[0].Events))
-	}
-}
-
-// TestTreeCacheServerKilledDuringRead kills the server (standalone, so
-// the session survives a quick restart) while the cache is half way
-// through its initial read, and starts it again: the cache reconnects,
-// reads again and converges.
-func TestTreeCacheServerKilledDuringRead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts the package's ZooKeeper")
-	}
-	c := dial(t, Config{})
-	root := bigTree(t, c, 1500, 600)
-	c.Close()
-	p := proxy(t)
-	p.StallAfter(400_000)
-	tc := NewTreeCache(CacheConfig{Root: root, BatchBytes: 64 << 10,
-		Session: SessionConfig{Servers: []string{p.Addr()}, Conn: Config{SessionTimeout: 30 * time.Second}}})
-	f := follow(tc)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { tc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	for deadline := time.Now().Add(30 * time.Second); !p.Stalled(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the initial read did not reach 400 KB within 30 s")
-		}
-	}
-	select {
-	case <-tc.Synced():
-		t.Fatal("synced with part of the tree")
-	default:
-	}
-	if err := ensemble.Kill(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ensemble.Start(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ensemble.WaitServing(60 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	p.Resume()
-	select {
-	case <-tc.Synced():
-	case <-time.After(60 * time.Second):
-		t.Fatal("not synced 60 s after the restart")
-	}
-	converge(t, dial(t, Config{}), tc, f, root)
 }

@@ -5,19 +5,15 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/zkprom/zkprom/internal/zk/wire"
 )
 
-// BenchmarkWireTreeCacheInitialSync compares, in the same run and on the
-// same tree (1,000 parents, reused across rounds), the first sync of three
-// tree caches: wire.TreeCache (its own session, one persistent recursive
-// watch, getChildren2 per parent, getData in multiRead batches),
-// internal/zk's in its persistent watch mode (the same reads on a Client)
-// and in its per-node mode (a children watch per parent and a data watch
-// per member, pipelined). Each round uses fresh sessions; the order
-// rotates.
-func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
+// BenchmarkTreeCacheModes compares, in the same run and on the same tree
+// (1,000 parents, reused across rounds), the first sync of the tree cache
+// in its persistent watch mode (one persistent recursive watch,
+// getChildren2 per parent, getData in multiRead batches) and in its
+// per-node mode (a children watch per parent and a data watch per member,
+// pipelined). Each round uses fresh sessions; the order alternates.
+func BenchmarkTreeCacheModes(b *testing.B) {
 	if ensemble == nil {
 		b.Skip("needs the real ensemble")
 	}
@@ -27,14 +23,9 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 		populateMembers(b, setup, root, 1000, size, memberPayload150)
 		setup.Close()
 		b.Run(fmt.Sprintf("members=%d", size), func(b *testing.B) {
-			var wireSecs, persistentSecs, perNodeSecs, wireReqs float64
+			var persistentSecs, perNodeSecs float64
 			for i := 0; i < b.N; i++ {
 				runs := []func(){
-					func() {
-						start := time.Now()
-						wireReqs += syncWireCache(b, root, size)
-						wireSecs += time.Since(start).Seconds()
-					},
 					func() {
 						start := time.Now()
 						syncCache(b, root, size, CachePersistentWatch)
@@ -51,12 +42,9 @@ func BenchmarkWireTreeCacheInitialSync(b *testing.B) {
 				}
 			}
 			n := float64(b.N)
-			b.ReportMetric(wireSecs/n, "wire-cache-s")
 			b.ReportMetric(persistentSecs/n, "persistent-cache-s")
 			b.ReportMetric(perNodeSecs/n, "pernode-cache-s")
-			b.ReportMetric(perNodeSecs/wireSecs, "speedup-x")
 			b.ReportMetric(perNodeSecs/persistentSecs, "persistent-speedup-x")
-			b.ReportMetric(wireReqs/n, "wire-cache-requests")
 		})
 	}
 }
@@ -103,37 +91,6 @@ func populateMembers(b *testing.B, c *Client, root string, parents, members int,
 			b.Fatal(err)
 		}
 	}
-}
-
-// syncWireCache runs the own client's cache until its first snapshot and
-// returns how many requests it sent.
-func syncWireCache(b *testing.B, root string, size int) float64 {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	servers, _, err := wire.ParseConnectString(ensemble.Connect())
-	if err != nil {
-		b.Fatal(err)
-	}
-	tc := wire.NewTreeCache(wire.CacheConfig{Root: root, Session: wire.SessionConfig{Servers: servers}})
-	done := make(chan struct{})
-	go func() {
-		for range tc.Events() {
-		}
-		close(done)
-	}()
-	go tc.Run(ctx)
-	select {
-	case <-tc.Synced():
-	case <-time.After(2 * time.Minute):
-		b.Fatal("wire cache not synced after 2 minutes")
-	}
-	if got := tc.Len(); got != size+1000+1 {
-		b.Fatalf("wire cache holds %d nodes, want %d", got, size+1001)
-	}
-	st := tc.Stats()
-	cancel()
-	<-done
-	return float64(st.MultiReads + st.Children + 1)
 }
 
 // syncCache runs internal/zk's cache in a mode until its first snapshot.
