@@ -28,6 +28,12 @@ const fleetJob = "nodes"
 // below base (what `zkprom register` writes), 100 per transaction.
 func registerTargets(t testing.TB, c *zk.Client, base string, n int) []string {
 	t.Helper()
+	return registerTargetsFrom(t, c, base, 0, n)
+}
+
+// registerTargetsFrom is registerTargets for the members from, from+1, ...
+func registerTargetsFrom(t testing.TB, c *zk.Client, base string, from, n int) []string {
+	t.Helper()
 	ctx := context.Background()
 	if err := c.CreateAll(ctx, base, nil); err != nil {
 		t.Fatal(err)
@@ -43,11 +49,11 @@ func registerTargets(t testing.TB, c *zk.Client, base string, n int) []string {
 		}
 		ops = nil
 	}
-	for i := 0; i < n; i++ {
+	for i := from; i < from+n; i++ {
 		addr := fmt.Sprintf("10.%d.%d.%d:9100", i/65536, (i/256)%256, i%256)
 		addrs = append(addrs, addr)
 		data, _ := json.Marshal(map[string]any{"targets": []string{addr}, "labels": map[string]string{"idx": fmt.Sprint(i)}})
-		ops = append(ops, zk.CreateOp(zk.Join(base, fmt.Sprintf("t-%05d", i)), data, zk.Persistent, nil))
+		ops = append(ops, zk.CreateOp(zk.Join(base, fmt.Sprintf("t-%06d", i)), data, zk.Persistent, nil))
 		if len(ops) == 100 {
 			flush()
 		}

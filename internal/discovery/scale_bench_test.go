@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -126,19 +125,11 @@ func procStat(pid int) (cpu time.Duration, peakRSS float64) {
 	return cpu, peakRSS
 }
 
-var totalWatches = regexp.MustCompile(`Total watches:(\d+)`)
-
 // serverWatches sums the watches every server of the ensemble holds (wchs).
 func serverWatches(b *testing.B) int {
-	n := 0
-	for _, s := range ensemble.Servers {
-		out, err := zktest.FourLetterWord(s.ClientAddr, "wchs", 5*time.Second)
-		m := totalWatches.FindStringSubmatch(out)
-		if err != nil || m == nil {
-			b.Fatalf("wchs on %s: %v %q", s.ClientAddr, err, out)
-		}
-		v, _ := strconv.Atoi(m[1])
-		n += v
+	n, err := ensemble.Watches()
+	if err != nil {
+		b.Fatal(err)
 	}
 	return n
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -457,4 +458,28 @@ func FourLetterWord(addr, cmd string, timeout time.Duration) (string, error) {
 		return b.String(), err
 	}
 	return b.String(), nil
+}
+
+var totalWatches = regexp.MustCompile(`Total watches:(\d+)`)
+
+// Watches sums the watches every running server of the ensemble holds
+// (wchs).
+func (e *Ensemble) Watches() (int, error) {
+	n := 0
+	for i, s := range e.Servers {
+		if !e.Running(i) {
+			continue
+		}
+		out, err := FourLetterWord(s.ClientAddr, "wchs", 5*time.Second)
+		if err != nil {
+			return 0, fmt.Errorf("wchs on %s: %w", s.ClientAddr, err)
+		}
+		m := totalWatches.FindStringSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("wchs on %s: no total in %q", s.ClientAddr, out)
+		}
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n, nil
 }

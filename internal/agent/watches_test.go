@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestTenAgentsWatches: ten agents share one sharded job. The watches
+// they hold on the servers together stay within 100 and do not grow with
+// the targets: the job's tree cache holds one persistent recursive watch
+// per root (ZooKeeper 3.6+), the rest are each agent's own few
+// (pointers, membership). BenchmarkTenAgentsWatches is the same over
+// 100,000 targets.
+func TestTenAgentsWatches(t *testing.T) {
+	skipShort(t)
+	tenAgentsWatches(t, 1000)
+}
+
+func tenAgentsWatches(t testing.TB, n int) {
+	cluster := clusterName(t)
+	c := connect(t)
+	base := "/" + cluster + "/services"
+	targets := registerTargets(t, c, base, n)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(base, 1, false), "sharded")
+	before, err := env.ens.Watches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for i := range 10 {
+		dir := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+		dirs = append(dirs, dir)
+		startFleetAgent(t, cluster, fmt.Sprintf("agent-%d", i), dir, 6*time.Second)
+	}
+	settled := func(what string, targets []string) int {
+		waitFor(t, 3*time.Minute, what, func() (bool, string) { return sample(t, dirs).exact(targets, 1) })
+		w, err := env.ens.Watches()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w - before
+	}
+	first := settled(fmt.Sprintf("10 agents sharing %d targets once", n), targets)
+	// Twice the targets: no more watches.
+	more := slices.Concat(targets, registerTargetsFrom(t, c, base, n, n))
+	second := settled(fmt.Sprintf("10 agents sharing %d targets once", 2*n), more)
+	t.Logf("watches the 10 agents hold: %d over %d targets, %d over %d", first, n, second, 2*n)
+	if first > 100 || second > 100 {
+		t.Errorf("the 10 agents hold %d watches over %d targets and %d over %d: want at most 100", first, n, second, 2*n)
+	}
+	if second > first {
+		t.Errorf("the watches grew with the targets: %d over %d, %d over %d", first, n, second, 2*n)
+	}
+}
+
+// BenchmarkTenAgentsWatches: TestTenAgentsWatches over 100,000 targets
+// (then 200,000).
+func BenchmarkTenAgentsWatches(b *testing.B) {
+	for range b.N {
+		tenAgentsWatches(b, 100000)
+	}
+}
