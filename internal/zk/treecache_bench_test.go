@@ -6,51 +6,17 @@ import (
 	"math/rand"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// populate makes members znodes spread over parents under root, with
-// Multi batches written in parallel.
+// populate makes members serverset znodes of ~90 bytes spread over
+// parents under root (populateMembers).
 func populate(b *testing.B, c *Client, root string, parents, members int) {
-	ctx := context.Background()
-	if n, _, err := c.Children(ctx, root); err == nil && len(n) == parents {
-		total := 0
-		for _, p := range n {
-			_, st, _ := c.Exists(ctx, Join(root, p))
-			total += int(st.NumChildren)
-		}
-		if total == members {
-			return
-		}
-	}
-	c.DeleteAll(ctx, root)
-	if err := c.CreateAll(ctx, root, nil); err != nil {
-		b.Fatal(err)
-	}
 	payload := []byte(`{"serviceEndpoint":{"host":"10.0.0.1","port":8080},"additionalEndpoints":{},"status":"ALIVE"}`)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for p := 0; p < parents; p++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			dir := Join(root, fmt.Sprintf("svc%04d", p))
-			ops := []Op{CreateOp(dir, nil, Persistent, nil)}
-			for m := 0; m < members/parents; m++ {
-				ops = append(ops, CreateOp(Join(dir, fmt.Sprintf("member_%010d", m)), payload, Persistent, nil))
-			}
-			if _, err := c.Multi(ctx, ops...); err != nil {
-				b.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	populateMembers(b, c, root, parents, members, payload)
 }
 
 // oneAtATime reads the tree the way Prometheus's built-in cache does: one
