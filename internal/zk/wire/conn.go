@@ -59,9 +59,28 @@ type Config struct {
 	// Logger gets the connection's debug chatter; nil discards it.
 	Logger *slog.Logger
 
-	// onWatch is told of every watch a reply confirms (the session's
-	// record, to set them again on the next connection).
-	onWatch func(kind watchKind, path string)
+	// book is the session's record of its watches, kept by the writer
+	// and the reader in wire order (nil: a bare connection).
+	book watchBook
+}
+
+// watchBook is told of a session's watches in the order they go over the
+// wire; Session keeps one across connections, to set them again.
+type watchBook interface {
+	// sending is told by the writer of a request that leaves a watch of
+	// kind k on path, before it goes out. For a one-shot watch, false
+	// says not to ask the server for it: a persistent watch of the
+	// session on path delivers its events (servers before 3.9 keep one
+	// watch mode per path and session, and the one-shot would replace
+	// the persistent watch).
+	sending(k watchKind, path string) bool
+	// replied is told by the reader of the answer (nil or the server's
+	// error code), before any event read after it.
+	replied(k watchKind, path string, err error)
+	// notified is told by the reader of every notification the
+	// connection delivers, as it queues it (never of one dropped because
+	// the connection ended). ok asks for extra to be delivered after it.
+	notified(ev Event) (extra Event, ok bool)
 }
 
 // watchKind is what kind of watch a request leaves.
@@ -515,13 +534,20 @@ func (c *Conn) write(w *bufio.Writer, r *request, xid *int32, buf *[]byte) error
 		hdr.Xid = *xid
 	}
 	r.xid = hdr.Xid
+	if r.watch != 0 && c.cfg.book != nil && !c.cfg.book.sending(r.watch, r.path) {
+		r.body.(*jute.PathWatch).Watch = false // the session fires it (see watchBook)
+	}
 	e := jute.NewEncoder(append((*buf)[:0], 0, 0, 0, 0))
 	hdr.Encode(e)
 	r.body.Encode(e)
 	b := e.Bytes()
 	*buf = b
 	if len(b)-4 > c.cfg.MaxBuffer {
-		c.finish(r, fmt.Errorf("%w: request of %d bytes (limit %d)", ErrFrameTooLarge, len(b)-4, c.cfg.MaxBuffer))
+		err := fmt.Errorf("%w: request of %d bytes (limit %d)", ErrFrameTooLarge, len(b)-4, c.cfg.MaxBuffer)
+		if r.watch != 0 && c.cfg.book != nil {
+			c.cfg.book.replied(r.watch, r.path, err)
+		}
+		c.finish(r, err)
 		return nil
 	}
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
@@ -594,7 +620,12 @@ func (c *Conn) dispatch(frame []byte) error {
 		if State(ev.State) == StateExpired {
 			return ErrSessionExpired // the last event says so
 		}
-		c.events.push(Event{Type: EventType(ev.Type), State: State(ev.State), Path: ev.Path, Zxid: hdr.Zxid})
+		e := Event{Type: EventType(ev.Type), State: State(ev.State), Path: ev.Path, Zxid: hdr.Zxid}
+		if c.cfg.book != nil {
+			c.events.pushNotified(e, c.cfg.book)
+		} else {
+			c.events.push(e)
+		}
 		return nil
 	case jute.XidPing:
 		return nil
@@ -641,17 +672,8 @@ func (c *Conn) dispatch(frame []byte) error {
 	}
 	r.hdr = hdr
 	r.replied = true
-	if r.watch != 0 && c.cfg.onWatch != nil {
-		// Recorded here, in the reader, so that the record is there before
-		// any event read after this reply.
-		switch {
-		case err == nil && r.watch == watchExist:
-			c.cfg.onWatch(watchData, r.path) // exists on a node leaves a data watch
-		case err == nil:
-			c.cfg.onWatch(r.watch, r.path)
-		case r.watch == watchExist && Error(hdr.Err) == ErrNoNode:
-			c.cfg.onWatch(watchExist, r.path)
-		}
+	if r.watch != 0 && c.cfg.book != nil {
+		c.cfg.book.replied(r.watch, r.path, err)
 	}
 	saslRefused := r.op == jute.OpSASL && Error(hdr.Err) == ErrAuthFailed
 	c.finish(r, err)

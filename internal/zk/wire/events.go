@@ -107,6 +107,22 @@ func (q *eventQueue) push(ev Event) {
 	q.mu.Unlock()
 }
 
+// pushNotified tells book of ev and queues ev and the event book adds,
+// unless the queue is closed: book must not count an event a connection
+// that ended drops (a one-shot watch it fired would not be set again).
+func (q *eventQueue) pushNotified(ev Event, book watchBook) {
+	q.mu.Lock()
+	if !q.closed {
+		extra, ok := book.notified(ev)
+		q.q = append(q.q, ev)
+		if ok {
+			q.q = append(q.q, extra)
+		}
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
 // close queues the last event; the channel closes once all are delivered.
 func (q *eventQueue) close(last Event) {
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,7 +83,17 @@ type Session struct {
 }
 
 // watchSet is the session's record of its watches, kept to set them again.
+// It holds the one-shot watches the server was not asked for too (see
+// Session.sending): they are set again like the others, since the
+// server reports what a one-shot watch missed while disconnected, and
+// setWatches2 applies the persistent watches after the one-shot ones (on
+// 3.8 the persistent mode then stays).
 type watchSet map[watchKind]map[string]struct{}
+
+func (w watchSet) has(k watchKind, p string) bool {
+	_, ok := w[k][p]
+	return ok
+}
 
 func (w watchSet) add(k watchKind, p string) {
 	if w[k] == nil {
@@ -254,7 +265,7 @@ func (s *Session) dialRound(ctx context.Context) (*Conn, error) {
 		}
 		cfg.LastZxid = s.lastZxid
 		s.mu.Unlock()
-		cfg.onWatch = s.recordWatch
+		cfg.book = s
 		dctx, cancel := context.WithTimeout(ctx, max(cfg.withDefaults().SessionTimeout/3, time.Second))
 		c, err := Dial(dctx, addr, cfg)
 		cancel()
@@ -301,10 +312,63 @@ func (s *Session) restore(ctx context.Context, c *Conn) error {
 	return c.SetWatches(ctx, zxid, w)
 }
 
-func (s *Session) recordWatch(k watchKind, p string) {
+// Session is its connections' watchBook. Servers before 3.9
+// (ZOOKEEPER-4466) keep one watch mode per path and session: a one-shot
+// data or exists watch set on the path of a persistent recursive watch
+// replaces it (from then on the recursive watch sees no creation or
+// change below, only deletions), and a persistent recursive watch set
+// over a pending children watch (also by setWatches2 on a reconnect)
+// takes it over, and recursive watches get no children events. So a
+// one-shot watch on a path with a persistent watch is not asked of the
+// server: the persistent watch's events at the path fire it, and a
+// children watch beside a recursive watch fires on the creation or
+// deletion of a child, with a children event made up after it (3.9+
+// sends one itself when its children watch was set before the recursive
+// one: then it comes twice).
+func (s *Session) sending(k watchKind, p string) bool {
 	s.mu.Lock()
-	s.watches.add(k, p)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	switch k {
+	case watchPersistent, watchPersistentRecursive:
+		// Recorded as it goes out, not when answered: a one-shot watch
+		// sent after it knows it is there, as the server will.
+		s.watches.add(k, p)
+		return true
+	}
+	return !s.watches.has(watchPersistent, p) && !s.watches.has(watchPersistentRecursive, p)
+}
+
+func (s *Session) replied(k watchKind, p string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case k == watchPersistent || k == watchPersistentRecursive:
+		if err != nil { // refused (a server before 3.6)
+			delete(s.watches[k], p)
+		}
+	case err == nil && k == watchExist:
+		s.watches.add(watchData, p) // exists on a node leaves a data watch
+	case err == nil:
+		s.watches.add(k, p)
+	case k == watchExist && errors.Is(err, ErrNoNode):
+		s.watches.add(watchExist, p)
+	}
+}
+
+func (s *Session) notified(ev Event) (Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watches.fired(ev)
+	if ev.Type != EventNodeCreated && ev.Type != EventNodeDeleted || ev.Path == "/" {
+		return Event{}, false
+	}
+	parent := ev.Path[:max(strings.LastIndexByte(ev.Path, '/'), 1)]
+	if !s.watches.has(watchChild, parent) || !s.watches.has(watchPersistentRecursive, parent) {
+		return Event{}, false
+	}
+	children := Event{Type: EventNodeChildrenChanged, State: ev.State, Path: parent, Zxid: ev.Zxid}
+	s.watches.fired(children)
+	return children, true
 }
 
 // run forwards each connection's events and, when one ends, dials the next.
@@ -323,9 +387,6 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 				last = ev
 				continue
 			}
-			s.mu.Lock()
-			s.watches.fired(ev)
-			s.mu.Unlock()
 			ev.Path = s.root.client(ev.Path)
 			s.events.push(ev)
 		}
