@@ -399,3 +399,77 @@ func TestDedupeSubtrees(t *testing.T) {
 		t.Errorf("under the root: got %q", got)
 	}
 }
+
+// TestTreeCachesShareARoot runs a persistent-watch cache and a per-node
+// cache (names one level deep) of the same root on one client, with an
+// ExistsW of the client's own on the root too. A 3.8 server keeps one
+// watch mode per path and session: the exists watches on the missing
+// root used to replace the persistent watch (once fired, the persistent
+// cache saw no creation or change below), and a persistent watch set over
+// the per-node cache's children watch on the root used to turn it into one
+// that gets no children events (the per-node cache saw no new child).
+func TestTreeCachesShareARoot(t *testing.T) {
+	needEnsemble(t)
+	for _, perNodeFirst := range []bool{false, true} {
+		name := "persistent cache first, root missing"
+		if perNodeFirst {
+			name = "per-node cache first, root there"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := ctxT(t, 60*time.Second)
+			c := connect(t, Config{})
+			writer := connect(t, Config{})
+			root := fmt.Sprintf("/tc-share-%t-%d", perNodeFirst, time.Now().UnixNano())
+			defer writer.DeleteAll(context.Background(), root)
+			if perNodeFirst {
+				writer.Create(ctx, root, nil, Persistent, nil)
+			}
+			persistent := NewTreeCache(c, []string{root}, CacheOptions{Data: true})
+			perNode := NewTreeCache(c, []string{root}, CacheOptions{MaxDepth: 1, Mode: CachePerNodeWatches})
+			mP, mN := follow(persistent), follow(perNode)
+			order := []*TreeCache{persistent, perNode}
+			if perNodeFirst {
+				order = []*TreeCache{perNode, persistent}
+			}
+			for _, tc := range order {
+				go tc.Run(ctx)
+				select {
+				case <-tc.Synced():
+				case <-ctx.Done():
+					t.Fatal("a cache did not sync")
+				}
+			}
+			allConverged := func() {
+				t.Helper()
+				converged(t, ctx, writer, perNode, mN, root, 1, false)
+				converged(t, ctx, writer, persistent, mP, root, 0, true)
+			}
+			_, _, w, err := c.ExistsW(ctx, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perNodeFirst {
+				writer.Set(ctx, root, []byte("r"), -1)
+			} else {
+				writer.Create(ctx, root, nil, Persistent, nil)
+			}
+			if ev := <-w; ev.Path != root || ev.Type == WatchLost {
+				t.Fatalf("ExistsW fired with %+v", ev)
+			}
+			if _, open := <-w; open {
+				t.Fatal("ExistsW fired twice")
+			}
+			// Both have read the root as it is now: what follows reaches
+			// them through the watches alone.
+			allConverged()
+			for i := range 3 {
+				p := Join(root, fmt.Sprintf("n%d", i))
+				writer.Create(ctx, p, []byte("a"), Persistent, nil)
+				writer.Create(ctx, Join(p, "deep"), []byte("b"), Persistent, nil)
+				writer.Set(ctx, p, []byte("c"), -1)
+			}
+			writer.Delete(ctx, Join(root, "n0", "deep"), -1)
+			allConverged()
+		})
+	}
+}
