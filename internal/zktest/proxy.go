@@ -21,6 +21,7 @@ type Proxy struct {
 	closed  bool
 	budget  int64 // bytes from the server until then happens
 	then    afterBudget
+	served  int64 // bytes from the server passed on, in all
 }
 
 type afterBudget int
@@ -85,6 +86,15 @@ func (p *Proxy) after(n int64, then afterBudget) {
 	p.mu.Lock()
 	p.budget, p.then = n, then
 	p.mu.Unlock()
+}
+
+// Served is how many bytes from the server the proxy has passed on so
+// far: a test measures an exchange with it, then drops at every offset
+// of it (DropAfter).
+func (p *Proxy) Served() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.served
 }
 
 // Stalled says whether bytes are held.
@@ -173,6 +183,9 @@ func (p *Proxy) pipe(dst, src net.Conn, fromServer bool) {
 					part, then, p.then = part[:p.budget], p.then, afterNothing
 				}
 				p.budget -= int64(len(part))
+			}
+			if fromServer {
+				p.served += int64(len(part))
 			}
 			if then == afterStall {
 				p.stalled = true // the rest of chunk waits for Resume

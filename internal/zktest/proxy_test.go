@@ -41,6 +41,9 @@ func TestProxyBudget(t *testing.T) {
 	if got := read(); !bytes.Equal(got, payload) {
 		t.Fatalf("after the drop read %d bytes, want all %d", len(got), len(payload))
 	}
+	if n := p.Served(); n != int64(3001+len(payload)) {
+		t.Fatalf("Served() = %d, want %d", n, 3001+len(payload))
+	}
 
 	// Stalled after 1,000 bytes: nothing more until Resume, then the rest.
 	p.StallAfter(1000)
