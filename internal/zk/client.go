@@ -44,6 +44,21 @@ var (
 	ErrNoSession = errors.New("no ZooKeeper session")
 )
 
+// OutcomeUnknown says whether a write that failed with err may still have
+// been applied: the connection dropped or the session expired before its
+// reply came, or its context ended or the client closed while it was
+// under way. (Some of these also come before the request was sent; no
+// error says which, so they all count, but ErrNoSession: nothing was
+// sent.) Read what the write would have changed before trying it again
+// or undoing what came before it.
+func OutcomeUnknown(err error) bool {
+	if errors.Is(err, ErrNoSession) {
+		return false
+	}
+	return errors.Is(err, ErrConnectionLoss) || errors.Is(err, ErrSessionExpired) || errors.Is(err, ErrClosing) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // Config says how to reach a ZooKeeper ensemble. It is what the common
 // --zookeeper.* flags and the zookeeper: blocks of config files fill in.
 type Config struct {

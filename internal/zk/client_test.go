@@ -358,3 +358,26 @@ func TestNegotiatedSessionTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestOutcomeUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&PathError{Op: "create", Path: "/a", Err: ErrConnectionLoss}, true},
+		{fmt.Errorf("zookeeper multi: %w", ErrConnectionLoss), true},
+		{&PathError{Op: "set", Path: "/a", Err: ErrSessionExpired}, true},
+		{fmt.Errorf("zookeeper create /a: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("zookeeper create /a: %w", context.Canceled), true},
+		{ErrClosing, true},
+		// Waiting for a session: nothing was sent.
+		{&PathError{Op: "create", Path: "/a", Err: fmt.Errorf("%w: %w", ErrNoSession, context.DeadlineExceeded)}, false},
+		{&PathError{Op: "create", Path: "/a", Err: ErrNodeExists}, false},
+		{&MultiError{Index: 2, Op: "set", Path: "/a", Err: ErrBadVersion}, false},
+		{nil, false},
+	} {
+		if got := OutcomeUnknown(tc.err); got != tc.want {
+			t.Errorf("OutcomeUnknown(%v) = %t, want %t", tc.err, got, tc.want)
+		}
+	}
+}
