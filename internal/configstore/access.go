@@ -1,6 +1,7 @@
 package configstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -190,12 +191,21 @@ func (s *Store) Access(ctx context.Context) (Access, *zk.Stat, error) {
 // stat; nil when it does not exist yet).
 func (s *Store) writeAccess(ctx context.Context, a Access, st *zk.Stat) error {
 	data, _ := json.Marshal(a)
-	var err error
-	if st == nil {
-		_, err = s.c.Create(ctx, s.AccessPath(), data, zk.Persistent, a.ACL(KindPrivate))
-	} else {
-		_, err = s.c.Set(ctx, s.AccessPath(), data, st.Version)
-	}
+	err := s.settle(ctx, "recording the access settings", func(ctx context.Context) error {
+		var err error
+		if st == nil {
+			_, err = s.c.Create(ctx, s.AccessPath(), data, zk.Persistent, a.ACL(KindPrivate))
+		} else {
+			_, err = s.c.Set(ctx, s.AccessPath(), data, st.Version)
+		}
+		return err
+	}, func(ctx context.Context) (bool, error) {
+		d, _, err := s.c.Get(ctx, s.AccessPath())
+		if errors.Is(err, zk.ErrNoNode) {
+			return false, nil
+		}
+		return bytes.Equal(d, data), err
+	})
 	if err != nil {
 		return fmt.Errorf("cluster %s: record access settings: %w", s.opts.Cluster, err)
 	}
@@ -412,7 +422,13 @@ func (s *Store) applyACLs(ctx context.Context, a Access, problems []ACLProblem) 
 // ACL back (digest, x509 or any other scheme the server maps). The admin
 // right makes ZooKeeper show digest hashes.
 func (s *Store) whoami(ctx context.Context, dir string) ([]string, error) {
-	p, err := s.c.Create(ctx, zk.Join(dir, ".whoami-"), nil, zk.EphemeralSequential, []zk.ACL{{Perms: zk.PermRead | zk.PermAdmin, Scheme: "auth"}})
+	var p string
+	// A node of a lost create goes with the session.
+	err := s.settle(ctx, "creating a node to learn this session's identities", func(ctx context.Context) error {
+		var err error
+		p, err = s.c.Create(ctx, zk.Join(dir, ".whoami-"), nil, zk.EphemeralSequential, []zk.ACL{{Perms: zk.PermRead | zk.PermAdmin, Scheme: "auth"}})
+		return err
+	}, nil)
 	if errors.Is(err, zk.ErrInvalidACL) {
 		return nil, errors.New("ZooKeeper does not know who this session is: give --zookeeper.auth-file (digest user:password), or a client certificate on a TLS port that maps it to x509")
 	}

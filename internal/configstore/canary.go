@@ -166,16 +166,26 @@ func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, 
 	cp := CanaryPointer{Revision: m.Revision, Previous: cur.Revision, Checksum: m.Checksum, Members: chosen, Author: m.Author, Time: m.Time}
 	cdata, _ := json.Marshal(cp)
 	curData, _ := json.Marshal(cur)
-	res, err := s.c.Multi(ctx,
-		zk.SetOp(s.CurrentPath(), curData, version),
-		zk.CreateOp(s.CanaryPath(), cdata, zk.Ephemeral, s.access.ACL(KindStatus)),
-	)
+	err = s.settle(ctx, fmt.Sprintf("starting the canary of revision %d", m.Revision), func(ctx context.Context) error {
+		_, err := s.c.Multi(ctx,
+			zk.SetOp(s.CurrentPath(), curData, version),
+			zk.CreateOp(s.CanaryPath(), cdata, zk.Ephemeral, s.access.ACL(KindStatus)),
+		)
+		return err
+	}, func(ctx context.Context) (bool, error) {
+		c, err := s.Canary(ctx)
+		return c != nil && c.Revision == m.Revision && c.Checksum == m.Checksum, err
+	})
+	if unknown(err) {
+		return nil, fmt.Errorf("canary push to cluster %s: %w. If the canary started, it ends with this process (its node goes with the session); the next push prunes revision %d", s.opts.Cluster, err, m.Revision)
+	}
 	if err != nil {
-		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
+		s.deleteRevision(ctx, m.Revision)
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
 	s.logger.Debug("started canary", "cluster", s.opts.Cluster, "revision", m.Revision, "members", chosen)
-	return &CanaryRollout{s: s, Meta: m, Pointer: cp, version: res[0].Stat.Version, cur: cur}, nil
+	// The set in the transaction bumped the version by one.
+	return &CanaryRollout{s: s, Meta: m, Pointer: cp, version: version + 1, cur: cur}, nil
 }
 
 // Promote moves the current pointer to the canary revision and ends the
@@ -183,7 +193,14 @@ func (s *Store) StartCanary(ctx context.Context, b *bundle.Bundle, pm PushMeta, 
 func (c *CanaryRollout) Promote(ctx context.Context) (*PushResult, error) {
 	s := c.s
 	ptr, _ := json.Marshal(Pointer{Revision: c.Meta.Revision, Checksum: c.Meta.Checksum, Author: c.Meta.Author, Time: time.Now().UTC()})
-	if _, err := s.c.Multi(ctx, zk.SetOp(s.CurrentPath(), ptr, c.version), zk.DeleteOp(s.CanaryPath(), -1)); err != nil {
+	err := s.settle(ctx, fmt.Sprintf("promoting the canary revision %d (moving the current pointer to it)", c.Meta.Revision), func(ctx context.Context) error {
+		_, err := s.c.Multi(ctx, zk.SetOp(s.CurrentPath(), ptr, c.version), zk.DeleteOp(s.CanaryPath(), -1))
+		return err
+	}, func(ctx context.Context) (bool, error) { return s.wasCurrent(ctx, c.Meta) })
+	if unknown(err) {
+		return nil, fmt.Errorf("canary push to cluster %s: %w. Revision %d is kept: zkprom config status shows whether it is current", s.opts.Cluster, err, c.Meta.Revision)
+	}
+	if err != nil {
 		return nil, s.commitErr(ctx, err, c.Meta.Revision)
 	}
 	committed := time.Now()
@@ -197,9 +214,15 @@ func (c *CanaryRollout) Promote(ctx context.Context) (*PushResult, error) {
 // the canaries return to the current revision.
 func (c *CanaryRollout) Abort(ctx context.Context) error {
 	s := c.s
-	if err := s.c.Delete(ctx, s.CanaryPath(), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	err := s.settle(ctx, "ending the canary", func(ctx context.Context) error {
+		if err := s.c.Delete(ctx, s.CanaryPath(), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+		return nil
+	}, nil)
+	if err != nil {
 		return fmt.Errorf("stop canary of cluster %s: %w", s.opts.Cluster, err)
 	}
-	s.deleteRevision(ctx, c.Meta.Revision)
+	s.deleteRevision(ctx, c.Meta.Revision) // not when a lost promotion made it current
 	return nil
 }

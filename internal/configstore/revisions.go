@@ -1,7 +1,9 @@
 package configstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,10 @@ type Meta struct {
 	Chunks     int       `json:"chunks"`
 	Files      []string  `json:"files"`
 	RollbackOf int       `json:"rollback_of,omitempty"` // set by rollback: the revision whose bundle this copies
+	// PushID is random, made by the push that wrote the revision: it
+	// finds its revision again when the answer to the create was lost.
+	// (Older zkprom ignores it: JSON fields it does not know.)
+	PushID string `json:"push_id,omitempty"`
 }
 
 // ShownMessage is the message as people see it: secrets masked, and a
@@ -153,12 +159,25 @@ func (s *Store) createRevision(ctx context.Context, b *bundle.Bundle, pm PushMet
 		Parent: parent, Author: pm.Author, Message: pm.Message, Time: time.Now().UTC(),
 		Checksum: b.Checksum(), Encoding: "tar+gzip", Size: b.Size(), Compressed: len(blob),
 		Chunks: (len(blob) + s.opts.ChunkSize - 1) / s.opts.ChunkSize, Files: b.Names(), RollbackOf: pm.RollbackOf,
+		PushID: rand.Text(),
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return Meta{}, err
 	}
-	created, err := s.c.Create(ctx, zk.Join(s.RevisionsPath(), "r-"), data, zk.PersistentSequential, s.access.ACL(KindStatus))
+	var created string
+	err = s.settle(ctx, "creating a revision in "+s.RevisionsPath(), func(ctx context.Context) error {
+		var err error
+		created, err = s.c.Create(ctx, zk.Join(s.RevisionsPath(), "r-"), data, zk.PersistentSequential, s.access.ACL(KindStatus))
+		return err
+	}, func(ctx context.Context) (bool, error) {
+		var err error
+		created, err = s.findPush(ctx, parent, m.PushID)
+		return created != "", err
+	})
+	if unknown(err) {
+		return Meta{}, fmt.Errorf("%w (a revision it made is not current, and the next push prunes it)", err)
+	}
 	if err != nil {
 		return Meta{}, fmt.Errorf("create revision in %s: %w", s.RevisionsPath(), err)
 	}
@@ -169,29 +188,129 @@ func (s *Store) createRevision(ctx context.Context, b *bundle.Bundle, pm PushMet
 	if rev == 0 {
 		// The first sequence number is 0, which means "no revision":
 		// take the next one.
-		if err := s.c.Delete(ctx, created, -1); err != nil {
+		if err := s.deleteAll(ctx, created); err != nil {
 			return Meta{}, fmt.Errorf("create revision in %s: %w", s.RevisionsPath(), err)
 		}
 		return s.createRevision(ctx, b, pm, parent)
 	}
 	m.Revision = rev
 	for i := 0; i < m.Chunks; i++ {
-		end := min((i+1)*s.opts.ChunkSize, len(blob))
+		chunk := blob[i*s.opts.ChunkSize : min((i+1)*s.opts.ChunkSize, len(blob))]
 		p := zk.Join(created, chunkName(i))
-		if _, err := s.c.Create(ctx, p, blob[i*s.opts.ChunkSize:end], zk.Persistent, s.access.ACL(KindPrivate)); err != nil {
-			s.deleteRevision(context.WithoutCancel(ctx), rev)
-			return Meta{}, fmt.Errorf("write revision %d chunk %d of %d: %w", rev, i, m.Chunks, err)
+		err := s.settle(ctx, fmt.Sprintf("writing revision %d chunk %d of %d", rev, i, m.Chunks), func(ctx context.Context) error {
+			_, err := s.c.Create(ctx, p, chunk, zk.Persistent, s.access.ACL(KindPrivate))
+			return err
+		}, func(ctx context.Context) (bool, error) {
+			d, _, err := s.c.Get(ctx, p)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				return false, nil
+			case err != nil:
+				return false, err
+			case !bytes.Equal(d, chunk):
+				return false, fmt.Errorf("%s holds other data than this push wrote", p)
+			}
+			return true, nil
+		})
+		if err != nil {
+			s.deleteRevision(ctx, rev)
+			return Meta{}, fmt.Errorf("write revision %d chunk %d of %d: %w (the revision was discarded)", rev, i, m.Chunks, err)
 		}
 	}
 	return m, nil
 }
 
-func (s *Store) deleteRevision(ctx context.Context, rev int) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := s.c.DeleteAll(ctx, s.RevisionPath(rev)); err != nil {
-		s.logger.Warn("could not delete revision", "revision", rev, "err", err)
+// findPush returns the path of the revision whose push id is id, among
+// the newest revisions from after on ("" when there is none): a push's
+// revision is newer than the one current named when the push began.
+func (s *Store) findPush(ctx context.Context, after int, id string) (string, error) {
+	revs, err := s.Revisions(ctx)
+	if err != nil {
+		return "", err
 	}
+	for i := len(revs) - 1; i >= 0 && revs[i] >= after && i >= len(revs)-findNewest; i-- {
+		m, err := s.Meta(ctx, revs[i])
+		if zk.OutcomeUnknown(err) {
+			return "", err
+		}
+		if err == nil && m.PushID == id {
+			return s.RevisionPath(revs[i]), nil
+		}
+	}
+	return "", nil
+}
+
+// deleteRevision removes a revision this process made and gave up on,
+// unless a pointer (current or canary) names it: a commit whose answer
+// was lost may have moved one there after all. Whatever it cannot
+// remove, a later push prunes.
+func (s *Store) deleteRevision(ctx context.Context, rev int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	err := s.c.Sync(ctx, s.base)
+	var named bool
+	if err == nil {
+		named, err = s.named(ctx, rev)
+	}
+	if named {
+		s.logger.Error("not deleting a revision given up on: a pointer names it", "cluster", s.opts.Cluster, "revision", rev)
+		return
+	}
+	if err == nil {
+		err = s.deleteAll(ctx, s.RevisionPath(rev))
+	}
+	if err != nil {
+		s.logger.Warn("could not delete revision; the next push prunes it", "cluster", s.opts.Cluster, "revision", rev, "err", err)
+	}
+}
+
+// named says whether the current or the canary pointer names rev.
+func (s *Store) named(ctx context.Context, rev int) (bool, error) {
+	cur, _, err := s.Current(ctx)
+	if err == nil && cur.Revision == rev {
+		return true, nil
+	}
+	if err != nil && !errors.Is(err, ErrNoRevision) {
+		return false, err
+	}
+	c, err := s.Canary(ctx)
+	return c != nil && c.Revision == rev, err
+}
+
+// deleteAll removes p and what is below it, again when the answer was
+// lost (a node already gone is no error).
+func (s *Store) deleteAll(ctx context.Context, p string) error {
+	return s.settle(ctx, "deleting "+p, func(ctx context.Context) error { return s.c.DeleteAll(ctx, p) }, nil)
+}
+
+// wasCurrent says whether the current pointer names m, or did: then the
+// push that moved it on has m as its parent (it read the pointer after
+// m's commit).
+func (s *Store) wasCurrent(ctx context.Context, m Meta) (bool, error) {
+	p, _, err := s.Current(ctx)
+	if errors.Is(err, ErrNoRevision) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if p.Revision == m.Revision {
+		return p.Checksum == m.Checksum, nil
+	}
+	for rev := p.Revision; rev > m.Revision; {
+		pm, err := s.Meta(ctx, rev)
+		if errors.Is(err, ErrNoRevision) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		rev = pm.Parent
+		if rev == m.Revision {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // readCurrent returns the current pointer and its version; version -1 and
@@ -250,8 +369,17 @@ func (s *Store) Push(ctx context.Context, b *bundle.Bundle, pm PushMeta) (*PushR
 	} else {
 		ops = append(ops, zk.CreateOp(s.CurrentPath(), ptr, zk.Persistent, s.access.ACL(KindStatus)))
 	}
-	if _, err := s.c.Multi(ctx, ops...); err != nil {
-		s.deleteRevision(context.WithoutCancel(ctx), m.Revision)
+	err = s.settle(ctx, fmt.Sprintf("committing revision %d (moving the current pointer to it)", m.Revision), func(ctx context.Context) error {
+		_, err := s.c.Multi(ctx, ops...)
+		return err
+	}, func(ctx context.Context) (bool, error) { return s.wasCurrent(ctx, m) })
+	if unknown(err) {
+		// Deleting the revision now could leave the pointer naming
+		// nothing.
+		return nil, fmt.Errorf("push to cluster %s: %w. Revision %d is kept: zkprom config status shows whether it is current; if it is not, push again (the next push prunes it)", s.opts.Cluster, err, m.Revision)
+	}
+	if err != nil {
+		s.deleteRevision(ctx, m.Revision)
 		return nil, s.commitErr(ctx, err, m.Revision)
 	}
 	committed := time.Now()
@@ -275,6 +403,10 @@ func (s *Store) commitErr(ctx context.Context, err error, mine int) error {
 		case me.Path == s.CurrentPath() && (errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrNoNode)):
 			return fmt.Errorf("push to cluster %s: %w", s.opts.Cluster, s.conflictErr(ctx, mine))
 		}
+	}
+	var lost *LostWriteError
+	if errors.As(err, &lost) {
+		return fmt.Errorf("push to cluster %s: %w; your revision %d was discarded: push again", s.opts.Cluster, err, mine)
 	}
 	return fmt.Errorf("push to cluster %s: move current pointer to revision %d: %w", s.opts.Cluster, mine, err)
 }
@@ -364,7 +496,9 @@ func (s *Store) Revisions(ctx context.Context) ([]int, error) {
 // Prune deletes revisions beyond the history depth: it keeps the newest
 // HistoryDepth revisions of the current history, the canary's, and every
 // revision a live agent reports as applied; revisions newer than the
-// current one (a push in flight) are left alone.
+// current one (a push in flight) are left alone. So a revision that a
+// failed or killed push left behind, never current, goes with the prune
+// after the next push.
 func (s *Store) Prune(ctx context.Context) error {
 	cur, _, err := s.Current(ctx)
 	if err != nil {
@@ -375,8 +509,11 @@ func (s *Store) Prune(ctx context.Context) error {
 	for i := 0; i < s.opts.HistoryDepth && rev != 0; i++ {
 		keep[rev] = true
 		m, err := s.Meta(ctx, rev)
-		if err != nil {
+		if errors.Is(err, ErrNoRevision) {
 			break
+		}
+		if err != nil {
+			return err // not knowing the history is no reason to delete it
 		}
 		rev = m.Parent
 	}
@@ -401,7 +538,7 @@ func (s *Store) Prune(ctx context.Context) error {
 		if r >= cur.Revision || keep[r] {
 			continue
 		}
-		if err := s.c.DeleteAll(ctx, s.RevisionPath(r)); err != nil {
+		if err := s.deleteAll(ctx, s.RevisionPath(r)); err != nil {
 			return fmt.Errorf("prune revision %d of cluster %s: %w", r, s.opts.Cluster, err)
 		}
 		s.logger.Debug("pruned revision", "cluster", s.opts.Cluster, "revision", r)

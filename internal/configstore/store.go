@@ -318,8 +318,12 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 	if err := s.checkRoot(ctx); err != nil {
 		return Access{}, err
 	}
-	if _, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly()); errors.Is(err, zk.ErrNodeExists) {
-		return s.prepare(ctx) // another push made it meanwhile
+	err := s.settle(ctx, "creating cluster "+s.base, func(ctx context.Context) error {
+		_, err := s.c.Create(ctx, s.base, nil, zk.Persistent, zk.ACLCreatorOnly())
+		return err
+	}, nil)
+	if errors.Is(err, zk.ErrNodeExists) {
+		return s.prepare(ctx) // another push made it meanwhile (or a create of ours whose answer was lost)
 	} else if err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
@@ -328,7 +332,7 @@ func (s *Store) create(ctx context.Context, a Access) (Access, error) {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
 	a.Writers = ids
-	if err := s.c.SetACL(ctx, s.base, a.ACL(KindStatus), -1); err != nil {
+	if err := s.settle(ctx, "setting the ACL of "+s.base, func(ctx context.Context) error { return s.c.SetACL(ctx, s.base, a.ACL(KindStatus), -1) }, nil); err != nil {
 		return Access{}, fmt.Errorf("create cluster %s: %w", s.base, err)
 	}
 	if err := s.writeAccess(ctx, a, nil); err != nil {
@@ -344,7 +348,13 @@ func (s *Store) ensureNodes(ctx context.Context, a Access) error {
 		if ok, _, err := s.c.Exists(ctx, n.path); err == nil && ok {
 			continue
 		}
-		if _, err := s.c.Create(ctx, n.path, nil, zk.Persistent, a.ACL(n.kind)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		err := s.settle(ctx, "creating "+n.path, func(ctx context.Context) error {
+			if _, err := s.c.Create(ctx, n.path, nil, zk.Persistent, a.ACL(n.kind)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+				return err
+			}
+			return nil
+		}, nil)
+		if err != nil {
 			return fmt.Errorf("create %s of cluster %s: %w", n.path, s.opts.Cluster, err)
 		}
 	}
