@@ -70,7 +70,8 @@ func connect(t *testing.T, authFile string) *zk.Client {
 func newStore(t *testing.T, c *zk.Client, opts Options) *Store {
 	t.Helper()
 	if opts.Cluster == "" {
-		opts.Cluster = strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+		// A suffix of its own: with -count=N each run gets a new cluster.
+		opts.Cluster = strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "-" + randomText(6)
 	}
 	if opts.Access == nil {
 		opts.Access = &Access{Agents: []string{agentID.String()}}
@@ -174,7 +175,7 @@ func TestHistoryAndPrune(t *testing.T) {
 	if _, err := s.Rollback(ctx, cur.Revision, PushMeta{}); err == nil || !strings.Contains(err.Error(), "already current") {
 		t.Errorf("rollback to current: %v", err)
 	}
-	fresh := newStore(t, c, Options{Cluster: "fresh"})
+	fresh := newStore(t, c, Options{Cluster: "fresh-" + randomText(6)})
 	if _, err := fresh.Rollback(ctx, 0, PushMeta{}); !errors.Is(err, ErrNoRevision) {
 		t.Errorf("rollback of an empty cluster: %v", err)
 	}
