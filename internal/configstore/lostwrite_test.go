@@ -209,19 +209,7 @@ func TestPushLosesNothingWhenDropped(t *testing.T) {
 		px.DropAfter(math.MaxInt64) // not in a later request
 		lost, had := l.take()
 		counted(count, lost, had)
-		switch {
-		case err == nil:
-			checkCluster(t, ds, Pointer{Revision: res.Meta.Revision, Checksum: b.Checksum()}, before.Revision)
-			count["ok"]++
-		case unknown(err):
-			t.Errorf("drop after %d bytes: one drop left the outcome unknown: %v", n, err)
-		default:
-			checkCluster(t, ds, before, before.Revision)
-			if len(lost) > 0 {
-				t.Errorf("drop after %d bytes, under %q: the push failed: %v", n, lost, err)
-			}
-			count["failed"]++
-		}
+		checkOutcome(t, ds, n, "push", err, res, b, before, lost, count)
 		if t.Failed() {
 			t.Logf("drop after %d bytes: push: %v; lost answers: %q, had landed: %q", n, err, lost, had)
 		}
@@ -304,19 +292,7 @@ func TestCanaryLosesNothingWhenDropped(t *testing.T) {
 		px.DropAfter(math.MaxInt64)
 		lost, had := l.take()
 		counted(count, lost, had)
-		switch {
-		case err == nil:
-			checkCluster(t, ds, Pointer{Revision: res.Meta.Revision, Checksum: b.Checksum()}, before.Revision)
-			count["ok"]++
-		case unknown(err):
-			t.Errorf("drop after %d bytes: one drop left the outcome unknown: %v", n, err)
-		default:
-			checkCluster(t, ds, before, before.Revision)
-			if len(lost) > 0 {
-				t.Errorf("drop after %d bytes, under %q: the canary push failed: %v", n, lost, err)
-			}
-			count["failed"]++
-		}
+		checkOutcome(t, ds, n, "canary push", err, res, b, before, lost, count)
 		if t.Failed() {
 			t.Logf("drop after %d bytes: %v; lost answers: %q, had landed: %q", n, err, lost, had)
 		}
@@ -496,5 +472,26 @@ func TestOrphansPruned(t *testing.T) {
 	revs, _ := s.Revisions(ctx)
 	if !slices.Equal(revs, []int{a.Meta.Revision, b.Meta.Revision}) {
 		t.Errorf("revisions %v after the next push; orphans %d and %s should be pruned", revs, whole.Revision, zk.Base(empty))
+	}
+}
+
+// checkOutcome checks one dropped write against the invariants: a success
+// names a complete revision with b's checksum, a failure leaves the
+// pointer as before and never follows a lost answer, and the outcome is
+// never left unknown.
+func checkOutcome(t *testing.T, ds *Store, n int64, what string, err error, res *PushResult, b *bundle.Bundle, before Pointer, lost []string, count map[string]int) {
+	t.Helper()
+	switch {
+	case err == nil:
+		checkCluster(t, ds, Pointer{Revision: res.Meta.Revision, Checksum: b.Checksum()}, before.Revision)
+		count["ok"]++
+	case unknown(err):
+		t.Errorf("drop after %d bytes: one drop left the outcome unknown: %v", n, err)
+	default:
+		checkCluster(t, ds, before, before.Revision)
+		if len(lost) > 0 {
+			t.Errorf("drop after %d bytes, under %q: the %s failed: %v", n, lost, what, err)
+		}
+		count["failed"]++
 	}
 }
