@@ -28,10 +28,18 @@ func newAdminClient(tlsConf *tls.Config) *http.Client {
 	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// adminAnswer is one AdminServer command's answer.
+// adminAnswer is one AdminServer command's answer. Its body is held in
+// a buffer of answerBuffers: release it once the body is parsed.
 type adminAnswer struct {
 	Status int
 	Body   []byte
+	buf    *bytes.Buffer
+}
+
+func (a adminAnswer) release() {
+	if a.buf != nil {
+		answerBuffers.put(a.buf)
+	}
 }
 
 // adminCommand GETs base/commands/name.
@@ -45,9 +53,11 @@ func adminCommand(ctx context.Context, c *http.Client, base, name string) (admin
 		return adminAnswer{}, fmt.Errorf("AdminServer %s at %s: %w", name, base, err)
 	}
 	defer resp.Body.Close()
-	b, err := readAnswer(new(bytes.Buffer), resp.Body, name, resp.ContentLength)
+	buf := answerBuffers.get()
+	b, err := readAnswer(buf, resp.Body, name, resp.ContentLength)
 	if err != nil {
+		answerBuffers.put(buf)
 		return adminAnswer{Status: resp.StatusCode}, fmt.Errorf("AdminServer %s at %s: read answer: %w", name, base, ctxErr(ctx, err))
 	}
-	return adminAnswer{Status: resp.StatusCode, Body: b}, nil
+	return adminAnswer{Status: resp.StatusCode, Body: b, buf: buf}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,29 +223,19 @@ func BenchmarkExporterProcess(b *testing.B) {
 		names = append(names, "baseline")
 		procs = append(procs, startExporter(b, base, urls))
 	}
-	// The floor of an exporter over HTTP: a server that asks the same
-	// commands, then sends a page as large as the exporter's, gzipped as
-	// it is, and nothing parsed or built.
+	// The floor of an exporter over HTTP: a process (this test binary
+	// again) that asks the same commands, then sends a page as large as
+	// the exporter's, gzipped as it is, and nothing parsed or built. In a
+	// process of its own, like the exporter: served from this one, it
+	// would be spared the wake-up of another process on every request.
 	page, err := procs[0].page()
 	if err != nil {
 		b.Fatal(err)
 	}
-	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := rawMonitorSrvr(hc, urls, servers); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		gz := gzipWriters.get()
-		defer gzipWriters.put(gz)
-		gz.Reset(w)
-		w.Header().Set("Content-Encoding", "gzip")
-		gz.Write(page)
-		gz.Close()
-	}))
-	defer floor.Close()
+	floorURL, floorPid := startFloorServer(b, page, urls, servers)
 	floorClient := &http.Client{Timeout: 10 * time.Second}
 	fs = append(fs, func() error {
-		resp, err := floorClient.Get(floor.URL)
+		resp, err := floorClient.Get(floorURL)
 		if err != nil {
 			return err
 		}
@@ -265,8 +254,10 @@ func BenchmarkExporterProcess(b *testing.B) {
 		for i, p := range procs {
 			cpu0[i] = procCPU(b, p.pid)
 		}
+		floorCPU0 := procCPU(b, floorPid)
 		all := measure(b, benchScrapes, fs...)
 		monitor, mntr, monitorSrvr, httpFloor := all[0], all[1], all[2], all[3]
+		httpFloor.cpu = (procCPU(b, floorPid) - floorCPU0) / time.Duration(benchScrapes+10) // the server's, not the client's
 		httpFloor.report(b, "floor-http", measured{})
 		for i, p := range procs {
 			m, name := all[4+i], names[i]
@@ -281,6 +272,84 @@ func BenchmarkExporterProcess(b *testing.B) {
 			b.ReportMetric(procRSS(b, p.pid), name+"-rss-MB")
 		}
 	}
+}
+
+// The floor server's settings, passed from BenchmarkExporterProcess to
+// the test binary it runs as the floor.
+const (
+	floorEnvAddr    = "ZKPROM_BENCH_FLOOR_ADDR"
+	floorEnvPage    = "ZKPROM_BENCH_FLOOR_PAGE"
+	floorEnvAdmin   = "ZKPROM_BENCH_FLOOR_ADMIN"
+	floorEnvServers = "ZKPROM_BENCH_FLOOR_SERVERS"
+)
+
+// startFloorServer runs this test binary as the HTTP floor server (see
+// serveFloor) until the benchmark ends, and returns its URL and pid.
+func startFloorServer(b *testing.B, page []byte, adminURLs, servers []string) (string, int) {
+	dir := b.TempDir()
+	pageFile := filepath.Join(dir, "page")
+	if err := os.WriteFile(pageFile, page, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ports, err := zktest.FreePorts(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), floorEnvAddr+"="+addr, floorEnvPage+"="+pageFile,
+		floorEnvAdmin+"="+strings.Join(adminURLs, ","), floorEnvServers+"="+strings.Join(servers, ","))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := "http://" + addr
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url, cmd.Process.Pid
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the floor server did not come up")
+		}
+	}
+}
+
+// serveFloor is the floor server's process: when the environment names
+// an address (see startFloorServer), it serves there for good and reports
+// true; else it returns false at once.
+func serveFloor() bool {
+	addr := os.Getenv(floorEnvAddr)
+	if addr == "" {
+		return false
+	}
+	page, err := os.ReadFile(os.Getenv(floorEnvPage))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor server:", err)
+		os.Exit(1)
+	}
+	urls, servers := strings.Split(os.Getenv(floorEnvAdmin), ","), strings.Split(os.Getenv(floorEnvServers), ",")
+	hc := newAdminClient(nil)
+	err = http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := rawMonitorSrvr(hc, urls, servers); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		gz := gzipWriters.get()
+		defer gzipWriters.put(gz)
+		gz.Reset(w)
+		w.Header().Set("Content-Encoding", "gzip")
+		gz.Write(page)
+		gz.Close()
+	}))
+	fmt.Fprintln(os.Stderr, "floor server:", err)
+	os.Exit(1)
+	return true
 }
 
 type exporterProcess struct {

@@ -21,6 +21,9 @@ var ens *zktest.Ensemble
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if serveFloor() { // BenchmarkExporterProcess's floor server
+		return
+	}
 	if testing.Short() {
 		os.Exit(m.Run())
 	}

@@ -180,13 +180,19 @@ func normState(s string) string {
 	return "other"
 }
 
-// parallel runs fns at once and waits for all.
+// parallel runs fns at once and waits for all. The first runs on the
+// caller's goroutine: a scrape nests this four deep (ensembles, servers,
+// commands), and each goroutine spared is a wake-up spared.
 func parallel(fns ...func()) {
+	if len(fns) == 0 {
+		return
+	}
 	var wg sync.WaitGroup
-	for _, f := range fns {
+	for _, f := range fns[1:] {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
+	fns[0]()
 	wg.Wait()
 }
 
@@ -213,6 +219,11 @@ func scrapeAdmin(ctx context.Context, t target, r *ServerResult) bool {
 		cmds = append(cmds, "connections")
 	}
 	answers := make([]adminAnswer, len(cmds))
+	defer func() {
+		for _, a := range answers {
+			a.release() // every parser copies what it keeps
+		}
+	}()
 	results := make([]CommandResult, len(cmds))
 	var word string
 	fns := make([]func(), len(cmds))
