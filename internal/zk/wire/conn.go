@@ -334,6 +334,16 @@ func (c *Conn) LastZxid() int64 { return c.lastZxid.Load() }
 // Done is closed when the connection has ended; Err then says why.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
+// dead says whether the connection has ended.
+func (c *Conn) dead() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Err is why the connection ended (ErrConnClosed joined with the cause),
 // or nil while it runs.
 func (c *Conn) Err() error {

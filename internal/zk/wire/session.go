@@ -221,7 +221,16 @@ func (s *Session) Close() error {
 func (s *Session) Conn(ctx context.Context) (*Conn, error) {
 	for {
 		s.mu.Lock()
-		c, ready, err := s.conn, s.ready, s.err
+		c, err := s.conn, s.err
+		if c != nil && c.dead() {
+			// The connection has failed, but run may not have seen its
+			// last event yet: a request sent on it would fail at once
+			// with a connection loss though the session can go on. Take
+			// it down here and wait for the next, like run does.
+			s.dropConn(c)
+			c = nil
+		}
+		ready := s.ready
 		s.mu.Unlock()
 		if err != nil {
 			return nil, err
@@ -234,6 +243,17 @@ func (s *Session) Conn(ctx context.Context) (*Conn, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("zookeeper: waiting for a connection: %w", ctx.Err())
 		}
+	}
+}
+
+// dropConn takes c, failed, down as the current connection (s.mu held):
+// new requests wait for the next. Once only per connection, whether
+// Conn or run comes first: waiters on s.ready must see it closed by
+// setConn.
+func (s *Session) dropConn(c *Conn) {
+	if s.conn == c {
+		s.conn = nil
+		s.ready = make(chan struct{})
 	}
 }
 
@@ -391,8 +411,7 @@ func (s *Session) run(ctx context.Context, c *Conn) {
 			s.events.push(ev)
 		}
 		s.mu.Lock()
-		s.conn = nil
-		s.ready = make(chan struct{})
+		s.dropConn(c)
 		s.lastZxid = max(s.lastZxid, c.LastZxid())
 		closed := s.closed
 		s.mu.Unlock()

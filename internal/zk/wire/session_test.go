@@ -183,3 +183,42 @@ func TestSessionExpiry(t *testing.T) {
 		t.Errorf("get on an expired session: %v, want ErrSessionExpired", err)
 	}
 }
+
+// TestSessionRequestAfterLoss: a request made right after the session's
+// connection is known dead (its Done is closed) waits for the next
+// connection and succeeds; it is not sent on the dead one to fail with a
+// connection loss. The window was the time the session took to notice,
+// so the drop is repeated many times.
+func TestSessionRequestAfterLoss(t *testing.T) {
+	ctx := ctxT(t, 120*time.Second)
+	p := proxy(t)
+	s, err := NewSession(ctx, SessionConfig{Servers: []string{p.Addr()}, Conn: Config{SessionTimeout: 20 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	root := testRoot(t, dial(t, Config{}))
+	id := s.SessionID()
+	const drops = 100
+	failed := 0
+	for i := range drops {
+		c, err := s.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Drop()
+		<-c.Done()
+		if _, _, err := s.Get(ctx, root, false); err != nil {
+			if failed == 0 {
+				t.Errorf("drop %d: get at once after the loss: %v, want it to wait for the next connection", i, err)
+			}
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d requests made after a loss failed", failed, drops)
+	}
+	if s.SessionID() != id {
+		t.Error("a new session: the old one should have been kept")
+	}
+}
