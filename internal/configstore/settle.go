@@ -99,10 +99,10 @@ func (s *Store) settle(ctx context.Context, what string, write func(context.Cont
 }
 
 // look runs landed once the session is back, after a sync (the server may
-// be behind the leader, where a write sent on the lost connection went);
-// it reads again, after a pause, when the connection drops under it too
-// (a request made at once after a loss may still meet the dead
-// connection).
+// be behind the leader, where a write sent on the lost connection went).
+// A request made after a connection loss waits for the next connection,
+// so only an expired session is waited out here: the client hands out the
+// expired one until it has made the next.
 func (s *Store) look(ctx context.Context, landed func(context.Context) (bool, error)) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
@@ -114,10 +114,10 @@ func (s *Store) look(ctx context.Context, landed func(context.Context) (bool, er
 				return ok, nil
 			}
 		}
-		if !zk.OutcomeUnknown(err) {
+		if !errors.Is(err, zk.ErrSessionExpired) {
 			break
 		}
-		select { // an expired session is replaced after a moment
+		select {
 		case <-ctx.Done():
 			return false, err
 		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
