@@ -141,6 +141,8 @@ func serverWatches(b *testing.B) int {
 // its file_sd file (the newest release) beside Prometheus with its own
 // serverset_sd_configs on the same tree (each release): the time until
 // each has all 100,000 in its scrape pool, and Prometheus's peak RSS.
+// ZKPROM_BENCH_SD_ONLY=1 measures `zkprom sd` alone and skips the
+// Prometheus comparisons (minutes), for quick before/after runs.
 func BenchmarkSDFromStart(b *testing.B) {
 	needEnsemble(b)
 	const members = 100000
@@ -164,6 +166,9 @@ func BenchmarkSDFromStart(b *testing.B) {
 		b.ReportMetric(peak/1e6, "sd-peak-rss-MB")
 		b.ReportMetric(float64(watches), "sd-server-watches")
 		sd.stop()
+		if os.Getenv("ZKPROM_BENCH_SD_ONLY") != "" {
+			continue
+		}
 
 		// Prometheus on zkprom's file_sd, both started at once, beside
 		// Prometheus's own serverset discovery.
