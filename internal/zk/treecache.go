@@ -712,12 +712,28 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		level = append(level, item{s, int32(d)})
 	}
 	watch := tc.watchesNodes()
+	// The persistent mode with data reads each level's data and stat
+	// first, in multiRead batches, and lists only the nodes whose stat
+	// counts children: the leaves, most nodes, cost no getChildren. A child
+	// created after that read is reported by the root's persistent watch,
+	// set before it.
+	dataFirst := !watch && tc.opts.Data
 	for len(level) > 0 {
+		list, read := level, []*cacheNode(nil)
+		if dataFirst {
+			var err error
+			if list, read, err = tc.readLevelData(ctx, level, out); err != nil {
+				return nil, err
+			}
+		}
 		var next []item
-		err := tc.parallel(ctx, len(level), tc.opts.Concurrency, func(i int) error {
-			it := level[i]
+		err := tc.parallel(ctx, len(list), tc.opts.Concurrency, func(i int) error {
+			it := list[i]
 			n := &cacheNode{depth: it.depth}
-			wantChildren := tc.opts.MaxDepth == 0 || int(it.depth) < tc.opts.MaxDepth
+			if read != nil && read[i] != nil {
+				n = read[i] // its data and stat, read above
+			}
+			wantChildren := tc.wantChildren(it.depth)
 			wantData := tc.opts.Data && it.depth > 0
 			var kids []string
 			if wantChildren {
@@ -726,12 +742,14 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 					if it.depth == 0 {
 						return tc.watchMissingRoot(ctx, it.path, &mu, out)
 					}
-					return nil
+					return nil // gone since: its parent's listing reports it
 				}
 				if err != nil {
 					return err
 				}
-				n.stat = *st
+				if !dataFirst || it.depth == 0 {
+					n.stat = *st // else the stat stays the one read with the data
+				}
 				n.dir = true
 				if len(ch) > 0 {
 					// The children's paths, and their names as slices of
@@ -744,7 +762,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 					}
 				}
 			}
-			if wantData && watch { // else read in batches below
+			if wantData && watch { // else read in batches above
 				d, st, err := tc.c.get(ctx, it.path, true)
 				if errors.Is(err, ErrNoNode) {
 					return nil
@@ -765,17 +783,11 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		if err != nil {
 			return nil, err
 		}
-		if !watch && tc.opts.Data {
-			if next, err = tc.readLevelData(ctx, level, out, next); err != nil {
-				return nil, err
-			}
-		}
 		// A child listed but gone before its own read is left out; its
 		// parent's children watch reports the removal.
 		var deeper []item
 		for _, it := range next {
-			wantChildren := tc.opts.MaxDepth == 0 || int(it.depth) < tc.opts.MaxDepth
-			if wantChildren || (tc.opts.Data && it.depth > 0) {
+			if tc.wantChildren(it.depth) || (tc.opts.Data && it.depth > 0) {
 				deeper = append(deeper, it)
 			} else {
 				out[it.path] = &cacheNode{depth: it.depth} // a name-only leaf costs no request
@@ -831,39 +843,54 @@ const (
 	maxBatch   = 1000
 )
 
-// readLevelData reads the data of one level's nodes (those in out, whose
-// children were listed) in multiRead batches. A node gone meanwhile leaves
-// out, and its children leave next.
-func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out map[string]*cacheNode, next []fetchItem) ([]fetchItem, error) {
-	var paths []string
+// wantChildren says whether a node at depth has its children mirrored.
+func (tc *TreeCache) wantChildren(depth int32) bool {
+	return tc.opts.MaxDepth == 0 || int(depth) < tc.opts.MaxDepth
+}
+
+// readLevelData reads the data and stat of one level's nodes below the
+// roots in multiRead batches (a node gone since its parent's listing is
+// left out). A node that can have no mirrored children, or whose stat
+// says it has none, goes into out as it is; the rest, and the roots, are
+// returned to be listed, each with its node as read (nil for a root).
+func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out map[string]*cacheNode) ([]fetchItem, []*cacheNode, error) {
+	paths := make([]string, 0, len(level))
 	for _, it := range level {
-		if _, ok := out[it.path]; ok && it.depth > 0 {
+		if it.depth > 0 {
 			paths = append(paths, it.path)
 		}
 	}
 	res, err := tc.readData(ctx, paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gone := map[string]bool{}
-	for i, p := range paths {
-		if res[i] == nil {
-			delete(out, p)
-			gone[p] = true
+	var list []fetchItem
+	var read []*cacheNode
+	j := 0
+	for _, it := range level {
+		if it.depth == 0 {
+			list, read = append(list, it), append(read, nil)
 			continue
 		}
-		out[p].data, out[p].stat = res[i].data, res[i].stat
-	}
-	if len(gone) == 0 {
-		return next, nil
-	}
-	kept := next[:0]
-	for _, it := range next {
-		if !gone[Parent(it.path)] {
-			kept = append(kept, it)
+		r := res[j]
+		j++
+		if r == nil {
+			continue
 		}
+		n := &cacheNode{data: r.data, stat: r.stat, depth: it.depth}
+		if !tc.wantChildren(it.depth) {
+			out[it.path] = n
+			continue
+		}
+		if r.stat.NumChildren == 0 {
+			// A leaf: its children are mirrored, there are none yet.
+			n.dir = true
+			out[it.path] = n
+			continue
+		}
+		list, read = append(list, it), append(read, n)
 	}
-	return kept, nil
+	return list, read, nil
 }
 
 type dataResult struct {

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // freshRead reads the subtree at root the plain way, one node at a time:
@@ -472,4 +474,115 @@ func TestTreeCachesShareARoot(t *testing.T) {
 			allConverged()
 		})
 	}
+}
+
+// listings counts the getChildren requests c has made.
+func listings(t *testing.T, c *Client) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.m.requestDuration.WithLabelValues("children").(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// TestTreeCacheLeafGetsChild: in the persistent mode with data, a node
+// whose stat counts no children is not listed, and a child created under
+// it later is reported by the root's persistent watch alone. Children
+// appear under leaves after the sync, under children that were read as
+// leaves themselves in a refresh, and during a cache's initial read; the
+// cache must mirror them (never below MaxDepth) in both modes, with data,
+// forgetting data, and with names only.
+func TestTreeCacheLeafGetsChild(t *testing.T) {
+	needEnsemble(t)
+	for _, mode := range []CacheMode{CacheModeAuto, CachePerNodeWatches} {
+		for _, o := range []struct {
+			name string
+			opts CacheOptions
+		}{
+			{"data", CacheOptions{Data: true}},
+			{"forget", CacheOptions{Data: true, ForgetData: true}},
+			{"names", CacheOptions{}},
+			{"data-depth2", CacheOptions{Data: true, MaxDepth: 2}},
+		} {
+			t.Run(mode.String()+"/"+o.name, func(t *testing.T) {
+				o.opts.Mode = mode
+				testLeafGetsChild(t, o.opts)
+			})
+		}
+	}
+}
+
+func testLeafGetsChild(t *testing.T, opts CacheOptions) {
+	ctx := ctxT(t, 90*time.Second)
+	writer := connect(t, Config{})
+	root := fmt.Sprintf("/tc-leaf-%d", time.Now().UnixNano())
+	defer writer.DeleteAll(context.Background(), root)
+	const leaves = 50
+	writer.CreateAll(ctx, root+"/dir", nil)
+	writer.Create(ctx, root+"/dir/x", []byte("x"), Persistent, nil)
+	for i := range leaves {
+		if _, err := writer.Create(ctx, fmt.Sprintf("%s/l%02d", root, i), []byte("leaf"), Persistent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c := connect(t, Config{})
+	tc := NewTreeCache(c, []string{root}, opts)
+	m := follow(tc)
+	go tc.Run(ctx)
+	select {
+	case <-tc.Synced():
+	case <-ctx.Done():
+		t.Fatal("the cache did not sync")
+	}
+	if tc.Mode() == CachePersistentWatch && opts.Data {
+		// The root and dir: the leaves' stats say they have no children.
+		if n := listings(t, c); n != 2 {
+			t.Errorf("the initial read listed %d nodes, want 2 (the root and %s/dir)", n, root)
+		}
+	}
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
+
+	// Children under leaves, then under those new children (read as leaves
+	// in a refresh), then one removed and made again.
+	for i := range leaves / 2 {
+		writer.Create(ctx, fmt.Sprintf("%s/l%02d/c", root, i), []byte("child"), Persistent, nil)
+	}
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
+	if _, ok := tc.Get(root + "/l00/c"); !ok {
+		t.Fatalf("%s/l00/c, a leaf's new child, is not mirrored", root)
+	}
+	for i := range leaves / 2 {
+		writer.Create(ctx, fmt.Sprintf("%s/l%02d/c/g", root, i), []byte("grandchild"), Persistent, nil)
+	}
+	writer.Delete(ctx, root+"/dir/x", -1)
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
+	if _, ok := tc.Get(root + "/l00/c/g"); ok != (opts.MaxDepth == 0) {
+		t.Fatalf("%s/l00/c/g mirrored: %t, with MaxDepth %d", root, ok, opts.MaxDepth)
+	}
+	writer.Delete(ctx, root+"/l01/c/g", -1)
+	writer.Delete(ctx, root+"/l01/c", -1)
+	writer.Create(ctx, root+"/dir/x", []byte("x again"), Persistent, nil)
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
+	writer.Create(ctx, root+"/l01/c", []byte("child again"), Persistent, nil)
+	writer.Create(ctx, root+"/dir/x/y", []byte("y"), Persistent, nil)
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
+
+	// Children made under leaves while a second cache reads the tree: a
+	// leaf read before its child came is told of it by the watch.
+	second := NewTreeCache(connect(t, Config{}), []string{root}, opts)
+	m2 := follow(second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := leaves / 2; i < leaves; i++ {
+			writer.Create(ctx, fmt.Sprintf("%s/l%02d/c", root, i), []byte("raced"), Persistent, nil)
+			writer.Create(ctx, fmt.Sprintf("%s/l%02d/c/g", root, i), []byte("raced"), Persistent, nil)
+		}
+	}()
+	go second.Run(ctx)
+	<-done
+	converged(t, ctx, writer, second, m2, root, opts.MaxDepth, opts.Data)
+	converged(t, ctx, writer, tc, m, root, opts.MaxDepth, opts.Data)
 }
