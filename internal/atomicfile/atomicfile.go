@@ -6,6 +6,7 @@ package atomicfile
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -14,8 +15,8 @@ import (
 // holds data is left alone (its mode corrected), so readers that watch it
 // see no change; changed says whether it was written.
 func WriteFile(path string, data []byte, mode os.FileMode) (changed bool, err error) {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == mode.Perm() {
+	if fi, same := holds(path, data); same {
+		if fi.Mode().Perm() == mode.Perm() {
 			return false, nil
 		}
 		if err := os.Chmod(path, mode); err != nil {
@@ -50,6 +51,30 @@ func WriteFile(path string, data []byte, mode os.FileMode) (changed bool, err er
 		return true, fmt.Errorf("write %s: sync folder: %w", path, err)
 	}
 	return true, nil
+}
+
+// holds says whether the file at path holds exactly data. It compares in
+// small chunks, and not at all when the sizes differ: a file_sd list can
+// be tens of MB, and reading it whole would hold it twice in memory.
+func holds(path string, data []byte) (os.FileInfo, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(data)) {
+		return nil, false
+	}
+	buf := make([]byte, 64<<10)
+	for rest := data; len(rest) > 0; {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(rest))])
+		if err != nil || !bytes.Equal(buf[:n], rest[:n]) {
+			return nil, false
+		}
+		rest = rest[n:]
+	}
+	return fi, true
 }
 
 // SyncDir fsyncs a folder, so that the names created, renamed or removed
