@@ -313,13 +313,17 @@ func (j *job) apply(b zk.CacheBatch) {
 		j.logger.Info("discovery staleness changed", "stale", b.Stale)
 	}
 	touchedKeys := map[string]bool{}
-	for _, ev := range b.Events {
+	for i, ev := range b.Events {
 		j.remove(ev.Path, touchedKeys)
 		if ev.Type == zk.Removed {
 			j.clearInvalid(ev.Path)
 		} else {
 			j.add(ev, touchedKeys)
 		}
+		// Parsed: the data may go. It is a slice of the reply it came in
+		// (of up to 1,000 nodes): a first sync's replies are freed as the
+		// batch is taken, not all held until its end.
+		b.Events[i].Data = nil
 	}
 	for k := range touchedKeys {
 		j.rebuildKey(k)
