@@ -644,14 +644,8 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 // replaceSubtree makes the mirror of the subtree at t equal to what fetched
 // holds for it (absent in fetched: the subtree is gone).
 func (tc *TreeCache) replaceSubtree(t string, fetched map[string]*cacheNode, evs []CacheEvent) []CacheEvent {
-	prefix := t + "/"
-	if t == "/" {
-		prefix = "/"
-	}
-	for p, o := range tc.nodes {
-		if p != t && !strings.HasPrefix(p, prefix) {
-			continue
-		}
+	for _, p := range subtree(tc.nodes, t) {
+		o := tc.nodes[p]
 		n, ok := fetched[p]
 		switch {
 		case !ok && o.depth == 0:
@@ -664,10 +658,8 @@ func (tc *TreeCache) replaceSubtree(t string, fetched map[string]*cacheNode, evs
 			evs = append(evs, tc.event(Updated, p, n))
 		}
 	}
-	for p, n := range fetched {
-		if p != t && !strings.HasPrefix(p, prefix) {
-			continue
-		}
+	for _, p := range subtree(fetched, t) {
+		n := fetched[p]
 		_, existed := tc.nodes[p]
 		if !existed && n.depth > 0 {
 			evs = append(evs, tc.event(Added, p, n))
@@ -680,6 +672,26 @@ func (tc *TreeCache) replaceSubtree(t string, fetched map[string]*cacheNode, evs
 		}
 	}
 	return evs
+}
+
+// subtree lists the paths of the subtree at t in nodes (none when t is
+// not there), parents first, by its children sets: it costs the subtree,
+// not the whole map (a closing session's 10,000 ephemerals are 10,000
+// subtrees of one node each, in one refresh).
+func subtree(nodes map[string]*cacheNode, t string) []string {
+	if nodes[t] == nil {
+		return nil
+	}
+	out := []string{t}
+	for i := 0; i < len(out); i++ {
+		p := out[i]
+		for name := range nodes[p].children {
+			if c := childPath(p, name); nodes[c] != nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 func (tc *TreeCache) removeSubtree(t string, evs []CacheEvent) []CacheEvent {
