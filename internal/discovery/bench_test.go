@@ -257,7 +257,7 @@ func benchSyncOnce(b *testing.B, root string, members int) {
 func BenchmarkPropagation(b *testing.B) {
 	needEnsemble(b)
 	const members, changes = 10000, 300
-	root := "/bench/prop"
+	root := fmt.Sprintf("/bench/prop%d", time.Now().UnixNano()) // its own tree per run: the run changes it
 	w := writer(b, ensemble.Connect())
 	populate(b, w, root, 100, members)
 	dir := b.TempDir()
