@@ -54,6 +54,7 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 }
 
 func (c *agentCommand) run(logger *slog.Logger) int {
+	gcForLongLivedHeap()
 	ctx, stop := signalContext()
 	defer stop()
 	reg := prometheus.NewRegistry()

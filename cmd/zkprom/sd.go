@@ -49,6 +49,7 @@ func newSDCommand(app *kingpin.Application, out, errOut io.Writer) *sdCommand {
 }
 
 func (c *sdCommand) run(logger *slog.Logger) int {
+	gcForLongLivedHeap()
 	cfg, err := discovery.LoadConfigDefault(c.configFile, *c.zk)
 	if err != nil {
 		return badConfig(c.configCheck, c.errOut, "sd", logger, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -38,5 +39,21 @@ func TestRegisterBadInput(t *testing.T) {
 	}
 	if code := run([]string{"register", "--path=/a"}, &out, &errb); code != 2 {
 		t.Errorf("no --address: exit %d", code)
+	}
+}
+
+// sd and the agent run the collector at 75 % unless GOGC says otherwise.
+func TestGCForLongLivedHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	gcForLongLivedHeap()
+	if got := debug.SetGCPercent(100); got != 75 {
+		t.Errorf("GOGC unset: collector target %d %%, want 75", got)
+	}
+	t.Setenv("GOGC", "100")
+	gcForLongLivedHeap()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=100: collector target %d %%, want it left at 100", got)
 	}
 }

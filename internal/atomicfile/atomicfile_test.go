@@ -1,8 +1,10 @@
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +60,53 @@ func TestWriteFileFails(t *testing.T) {
 	}
 	if _, err := WriteFile(filepath.Join(dir, "missing", "b"), nil, 0o600); err == nil {
 		t.Error("no error for a missing folder")
+	}
+}
+
+// pieces is content written in small pieces, as a list of entries is.
+type pieces []string
+
+func (p pieces) Size() int64 {
+	n := 0
+	for _, s := range p {
+		n += len(s)
+	}
+	return int64(n)
+}
+
+func (p pieces) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for _, s := range p {
+		k, err := io.WriteString(w, s)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Content in pieces is compared with the file piece by piece: the same
+// bytes leave the file alone, a difference anywhere rewrites it.
+func TestWritePieces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.json")
+	big := strings.Repeat("x", 100<<10) // beyond one compare chunk
+	for i, step := range []struct {
+		content pieces
+		changed bool
+	}{
+		{pieces{"[", big, ",", big, "]"}, true},
+		{pieces{"[" + big, "," + big + "]"}, false},
+		{pieces{"[", big, ";", big, "]"}, true}, // same size, one byte differs
+		{pieces{"[", big, ";", big[1:], "]"}, true},
+	} {
+		changed, err := Write(p, step.content, 0o644)
+		if err != nil || changed != step.changed {
+			t.Fatalf("step %d: changed %v, %v; want %v", i, changed, err, step.changed)
+		}
+		got, _ := os.ReadFile(p)
+		if want := strings.Join(step.content, ""); string(got) != want {
+			t.Fatalf("step %d: the file holds %d bytes, want %d", i, len(got), len(want))
+		}
 	}
 }

@@ -30,7 +30,7 @@ type job struct {
 	paths   map[string]*pathState      // znodes that produced members (nil: one target, id the path)
 	keyed   map[string]map[string]bool // de-duplication key -> paths
 	groups  map[string]*group          // by source
-	srcOf   map[string]string          // target id -> source
+	srcOf   map[string]string          // target id -> source, unless the source is the id's parent (see sourceOf)
 	invalid map[string]string          // path -> reason, for znodes skipped now
 	refused refusals                   // the first few of them per reason, with why
 	// counters and state read by the collector
@@ -43,7 +43,8 @@ type job struct {
 	syncDuration time.Duration
 	lastUpdate   time.Time
 	gen          uint64
-	out          []byte
+	srcs         []string // the groups' sources, sorted; nil when groups came or went since
+	out          *list
 	outGen       uint64
 	changed      chan struct{} // signalled when the output changes (cap 1)
 	subs         []*subscriber
@@ -62,12 +63,13 @@ type pathState struct {
 	keyed []Member // members with a Key
 }
 
-// group holds each target's file_sd entry once: the entries are
-// immutable, and outputGen re-points them into the list it builds, so
-// that the served list and the entries share one copy of the JSON.
+// group holds each target's file_sd entry once. Entries are immutable,
+// and so is a built entries slice: lists handed out point at them.
 type group struct {
 	targets map[string][]byte // target id -> rendered entry
 	ids     []string          // the ids, sorted; nil when targets were added or dropped since
+	entries [][]byte          // the entries in id order; nil when any changed since
+	size    int64             // of the entries
 	dirty   bool
 }
 
@@ -338,6 +340,7 @@ func (j *job) apply(b zk.CacheBatch) {
 		dirtySrcs = append(dirtySrcs, src)
 		if len(g.targets) == 0 {
 			delete(j.groups, src) // a vanished group: gone from the list
+			j.srcs = nil
 			continue
 		}
 		g.dirty = false
@@ -552,6 +555,7 @@ func (j *job) putTarget(id, src string, entry []byte) {
 	if g == nil {
 		g = &group{targets: map[string][]byte{}}
 		j.groups[src] = g
+		j.srcs = nil
 	}
 	if old, ok := g.targets[id]; !ok {
 		j.nTargets++
@@ -561,25 +565,44 @@ func (j *job) putTarget(id, src string, entry []byte) {
 	}
 	j.labelBytes += int64(len(entry))
 	g.targets[id] = entry
+	g.entries = nil
 	g.dirty = true
-	j.srcOf[id] = src
+	if src != zk.Parent(id) {
+		j.srcOf[id] = src
+	} else {
+		delete(j.srcOf, id)
+	}
+}
+
+// sourceOf returns the group of target id. Most targets are in the group
+// of their znode's parent, and srcOf leaves those out: it would otherwise
+// hold an entry per target (100,000 of them are ~5 MB).
+func (j *job) sourceOf(id string) (string, *group, bool) {
+	src, ok := j.srcOf[id]
+	if !ok {
+		src = zk.Parent(id)
+	}
+	g := j.groups[src]
+	if g == nil {
+		return "", nil, false
+	}
+	if _, ok := g.targets[id]; !ok {
+		return "", nil, false
+	}
+	return src, g, true
 }
 
 func (j *job) dropTarget(id string) {
-	src, ok := j.srcOf[id]
+	_, g, ok := j.sourceOf(id)
 	if !ok {
 		return
 	}
 	delete(j.srcOf, id)
-	if g := j.groups[src]; g != nil {
-		if old, ok := g.targets[id]; ok {
-			j.labelBytes -= int64(len(old))
-			delete(g.targets, id)
-			g.ids = nil
-			j.nTargets--
-			g.dirty = true
-		}
-	}
+	j.labelBytes -= int64(len(g.targets[id]))
+	delete(g.targets, id)
+	g.ids, g.entries = nil, nil
+	j.nTargets--
+	g.dirty = true
 }
 
 // overTotals says whether adding targets and bytes (either may be
@@ -604,11 +627,9 @@ func (j *job) pathTotals(path string) (int, int64) {
 	}
 	n, b := 0, int64(0)
 	for _, id := range ids {
-		if g := j.groups[j.srcOf[id]]; g != nil {
-			if e, ok := g.targets[id]; ok {
-				n++
-				b += int64(len(e))
-			}
+		if _, g, ok := j.sourceOf(id); ok {
+			n++
+			b += int64(len(g.targets[id]))
 		}
 	}
 	return n, b
@@ -632,15 +653,10 @@ func (j *job) clearInvalid(path string) {
 	}
 }
 
-// output returns the job's current file_sd list and whether the first
-// complete sync is done.
-func (j *job) output() ([]byte, bool) {
-	b, _, ok := j.outputGen()
-	return b, ok
-}
-
-// outputGen also returns the output's generation.
-func (j *job) outputGen() ([]byte, uint64, bool) {
+// outputGen returns the job's current file_sd list, its generation, and
+// whether the first complete sync is done. Only the groups that changed
+// since the last list are gathered again.
+func (j *job) outputGen() (*list, uint64, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !j.synced {
@@ -649,34 +665,34 @@ func (j *job) outputGen() ([]byte, uint64, bool) {
 	if j.out != nil && j.outGen == j.gen {
 		return j.out, j.gen, true
 	}
-	// The list is every group's entries, groups by source and entries by
-	// id. Each entry is then re-pointed into the list (a full slice
-	// expression: nothing can append into it), so the entries and the
-	// list share their bytes and the previous list becomes garbage once
-	// no reader holds it.
-	srcs := make([]string, 0, len(j.groups))
-	size := 2
-	for s, g := range j.groups {
-		srcs = append(srcs, s)
-		for _, e := range g.targets {
-			size += len(e) + 1
+	if j.srcs == nil {
+		j.srcs = make([]string, 0, len(j.groups))
+		for s := range j.groups {
+			j.srcs = append(j.srcs, s)
 		}
+		sort.Strings(j.srcs)
 	}
-	sort.Strings(srcs)
-	buf := make([]byte, 1, size) // never grows: entries point into it
-	buf[0] = '['
-	for _, s := range srcs {
+	l := &list{groups: make([][][]byte, 0, len(j.srcs)), size: 2}
+	n := 0
+	for _, s := range j.srcs {
 		g := j.groups[s]
-		for _, id := range g.sortedIDs() {
-			if len(buf) > 1 {
-				buf = append(buf, ',')
+		if g.entries == nil {
+			// A new slice, never one handed out before: lists are immutable.
+			g.entries = make([][]byte, 0, len(g.targets))
+			g.size = 0
+			for _, id := range g.sortedIDs() {
+				e := g.targets[id]
+				g.entries = append(g.entries, e)
+				g.size += int64(len(e))
 			}
-			start := len(buf)
-			buf = append(buf, g.targets[id]...)
-			g.targets[id] = buf[start:len(buf):len(buf)]
 		}
+		l.groups = append(l.groups, g.entries)
+		l.size += g.size
+		n += len(g.entries)
 	}
-	buf = append(buf, ']')
-	j.out, j.outGen = buf, j.gen
-	return buf, j.gen, true
+	if n > 1 {
+		l.size += int64(n - 1) // the commas
+	}
+	j.out, j.outGen = l, j.gen
+	return l, j.gen, true
 }

@@ -144,13 +144,16 @@ func TestJobDedupe(t *testing.T) {
 
 // TestJobOutputIncremental: after any sequence of changes, with the list
 // taken in between or not, the list is byte for byte the one a job
-// built from the final members in one go gives; and once taken, every
-// entry shares its bytes with it (the JSON is held once).
+// built from the final members in one go gives; the list points at the
+// job's entries (the JSON is held once); and a list handed out stays as
+// it was.
 func TestJobOutputIncremental(t *testing.T) {
 	cfg := JobConfig{Name: "x", Format: "serverset", Paths: []string{"/s"}}
 	j := newJob(cfg, slog.New(slog.DiscardHandler))
 	rng := rand.New(rand.NewSource(1))
 	live := map[string][]byte{}
+	var held []*list
+	var heldBytes [][]byte
 	j.apply(zk.CacheBatch{})
 	j.markSynced()
 	for step := 0; step < 300; step++ {
@@ -186,15 +189,44 @@ func TestJobOutputIncremental(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("step %d: list\n%s\nwant\n%s", step, got, want)
 		}
-		lo := uintptr(unsafe.Pointer(unsafe.SliceData(got)))
+		// The list points at the job's entries: no copy of them.
+		l, _, _ := j.outputGen()
+		if l.Size() != int64(len(got)) {
+			t.Fatalf("step %d: list of %d bytes says it has %d", step, len(got), l.Size())
+		}
+		shared := map[*byte]bool{}
+		for _, g := range l.groups {
+			for _, e := range g {
+				shared[unsafe.SliceData(e)] = true
+			}
+		}
 		for _, g := range j.groups {
 			for id, e := range g.targets {
-				if p := uintptr(unsafe.Pointer(unsafe.SliceData(e))); p < lo || p+uintptr(len(e)) > lo+uintptr(len(got)) || cap(e) != len(e) {
-					t.Fatalf("step %d: entry of %s is not a closed slice of the list", step, id)
+				if !shared[unsafe.SliceData(e)] {
+					t.Fatalf("step %d: the list holds a copy of the entry of %s", step, id)
 				}
 			}
 		}
+		// Lists handed out stay as they were while the job changes.
+		if len(held) < 5 {
+			held = append(held, l)
+			heldBytes = append(heldBytes, got)
+		}
 	}
+	for i, l := range held {
+		if got := l.Bytes(); !bytes.Equal(got, heldBytes[i]) {
+			t.Fatalf("a list handed out changed later:\n%s\nwas\n%s", got, heldBytes[i])
+		}
+	}
+}
+
+// output is the job's current list as one slice.
+func (j *job) output() ([]byte, bool) {
+	l, _, ok := j.outputGen()
+	if !ok {
+		return nil, false
+	}
+	return l.Bytes(), true
 }
 
 // dedupeEvents keeps the last event of each path (a batch names a path
@@ -208,4 +240,32 @@ func dedupeEvents(evs []zk.CacheEvent) []zk.CacheEvent {
 		out = append(out, e)
 	}
 	return out
+}
+
+// TestListWriteTo: a list written out is its Bytes, of its Size, and
+// valid JSON, for any shape of groups (none, empty ones, one entry, many).
+func TestListWriteTo(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for range 200 {
+		l := &list{size: 2}
+		n := 0
+		for range rng.Intn(4) {
+			var g [][]byte
+			for range rng.Intn(4) {
+				e := fmt.Appendf(nil, `{"targets":["h%d:1"],"labels":{}}`, rng.Intn(1000))
+				g = append(g, e)
+				l.size += int64(len(e))
+				n++
+			}
+			l.groups = append(l.groups, g)
+		}
+		l.size += int64(max(n-1, 0))
+		var buf bytes.Buffer
+		if _, err := l.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), l.Bytes()) || int64(buf.Len()) != l.Size() || !json.Valid(buf.Bytes()) {
+			t.Fatalf("written %q (%d bytes), Bytes %q, Size %d", buf.Bytes(), buf.Len(), l.Bytes(), l.Size())
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -326,10 +327,13 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.FormatInt(body.Size(), 10))
 	if stale {
 		w.Header().Set("X-Zkprom-Stale", "true")
 	}
-	w.Write(body)
+	if r.Method != http.MethodHead {
+		body.WriteTo(w)
+	}
 }
 
 // writeLoop writes the job's file whenever its output changes.
@@ -343,7 +347,7 @@ func (m *Manager) writeLoop(ctx context.Context, j *job) {
 		case <-retry:
 		}
 		retry = nil
-		body, ready := j.output()
+		body, _, ready := j.outputGen()
 		if !ready {
 			continue
 		}
@@ -359,8 +363,8 @@ func (m *Manager) filePath(name string) string {
 }
 
 // writeFile writes a job's file atomically, when its content changes.
-func (m *Manager) writeFile(name string, body []byte) error {
-	changed, err := atomicfile.WriteFile(m.filePath(name), body, 0o644)
+func (m *Manager) writeFile(name string, body *list) error {
+	changed, err := atomicfile.Write(m.filePath(name), body, 0o644)
 	m.fmu.Lock()
 	defer m.fmu.Unlock()
 	switch {

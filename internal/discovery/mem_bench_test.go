@@ -101,7 +101,7 @@ func BenchmarkMemory(b *testing.B) {
 		m.mu.Lock()
 		j := m.jobs["big"].j
 		m.mu.Unlock()
-		body, _ := j.output()
+		body, _, _ := j.outputGen()
 		peak += stopPeak() - l0
 		l1, t1, m1 := memNow()
 		if f := os.Getenv("ZKPROM_HEAP_PROFILE"); f != "" {
@@ -180,5 +180,13 @@ func writeHeapProfile(b *testing.B, path string) {
 	}
 }
 
-// countEntries counts the targets of a file_sd list.
-func countEntries(body []byte) int { return bytes.Count(body, []byte(`"targets":[`)) }
+// countEntries counts the targets of a list (each entry one).
+func countEntries(l *list) int {
+	n := 0
+	for _, g := range l.groups {
+		for _, e := range g {
+			n += bytes.Count(e, []byte(`"targets":[`))
+		}
+	}
+	return n
+}

@@ -174,11 +174,11 @@ func (j *job) eachTarget(match func(entry []byte) bool, fn func(Target) bool) {
 
 // target returns the target with the id (j.mu held).
 func (j *job) target(id string) (Target, bool) {
-	src, ok := j.srcOf[id]
-	if !ok || j.groups[src] == nil {
+	src, g, ok := j.sourceOf(id)
+	if !ok {
 		return Target{}, false
 	}
-	t, ok := decodeEntry(j.groups[src].targets[id])
+	t, ok := decodeEntry(g.targets[id])
 	t.Group, t.Znodes = src, j.znodesOf(id)
 	return t, ok
 }
