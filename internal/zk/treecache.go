@@ -131,6 +131,9 @@ type cacheNode struct {
 	depth int32
 	// dir: the node's children are mirrored (it is above MaxDepth).
 	dir bool
+	// streamed: its Added event went out during the first read (see
+	// resync).
+	streamed bool
 	// children are the names of the mirrored children (nil while there are
 	// none); each name shares its bytes with the child's path.
 	children map[string]struct{}
@@ -402,18 +405,48 @@ func (tc *TreeCache) resync(ctx context.Context) error {
 		return err
 	}
 	tc.takePending() // the new read covers them; new watches report later changes
-	fresh, err := tc.fetch(ctx, tc.roots, 0)
+	tc.mu.RLock()
+	first := len(tc.nodes) <= len(tc.roots)
+	tc.mu.RUnlock()
+	// A first read that forgets data hands its leaves over batch by batch
+	// as they are read: the consumer parses each while the rest is read,
+	// and the replies go as soon as it has, instead of the whole tree's
+	// data being held until the end. Nothing is synced before the end, so
+	// consumers see the same tree; a read that fails takes back what it
+	// handed over.
+	var stream func([]CacheEvent)
+	var streamed []string
+	if first && tc.opts.Data && tc.opts.ForgetData && !tc.watchesNodes() {
+		var smu sync.Mutex
+		stream = func(evs []CacheEvent) {
+			slices.SortFunc(evs, func(a, b CacheEvent) int { return strings.Compare(a.Path, b.Path) })
+			smu.Lock()
+			for _, e := range evs {
+				streamed = append(streamed, e.Path)
+			}
+			smu.Unlock()
+			tc.emit(ctx, CacheBatch{Events: evs, Stale: tc.Stale()})
+		}
+	}
+	fresh, err := tc.fetch(ctx, tc.roots, 0, stream)
 	if err != nil {
+		if len(streamed) > 0 {
+			evs := make([]CacheEvent, len(streamed))
+			for i, p := range streamed {
+				evs[i] = CacheEvent{Type: Removed, Path: p}
+			}
+			tc.emit(ctx, CacheBatch{Events: evs, Stale: tc.Stale()})
+		}
 		return err
 	}
 	tc.mu.Lock()
 	old := tc.nodes
 	var evs []CacheEvent
-	if len(old) <= len(tc.roots) {
-		evs = make([]CacheEvent, 0, len(fresh)) // the first read: everything is added
+	if first && stream == nil {
+		evs = make([]CacheEvent, 0, len(fresh)) // everything is added
 	}
 	for p, n := range fresh {
-		if n.depth == 0 {
+		if n.depth == 0 || n.streamed {
 			continue
 		}
 		if o, ok := old[p]; !ok {
@@ -583,7 +616,7 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 	}
 	tc.mu.RUnlock()
 	trees = dedupeSubtrees(trees)
-	fetched, err := tc.fetch(ctx, trees, -1)
+	fetched, err := tc.fetch(ctx, trees, -1, nil)
 	if err != nil {
 		return err
 	}
@@ -712,8 +745,10 @@ type fetchItem struct {
 // fetch reads the subtrees at starts, level by level with bounded
 // concurrency, setting watches as it goes. depth -1 means "find out from
 // the path". A start that does not exist is left out (a root gets an
-// exists watch and an empty entry).
-func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map[string]*cacheNode, error) {
+// exists watch and an empty entry). With stream, the leaves read with
+// their data go to it as Added events as each batch is read, and keep no
+// data.
+func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int, stream func([]CacheEvent)) (map[string]*cacheNode, error) {
 	type item = fetchItem
 	out := make(map[string]*cacheNode, len(starts))
 	var mu sync.Mutex
@@ -738,7 +773,7 @@ func (tc *TreeCache) fetch(ctx context.Context, starts []string, depth int) (map
 		if dataFirst {
 			var err error
 			var gone bool
-			if list, read, gone, err = tc.readLevelData(ctx, level, out); err != nil {
+			if list, read, gone, err = tc.readLevelData(ctx, level, out, stream); err != nil {
 				return nil, err
 			}
 			if gone {
@@ -877,14 +912,32 @@ func (tc *TreeCache) wantChildren(depth int32) bool {
 // left out). A node that can have no mirrored children, or whose stat
 // says it has none, goes into out as it is; the rest, and the roots, are
 // returned to be listed, each with its node as read (nil for a root).
-func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out map[string]*cacheNode) (list []fetchItem, read []*cacheNode, gone bool, err error) {
+// With stream, those that go into out are streamed (see fetch).
+func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out map[string]*cacheNode, stream func([]CacheEvent)) (list []fetchItem, read []*cacheNode, gone bool, err error) {
 	paths := make([]string, 0, len(level))
+	var depths []int32
 	for _, it := range level {
 		if it.depth > 0 {
 			paths = append(paths, it.path)
+			depths = append(depths, it.depth)
 		}
 	}
-	res, err := tc.readData(ctx, paths)
+	var batchRead func(lo, hi int, res []*dataResult)
+	if stream != nil {
+		batchRead = func(lo, hi int, res []*dataResult) {
+			var evs []CacheEvent
+			for i := lo; i < hi; i++ {
+				if r := res[i]; r != nil && (!tc.wantChildren(depths[i]) || r.stat.NumChildren == 0) {
+					evs = append(evs, CacheEvent{Type: Added, Path: paths[i], Data: r.data, Stat: r.stat})
+					r.data, r.streamed = nil, true
+				}
+			}
+			if len(evs) > 0 {
+				stream(evs)
+			}
+		}
+	}
+	res, err := tc.readData(ctx, paths, batchRead)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -900,7 +953,7 @@ func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out m
 			gone = true
 			continue
 		}
-		n := &cacheNode{data: r.data, stat: r.stat, depth: it.depth}
+		n := &cacheNode{data: r.data, stat: r.stat, depth: it.depth, streamed: r.streamed}
 		if !tc.wantChildren(it.depth) {
 			out[it.path] = n
 			continue
@@ -926,13 +979,15 @@ func childPath(parent, name string) string {
 }
 
 type dataResult struct {
-	data []byte
-	stat Stat
+	data     []byte
+	stat     Stat
+	streamed bool
 }
 
 // readData reads the data and stat of paths (nil: no such node) in
-// multiRead batches, a few in flight.
-func (tc *TreeCache) readData(ctx context.Context, paths []string) ([]*dataResult, error) {
+// multiRead batches, a few in flight. batchRead, unless nil, is called
+// with each batch's span of the results once they are in.
+func (tc *TreeCache) readData(ctx context.Context, paths []string, batchRead func(lo, hi int, res []*dataResult)) ([]*dataResult, error) {
 	spans := wire.ReadBatches(paths, int(tc.maxData.Load()), batchBytes, maxBatch)
 	out := make([]*dataResult, len(paths))
 	var read func(lo, hi int) error
@@ -958,6 +1013,9 @@ func (tc *TreeCache) readData(ctx context.Context, paths []string) ([]*dataResul
 			}
 			out[lo+i] = &dataResult{data: r.Data, stat: r.Stat}
 			m = max(m, len(r.Data))
+		}
+		if batchRead != nil {
+			batchRead(lo, hi, out)
 		}
 		for old := tc.maxData.Load(); int64(m) > old && !tc.maxData.CompareAndSwap(old, int64(m)); old = tc.maxData.Load() {
 		}

@@ -80,6 +80,57 @@ func TestTreeCacheReadCutMidway(t *testing.T) {
 	}
 }
 
+// TestTreeCacheStreamedReadCut: a first read that forgets data hands its
+// leaves over as it reads them. The connection stalls half way, members
+// handed over and members not yet read are deleted, and the connection
+// drops: what the events say converges to the tree as it is now (the
+// failed read took back what it had handed over), and the cache was not
+// synced with a part.
+func TestTreeCacheStreamedReadCut(t *testing.T) {
+	needEnsemble(t)
+	writer := connect(t, Config{})
+	root := bigTree(t, writer, "tc-stream-cut", 1500, 600)
+	c, px := proxiedClient(t, 2)
+	px.StallAfter(400_000)
+	tc := NewTreeCache(c, []string{root}, CacheOptions{Data: true, ForgetData: true})
+	m := follow(tc)
+	runCache(t, tc)
+	eventually(t, 30*time.Second, "part of the tree handed over before the stall", func() error {
+		if got, _ := m.snapshot(); !px.Stalled() || len(got) == 0 {
+			return fmt.Errorf("stalled %v, %d members handed over", px.Stalled(), len(got))
+		}
+		return nil
+	})
+	select {
+	case <-tc.Synced():
+		t.Fatal("synced with part of the tree")
+	default:
+	}
+	got, _ := m.snapshot()
+	if len(got) >= 1500 {
+		t.Fatalf("all %d members handed over before the stall: the test tests nothing", len(got))
+	}
+	ctx := ctxT(t, 30*time.Second)
+	handed, other := 0, 0
+	for i := range 1500 {
+		p := fmt.Sprintf("%s/m%05d", root, i)
+		_, seen := got[p]
+		if (seen && handed < 100) || (!seen && other < 100) {
+			if err := writer.Delete(ctx, p, -1); err != nil {
+				t.Fatal(err)
+			}
+			if seen {
+				handed++
+			} else {
+				other++
+			}
+		}
+	}
+	px.Drop()
+	px.Resume()
+	converged(t, ctxT(t, 60*time.Second), writer, tc, m, root, 0, true)
+}
+
 // TestTreeCacheServerKilledDuringRead kills the cache's server while the
 // initial read is half way, and starts it again: the session survives
 // (its timeout is longer than the restart), the cache reads again and
