@@ -119,8 +119,20 @@ func FuzzRender(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := render(l); !bytes.Equal(got, want) {
+		got := render(l)
+		if !bytes.Equal(got, want) {
 			t.Fatalf("render = %s, json.Marshal = %s", got, want)
+		}
+		// Without escapes, the entry's allocation is its size: entries
+		// are held for as long as their targets live.
+		plain := true
+		for k, v := range l {
+			for _, s := range []string{string(k), string(v)} {
+				plain = plain && string(appendJSONString(nil, s)) == `"`+s+`"`
+			}
+		}
+		if plain && cap(got) != len(got) {
+			t.Fatalf("render allocated %d bytes for %d", cap(got), len(got))
 		}
 	})
 }

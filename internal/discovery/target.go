@@ -120,12 +120,19 @@ func (r rules) target(m Member) (model.LabelSet, error) {
 // runs for every target of every sync.
 func render(l model.LabelSet) []byte {
 	names := make([]string, 0, len(l))
+	// The size without escapes, exactly: entries are held for as long as
+	// their targets live, 100,000 of them at a time.
 	size := len(`{"targets":[""],"labels":{}}`)
 	for k, v := range l {
-		if k != model.AddressLabel {
-			names = append(names, string(k))
+		if k == model.AddressLabel {
+			size += len(v)
+			continue
 		}
+		names = append(names, string(k))
 		size += len(k) + len(v) + len(`"":"",`)
+	}
+	if len(names) > 0 {
+		size-- // no comma after the last label
 	}
 	slices.Sort(names)
 	b := make([]byte, 0, size)
