@@ -6,11 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,23 +19,46 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/zkprom/zkprom/internal/zk"
 	"github.com/zkprom/zkprom/internal/zktest"
 )
 
 // The benchmarks run `zkprom sd`'s engine in a child process (the test
-// binary itself, see benchChild) so that its memory is measured alone,
-// beside Debian's Prometheus with serverset_sd_configs on the same tree.
+// binary itself, see benchChild) so that its memory and CPU are measured
+// alone, apart from the benchmark's own readers and writers, beside
+// Debian's Prometheus with serverset_sd_configs on the same tree.
 
 const childEnv = "ZKPROM_SD_BENCH_CHILD" // config file path
 const childAddrEnv = "ZKPROM_SD_BENCH_ADDR"
+const childFilesEnv = "ZKPROM_SD_BENCH_FILE_SD_DIR"  // optional: file_sd folder
+const childProfileEnv = "ZKPROM_SD_BENCH_CPUPROFILE" // optional: CPU profile, written on SIGTERM
 
-// benchChild serves a Manager over HTTP until killed (called from
-// TestMain in the child).
+// benchChild serves a Manager over HTTP until killed or, with a CPU
+// profile, until SIGTERM (called from TestMain in the child).
 func benchChild() int {
 	ctx := context.Background()
-	m, err := NewManager(ctx, Options{})
+	if prof := os.Getenv(childProfileEnv); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(0)
+		}()
+	}
+	m, err := NewManager(ctx, Options{FileSDDir: os.Getenv(childFilesEnv)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -254,6 +278,16 @@ func benchSyncOnce(b *testing.B, root string, members int) {
 // BenchmarkPropagation: members created and deleted at 100 changes/s in
 // a tree of 10,000; latency from the ZooKeeper write to the change being
 // in the file_sd file and in the http_sd body.
+//
+// zkprom's Manager runs in a child process (benchChild), so that its
+// heap, GC and CPU are its own; this process holds the writer and the
+// readers. The http_sd reader polls every millisecond with If-None-Match
+// (a 304 while unchanged), the file_sd reader wakes on inotify's rename
+// of the file; each reads a new body once and finds every pending change
+// in one pass over it, whatever the number pending. The CPU of both
+// processes over the changes is reported, so that the harness's share
+// can be told from zkprom's. ZKPROM_BENCH_CPUPROFILE=FILE writes the
+// child's CPU profile there (the last run's, with -count).
 func BenchmarkPropagation(b *testing.B) {
 	needEnsemble(b)
 	const members, changes = 10000, 300
@@ -261,118 +295,132 @@ func BenchmarkPropagation(b *testing.B) {
 	w := writer(b, ensemble.Connect())
 	populate(b, w, root, 100, members)
 	dir := b.TempDir()
-	cfg, err := ParseConfig([]byte("zookeeper: {servers: '" + ensemble.Connect() + "'}\njobs: [{name: prop, format: serverset, paths: [" + root + "]}]\n"))
-	if err != nil {
+	files := filepath.Join(dir, "file_sd")
+	if err := os.Mkdir(files, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m, err := NewManager(ctx, Options{FileSDDir: dir})
-	if err != nil {
+	cfg := filepath.Join(dir, "sd.yml")
+	yml := "zookeeper: {servers: '" + ensemble.Connect() + "'}\njobs: [{name: prop, format: serverset, paths: [" + root + "]}]\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close()
-	m.ApplyConfig(cfg)
-	select {
-	case <-m.synced("prop"):
-	case <-time.After(time.Minute):
+	sd := startChild(b, cfg, files, os.Getenv("ZKPROM_BENCH_CPUPROFILE"))
+	defer sd.stop()
+	url := sd.url + "/sd/prop"
+	if _, ok := waitCount(b, "zkprom sd", time.Minute, members, func() (int, error) { return countTargets(url) }); !ok {
 		b.Fatal("no sync")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: m}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/sd/prop"
-	file := filepath.Join(dir, "prop.json")
+	file := filepath.Join(files, "prop.json")
 
 	type change struct {
-		addr    []byte
+		addr    string
 		present bool
 		start   time.Time
 		acked   time.Time // when ZooKeeper acknowledged the write
 		fileAt  time.Time // when the file showed it
 		httpAt  time.Time // when the HTTP body showed it
 	}
-	all := map[int]*change{}
 	var mu sync.Mutex
-	pending := map[int]*change{} // by change number
+	all := make([]*change, 0, changes)
+	pending := map[string]*change{} // by address, until both outputs showed it
 	var fileLat, httpLat, writeLat []time.Duration
-	seenFile, seenHTTP := map[int]bool{}, map[int]bool{}
-	check := func(body []byte, seen map[int]bool, lat *[]time.Duration) {
+	found := map[*change]bool{}
+	// check finds the pending changes a new body shows: one pass over it,
+	// each target's address looked up among the pending ones.
+	check := func(body []byte, isFile bool) {
 		now := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
-		for n, c := range pending {
-			if !seen[n] && bytes.Contains(body, c.addr) == c.present {
-				seen[n] = true
-				*lat = append(*lat, now.Sub(c.start))
-				if lat == &fileLat {
-					c.fileAt = now
-				} else {
-					c.httpAt = now
-				}
+		clear(found)
+		key := []byte(`{"targets":["`)
+		for rest := body; ; {
+			i := bytes.Index(rest, key)
+			if i < 0 {
+				break
 			}
-			if seenFile[n] && seenHTTP[n] {
-				delete(pending, n)
+			rest = rest[i+len(key):]
+			j := bytes.IndexByte(rest, '"')
+			if j < 0 {
+				break
+			}
+			if c, ok := pending[string(rest[:j])]; ok {
+				found[c] = true
+			}
+			rest = rest[j:]
+		}
+		for a, c := range pending {
+			at, lat := &c.httpAt, &httpLat
+			if isFile {
+				at, lat = &c.fileAt, &fileLat
+			}
+			if at.IsZero() && found[c] == c.present {
+				*at = now
+				*lat = append(*lat, now.Sub(c.start))
+			}
+			if !c.fileAt.IsZero() && !c.httpAt.IsZero() {
+				delete(pending, a)
 			}
 		}
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var bodies, polls int
 	wg.Add(2)
 	go func() { // http_sd poller
 		defer wg.Done()
+		client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		var body bytes.Buffer
 		etag := ""
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			time.Sleep(time.Millisecond)
-			// Conditional GETs: a 304 costs nothing while unchanged.
-			req, _ := http.NewRequest(http.MethodGet, url, nil)
-			if etag != "" {
-				req.Header.Set("If-None-Match", etag)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				continue
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				etag = resp.Header.Get("ETag")
-				check(body, seenHTTP, &httpLat)
-			}
-		}
-	}()
-	go func() { // file_sd poller: stat, read on change
-		defer wg.Done()
-		var last time.Time
-		var lastIno uint64
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(time.Millisecond):
 			}
-			st, err := os.Stat(file)
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			if etag != "" {
+				req.Header.Set("If-None-Match", etag)
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				continue
 			}
-			ino := st.Sys().(*syscall.Stat_t).Ino
-			if ino == lastIno && st.ModTime().Equal(last) {
-				continue
+			polls++
+			body.Reset()
+			body.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				bodies++
+				etag = resp.Header.Get("ETag")
+				check(body.Bytes(), false)
 			}
-			lastIno, last = ino, st.ModTime()
-			body, _ := os.ReadFile(file)
-			check(body, seenFile, &fileLat)
 		}
 	}()
+	events := watchRenames(b, files)
+	go func() { // file_sd reader: reads the file when it is renamed into place
+		defer wg.Done()
+		var body bytes.Buffer
+		for {
+			select {
+			case <-stop:
+				return
+			case name := <-events:
+				if name != "prop.json" {
+					continue
+				}
+			}
+			f, err := os.Open(file)
+			if err != nil {
+				continue
+			}
+			body.Reset()
+			body.ReadFrom(f)
+			f.Close()
+			check(body.Bytes(), true)
+		}
+	}()
+	zkCPU0, _ := procStat(sd.cmd.Process.Pid)
+	selfCPU0, phase0 := selfCPU(), time.Now()
 	b.ResetTimer()
 	tick := time.NewTicker(10 * time.Millisecond) // 100 changes/s
 	var writes sync.WaitGroup
@@ -385,34 +433,35 @@ func BenchmarkPropagation(b *testing.B) {
 		var data []byte
 		if n%2 == 0 {
 			i := members + n/2
-			addr = fmt.Sprintf(`"127.1.%d.%d:8080"`, i/250%250, i%250+1)
+			addr = fmt.Sprintf("127.1.%d.%d:8080", i/250%250, i%250+1)
 			p = fmt.Sprintf("%s/svc%04d/member_x%010d", root, i%100, i)
 			data = fmt.Appendf(nil, `{"serviceEndpoint":{"host":"127.1.%d.%d","port":8080},"status":"ALIVE"}`, i/250%250, i%250+1)
 		} else {
 			i := (n / 2) * 37 % members
-			addr = fmt.Sprintf(`"127.0.%d.%d:%d"`, i/250%250, i%250+1, 10000+i%50000)
+			addr = fmt.Sprintf("127.0.%d.%d:%d", i/250%250, i%250+1, 10000+i%50000)
 			p = fmt.Sprintf("%s/svc%04d/member_%010d", root, i/100, i%100)
 		}
-		c := &change{addr: []byte(addr), present: n%2 == 0, start: time.Now()}
+		c := &change{addr: addr, present: n%2 == 0, start: time.Now()}
 		mu.Lock()
-		pending[n] = c
-		all[n] = c
+		pending[addr] = c
+		all = append(all, c)
 		mu.Unlock()
 		writes.Add(1)
 		go func() {
 			defer writes.Done()
 			var err error
 			if c.present {
-				_, err = w.Create(ctx, p, data, zk.Persistent, nil)
+				_, err = w.Create(context.Background(), p, data, zk.Persistent, nil)
 			} else {
-				err = w.Delete(ctx, p, -1)
+				err = w.Delete(context.Background(), p, -1)
 			}
+			acked := time.Now()
 			if err != nil {
 				b.Error(err)
 			}
 			mu.Lock()
-			c.acked = time.Now()
-			writeLat = append(writeLat, c.acked.Sub(c.start))
+			c.acked = acked
+			writeLat = append(writeLat, acked.Sub(c.start))
 			mu.Unlock()
 		}()
 	}
@@ -421,13 +470,15 @@ func BenchmarkPropagation(b *testing.B) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
-		done := len(seenFile) == changes && len(seenHTTP) == changes
+		done := len(pending) == 0
 		mu.Unlock()
 		if done {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	zkCPU1, _ := procStat(sd.cmd.Process.Pid)
+	selfCPU1, phase := selfCPU(), time.Since(phase0)
 	close(stop)
 	wg.Wait()
 	b.StopTimer()
@@ -463,4 +514,107 @@ func BenchmarkPropagation(b *testing.B) {
 	b.ReportMetric(pct(writeLat, 0.99), "zk_write_p99_ms")
 	b.ReportMetric(float64(len(fileLat)), "file_changes_seen")
 	b.ReportMetric(float64(len(httpLat)), "http_changes_seen")
+	// Where the CPU went while the changes ran: zkprom's process (its
+	// share of serving the poller included), and this one (the readers
+	// and the writer's session).
+	b.ReportMetric((zkCPU1 - zkCPU0).Seconds(), "zkprom_cpu_s")
+	b.ReportMetric(float64((zkCPU1-zkCPU0).Microseconds())/1000/changes, "zkprom_cpu_ms/change")
+	b.ReportMetric((selfCPU1 - selfCPU0).Seconds(), "harness_cpu_s")
+	b.ReportMetric(phase.Seconds(), "phase_s")
+	b.ReportMetric(float64(bodies), "http_bodies")
+	b.ReportMetric(float64(polls), "http_polls")
+	b.ReportMetric(loadAverage(), "load1")
+}
+
+// childSD is benchChild running in a process of its own.
+type childSD struct {
+	cmd     *exec.Cmd
+	url     string
+	profile bool
+}
+
+// startChild starts benchChild with the config file cfg, a file_sd folder
+// (optional) and a CPU profile file (optional).
+func startChild(b *testing.B, cfg, files, profile string) *childSD {
+	addr := freeAddr(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+cfg, childAddrEnv+"="+addr, childFilesEnv+"="+files, childProfileEnv+"="+profile)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return &childSD{cmd: cmd, url: "http://" + addr, profile: profile != ""}
+}
+
+// stop ends the child; with a profile, by SIGTERM, so that it writes it.
+func (c *childSD) stop() {
+	if c.cmd.ProcessState != nil {
+		return
+	}
+	if c.profile {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+}
+
+// watchRenames sends the names of the files renamed into dir (inotify's
+// IN_MOVED_TO) until the benchmark ends.
+func watchRenames(b *testing.B, dir string) <-chan string {
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := syscall.InotifyAddWatch(fd, dir, syscall.IN_MOVED_TO); err != nil {
+		syscall.Close(fd)
+		b.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify") // non-blocking: Close ends a Read
+	b.Cleanup(func() { f.Close() })
+	out := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			for rest := buf[:n]; len(rest) >= syscall.SizeofInotifyEvent; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&rest[0]))
+				name := rest[syscall.SizeofInotifyEvent : syscall.SizeofInotifyEvent+int(ev.Len)]
+				rest = rest[syscall.SizeofInotifyEvent+int(ev.Len):]
+				select {
+				case out <- string(bytes.TrimRight(name, "\x00")):
+				default: // the reader is behind: it reads the newest file anyway
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// selfCPU is this process's CPU time (user+system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAverage is the one-minute load average.
+func loadAverage() float64 {
+	raw, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(raw))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
