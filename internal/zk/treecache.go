@@ -922,14 +922,14 @@ func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out m
 			depths = append(depths, it.depth)
 		}
 	}
-	var batchRead func(lo, hi int, res []*dataResult)
+	var batchRead func(lo, hi int, res []*cacheNode)
 	if stream != nil {
-		batchRead = func(lo, hi int, res []*dataResult) {
+		batchRead = func(lo, hi int, res []*cacheNode) {
 			var evs []CacheEvent
 			for i := lo; i < hi; i++ {
-				if r := res[i]; r != nil && (!tc.wantChildren(depths[i]) || r.stat.NumChildren == 0) {
-					evs = append(evs, CacheEvent{Type: Added, Path: paths[i], Data: r.data, Stat: r.stat})
-					r.data, r.streamed = nil, true
+				if n := res[i]; n != nil && (!tc.wantChildren(n.depth) || n.stat.NumChildren == 0) {
+					evs = append(evs, CacheEvent{Type: Added, Path: paths[i], Data: n.data, Stat: n.stat})
+					n.data, n.streamed = nil, true
 				}
 			}
 			if len(evs) > 0 {
@@ -937,7 +937,7 @@ func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out m
 			}
 		}
 	}
-	res, err := tc.readData(ctx, paths, batchRead)
+	res, err := tc.readData(ctx, paths, depths, batchRead)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -947,18 +947,17 @@ func (tc *TreeCache) readLevelData(ctx context.Context, level []fetchItem, out m
 			list, read = append(list, it), append(read, nil)
 			continue
 		}
-		r := res[j]
+		n := res[j]
 		j++
-		if r == nil {
+		if n == nil {
 			gone = true
 			continue
 		}
-		n := &cacheNode{data: r.data, stat: r.stat, depth: it.depth, streamed: r.streamed}
 		if !tc.wantChildren(it.depth) {
 			out[it.path] = n
 			continue
 		}
-		if r.stat.NumChildren == 0 {
+		if n.stat.NumChildren == 0 {
 			// A leaf: its children are mirrored, there are none yet.
 			n.dir = true
 			out[it.path] = n
@@ -978,18 +977,13 @@ func childPath(parent, name string) string {
 	return parent + "/" + name
 }
 
-type dataResult struct {
-	data     []byte
-	stat     Stat
-	streamed bool
-}
-
-// readData reads the data and stat of paths (nil: no such node) in
-// multiRead batches, a few in flight. batchRead, unless nil, is called
-// with each batch's span of the results once they are in.
-func (tc *TreeCache) readData(ctx context.Context, paths []string, batchRead func(lo, hi int, res []*dataResult)) ([]*dataResult, error) {
+// readData reads the data and stat of paths, at depths, into their nodes
+// (nil: no such node) in multiRead batches, a few in flight. batchRead,
+// unless nil, is called with each batch's span of the nodes once they
+// are in.
+func (tc *TreeCache) readData(ctx context.Context, paths []string, depths []int32, batchRead func(lo, hi int, res []*cacheNode)) ([]*cacheNode, error) {
 	spans := wire.ReadBatches(paths, int(tc.maxData.Load()), batchBytes, maxBatch)
-	out := make([]*dataResult, len(paths))
+	out := make([]*cacheNode, len(paths))
 	var read func(lo, hi int) error
 	read = func(lo, hi int) error {
 		res, err := tc.c.multiRead(ctx, paths[lo:hi])
@@ -1011,7 +1005,7 @@ func (tc *TreeCache) readData(ctx context.Context, paths []string, batchRead fun
 			if r.Err != nil {
 				return fmt.Errorf("read %s: %w", paths[lo+i], bare(r.Err))
 			}
-			out[lo+i] = &dataResult{data: r.Data, stat: r.Stat}
+			out[lo+i] = &cacheNode{data: r.Data, stat: r.Stat, depth: depths[lo+i]}
 			m = max(m, len(r.Data))
 		}
 		if batchRead != nil {
