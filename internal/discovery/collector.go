@@ -68,7 +68,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSynced, b2f(j.synced), name)
 		gauge(descStale, b2f(j.stale), name)
 		if j.synced {
-			gauge(descMembers, float64(len(j.paths)), name, format)
+			gauge(descMembers, float64(j.members()), name, format)
 			gauge(descTargets, float64(j.nTargets), name, format)
 			gauge(descLastUpdate, float64(j.lastUpdate.UnixNano())/1e9, name)
 			gauge(descSyncDuration, j.syncDuration.Seconds(), name)

@@ -27,7 +27,8 @@ type job struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	paths   map[string]*pathState      // znodes that produced members (nil: one target, id the path)
+	paths   map[string]*pathState      // znodes that produced members, but the plain ones (see plain)
+	nPlain  int                        // plain znodes
 	keyed   map[string]map[string]bool // de-duplication key -> paths
 	groups  map[string]*group          // by source
 	srcOf   map[string]string          // target id -> source, unless the source is the id's parent (see sourceOf)
@@ -252,13 +253,13 @@ func (j *job) setScheme(tc *zk.TreeCache, u propsUpdate) bool {
 	var evs []zk.CacheEvent
 	if old != u.scheme {
 		j.logger.Info("scheme from the cluster properties", "root", u.root, "scheme", u.scheme)
-		for p := range j.paths {
+		j.eachMember(func(p string) {
 			if under(p, u.root) {
 				if n, ok := tc.Get(p); ok {
 					evs = append(evs, zk.CacheEvent{Type: zk.Updated, Path: p, Data: n.Data, Stat: n.Stat})
 				}
 			}
-		}
+		})
 	}
 	stale := j.stale
 	j.mu.Unlock()
@@ -368,17 +369,68 @@ func (g *group) sortedIDs() []string {
 	return g.ids
 }
 
+// plain says whether znode p is a plain member: one target, its id the
+// path, in the group of its parent, as almost every member is. Those are
+// known by their target alone, not held in paths (100,000 of them would
+// be ~3 MB of map).
+func (j *job) plain(p string) bool {
+	if _, ok := j.srcOf[p]; ok {
+		return false
+	}
+	g := j.groups[zk.Parent(p)]
+	if g == nil {
+		return false
+	}
+	_, ok := g.targets[p]
+	return ok
+}
+
+// members counts the znodes that produced members.
+func (j *job) members() int { return len(j.paths) + j.nPlain }
+
+// eachMember calls f with every znode that produced members.
+func (j *job) eachMember(f func(p string)) {
+	for p := range j.paths {
+		f(p)
+	}
+	for src, g := range j.groups {
+		for id := range g.targets {
+			// Plain ids are paths of the group's children; a znode's
+			// several targets have a NUL in theirs, keyed ones "key:".
+			if strings.HasPrefix(id, "/") && !strings.Contains(id, "\x00") && zk.Parent(id) == src && j.plain(id) {
+				f(id)
+			}
+		}
+	}
+}
+
+// znodeTargets returns the ids of the targets znode p produced, and
+// whether it produced members.
+func (j *job) znodeTargets(p string) ([]string, bool) {
+	if ps, ok := j.paths[p]; ok {
+		ids := slices.Clone(ps.ids)
+		for _, m := range ps.keyed {
+			ids = append(ids, "key:"+m.Key)
+		}
+		return ids, true
+	}
+	if j.plain(p) {
+		return []string{p}, true
+	}
+	return nil, false
+}
+
 // remove drops whatever path contributed.
 func (j *job) remove(path string, touchedKeys map[string]bool) {
 	ps, ok := j.paths[path]
 	if !ok {
+		if j.plain(path) {
+			j.dropTarget(path)
+			j.nPlain--
+		}
 		return
 	}
 	delete(j.paths, path)
-	if ps == nil {
-		j.dropTarget(path)
-		return
-	}
 	for _, id := range ps.ids {
 		j.dropTarget(id)
 	}
@@ -493,8 +545,9 @@ func (j *job) add(ev zk.CacheEvent, touchedKeys map[string]bool) {
 		set[ev.Path] = true
 		touchedKeys[m.Key] = true
 	}
-	if len(ps.keyed) == 0 && len(ps.ids) == 1 && ps.ids[0] == ev.Path {
-		ps = nil // the common case, held without a pathState
+	if len(ps.keyed) == 0 && len(ps.ids) == 1 && j.plain(ev.Path) {
+		j.nPlain++ // the common case, held without a pathState
+		return
 	}
 	j.paths[ev.Path] = ps
 }
@@ -617,13 +670,11 @@ func (j *job) overTotals(targets int, bytes int64) error {
 
 // pathTotals returns the targets and bytes path holds now.
 func (j *job) pathTotals(path string) (int, int64) {
-	ps, ok := j.paths[path]
-	if !ok {
-		return 0, 0
-	}
-	ids := []string{path}
-	if ps != nil {
+	var ids []string
+	if ps, ok := j.paths[path]; ok {
 		ids = ps.ids
+	} else if j.plain(path) {
+		ids = []string{path}
 	}
 	n, b := 0, int64(0)
 	for _, id := range ids {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -92,8 +93,8 @@ func TestJobApply(t *testing.T) {
 	if got := strings.Join(outputAddrs(t, j), " "); got != strings.Join(sortedCopy([]string{memberAddr(1), memberAddr(2), memberAddr(3)}), " ") {
 		t.Errorf("targets %s", got)
 	}
-	if len(j.invalid) != 0 || j.nTargets != 3 || len(j.paths) != 3 {
-		t.Errorf("invalid %v targets %d members %d", j.invalid, j.nTargets, len(j.paths))
+	if len(j.invalid) != 0 || j.nTargets != 3 || j.members() != 3 {
+		t.Errorf("invalid %v targets %d members %d", j.invalid, j.nTargets, j.members())
 	}
 	// Stale flag and removal.
 	j.apply(zk.CacheBatch{Stale: true})
@@ -188,6 +189,14 @@ func TestJobOutputIncremental(t *testing.T) {
 		want, _ := fresh.output()
 		if !bytes.Equal(got, want) {
 			t.Fatalf("step %d: list\n%s\nwant\n%s", step, got, want)
+		}
+		var mine, theirs []string
+		j.eachMember(func(p string) { mine = append(mine, p) })
+		fresh.eachMember(func(p string) { theirs = append(theirs, p) })
+		slices.Sort(mine)
+		slices.Sort(theirs)
+		if j.members() != len(live) || fresh.members() != len(live) || !slices.Equal(mine, theirs) {
+			t.Fatalf("step %d: members %d (%v), a fresh job %d (%v), want %d", step, j.members(), mine, fresh.members(), theirs, len(live))
 		}
 		// The list points at the job's entries: no copy of them.
 		l, _, _ := j.outputGen()

@@ -98,14 +98,7 @@ func (j *job) lookupPath(p string) LookupAnswer {
 		f := j.refusal(p)
 		return LookupAnswer{Verdict: VerdictRefused, Text: fmt.Sprintf("refused (%s)", f.Reason), Refused: []Refusal{f}}
 	}
-	if ps, ok := j.paths[p]; ok {
-		ids := []string{p} // the common case: one target, its id the path
-		if ps != nil {
-			ids = ps.ids
-			for _, m := range ps.keyed {
-				ids = append(ids, "key:"+m.Key)
-			}
-		}
+	if ids, ok := j.znodeTargets(p); ok {
 		var ts []Target
 		for _, id := range ids[:min(len(ids), maxLookupMatches)] {
 			if t, ok := j.target(id); ok {
@@ -118,11 +111,11 @@ func (j *job) lookupPath(p string) LookupAnswer {
 		return LookupAnswer{Verdict: VerdictTarget, Text: fmt.Sprintf("a target: %d target(s) come from this znode", len(ts)), Targets: ts}
 	}
 	members, refused := 0, []string{}
-	for q := range j.paths {
+	j.eachMember(func(q string) {
 		if under(q, p) {
 			members++
 		}
-	}
+	})
 	for q := range j.invalid {
 		if under(q, p) {
 			refused = append(refused, q)

@@ -138,7 +138,7 @@ func (v jobView) status() JobStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	st.Synced, st.Stale, st.LastChange = j.synced, j.stale, j.lastUpdate
-	st.Members, st.Targets = len(j.paths), j.nTargets
+	st.Members, st.Targets = j.members(), j.nTargets
 	for _, r := range j.invalid {
 		st.Refused[r]++
 	}
