@@ -153,6 +153,9 @@ const (
 	dirtyData dirty = 1 << iota
 	dirtyChildren
 	dirtyTree // deleted or created: read the whole subtree again
+	// dirtyGone: deleted, as a persistent watch reported last (a create
+	// after it adds dirtyTree, which then wins): dropped without a read.
+	dirtyGone
 )
 
 // NewTreeCache makes a cache of the subtrees at roots; Run starts it.
@@ -260,18 +263,15 @@ func (tc *TreeCache) onEvent(ev WatchEvent) {
 		d = dirtyChildren
 	case NodeDeleted, NodeCreated:
 		d = dirtyTree
-		if !tc.watchesNodes() && depth > 0 {
-			// A persistent watch sends no children event: the parent
-			// lists its children again (and reads a new child's subtree).
-			if tc.opts.MaxDepth != 0 && depth > tc.opts.MaxDepth {
-				return
-			}
-			if ev.Type == NodeCreated {
-				// Deleted and created again between two listings, the
-				// name looks unchanged to the parent: read the node too.
-				tc.markPending(p, dirtyTree)
-			}
-			p, d = Parent(p), dirtyChildren
+		// A persistent recursive watch reports every create and delete
+		// below its root, in order, and no children event: the node's own
+		// subtree is read again, and its parent is not listed (a listing
+		// of 10,000 children per change would cost far more).
+		if !tc.watchesNodes() && tc.opts.MaxDepth != 0 && depth > tc.opts.MaxDepth {
+			return
+		}
+		if !tc.watchesNodes() && ev.Type == NodeDeleted && depth > 0 {
+			d = dirtyGone
 		}
 	default:
 		return
@@ -547,18 +547,26 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 		stat *Stat
 		gone bool
 	}
-	var trees []string
+	var trees, gone []string
 	var childPaths, dataPaths []string
 	tc.mu.RLock()
 	for p, d := range pending {
 		_, depth, _ := tc.rootOf(p)
 		_, known := tc.nodes[p]
 		if !known && depth > 0 {
-			continue // below a node we do not hold (yet): its parent's read covers it
+			// Created below a directory we hold, reported by the
+			// persistent watch: read it. Else below a node we do not hold
+			// (yet): that node's read covers it.
+			if parent := tc.nodes[Parent(p)]; d&dirtyTree != 0 && !tc.watchesNodes() && parent != nil && parent.dir {
+				trees = append(trees, p)
+			}
+			continue
 		}
 		switch {
 		case d&dirtyTree != 0:
 			trees = append(trees, p)
+		case d&dirtyGone != 0:
+			gone = append(gone, p)
 		default:
 			if d&dirtyChildren != 0 {
 				childPaths = append(childPaths, p)
@@ -621,9 +629,13 @@ func (tc *TreeCache) refresh(ctx context.Context, pending map[string]dirty) erro
 		return err
 	}
 
-	// Apply everything at once.
+	// Apply everything at once: the deletions first, the reads (as new as
+	// any event taken) after.
 	var evs []CacheEvent
 	tc.mu.Lock()
+	for _, p := range gone {
+		evs = tc.removeSubtree(p, evs)
+	}
 	for _, t := range trees {
 		evs = tc.replaceSubtree(t, fetched, evs)
 	}

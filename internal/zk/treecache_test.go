@@ -477,13 +477,61 @@ func TestTreeCachesShareARoot(t *testing.T) {
 }
 
 // listings counts the getChildren requests c has made.
-func listings(t *testing.T, c *Client) uint64 {
+func listings(t *testing.T, c *Client) uint64 { return opCount(t, c, "children") }
+
+// opCount counts the requests of one operation c has made.
+func opCount(t *testing.T, c *Client, op string) uint64 {
 	t.Helper()
 	var m dto.Metric
-	if err := c.m.requestDuration.WithLabelValues("children").(prometheus.Histogram).Write(&m); err != nil {
+	if err := c.m.requestDuration.WithLabelValues(op).(prometheus.Histogram).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// TestTreeCachePersistentChangesCost: with a persistent watch, members
+// created below a parent of many are read alone (the parent is not
+// listed again), and deleted ones are dropped without a read: the watch
+// reports each create and delete in order. A member deleted and created
+// again, and one created and deleted, end as they are.
+func TestTreeCachePersistentChangesCost(t *testing.T) {
+	needEnsemble(t)
+	writer := connect(t, Config{})
+	ctx := ctxT(t, 60*time.Second)
+	root := bigTree(t, writer, "tc-cost", 300, 50)
+	c := connect(t, Config{})
+	tc := NewTreeCache(c, []string{root}, CacheOptions{Data: true, ForgetData: true})
+	if tc.Mode() == CachePerNodeWatches {
+		t.Skip("no persistent watches")
+	}
+	m := follow(tc)
+	runCache(t, tc)
+	<-tc.Synced()
+	listed := listings(t, c)
+	for i := range 20 {
+		writer.Create(ctx, fmt.Sprintf("%s/new%02d", root, i), []byte("n"), Persistent, nil)
+	}
+	converged(t, ctx, writer, tc, m, root, 0, true)
+	if got := listings(t, c) - listed; got != 0 {
+		t.Errorf("20 members created: %d listings, want 0", got)
+	}
+	reads := opCount(t, c, "multi_read") + opCount(t, c, "get") + listings(t, c)
+	for i := range 20 {
+		writer.Delete(ctx, fmt.Sprintf("%s/m%05d", root, i), -1)
+	}
+	converged(t, ctx, writer, tc, m, root, 0, true)
+	if got := opCount(t, c, "multi_read") + opCount(t, c, "get") + listings(t, c) - reads; got != 0 {
+		t.Errorf("20 members deleted: %d reads, want 0", got)
+	}
+	for i := 20; i < 25; i++ {
+		p := fmt.Sprintf("%s/m%05d", root, i)
+		writer.Delete(ctx, p, -1)
+		writer.Create(ctx, p, []byte("again"), Persistent, nil)
+		q := fmt.Sprintf("%s/brief%02d", root, i)
+		writer.Create(ctx, q, nil, Persistent, nil)
+		writer.Delete(ctx, q, -1)
+	}
+	converged(t, ctx, writer, tc, m, root, 0, true)
 }
 
 // TestTreeCacheLeafGetsChild: in the persistent mode with data, a node
