@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/zkprom/zkprom/internal/zk"
 )
 
 // TestTenAgentsWatches: ten agents share one sharded job. The watches
@@ -23,7 +25,7 @@ func tenAgentsWatches(t testing.TB, n int) {
 	cluster := clusterName(t)
 	c := connect(t)
 	base := "/" + cluster + "/services"
-	targets := registerTargets(t, c, base, n)
+	targets := registerSpread(t, c, base, 0, n)
 	s := newStore(t, c, cluster)
 	ensureCluster(t, cluster)
 	push(t, s, fleetBundle(base, 1, false), "sharded")
@@ -47,7 +49,7 @@ func tenAgentsWatches(t testing.TB, n int) {
 	}
 	first := settled(fmt.Sprintf("10 agents sharing %d targets once", n), targets)
 	// Twice the targets: no more watches.
-	more := slices.Concat(targets, registerTargetsFrom(t, c, base, n, n))
+	more := slices.Concat(targets, registerSpread(t, c, base, n, n))
 	second := settled(fmt.Sprintf("10 agents sharing %d targets once", 2*n), more)
 	t.Logf("watches the 10 agents hold: %d over %d targets, %d over %d", first, n, second, 2*n)
 	if first > 100 || second > 100 {
@@ -57,6 +59,22 @@ func tenAgentsWatches(t testing.TB, n int) {
 		t.Errorf("the watches grew with the targets: %d over %d, %d over %d", first, n, second, 2*n)
 	}
 }
+
+// registerSpread registers the members from, ..., from+n-1 below base in
+// groups of at most spreadChildren, one parent per group (base/s-000,
+// base/s-001, ...): a getChildren2 reply of all 100,000 under one parent
+// (12 bytes a name) is 1.2 MB, over the client's 1 MiB jute.maxbuffer, and
+// that parent could never be listed.
+func registerSpread(t testing.TB, c *zk.Client, base string, from, n int) []string {
+	t.Helper()
+	var out []string
+	for i := from; i < from+n; i += spreadChildren {
+		out = append(out, registerTargetsFrom(t, c, fmt.Sprintf("%s/s-%03d", base, i/spreadChildren), i, min(spreadChildren, from+n-i))...)
+	}
+	return out
+}
+
+const spreadChildren = 10000
 
 // BenchmarkTenAgentsWatches: TestTenAgentsWatches over 100,000 targets
 // (then 200,000).
