@@ -44,6 +44,11 @@ type Share struct {
 	owned     map[string]bool      // targets assigned to self by the applied view
 	lingering map[string]time.Time // moved away: kept until then
 	moves     int
+	version   uint64 // counts changes of what Owned returns
+
+	ms      []prepared // the applied members, prepared for scoring
+	uniform bool       // all of ms weigh the same
+	top     []scored   // scratch for owns
 }
 
 // NewShare makes the share of member self.
@@ -94,6 +99,58 @@ func (s *Share) SetTargets(targets []Target, now time.Time) {
 	s.reassign(now, false)
 }
 
+// Update takes a change of the target list: targets added or changed
+// (by Key) and the keys of targets gone. It ends as SetTargets with the
+// whole new list would, at a cost of the change's size: the owners of a
+// target depend only on its key and the applied members, so the other
+// targets keep theirs. A target gone goes at once, lingering or not.
+func (s *Share) Update(set []Target, removed []string) {
+	for _, k := range removed {
+		if _, ok := s.targets[k]; !ok {
+			continue
+		}
+		delete(s.targets, k)
+		if s.owned[k] {
+			delete(s.owned, k)
+			s.version++
+		}
+		if _, ok := s.lingering[k]; ok {
+			delete(s.lingering, k)
+			s.version++
+		}
+	}
+	for _, t := range set {
+		s.targets[t.Key] = t
+		_, lingering := s.lingering[t.Key]
+		if s.owns(t.Key) {
+			s.owned[t.Key] = true
+			delete(s.lingering, t.Key)
+			s.version++
+		} else if lingering {
+			s.version++ // its labels may have changed
+		}
+	}
+}
+
+// owns says whether the applied members give target key to self.
+func (s *Share) owns(key string) bool {
+	if len(s.ms) == 0 {
+		return false
+	}
+	n := max(1, min(s.opts.Replicas, len(s.ms)))
+	s.top = topMembers(hashString(key), s.ms, n, s.uniform, s.top[:0])
+	for _, sc := range s.top {
+		if s.ms[sc.idx].name == s.self {
+			return true
+		}
+	}
+	return false
+}
+
+// Version changes whenever what Owned returns changes (a target added,
+// changed or gone, or moved in or out); equal versions mean equal shares.
+func (s *Share) Version() uint64 { return s.version }
+
 // Advance applies what became due by now: members that stayed long enough
 // join, lingering targets expire.
 func (s *Share) Advance(now time.Time) {
@@ -108,11 +165,17 @@ func (s *Share) Advance(now time.Time) {
 	changed := !sameMembers(next, s.applied)
 	s.applied = next
 	if changed {
+		s.ms = prepare(next)
+		s.uniform = true
+		for _, m := range s.ms {
+			s.uniform = s.uniform && m.weight == s.ms[0].weight
+		}
 		s.reassign(now, true)
 	}
 	for k, until := range s.lingering {
 		if !now.Before(until) {
 			delete(s.lingering, k)
+			s.version++
 		}
 	}
 }
@@ -161,6 +224,7 @@ func (s *Share) reassign(now time.Time, membershipChanged bool) {
 		}
 	}
 	s.owned = owned
+	s.version++
 }
 
 // Owned returns the targets this member scrapes now (assigned plus
@@ -176,6 +240,9 @@ func (s *Share) Owned() []Target {
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
 }
+
+// OwnedCount is len(Owned()) without building the list.
+func (s *Share) OwnedCount() int { return len(s.owned) + len(s.lingering) }
 
 // Assigned returns how many targets the assignment gives this member (not
 // counting lingering ones).

@@ -146,3 +146,64 @@ func TestTargetsComeAndGo(t *testing.T) {
 		t.Fatalf("vanished targets must go at once, own %d", len(s.Owned()))
 	}
 }
+
+// Update ends where SetTargets with the whole new list does, through
+// joins, moves in overlap and targets coming and going (weighted members
+// too), and Version changes whenever Owned does.
+func TestShareUpdateMatchesSetTargets(t *testing.T) {
+	all := discovered(600)
+	now := time.Unix(1000, 0)
+	inc := NewShare("b", Options{Replicas: 2})
+	full := NewShare("b", Options{Replicas: 2})
+	members := []Member{{Name: "a"}, {Name: "b", Weight: 2}, {Name: "c"}}
+	inc.SetMembers(members, now)
+	full.SetMembers(members, now)
+	have := map[string]Target{}
+	list := func() []Target {
+		out := make([]Target, 0, len(have))
+		for _, t := range have {
+			out = append(out, t)
+		}
+		return out
+	}
+	for step := range 40 {
+		var set []Target
+		var removed []string
+		for i := step * 7 % 600; i < 600; i += 13 + step {
+			tg := all[i]
+			if _, ok := have[tg.Key]; ok && i%3 == 0 {
+				delete(have, tg.Key)
+				removed = append(removed, tg.Key)
+				continue
+			}
+			tg.Labels = map[string]string{"__address__": tg.Labels["__address__"], "step": fmt.Sprint(step)}
+			have[tg.Key] = tg
+			set = append(set, tg)
+		}
+		before, v := fmt.Sprint(inc.Owned()), inc.Version()
+		inc.Update(set, removed)
+		full.SetTargets(list(), now)
+		if after := fmt.Sprint(inc.Owned()); after != before && inc.Version() == v {
+			t.Fatalf("step %d: the share changed, its version did not", step)
+		}
+		if step == 10 {
+			members = append(members, Member{Name: "d"})
+			inc.SetMembers(members, now)
+			full.SetMembers(members, now)
+		}
+		if step == 25 {
+			members = members[1:]
+			inc.SetMembers(members, now)
+			full.SetMembers(members, now)
+		}
+		now = now.Add(time.Second)
+		inc.Advance(now)
+		full.Advance(now)
+		if got, want := fmt.Sprint(inc.Owned()), fmt.Sprint(full.Owned()); got != want {
+			t.Fatalf("step %d: Update gives\n%s\nSetTargets\n%s", step, got, want)
+		}
+		if inc.OwnedCount() != len(full.Owned()) || inc.Assigned() != full.Assigned() || inc.Targets() != full.Targets() {
+			t.Fatalf("step %d: counts differ", step)
+		}
+	}
+}
