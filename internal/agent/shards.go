@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,7 +20,6 @@ import (
 	"github.com/zkprom/zkprom/internal/configstore"
 	"github.com/zkprom/zkprom/internal/discovery"
 	"github.com/zkprom/zkprom/internal/shard"
-	"github.com/zkprom/zkprom/internal/targetgroup"
 	"github.com/zkprom/zkprom/internal/zk"
 )
 
@@ -48,41 +46,40 @@ func shardTargetKey(job string, l model.LabelSet) string {
 	return shard.TargetKey(job, string(l[model.AddressLabel]), string(l[model.MetricsPathLabel]), strings.Join(params, "&"))
 }
 
-// renderShareFile is the file_sd content for a share: one group per
-// target, sorted by key, "[]" when empty.
-func renderShareFile(targets []shard.Target) []byte {
-	out := make([]targetgroup.Group, 0, len(targets))
-	for _, t := range targets {
-		e := targetgroup.Group{Labels: map[string]string{}}
-		for k, v := range t.Labels {
-			if k == model.AddressLabel {
-				e.Targets = []string{v}
-				continue
-			}
-			e.Labels[k] = v
-		}
-		out = append(out, e)
-	}
-	b, _ := json.MarshalIndent(out, "", "  ")
-	return append(b, '\n')
-}
-
 // shardJob is one sharded job on this agent.
 type shardJob struct {
 	cfg     bundle.ShardedJob
 	sharder *shard.Share
-	groups  map[string][]model.LabelSet
+	targets *jobTargets
 	synced  bool // the discovery sent its first complete list
 	cancel  context.CancelFunc
 	gen     int
-	last    []byte
-	lastKey string
+	render  shareRender
+	last    []byte    // the share file as last written
+	version uint64    // of the sharder when last rendered
+	drawn   bool      // rendered at least once
+	wrote   time.Time // when the share file was last written
 }
 
+// writeEvery is the least time between two writes of a job's share file:
+// while targets keep coming, the file (of every target the agent owns)
+// is rewritten at most this often, not on every change. Half the overlap
+// at most, so that a target moving in is written well before its old
+// owner lets it go.
+func (j *shardJob) writeEvery() time.Duration {
+	overlap := time.Duration(j.cfg.Overlap)
+	if overlap <= 0 {
+		overlap = 15 * time.Second // shard.Options' default
+	}
+	return min(shareWriteEvery, overlap/2)
+}
+
+const shareWriteEvery = time.Second
+
 type groupUpdate struct {
-	job    string
-	gen    int
-	groups []discovery.Group
+	job     string
+	gen     int
+	changes []discovery.GroupChange
 }
 
 // shards runs the sharded jobs of the applied revision: it discovers
@@ -251,34 +248,25 @@ func (s *shards) applyUpdate(u groupUpdate) {
 		return
 	}
 	if !j.synced {
-		j.groups = map[string][]model.LabelSet{} // the first list after (re)subscribing is complete
+		// The first changes after (re)subscribing are the complete list.
+		j.targets = newJobTargets(j.cfg.Name)
+		j.targets.apply(u.changes)
 		j.synced = true
+		j.render = shareRender{}
+		s.markPending()
+		j.sharder.SetTargets(j.targets.all(), time.Now())
+		return
 	}
-	for _, g := range u.groups {
-		if len(g.Targets) == 0 {
-			delete(j.groups, g.Source)
-		} else {
-			j.groups[g.Source] = g.Targets
-		}
+	set, removed := j.targets.apply(u.changes)
+	if len(set) == 0 && len(removed) == 0 {
+		return
 	}
-	seen := map[string]bool{}
-	var targets []shard.Target
-	for src, ls := range j.groups {
-		for _, l := range ls {
-			key := shardTargetKey(j.cfg.Name, l)
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			labels := make(map[string]string, len(l))
-			for k, v := range l {
-				labels[string(k)] = string(v)
-			}
-			targets = append(targets, shard.Target{Key: key, Source: src, Labels: labels})
-		}
+	for _, t := range set {
+		j.render.forget(t.Key)
 	}
+	j.render.forget(removed...)
 	s.markPending()
-	j.sharder.SetTargets(targets, time.Now())
+	j.sharder.Update(set, removed)
 }
 
 // advance lets every job's sharder catch up and writes the shares that
@@ -294,7 +282,17 @@ func (s *shards) advance(ctx context.Context, now time.Time) time.Time {
 		if !j.synced {
 			continue // keep the last share until discovery has a complete list
 		}
-		data := renderShareFile(j.sharder.Owned())
+		if j.drawn && j.sharder.Version() == j.version {
+			continue // the share is what was rendered last
+		}
+		if due := j.wrote.Add(j.writeEvery()); now.Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue // written a moment ago: the next write takes this change too
+		}
+		j.version, j.drawn = j.sharder.Version(), true
+		data := j.render.render(j.sharder.Owned())
 		if bytes.Equal(data, j.last) {
 			continue
 		}
@@ -303,7 +301,7 @@ func (s *shards) advance(ctx context.Context, now time.Time) time.Time {
 			s.d.m.shardWriteErrors.WithLabelValues(name).Inc()
 			continue
 		}
-		j.last = data
+		j.last, j.wrote = data, now
 		wrote = true
 		s.d.m.shardWrites.WithLabelValues(name).Inc()
 	}
@@ -323,7 +321,7 @@ func (s *shards) status() (map[string]configstore.ShardedJobStatus, int) {
 	for name, j := range s.jobs {
 		out[name] = configstore.ShardedJobStatus{
 			Discovered: j.sharder.Targets(), Assigned: j.sharder.Assigned(),
-			Owned: len(j.sharder.Owned()), Moves: j.sharder.Moves(),
+			Owned: j.sharder.OwnedCount(), Moves: j.sharder.Moves(),
 		}
 	}
 	return out, len(s.members)
@@ -389,7 +387,7 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 			}
 		}
 		if j == nil {
-			j = &shardJob{sharder: shard.NewShare(s.cfg.shardMember, shardOptions(jc)), groups: map[string][]model.LabelSet{}}
+			j = &shardJob{sharder: shard.NewShare(s.cfg.shardMember, shardOptions(jc)), targets: newJobTargets(jc.Name)}
 			if s.viewed {
 				j.sharder.SetMembers(s.members, now)
 			}
@@ -411,9 +409,9 @@ func (s *shards) loadConfig(ctx context.Context) bool {
 			continue
 		}
 		go func(name string, gen int) {
-			for groups := range ch {
+			for changes := range ch {
 				select {
-				case s.updates <- groupUpdate{job: name, gen: gen, groups: groups}:
+				case s.updates <- groupUpdate{job: name, gen: gen, changes: changes}:
 				case <-jctx.Done():
 					return
 				}

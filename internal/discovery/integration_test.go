@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,15 +266,29 @@ func TestGroupUpdates(t *testing.T) {
 	if _, err := m.Subscribe(ctx, "nope"); err == nil {
 		t.Error("subscribing to an unknown job should fail")
 	}
+	// state is what the changes add up to: source -> target id -> address.
+	state := map[string]map[string]string{}
+	// recv returns the groups an update changed, each as its addresses in
+	// id order after the change (none: the group is gone).
 	recv := func() map[string][]string {
 		t.Helper()
 		select {
 		case gs := <-ch:
 			out := map[string][]string{}
 			for _, g := range gs {
+				if state[g.Source] == nil {
+					state[g.Source] = map[string]string{}
+				}
+				for _, id := range g.Removed {
+					delete(state[g.Source], id)
+				}
+				for id, l := range g.Targets {
+					state[g.Source][id] = string(l["__address__"])
+				}
+				ids := slices.Sorted(maps.Keys(state[g.Source]))
 				out[g.Source] = []string{}
-				for _, l := range g.Targets {
-					out[g.Source] = append(out[g.Source], string(l["__address__"]))
+				for _, id := range ids {
+					out[g.Source] = append(out[g.Source], state[g.Source][id])
 				}
 			}
 			return out
