@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkTenAgentsStream: ten agents share one sharded job of
+// ZKPROM_STREAM_BASE targets (default 20,000, in groups of 10,000), then
+// ZKPROM_STREAM_ADD more (default 5,000) arrive 100 at a time into a new
+// group. It reports the process's CPU time and allocations per added
+// target, once all ten shares hold every target exactly once. The share
+// files are sampled once a second only, so the test's own reading counts
+// little.
+func BenchmarkTenAgentsStream(b *testing.B) {
+	base, add := envInt("ZKPROM_STREAM_BASE", 20000), envInt("ZKPROM_STREAM_ADD", 5000)
+	for range b.N {
+		cluster := clusterName(b)
+		c := connect(b)
+		root := "/" + cluster + "/services"
+		targets := registerSpread(b, c, root, 0, base)
+		s := newStore(b, c, cluster)
+		ensureCluster(b, cluster)
+		push(b, s, fleetBundle(root, 1, false), "sharded")
+		var dirs []string
+		for i := range 10 {
+			dir := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+			dirs = append(dirs, dir)
+			startFleetAgent(b, cluster, fmt.Sprintf("agent-%d", i), dir, 6*time.Second)
+		}
+		waitSlow := func(targets []string) {
+			deadline := time.Now().Add(20 * time.Minute)
+			for {
+				ok, msg := sample(b, dirs).exact(targets, 1)
+				if ok {
+					return
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("not settled: %s", msg)
+				}
+				time.Sleep(time.Second)
+			}
+		}
+		waitSlow(targets)
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		cpu0, t0 := cpuTime(), time.Now()
+		more := slices.Concat(targets, registerTargetsFrom(b, c, fmt.Sprintf("%s/s-%03d", root, 900), base, add))
+		waitSlow(more)
+		cpu := cpuTime() - cpu0
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(cpu.Microseconds())/float64(add), "cpu-us/added")
+		b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(add), "B/added")
+		b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(add), "allocs/added")
+		b.ReportMetric(float64(m1.HeapInuse)/1e6, "heap-MB")
+		b.Logf("base %d, added %d in %v: cpu %v, alloc %d MB, heap in use %d MB, sys %d MB",
+			base, add, time.Since(t0).Round(time.Millisecond), cpu.Round(time.Millisecond),
+			(m1.TotalAlloc-m0.TotalAlloc)>>20, m1.HeapInuse>>20, m1.Sys>>20)
+	}
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
