@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"syscall"
@@ -18,7 +19,8 @@ import (
 // group. It reports the process's CPU time and allocations per added
 // target, once all ten shares hold every target exactly once. The share
 // files are sampled once a second only, so the test's own reading counts
-// little.
+// little. ZKPROM_STREAM_HEAP names a file for a heap profile taken then,
+// with the agents still running.
 func BenchmarkTenAgentsStream(b *testing.B) {
 	base, add := envInt("ZKPROM_STREAM_BASE", 20000), envInt("ZKPROM_STREAM_ADD", 5000)
 	for range b.N {
@@ -57,6 +59,16 @@ func BenchmarkTenAgentsStream(b *testing.B) {
 		waitSlow(more)
 		cpu := cpuTime() - cpu0
 		runtime.ReadMemStats(&m1)
+		if f := os.Getenv("ZKPROM_STREAM_HEAP"); f != "" {
+			// The live heap with the ten agents still running.
+			runtime.GC()
+			out, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pprof.WriteHeapProfile(out)
+			out.Close()
+		}
 		b.ReportMetric(float64(cpu.Microseconds())/float64(add), "cpu-us/added")
 		b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(add), "B/added")
 		b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(add), "allocs/added")
