@@ -301,7 +301,7 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	}
 	n := int32(binary.BigEndian.Uint32(l[:]))
 	if n < 0 || int64(n) > int64(max) {
-		return nil, fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrFrameTooLarge, n, max)
+		return nil, &frameTooLarge{n: int64(n), max: max}
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
@@ -312,6 +312,18 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// frameTooLarge is a frame whose length is over the limit (or negative).
+type frameTooLarge struct {
+	n   int64
+	max int
+}
+
+func (e *frameTooLarge) Error() string {
+	return fmt.Sprintf("%v: frame of %d bytes (limit %d)", ErrFrameTooLarge, e.n, e.max)
+}
+
+func (e *frameTooLarge) Unwrap() error { return ErrFrameTooLarge }
 
 // SessionID is the session's id.
 func (c *Conn) SessionID() int64 { return c.sessionID }
@@ -585,6 +597,12 @@ func (c *Conn) readLoop() {
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(readTimeout))
 		frame, err := readFrame(r, c.cfg.MaxBuffer)
+		var big *frameTooLarge
+		if errors.As(err, &big) {
+			if err = c.skipReply(r, big.n); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -602,6 +620,56 @@ func (c *Conn) readLoop() {
 	}
 }
 
+// skipReply reads the header of a reply of n bytes that is over
+// MaxBuffer and discards the rest unbuffered: the request fails alone with
+// ErrFrameTooLarge and the connection stays. (Dropping the connection, as
+// the Java client does, only makes the caller's retry reconnect and read
+// the same reply again.) A frame that is no reply to a pending request
+// ends the connection.
+func (c *Conn) skipReply(r io.Reader, n int64) error {
+	tooLarge := &frameTooLarge{n: n, max: c.cfg.MaxBuffer}
+	if n < 16 {
+		return tooLarge
+	}
+	var h [16]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return fmt.Errorf("%w: %w", tooLarge, err)
+	}
+	var hdr jute.ReplyHeader
+	hdr.Decode(jute.NewDecoder(h[:]))
+	if hdr.Xid <= 0 {
+		return tooLarge // a notification or a special reply: never this large
+	}
+	if _, err := io.CopyN(io.Discard, r, n-16); err != nil {
+		return fmt.Errorf("%w: %w", tooLarge, err)
+	}
+	c.frames.Add(1)
+	c.bytesRead.Add(n + 4)
+	c.noteZxid(hdr.Zxid)
+	c.mu.Lock()
+	req, ok := c.pending[hdr.Xid]
+	delete(c.pending, hdr.Xid)
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: reply with unknown xid %d", ErrProtocol, hdr.Xid)
+	}
+	if req.watch != 0 && c.cfg.book != nil {
+		c.cfg.book.replied(req.watch, req.path, codeErr(hdr.Err)) // the server left the watch
+	}
+	req.hdr = hdr
+	c.finish(req, fmt.Errorf("%w: reply of %d bytes (limit %d)", ErrFrameTooLarge, n, c.cfg.MaxBuffer))
+	return nil
+}
+
+func (c *Conn) noteZxid(zxid int64) {
+	for zxid > 0 {
+		old := c.lastZxid.Load()
+		if zxid <= old || c.lastZxid.CompareAndSwap(old, zxid) {
+			return
+		}
+	}
+}
+
 // dispatch handles one frame read after the handshake. An error ends the
 // connection.
 func (c *Conn) dispatch(frame []byte) error {
@@ -611,14 +679,7 @@ func (c *Conn) dispatch(frame []byte) error {
 	if d.Err() != nil {
 		return fmt.Errorf("%w: reply header: %v", ErrProtocol, d.Err())
 	}
-	if hdr.Zxid > 0 {
-		for {
-			old := c.lastZxid.Load()
-			if hdr.Zxid <= old || c.lastZxid.CompareAndSwap(old, hdr.Zxid) {
-				break
-			}
-		}
-	}
+	c.noteZxid(hdr.Zxid)
 	switch hdr.Xid {
 	case jute.XidNotification:
 		var ev jute.WatcherEvent

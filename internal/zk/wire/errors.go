@@ -100,8 +100,9 @@ var (
 	// joined cause).
 	ErrConnClosed = errors.New("zookeeper connection closed")
 	// ErrFrameTooLarge: a frame's length is over the maximum buffer
-	// (jute.maxbuffer) or negative. Received, it ends the connection; a
-	// request that would be too large is refused before it is sent.
+	// (jute.maxbuffer) or negative. A reply over it fails its request
+	// alone (the connection stays); a request that would be too large is
+	// refused before it is sent.
 	ErrFrameTooLarge = errors.New("zookeeper frame larger than jute.maxbuffer")
 	// ErrProtocol: the server sent something that does not parse or does not
 	// fit (an unknown xid, a truncated record). It ends the connection.

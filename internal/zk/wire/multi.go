@@ -171,8 +171,8 @@ type ReadResult struct {
 }
 
 // MultiRead runs reads in one request and one reply (3.6+). It sets no
-// watches. Keep the expected reply under MaxBuffer: a reply over it ends
-// the connection.
+// watches. Keep the expected reply under MaxBuffer: a reply over it fails
+// with ErrFrameTooLarge.
 func (c *Conn) MultiRead(ctx context.Context, ops ...ReadOp) ([]ReadResult, error) {
 	mops := make([]Op, len(ops))
 	for i, op := range ops {
