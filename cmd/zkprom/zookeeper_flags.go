@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/zkprom/zkprom/internal/zk"
@@ -35,5 +37,7 @@ func addZooKeeperFlags(cmd *kingpin.CmdClause, defaultServers string) *zk.Config
 		StringVar(&cfg.TLS.ServerName)
 	cmd.Flag("zookeeper.session-timeout", "ZooKeeper session timeout (the server clamps it to 2–20 ticks).").
 		Default(zk.DefaultSessionTimeout.String()).DurationVar(&cfg.SessionTimeout)
+	cmd.Flag("zookeeper.max-buffer", "Largest ZooKeeper reply in bytes the client takes (the Java client's jute.maxbuffer, 16 KiB to 256 MiB): raise it for a parent with more children than one listing of 1 MiB holds.").
+		Default(strconv.Itoa(zk.DefaultMaxBuffer)).IntVar(&cfg.MaxBuffer)
 	return cfg
 }

@@ -114,6 +114,7 @@ func newFleet(a *Agent, reg prometheus.Registerer) (*fleet, error) {
 		cs := a.c.ConnectString()
 		cfg.ZooKeeper.Servers = strings.Join(cs.Servers, ",") + cs.Chroot
 		cfg.ZooKeeper.SessionTimeout = a.c.SessionTimeout()
+		cfg.ZooKeeper.MaxBuffer = a.c.MaxBuffer() // the shards list the wide parents
 	}
 	f := &fleet{cluster: a.cfg.Cluster, member: a.cfg.Member, disk: a.disk, status: a.Status, setStatus: a.setStatus, cfg: cfg, logger: a.logger, shardMember: a.cfg.Member, weight: cfg.Weight,
 		wake: make(chan struct{}, 1)}

@@ -72,22 +72,39 @@ type Config struct {
 	// localSessionsEnabled for its own sessions): what it reads there may
 	// be behind, and writes fail.
 	ReadOnly bool `yaml:"read_only,omitempty"`
+	// MaxBuffer is the largest reply (and request) in bytes the client
+	// takes, as the Java client's jute.maxbuffer; 0 means
+	// DefaultMaxBuffer. Raise it for a parent whose children listing is
+	// larger (about 1 MiB per 100,000 names of 10 bytes).
+	MaxBuffer int `yaml:"max_buffer,omitempty"`
 }
 
 // DefaultSessionTimeout is used when Config.SessionTimeout is zero.
 const DefaultSessionTimeout = 10 * time.Second
 
+// Bounds of Config.MaxBuffer: the default is ZooKeeper's own; a frame is
+// read whole into memory, so the top is kept at what a server sends.
+const (
+	DefaultMaxBuffer = wire.DefaultMaxBuffer
+	MinMaxBuffer     = 16 << 10
+	MaxMaxBuffer     = 256 << 20
+)
+
+// maxBufferHint says what to do about ErrFrameTooLarge.
+const maxBufferHint = "raise the client's max buffer: --zookeeper.max-buffer, max_buffer in a zookeeper: block"
+
 // Client is one ZooKeeper session at a time, with a context-first API: a
 // session that expires is followed by a new one (SessionEvent.NewSession
 // says so). Paths are relative to the connect string's chroot.
 type Client struct {
-	cs      ConnectString
-	timeout time.Duration // asked for
-	scfg    wire.SessionConfig
-	authed  bool       // digest or SASL credentials, or a client certificate
-	ids     []Identity // the digest identities of the credentials
-	logger  *slog.Logger
-	m       *clientMetrics
+	cs        ConnectString
+	timeout   time.Duration // asked for
+	maxBuffer int
+	scfg      wire.SessionConfig
+	authed    bool       // digest or SASL credentials, or a client certificate
+	ids       []Identity // the digest identities of the credentials
+	logger    *slog.Logger
+	m         *clientMetrics
 
 	closed    chan struct{}
 	closedCtx context.Context // ends when the client is closed
@@ -137,18 +154,26 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 	if timeout == 0 {
 		timeout = DefaultSessionTimeout
 	}
+	if err := cfg.validateMaxBuffer(); err != nil {
+		return nil, err
+	}
+	maxBuffer := cfg.MaxBuffer
+	if maxBuffer == 0 {
+		maxBuffer = DefaultMaxBuffer
+	}
 	c := &Client{
-		cs:       cs,
-		timeout:  timeout,
-		logger:   logger,
-		authed:   len(creds) > 0 || sasl != nil || cfg.TLS.CertFile != "",
-		closed:   make(chan struct{}),
-		loopDone: make(chan struct{}),
-		ready:    make(chan struct{}),
-		state:    StateConnecting,
-		subs:     map[*subscription]struct{}{},
-		watches:  map[watchKey][]chan WatchEvent{},
-		hooks:    map[*nodeHook]struct{}{},
+		cs:        cs,
+		timeout:   timeout,
+		maxBuffer: maxBuffer,
+		logger:    logger,
+		authed:    len(creds) > 0 || sasl != nil || cfg.TLS.CertFile != "",
+		closed:    make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		ready:     make(chan struct{}),
+		state:     StateConnecting,
+		subs:      map[*subscription]struct{}{},
+		watches:   map[watchKey][]chan WatchEvent{},
+		hooks:     map[*nodeHook]struct{}{},
 	}
 	c.closedCtx, c.cancel = context.WithCancel(context.Background())
 	c.scfg = wire.SessionConfig{
@@ -157,6 +182,7 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheu
 		Conn: wire.Config{
 			SessionTimeout: timeout,
 			CanBeReadOnly:  cfg.ReadOnly,
+			MaxBuffer:      maxBuffer,
 			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				nc, err := dial(ctx, network, addr)
 				if err != nil && ctx.Err() == nil { // not cut short by the caller
@@ -275,8 +301,18 @@ func (cfg Config) Validate() error {
 	if cfg.SessionTimeout < 0 {
 		return fmt.Errorf("negative ZooKeeper session timeout %s", cfg.SessionTimeout)
 	}
+	return cfg.validateMaxBuffer()
+}
+
+func (cfg Config) validateMaxBuffer() error {
+	if cfg.MaxBuffer != 0 && (cfg.MaxBuffer < MinMaxBuffer || cfg.MaxBuffer > MaxMaxBuffer) {
+		return fmt.Errorf("ZooKeeper max buffer of %d bytes: want %d to %d (--zookeeper.max-buffer, max_buffer)", cfg.MaxBuffer, MinMaxBuffer, MaxMaxBuffer)
+	}
 	return nil
 }
+
+// MaxBuffer is the largest reply in bytes the client takes.
+func (c *Client) MaxBuffer() int { return c.maxBuffer }
 
 // ConnectString returns the connect string the client was made with.
 func (c *Client) ConnectString() ConnectString { return c.cs }
@@ -395,9 +431,16 @@ func call[T any](ctx context.Context, c *Client, op, p string, f func(s *wire.Se
 	defer done()
 	v, err := f(s)
 	if err != nil {
+		c.noteTooLarge(op, err)
 		return v, c.pathErr(ctx, op, p, err)
 	}
 	return v, nil
+}
+
+func (c *Client) noteTooLarge(op string, err error) {
+	if errors.Is(err, wire.ErrFrameTooLarge) {
+		c.m.tooLarge.WithLabelValues(op).Inc()
+	}
 }
 
 // PathError records a failed operation on a path. For a permission error it
@@ -417,6 +460,9 @@ func (e *PathError) Error() string {
 		} else {
 			msg += " (check --zookeeper.auth-file or --zookeeper.sasl.*)"
 		}
+	}
+	if errors.Is(e.Err, wire.ErrFrameTooLarge) {
+		msg += " (" + maxBufferHint + ")"
 	}
 	return msg
 }
@@ -823,6 +869,7 @@ func (c *Client) multiRead(ctx context.Context, paths []string) ([]wire.ReadResu
 	}
 	res, err := s.MultiRead(ctx, ops...)
 	if err != nil {
+		c.noteTooLarge("multi_read", err)
 		return nil, fmt.Errorf("zookeeper multi_read of %d nodes from %s: %w", len(paths), paths[0], err)
 	}
 	return res, nil

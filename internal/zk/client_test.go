@@ -96,6 +96,10 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Servers: "zk1:x"}, "no valid port"},
 		{Config{Servers: "zk1:2181", AuthFile: filepath.Join(dir, "missing")}, "read ZooKeeper auth file"},
 		{Config{Servers: "zk1:2181", TLS: TLSConfig{CAFile: filepath.Join(dir, "missing-ca.pem")}}, "read CA file"},
+		{Config{Servers: "zk1:2181", MaxBuffer: 4 << 20}, ""},
+		{Config{Servers: "zk1:2181", MaxBuffer: 1000}, "max buffer of 1000 bytes: want 16384 to 268435456 (--zookeeper.max-buffer"},
+		{Config{Servers: "zk1:2181", MaxBuffer: 1 << 30}, "max buffer of 1073741824 bytes"},
+		{Config{Servers: "zk1:2181", MaxBuffer: -1}, "max buffer of -1 bytes"},
 	} {
 		err := tc.cfg.Validate()
 		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {

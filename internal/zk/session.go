@@ -356,6 +356,7 @@ type clientMetrics struct {
 	expirations     prometheus.Counter
 	requestDuration *prometheus.HistogramVec
 	treeCacheMode   *prometheus.GaugeVec
+	tooLarge        *prometheus.CounterVec
 }
 
 func newClientMetrics(reg prometheus.Registerer, connect string) (*clientMetrics, error) {
@@ -377,6 +378,10 @@ func newClientMetrics(reg prometheus.Registerer, connect string) (*clientMetrics
 			Name: "zkprom_zookeeper_tree_cache_mode",
 			Help: "Tree caches running on the ZooKeeper session by how they learn of changes (persistent_watch: one persistent recursive watch per root, 3.6+; per_node_watches: a watch per node).",
 		}, []string{"mode"}),
+		tooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zkprom_zookeeper_frames_too_large_total",
+			Help: "ZooKeeper requests that failed because the request or its reply was over the client's max buffer (--zookeeper.max-buffer), by operation.",
+		}, []string{"op"}),
 	}
 	m.setState(StateConnecting)
 	for _, mode := range []CacheMode{CachePersistentWatch, CachePerNodeWatches} {
@@ -386,7 +391,7 @@ func newClientMetrics(reg prometheus.Registerer, connect string) (*clientMetrics
 		return m, nil
 	}
 	reg = prometheus.WrapRegistererWith(prometheus.Labels{"zookeeper": connect}, reg)
-	for _, col := range []prometheus.Collector{m.state, m.expirations, m.requestDuration, m.treeCacheMode} {
+	for _, col := range []prometheus.Collector{m.state, m.expirations, m.requestDuration, m.treeCacheMode, m.tooLarge} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register ZooKeeper session metrics for %s: %w", connect, err)
 		}
