@@ -330,7 +330,14 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
+	// waiting: a read failed and the retry timer has not fired. Neither a
+	// reconnect nor a change starts a read before it: a read that fails
+	// every time (a reply over the max buffer) must not run at the pace
+	// of reconnects or of changes below a wide parent.
+	waiting := false
+	warned := false // the failure streak was logged at Warn
 	for {
+		woken := false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -350,7 +357,12 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 			}
 		case <-tc.signal:
 		case <-retry.C:
+			woken = true
 		}
+		if waiting && !woken {
+			continue
+		}
+		waiting = false
 		if tc.c.State() != StateConnected {
 			continue
 		}
@@ -372,10 +384,22 @@ func (tc *TreeCache) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			tc.logger.Debug("tree cache read failed; retrying", "err", err, "backoff", backoff)
+			if errors.Is(err, wire.ErrFrameTooLarge) && !warned {
+				// Not passing on its own: said once per streak, at Warn.
+				tc.logger.Warn("tree cache read failed: a ZooKeeper reply is over the client's max buffer; retrying with backoff until the limit is raised",
+					"err", err, "max_buffer", tc.c.MaxBuffer(), "hint", maxBufferHint)
+				warned = true
+			} else {
+				tc.logger.Debug("tree cache read failed; retrying", "err", err, "backoff", backoff)
+			}
 			retry.Reset(backoff)
+			waiting = true
 			backoff = min(backoff*2, 5*time.Second)
 			continue
+		}
+		if warned {
+			tc.logger.Info("tree cache read again after failures")
+			warned = false
 		}
 		backoff = 100 * time.Millisecond
 	}
@@ -906,13 +930,10 @@ func (tc *TreeCache) watchMissingRoot(ctx context.Context, root string, mu *sync
 	return nil
 }
 
-// multiRead batches: replies are planned under half of the default
-// jute.maxbuffer (1 MiB), guessing each node's data as the largest seen so
-// far; a reply that turns out over it is read again in halves.
-const (
-	batchBytes = wire.DefaultMaxBuffer / 2
-	maxBatch   = 1000
-)
+// multiRead batches: replies are planned under half of the client's max
+// buffer, guessing each node's data as the largest seen so far; a reply
+// that turns out over it is read again in halves.
+const maxBatch = 1000
 
 // wantChildren says whether a node at depth has its children mirrored.
 func (tc *TreeCache) wantChildren(depth int32) bool {
@@ -994,7 +1015,7 @@ func childPath(parent, name string) string {
 // unless nil, is called with each batch's span of the nodes once they
 // are in.
 func (tc *TreeCache) readData(ctx context.Context, paths []string, depths []int32, batchRead func(lo, hi int, res []*cacheNode)) ([]*cacheNode, error) {
-	spans := wire.ReadBatches(paths, int(tc.maxData.Load()), batchBytes, maxBatch)
+	spans := wire.ReadBatches(paths, int(tc.maxData.Load()), tc.c.MaxBuffer()/2, maxBatch)
 	out := make([]*cacheNode, len(paths))
 	var read func(lo, hi int) error
 	read = func(lo, hi int) error {

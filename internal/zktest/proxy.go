@@ -22,6 +22,7 @@ type Proxy struct {
 	budget  int64 // bytes from the server until then happens
 	then    afterBudget
 	served  int64 // bytes from the server passed on, in all
+	opened  int64 // connections accepted and passed on
 }
 
 type afterBudget int
@@ -97,6 +98,14 @@ func (p *Proxy) Served() int64 {
 	return p.served
 }
 
+// Opened is how many connections the proxy has accepted (a client's
+// reconnects).
+func (p *Proxy) Opened() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opened
+}
+
 // Stalled says whether bytes are held.
 func (p *Proxy) Stalled() bool {
 	p.mu.Lock()
@@ -132,6 +141,9 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		refuse := p.cut || p.closed
+		if !refuse {
+			p.opened++
+		}
 		p.mu.Unlock()
 		if refuse {
 			c.Close()
