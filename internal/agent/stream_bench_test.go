@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -24,19 +23,8 @@ import (
 func BenchmarkTenAgentsStream(b *testing.B) {
 	base, add := envInt("ZKPROM_STREAM_BASE", 20000), envInt("ZKPROM_STREAM_ADD", 5000)
 	for range b.N {
-		cluster := clusterName(b)
-		c := connect(b)
-		root := "/" + cluster + "/services"
-		targets := registerSpread(b, c, root, 0, base)
-		s := newStore(b, c, cluster)
-		ensureCluster(b, cluster)
-		push(b, s, fleetBundle(root, 1, false), "sharded")
-		var dirs []string
-		for i := range 10 {
-			dir := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
-			dirs = append(dirs, dir)
-			startFleetAgent(b, cluster, fmt.Sprintf("agent-%d", i), dir, 6*time.Second)
-		}
+		cluster, root, c, targets := shardedJob(b, base)
+		dirs := startTenAgents(b, cluster)
 		waitSlow := func(targets []string) {
 			deadline := time.Now().Add(20 * time.Minute)
 			for {

@@ -22,23 +22,12 @@ func TestTenAgentsWatches(t *testing.T) {
 }
 
 func tenAgentsWatches(t testing.TB, n int) {
-	cluster := clusterName(t)
-	c := connect(t)
-	base := "/" + cluster + "/services"
-	targets := registerSpread(t, c, base, 0, n)
-	s := newStore(t, c, cluster)
-	ensureCluster(t, cluster)
-	push(t, s, fleetBundle(base, 1, false), "sharded")
+	cluster, base, c, targets := shardedJob(t, n)
 	before, err := env.ens.Watches()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dirs []string
-	for i := range 10 {
-		dir := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
-		dirs = append(dirs, dir)
-		startFleetAgent(t, cluster, fmt.Sprintf("agent-%d", i), dir, 6*time.Second)
-	}
+	dirs := startTenAgents(t, cluster)
 	settled := func(what string, targets []string) int {
 		waitFor(t, 3*time.Minute, what, func() (bool, string) { return sample(t, dirs).exact(targets, 1) })
 		w, err := env.ens.Watches()
@@ -75,6 +64,31 @@ func registerSpread(t testing.TB, c *zk.Client, base string, from, n int) []stri
 }
 
 const spreadChildren = 10000
+
+// shardedJob makes a cluster whose bundle has one sharded job over n
+// targets, registered 10,000 to a parent.
+func shardedJob(t testing.TB, n int) (cluster, root string, c *zk.Client, targets []string) {
+	cluster = clusterName(t)
+	c = connect(t)
+	root = "/" + cluster + "/services"
+	targets = registerSpread(t, c, root, 0, n)
+	s := newStore(t, c, cluster)
+	ensureCluster(t, cluster)
+	push(t, s, fleetBundle(root, 1, false), "sharded")
+	return cluster, root, c, targets
+}
+
+// startTenAgents starts ten agents of the cluster and returns their
+// folders.
+func startTenAgents(t testing.TB, cluster string) []string {
+	var dirs []string
+	for i := range 10 {
+		dir := filepath.Join(env.tmp, cluster, fmt.Sprintf("agent-%d", i))
+		dirs = append(dirs, dir)
+		startFleetAgent(t, cluster, fmt.Sprintf("agent-%d", i), dir, 6*time.Second)
+	}
+	return dirs
+}
 
 // BenchmarkTenAgentsWatches: TestTenAgentsWatches over 100,000 targets
 // (then 200,000).

@@ -646,12 +646,9 @@ func (c *Conn) skipReply(r io.Reader, n int64) error {
 	c.frames.Add(1)
 	c.bytesRead.Add(n + 4)
 	c.noteZxid(hdr.Zxid)
-	c.mu.Lock()
-	req, ok := c.pending[hdr.Xid]
-	delete(c.pending, hdr.Xid)
-	c.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: reply with unknown xid %d", ErrProtocol, hdr.Xid)
+	req, err := c.claim(hdr.Xid)
+	if err != nil {
+		return err
 	}
 	if req.watch != 0 && c.cfg.book != nil {
 		c.cfg.book.replied(req.watch, req.path, codeErr(hdr.Err)) // the server left the watch
@@ -718,15 +715,12 @@ func (c *Conn) dispatch(frame []byte) error {
 		}
 		return nil
 	}
-	c.mu.Lock()
-	r, ok := c.pending[hdr.Xid]
-	delete(c.pending, hdr.Xid)
-	c.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: reply with unknown xid %d", ErrProtocol, hdr.Xid)
+	r, err := c.claim(hdr.Xid)
+	if err != nil {
+		return err
 	}
 	// r is ours now: nobody else finishes it.
-	err := codeErr(hdr.Err)
+	err = codeErr(hdr.Err)
 	if r.resp != nil && (err == nil || (r.decodeOnError && d.Remaining() > 0)) {
 		r.resp(d, hdr)
 		var perr error
@@ -752,4 +746,17 @@ func (c *Conn) dispatch(frame []byte) error {
 		return ErrAuthFailed // the server closes the connection after it
 	}
 	return nil
+}
+
+// claim takes the pending request a reply with xid answers: nobody else
+// finishes it then.
+func (c *Conn) claim(xid int32) (*request, error) {
+	c.mu.Lock()
+	r, ok := c.pending[xid]
+	delete(c.pending, xid)
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: reply with unknown xid %d", ErrProtocol, xid)
+	}
+	return r, nil
 }
