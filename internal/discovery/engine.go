@@ -395,9 +395,10 @@ func (j *job) eachMember(f func(p string)) {
 	}
 	for src, g := range j.groups {
 		for id := range g.targets {
-			// Plain ids are paths of the group's children; a znode's
-			// several targets have a NUL in theirs, keyed ones "key:".
-			if strings.HasPrefix(id, "/") && !strings.Contains(id, "\x00") && zk.Parent(id) == src && j.plain(id) {
+			// Plain ids are paths of the group's children, not in srcOf;
+			// a znode's several targets have a NUL in theirs, keyed ones
+			// "key:".
+			if _, moved := j.srcOf[id]; !moved && strings.HasPrefix(id, "/") && !strings.Contains(id, "\x00") && zk.Parent(id) == src {
 				f(id)
 			}
 		}

@@ -278,3 +278,19 @@ func TestListWriteTo(t *testing.T) {
 		}
 	}
 }
+
+// Bytes is the JSON as one slice (for tests; zkprom writes it out).
+func (l *list) Bytes() []byte {
+	b := make([]byte, 0, l.size)
+	for _, g := range l.groups {
+		for _, e := range g {
+			b = append(b, ',')
+			b = append(b, e...)
+		}
+	}
+	if len(b) == 0 {
+		return []byte("[]")
+	}
+	b[0] = '['
+	return append(b, ']')
+}

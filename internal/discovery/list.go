@@ -39,19 +39,3 @@ func (l *list) WriteTo(w io.Writer) (int64, error) {
 	}
 	return l.size, nil
 }
-
-// Bytes is the JSON as one slice.
-func (l *list) Bytes() []byte {
-	b := make([]byte, 0, l.size)
-	for _, g := range l.groups {
-		for _, e := range g {
-			b = append(b, ',')
-			b = append(b, e...)
-		}
-	}
-	if len(b) == 0 {
-		return []byte("[]")
-	}
-	b[0] = '['
-	return append(b, ']')
-}
