@@ -38,7 +38,7 @@ func newSDCommand(app *kingpin.Application, out, errOut io.Writer) *sdCommand {
 	cmd.Flag("config.file", "Discovery configuration (YAML, see docs/discovery.md); reloaded on SIGHUP and POST /-/reload.").
 		Required().StringVar(&c.configFile)
 	cmd.Flag("config.check", "Check the configuration and exit.").BoolVar(&c.configCheck)
-	cmd.Flag("file-sd.dir", "Also write one file_sd file <job>.json per job into this folder (atomically, only when it changes).").
+	cmd.Flag("file-sd.dir", "Also write one file_sd file <job>.json per job into this folder (atomically, only when it changes, at most once a second while changes keep coming).").
 		StringVar(&c.fileSDDir)
 	// The ZooKeeper flags are the config's zookeeper block when it has none.
 	c.zk = addZooKeeperFlags(cmd, "")

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,6 +210,89 @@ func listOf(entries ...string) *list {
 		l.size = 2
 	}
 	return l
+}
+
+// TestFileWritesThrottled: a stream of changes gives writes at least the
+// interval apart, the first at once, the last after the last change; a
+// failed write is tried again without a new change.
+func TestFileWritesThrottled(t *testing.T) {
+	const every = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var state, written int // the output's version, and the one last written
+	var at []time.Time
+	fail := 0 // writes still to fail
+	wrote := make(chan struct{}, 1)
+	go throttle(ctx, changed, every, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		defer func() {
+			select {
+			case wrote <- struct{}{}:
+			default:
+			}
+		}()
+		if fail > 0 {
+			fail--
+			return false
+		}
+		written = state
+		return true
+	})
+	signal := func() {
+		mu.Lock()
+		state++
+		mu.Unlock()
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	waitWritten := func(want int) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			mu.Lock()
+			w := written
+			mu.Unlock()
+			if w == want {
+				return
+			}
+			select {
+			case <-wrote:
+			case <-deadline:
+				t.Fatalf("written %d, want %d", w, want)
+			}
+		}
+	}
+	signal()
+	waitWritten(1) // the first change after a quiet spell: no wait
+	start := time.Now()
+	for time.Since(start) < 10*every {
+		signal()
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	last := state
+	mu.Unlock()
+	waitWritten(last)
+	mu.Lock()
+	n := len(at)
+	for i := 1; i < n; i++ {
+		if gap := at[i].Sub(at[i-1]); gap < every {
+			t.Errorf("writes %d and %d %s apart, want at least %s", i-1, i, gap, every)
+		}
+	}
+	if n > last/2 {
+		t.Errorf("%d writes for %d changes: not throttled", n, last)
+	}
+	fail = 1
+	mu.Unlock()
+	signal()
+	waitWritten(last + 1) // the failed write retried, no change needed
 }
 
 // TestWriteOnlyOnChange: the file's mtime stays when nothing changes.

@@ -336,24 +336,55 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeLoop writes the job's file whenever its output changes.
+// fileWriteEvery is the least time between two writes of a job's file.
+// A change after a quiet spell is written at once; while changes keep
+// coming, the file (the whole list, fsynced) is rewritten at most this
+// often, always ending with the last state. Writing every change of a
+// large list competes for the disk with ZooKeeper's own log, and
+// Prometheus's discovery applies updates only every 5 s anyway.
+const fileWriteEvery = time.Second
+
+// writeLoop writes the job's file when its output changes, at most once
+// per fileWriteEvery.
 func (m *Manager) writeLoop(ctx context.Context, j *job) {
-	var retry <-chan time.Time
+	throttle(ctx, j.changed, fileWriteEvery, func() bool {
+		body, _, ready := j.outputGen()
+		if !ready {
+			return true
+		}
+		if err := m.writeFile(j.cfg.Name, body); err != nil {
+			j.logger.Error("cannot write file_sd file; retrying", "err", err)
+			return false
+		}
+		return true
+	})
+}
+
+// throttle calls write on every signal of changed, at most once per
+// every: a signal that comes sooner is held until then, and any number
+// of them held give one call. A write that fails (returns false) is tried
+// again after every, changed or not.
+func throttle(ctx context.Context, changed <-chan struct{}, every time.Duration, write func() bool) {
+	var last time.Time
+	var due <-chan time.Time // a held signal or a retry
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-j.changed:
-		case <-retry:
+		case <-changed:
+			if due != nil {
+				continue // already held
+			}
+			if wait := every - time.Since(last); wait > 0 {
+				due = time.After(wait)
+				continue
+			}
+		case <-due:
 		}
-		retry = nil
-		body, _, ready := j.outputGen()
-		if !ready {
-			continue
-		}
-		if err := m.writeFile(j.cfg.Name, body); err != nil {
-			j.logger.Error("cannot write file_sd file; retrying", "err", err)
-			retry = time.After(time.Second)
+		due = nil
+		last = time.Now()
+		if !write() {
+			due = time.After(every)
 		}
 	}
 }
