@@ -206,19 +206,34 @@ func restart(t *testing.T, idx ...int) {
 	}
 }
 
-func followers() []int {
-	var out []int
-	for i := range ens.Servers {
-		if i != ens.Leader() {
-			out = append(out, i)
+// followers returns the servers that are not the leader.
+func followers(t *testing.T) []int {
+	_, f := roles(t)
+	return f
+}
+
+// roles returns the leader and the other servers. The leader is asked
+// once: a mode query that fails under load must not make the leader
+// look like a follower.
+func roles(t *testing.T) (leader int, followers []int) {
+	t.Helper()
+	if leader = ens.Leader(); leader < 0 {
+		restart(t) // waits for a leader
+		if leader = ens.Leader(); leader < 0 {
+			t.Fatal("no leader")
 		}
 	}
-	return out
+	for i := range ens.Servers {
+		if i != leader {
+			followers = append(followers, i)
+		}
+	}
+	return leader, followers
 }
 
 func TestKillFollower(t *testing.T) {
 	needZooKeeper(t)
-	f := followers()[0]
+	f := followers(t)[0]
 	defer restart(t, f)
 	if err := ens.Kill(f); err != nil {
 		t.Fatal(err)
@@ -245,8 +260,7 @@ func TestKillFollower(t *testing.T) {
 
 func TestKillTwo(t *testing.T) {
 	needZooKeeper(t)
-	leader := ens.Leader()
-	f := followers()
+	leader, f := roles(t)
 	killed, survivor := []int{leader, f[0]}, f[1]
 	defer restart(t, killed...)
 	for _, i := range killed {
@@ -277,7 +291,7 @@ func TestKillTwo(t *testing.T) {
 
 func TestPausedServer(t *testing.T) {
 	needZooKeeper(t)
-	f := followers()[0]
+	f := followers(t)[0]
 	ts := newTestServer(t, mainConfig(3*time.Second), nil)
 	ts.scrape(t, "/metrics") // connections open, as in a running exporter
 	browser := zktest.NewBrowser(t)

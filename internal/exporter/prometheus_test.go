@@ -144,7 +144,7 @@ scrape_configs:
 		}
 	}
 
-	f := followers()[0]
+	f := followers(t)[0]
 	killed := ens.Servers[f].ClientAddr
 	if err := ens.Kill(f); err != nil {
 		t.Fatal(err)
