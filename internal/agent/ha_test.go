@@ -213,7 +213,9 @@ func testHALeaderOverlay(t *testing.T) {
 	sampler := sampleHA(dirs)
 
 	// 1. The leader's agent alone frozen past its session timeout.
-	procs[leader].cmd.Process.Signal(syscall.SIGSTOP)
+	if err := zktest.Freeze(procs[leader].cmd.Process); err != nil {
+		t.Fatal(err)
+	}
 	stopped := time.Now()
 	waitFor(t, timeout+10*time.Second, "the other agent elected and waiting", func() (bool, string) {
 		m := agentMetrics(procs[other].web)
@@ -247,7 +249,9 @@ func testHALeaderOverlay(t *testing.T) {
 
 	// 2. The leader's agent and its Prometheus frozen (a frozen host).
 	env.proms[leader].Signal(syscall.SIGSTOP)
-	procs[leader].cmd.Process.Signal(syscall.SIGSTOP)
+	if err := zktest.Freeze(procs[leader].cmd.Process); err != nil {
+		t.Fatal(err)
+	}
 	hostStopped := time.Now()
 	stopped = hostStopped
 	waitFor(t, timeout+10*time.Second, "the other taking over from a frozen host", func() (bool, string) {

@@ -306,7 +306,9 @@ func TestElectionKillAndPause(t *testing.T) {
 
 	// Pause the new leader past its session timeout.
 	drain(next)
-	next.cmd.Process.Signal(syscall.SIGSTOP)
+	if err := zktest.Freeze(next.cmd.Process); err != nil {
+		t.Fatal(err)
+	}
 	other.next(t, sessionTimeout+15*time.Second, "leader")
 	tookOver := time.Now()
 	next.cmd.Process.Signal(syscall.SIGCONT)

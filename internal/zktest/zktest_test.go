@@ -35,7 +35,20 @@ func TestEnsembleFaults(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	// Pause a server: it keeps its port but answers nothing.
+	// Pause returns only once every thread has stopped: kill(2) returning
+	// is not enough (several of ten pauses found threads still running).
+	for range 10 {
+		if err := e.Pause(0); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := runningThreads(e.Pid(0)); n != 0 || err != nil {
+			t.Fatalf("Pause returned with %d threads running (%v)", n, err)
+		}
+		if err := e.Resume(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A paused server keeps its port but answers nothing.
 	if err := e.Pause(0); err != nil {
 		t.Fatal(err)
 	}

@@ -308,8 +308,18 @@ func (e *Ensemble) Stop(i int) error { return e.Servers[i].signal(syscall.SIGTER
 // Kill kills server i with SIGKILL.
 func (e *Ensemble) Kill(i int) error { return e.Servers[i].signal(syscall.SIGKILL, true) }
 
-// Pause stops server i with SIGSTOP: it keeps its sockets but answers nothing.
-func (e *Ensemble) Pause(i int) error { return e.Servers[i].signal(syscall.SIGSTOP, false) }
+// Pause freezes server i with SIGSTOP and returns once all its threads
+// have stopped: it keeps its sockets but answers nothing.
+func (e *Ensemble) Pause(i int) error {
+	s := e.Servers[i]
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("zookeeper server %d is not running", s.ID)
+	}
+	return Freeze(cmd.Process)
+}
 
 // Resume continues a paused server.
 func (e *Ensemble) Resume(i int) error { return e.Servers[i].signal(syscall.SIGCONT, false) }
