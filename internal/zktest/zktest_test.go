@@ -71,6 +71,40 @@ func TestEnsembleFaults(t *testing.T) {
 	}
 }
 
+// A follower paused past syncLimit (10 s) is dropped by the leader; once
+// resumed it still answers srvr as a follower for a moment, then rejoins.
+// WaitServing must wait for that, or the next test finds it not serving.
+func TestWaitServingAfterLongPause(t *testing.T) {
+	t.Parallel()
+	e, err := StartEnsemble(Options{Servers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	leader := e.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	f := (leader + 1) % 3
+	if err := e.Pause(f); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(13 * time.Second)
+	if err := e.Resume(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitServing(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for i := range e.Servers {
+			if _, err := e.Mode(i); err != nil {
+				t.Fatalf("after WaitServing: %v", err)
+			}
+		}
+	}
+}
+
 func TestTLSStandalone(t *testing.T) {
 	e, err := StartEnsemble(Options{Servers: 1, TLS: true})
 	if err != nil {

@@ -381,8 +381,6 @@ func (e *Ensemble) Leader() int {
 	return -1
 }
 
-// WaitServing waits until every running server serves and there is
-// exactly one leader (or the standalone server serves).
 // adminAnswers says whether the AdminServer at url answers ruok.
 func adminAnswers(url string) error {
 	c := http.Client{Timeout: time.Second}
@@ -397,44 +395,83 @@ func adminAnswers(url string) error {
 	return nil
 }
 
+// WaitServing waits until every running server serves, there is exactly
+// one leader (or the standalone server serves), and the leader counts
+// every other running server as a synced follower. A follower resumed
+// after a pause longer than syncLimit still answers srvr as a follower
+// for a moment before it notices the leader dropped it, and the leader
+// counts a rejoining follower before its sync ends: so the servers are
+// asked again after the leader.
 func (e *Ensemble) WaitServing(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	var last error
+	var err error
 	for time.Now().Before(deadline) {
-		leaders, serving, running := 0, 0, 0
-		last = nil
-		for i := range e.Servers {
-			if !e.Running(i) {
-				continue
+		var leader, running int
+		if leader, running, err = e.serving(); err == nil {
+			var synced int
+			if synced, err = e.syncedFollowers(leader); err == nil && synced >= 0 && synced < running-1 {
+				err = fmt.Errorf("the leader has %d of %d followers synced", synced, running-1)
 			}
-			running++
-			m, err := e.Mode(i)
-			if err == nil && e.Servers[i].SecureAddr != "" {
-				// The secure port (Netty) may open after the client port.
-				var c net.Conn
-				if c, err = net.DialTimeout("tcp", e.Servers[i].SecureAddr, time.Second); err == nil {
-					c.Close()
+			if err == nil {
+				if _, _, err = e.serving(); err == nil {
+					return nil
 				}
 			}
-			if err == nil && e.Servers[i].AdminURL != "" {
-				// So may the AdminServer (Jetty), on a loaded machine.
-				err = adminAnswers(e.Servers[i].AdminURL)
-			}
-			if err != nil {
-				last = err
-				continue
-			}
-			serving++
-			if m == "leader" || m == "standalone" {
-				leaders++
-			}
-		}
-		if running > 0 && serving == running && leaders == 1 {
-			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("zookeeper ensemble in %s not serving after %s: %v (server logs: %s/node*/server.log)", e.Dir, timeout, last, e.Dir)
+	return fmt.Errorf("zookeeper ensemble in %s not serving after %s: %v (server logs: %s/node*/server.log)", e.Dir, timeout, err, e.Dir)
+}
+
+// serving checks that every running server serves (client port, secure
+// port and AdminServer) and that exactly one leads; it returns the leader
+// and the number of running servers.
+func (e *Ensemble) serving() (leader, running int, err error) {
+	leaders := 0
+	for i := range e.Servers {
+		if !e.Running(i) {
+			continue
+		}
+		running++
+		m, err := e.Mode(i)
+		if err == nil && e.Servers[i].SecureAddr != "" {
+			// The secure port (Netty) may open after the client port.
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", e.Servers[i].SecureAddr, time.Second); err == nil {
+				c.Close()
+			}
+		}
+		if err == nil && e.Servers[i].AdminURL != "" {
+			// So may the AdminServer (Jetty), on a loaded machine.
+			err = adminAnswers(e.Servers[i].AdminURL)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if m == "leader" || m == "standalone" {
+			leaders++
+			leader = i
+		}
+	}
+	if running == 0 || leaders != 1 {
+		return 0, 0, fmt.Errorf("%d running servers, %d leaders", running, leaders)
+	}
+	return leader, running, nil
+}
+
+// syncedFollowers returns zk_synced_followers from server i's mntr, or -1
+// when the server does not say (standalone, or mntr not whitelisted).
+func (e *Ensemble) syncedFollowers(i int) (int, error) {
+	out, err := FourLetterWord(e.Servers[i].ClientAddr, "mntr", 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, found := strings.CutPrefix(line, "zk_synced_followers\t"); found {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return -1, nil
 }
 
 // WaitServerServing waits until server i serves requests.
