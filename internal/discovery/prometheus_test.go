@@ -64,7 +64,7 @@ func TestSameAsPrometheus(t *testing.T) {
 
 func testSameAsPrometheus(t *testing.T, build zktest.PrometheusBuild) {
 	w := writer(t, ensemble.Connect())
-	root := "/cmp-" + build.Name // a tree per build
+	root := fmt.Sprintf("/cmp-%s-%d", build.Name, time.Now().UnixNano()) // a tree per build and run
 	// Serversets as Aurora and Finagle write them, at several depths,
 	// with folders whose data is empty.
 	put(t, w, root+"/aurora/www-data/prod/hello/member_0000000000", []byte(`{"serviceEndpoint": {"host": "127.0.0.1", "port": 31000}, "additionalEndpoints": {"aurora": {"host": "127.0.0.1", "port": 31000}, "health": {"host": "127.0.0.1", "port": 31001}}, "status": "ALIVE", "shard": 0}`))
@@ -106,7 +106,10 @@ scrape_configs:
 	}
 	defer p.Close()
 
-	compare := func(step string, nServerset, nNerve int) {
+	// compare waits until both discoveries list the same label sets, with
+	// the counts given and each of has in them: the counts alone also
+	// match the state before a change, which Prometheus may still show.
+	compare := func(step string, nServerset, nNerve int, has ...string) {
 		t.Helper()
 		var last map[string][]string
 		deadline := time.Now().Add(60 * time.Second)
@@ -115,6 +118,9 @@ scrape_configs:
 			ok := len(last["builtin_serverset"]) == nServerset && len(last["builtin_nerve"]) == nNerve &&
 				fmt.Sprint(last["builtin_serverset"]) == fmt.Sprint(last["zkprom_serverset"]) &&
 				fmt.Sprint(last["builtin_nerve"]) == fmt.Sprint(last["zkprom_nerve"])
+			for _, h := range has {
+				ok = ok && strings.Contains(fmt.Sprint(last), h)
+			}
 			if ok {
 				t.Logf("%s: %d serverset and %d nerve targets, label sets identical, e.g. %s", step, nServerset, nNerve, last["zkprom_serverset"][0])
 				return
@@ -136,7 +142,7 @@ scrape_configs:
 	del(t, w, root+"/aurora/finagle/member_0000000007")
 	put(t, w, root+"/aurora/www-data/prod/hello/member_0000000002", []byte(`{"serviceEndpoint": {"host": "127.0.0.5", "port": 31000}, "additionalEndpoints": {"health": {"host": "127.0.0.5", "port": 31001}}, "status": "ALIVE", "shard": 2}`))
 	put(t, w, root+"/nerve/db/i-1_0000000003", []byte(`{"host":"127.0.0.4","port":5433,"name":"i-1"}`))
-	compare("after changes", 4, 3)
+	compare("after changes", 4, 3, `/member_0000000002"`, `__address__="127.0.0.4:5433"`)
 
 	// Where they differ on purpose: a member holding {} becomes the
 	// target ":0" in Prometheus's built-in discovery; zkprom sd skips it.
