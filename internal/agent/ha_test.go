@@ -213,7 +213,7 @@ func testHALeaderOverlay(t *testing.T) {
 	sampler := sampleHA(dirs)
 
 	// 1. The leader's agent alone frozen past its session timeout.
-	if err := zktest.Freeze(procs[leader].cmd.Process); err != nil {
+	if err := zktest.Freeze(procs[leader].cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
@@ -249,7 +249,7 @@ func testHALeaderOverlay(t *testing.T) {
 
 	// 2. The leader's agent and its Prometheus frozen (a frozen host).
 	env.proms[leader].Signal(syscall.SIGSTOP)
-	if err := zktest.Freeze(procs[leader].cmd.Process); err != nil {
+	if err := zktest.Freeze(procs[leader].cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	hostStopped := time.Now()

@@ -306,7 +306,7 @@ func TestElectionKillAndPause(t *testing.T) {
 
 	// Pause the new leader past its session timeout.
 	drain(next)
-	if err := zktest.Freeze(next.cmd.Process); err != nil {
+	if err := zktest.Freeze(next.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	other.next(t, sessionTimeout+15*time.Second, "leader")

@@ -9,23 +9,23 @@ import (
 	"time"
 )
 
-// Freeze sends SIGSTOP to p and returns once every thread of it has
-// stopped. kill(2) returns when the signal is queued; each thread stops
+// Freeze sends SIGSTOP to process pid and returns once every thread of
+// it has stopped. kill(2) returns when the signal is queued; each thread stops
 // only when it next runs, and on a busy machine some threads of a JVM
 // were seen to answer requests for a few milliseconds after kill had
 // returned, so a test that paused a server could still get its answers.
-func Freeze(p *os.Process) error {
-	if err := p.Signal(syscall.SIGSTOP); err != nil {
+func Freeze(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		running, err := runningThreads(p.Pid)
+		running, err := runningThreads(pid)
 		if err != nil || running == 0 {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process %d: %d threads still running 10s after SIGSTOP", p.Pid, running)
+			return fmt.Errorf("process %d: %d threads still running 10s after SIGSTOP", pid, running)
 		}
 		time.Sleep(time.Millisecond)
 	}

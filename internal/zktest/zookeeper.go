@@ -311,14 +311,11 @@ func (e *Ensemble) Kill(i int) error { return e.Servers[i].signal(syscall.SIGKIL
 // Pause freezes server i with SIGSTOP and returns once all its threads
 // have stopped: it keeps its sockets but answers nothing.
 func (e *Ensemble) Pause(i int) error {
-	s := e.Servers[i]
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("zookeeper server %d is not running", s.ID)
+	pid := e.Pid(i)
+	if pid == 0 {
+		return fmt.Errorf("zookeeper server %d is not running", e.Servers[i].ID)
 	}
-	return Freeze(cmd.Process)
+	return Freeze(pid)
 }
 
 // Resume continues a paused server.
@@ -426,8 +423,8 @@ func (e *Ensemble) WaitServing(timeout time.Duration) error {
 // serving checks that every running server serves (client port, secure
 // port and AdminServer) and that exactly one leads; it returns the leader
 // and the number of running servers.
-func (e *Ensemble) serving() (leader, running int, err error) {
-	leaders := 0
+func (e *Ensemble) serving() (int, int, error) {
+	leader, leaders, running := -1, 0, 0
 	for i := range e.Servers {
 		if !e.Running(i) {
 			continue
